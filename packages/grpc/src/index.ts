@@ -1,0 +1,5 @@
+export * from './adapter';
+export * from './identity';
+export * from './errors';
+export * from './server';
+export * from './client';

@@ -1,0 +1,129 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { caSignerV1, healthV1 } from '@pki/proto';
+import { createLogger, PkiError } from '@pki/kit';
+import { createServiceIdentities } from '@pki/testing';
+import { GrpcServer, createGrpcClient, methodDefinition, type CallContext, type ServiceHandlers } from '../src';
+
+const logger = createLogger({ service: 'grpc-test', level: 'silent' });
+const { CaSignerService } = caSignerV1;
+
+describe('gRPC server and client over mTLS', () => {
+  let dir: string;
+  let ids: Awaited<ReturnType<typeof createServiceIdentities<'ca-signer' | 'ra' | 'ocsp'>>>;
+  let server: GrpcServer;
+  let address: string;
+  let lastContext: CallContext | undefined;
+  let ready = true;
+
+  const handlers: ServiceHandlers<typeof CaSignerService> = {
+    issueCertificate: async (request, context) => {
+      lastContext = context;
+      if (request.profile === 'unknown') throw new PkiError('INVALID_ARGUMENT', "issue certificate: unknown profile 'unknown'", { details: { field: 'profile' } });
+      if (request.profile === 'crash') throw new Error('database password is hunter2');
+      return { serialHex: '7f01', certificate: new Uint8Array([1, 2, 3]) };
+    },
+    getIssuers: async () => ({ issuers: [{ keyId: 'ab', active: true }] }),
+  };
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'grpc-test-'));
+    ids = await createServiceIdentities(dir, ['ca-signer', 'ra', 'ocsp'] as const);
+    server = new GrpcServer(
+      { host: '127.0.0.1', port: 0, tls: ids['ca-signer'], logger, readiness: [{ name: 'hsm', check: async () => { if (!ready) throw new Error('down'); } }] },
+      [{ service: CaSignerService, handlers, allow: { IssueCertificate: [ids.ra.identity], GetIssuers: ['*'] } }],
+    );
+    address = (await server.listen()).address;
+  });
+  afterAll(async () => {
+    await server.stop(1000);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const clientAs = (who: 'ra' | 'ocsp', serverIdentity = ids['ca-signer'].identity) =>
+    createGrpcClient(CaSignerService, { address, serverIdentity, tls: ids[who], deadlineMs: 5000 });
+
+  it('serves a caller on the allow-list and tells the handler who called', async () => {
+    const client = clientAs('ra');
+    const response = await client.issueCertificate({ idempotencyKey: 'k1', profile: 'citizen-signature' });
+    expect(response.serialHex).toBe('7f01');
+    expect(lastContext?.caller).toBe('spiffe://pki.internal/ra');
+    client.close();
+  });
+
+  it('refuses a caller that is not on the RPC allow-list with PERMISSION_DENIED, without running the handler', async () => {
+    lastContext = undefined;
+    const client = clientAs('ocsp');
+    await expect(client.issueCertificate({ idempotencyKey: 'k2', profile: 'citizen-signature' })).rejects.toMatchObject({
+      code: 'PERMISSION_DENIED',
+      message: expect.stringContaining('caller spiffe://pki.internal/ocsp is not allowed'),
+    });
+    expect(lastContext).toBeUndefined();
+    // the same caller may use an RPC whose allow-list is '*'
+    await expect(client.getIssuers({})).resolves.toMatchObject({ issuers: [{ keyId: 'ab', active: true }] });
+    client.close();
+  });
+
+  it('does not let a client without a certificate connect', async () => {
+    const anonymous = new grpc.Client(address, grpc.credentials.createSsl(readFileSync(ids['ca-signer'].caFile), null, null, { checkServerIdentity: () => undefined }));
+    const def = methodDefinition(CaSignerService, CaSignerService.method.getIssuers);
+    const err = await new Promise<grpc.ServiceError>((resolve) =>
+      anonymous.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize, {}, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (e) => resolve(e!)),
+    );
+    expect(err.code).toBe(grpc.status.UNAVAILABLE);
+    anonymous.close();
+  });
+
+  it('does not let a client with a certificate from another CA connect', async () => {
+    const other = await createServiceIdentities(path.join(dir, 'other'), ['ra'] as const);
+    const client = createGrpcClient(CaSignerService, { address, serverIdentity: ids['ca-signer'].identity, tls: { ...other.ra, caFile: ids.ra.caFile }, deadlineMs: 5000 });
+    await expect(client.getIssuers({})).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    client.close();
+  });
+
+  it('refuses to talk to a server that does not carry the expected identity', async () => {
+    const client = clientAs('ra', 'spiffe://pki.internal/ocsp');
+    await expect(client.getIssuers({})).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    client.close();
+  });
+
+  it('carries the error code, message and details across the wire, and hides unexpected errors', async () => {
+    const client = clientAs('ra');
+    const err = await client.issueCertificate({ idempotencyKey: 'k3', profile: 'unknown' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PkiError);
+    expect(err).toMatchObject({ code: 'INVALID_ARGUMENT', details: { field: 'profile' } });
+    expect((err as PkiError).message).toBe("CaSignerService.IssueCertificate: issue certificate: unknown profile 'unknown'");
+
+    const crash = await client.issueCertificate({ idempotencyKey: 'k4', profile: 'crash' }).catch((e: unknown) => e as PkiError);
+    expect(crash.code).toBe('INTERNAL');
+    expect(crash.message).not.toContain('hunter2');
+    client.close();
+  });
+
+  it('propagates the deadline to the handler and refuses a call whose deadline has passed', async () => {
+    const client = clientAs('ra');
+    const deadline = new Date(Date.now() + 3000);
+    await client.issueCertificate({ idempotencyKey: 'k5', profile: 'citizen-signature' }, { deadline });
+    // grpc-js carries the deadline as a relative timeout, so allow for transit time
+    expect(Math.abs(lastContext!.deadline!.getTime() - deadline.getTime())).toBeLessThan(500);
+    await expect(client.getIssuers({}, { deadline: new Date(Date.now() - 1) })).rejects.toMatchObject({ code: 'DEADLINE_EXCEEDED' });
+    client.close();
+  });
+
+  it('answers the standard health check from the readiness checks', async () => {
+    const health = createGrpcClient(healthV1.Health, { address, serverIdentity: ids['ca-signer'].identity, tls: ids.ocsp, deadlineMs: 5000 });
+    expect((await health.check({})).status).toBe(healthV1.HealthCheckResponse_ServingStatus.SERVING);
+    ready = false;
+    expect((await health.check({})).status).toBe(healthV1.HealthCheckResponse_ServingStatus.NOT_SERVING);
+    ready = true;
+    health.close();
+  });
+
+  it('refuses to register an RPC without an allow-list', () => {
+    expect(() => new GrpcServer({ host: '127.0.0.1', port: 0, tls: ids['ca-signer'], logger }, [
+      { service: CaSignerService, handlers, allow: { GetIssuers: ['*'] } },
+    ])).toThrow("RPC 'IssueCertificate' has no allow-list");
+  });
+});
