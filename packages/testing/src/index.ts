@@ -1,0 +1,4 @@
+export * from './identities';
+export * from './postgres';
+export * from './kafka';
+export * from './softhsm';

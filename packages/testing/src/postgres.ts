@@ -1,0 +1,248 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, chownSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Client } from 'pg';
+
+const run = promisify(execFile);
+
+/**
+ * A throwaway PostgreSQL cluster for tests: initdb in a temp folder, pg_ctl start on loopback,
+ * stop() removes everything. No Docker on these machines, so the harness runs Debian's server
+ * binaries directly. PostgreSQL refuses to run as root, so as root every server command runs as
+ * the `postgres` user (runuser) on a folder that user owns.
+ */
+export interface TestPostgres {
+  /** Superuser URL (user `postgres`, database `postgres`, no password: trust auth on loopback). */
+  readonly url: string;
+  readonly port: number;
+  /** The cluster's folder (data directory, socket directory, server log). */
+  readonly dir: string;
+  stop(): Promise<void>;
+}
+
+export interface StartPostgresOptions {
+  /** Parent folder for the cluster's temp folder; defaults to the OS temp folder. */
+  dir?: string;
+  /** A fixed port; defaults to a free one. */
+  port?: number;
+  /** Upper bound for initdb + start. */
+  startTimeoutMs?: number;
+}
+
+const SUPERUSER = 'postgres';
+/** Written into the cluster folder so a later run can find and stop a server a crashed run left behind. */
+export const POSTGRES_PID_FILE = 'harness.pid';
+
+export async function startPostgres(options: StartPostgresOptions = {}): Promise<TestPostgres> {
+  const bindir = findPostgresBinaries();
+  const parent = options.dir ?? tmpdir();
+  mkdirSync(parent, { recursive: true });
+  const dir = mkdtempSync(join(parent, 'pg-'));
+  const dataDir = join(dir, 'data');
+  const socketDir = join(dir, 'socket');
+  const logFile = join(dir, 'server.log');
+  const serverUser = asServerUser();
+  try {
+    mkdirSync(socketDir);
+    serverUser.own(dir);
+    serverUser.own(socketDir);
+
+    // trust on loopback only: the server listens on 127.0.0.1 and a socket in a private folder.
+    await serverUser.exec(join(bindir, 'initdb'), [
+      '-D', dataDir, '-U', SUPERUSER, '--auth=trust', '--encoding=UTF8', '--locale=C', '--no-sync',
+    ]);
+
+    const port = options.port ?? (await freePort());
+    // Durability is pointless for a test cluster and costs most of the time of a DDL-heavy suite.
+    const settings = [
+      `port = ${port}`,
+      `listen_addresses = '127.0.0.1'`,
+      `unix_socket_directories = '${socketDir}'`,
+      'fsync = off',
+      'synchronous_commit = off',
+      'full_page_writes = off',
+      'max_connections = 300',
+      'shared_buffers = 128MB',
+      `log_min_messages = warning`,
+    ];
+    writeFileSync(join(dataDir, 'postgresql.auto.conf'), settings.join('\n') + '\n');
+    serverUser.own(join(dataDir, 'postgresql.auto.conf'));
+
+    const timeoutSeconds = Math.ceil((options.startTimeoutMs ?? 60_000) / 1000);
+    try {
+      await serverUser.exec(join(bindir, 'pg_ctl'), ['-D', dataDir, '-l', logFile, '-w', '-t', String(timeoutSeconds), 'start']);
+    } catch (err) {
+      throw new Error(`postgres harness: server did not start: ${(err as Error).message}\n${tail(logFile)}`);
+    }
+    const postmasterPid = readPostmasterPid(dataDir);
+    if (postmasterPid !== undefined) writeFileSync(join(dir, POSTGRES_PID_FILE), `${postmasterPid}\n`);
+
+    const url = `postgres://${SUPERUSER}@127.0.0.1:${port}/postgres`;
+    await waitUntilAcceptingQueries(url, options.startTimeoutMs ?? 60_000, logFile);
+
+    let stopped = false;
+    return {
+      url,
+      port,
+      dir,
+      async stop() {
+        if (stopped) return;
+        stopped = true;
+        try {
+          // "immediate" skips the shutdown checkpoint: the data is thrown away anyway.
+          await serverUser.exec(join(bindir, 'pg_ctl'), ['-D', dataDir, '-m', 'immediate', '-w', '-t', '30', 'stop']);
+        } catch {
+          if (postmasterPid !== undefined) killQuietly(postmasterPid);
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+      },
+    };
+  } catch (err) {
+    const pid = readPostmasterPid(dataDir);
+    if (pid !== undefined) killQuietly(pid);
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Creates an empty database on the test server and returns its URL, so each test file gets its own. */
+export async function createDatabase(adminUrl: string, name: string): Promise<string> {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) {
+    throw new Error(`create test database: name ${JSON.stringify(name)} must be a lower-case SQL identifier`);
+  }
+  const client = new Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await client.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await client.end();
+  }
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+/**
+ * A database name unique to this test file and process, from a readable prefix: jest runs test
+ * files in parallel workers against one server.
+ */
+export function uniqueDatabaseName(prefix: string): string {
+  const clean = prefix.toLowerCase().replace(/[^a-z0-9_]+/g, '_').slice(0, 40);
+  return `${clean}_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** The server binaries: `pg_config --bindir`, else the newest /usr/lib/postgresql/<major>/bin. */
+export function findPostgresBinaries(): string {
+  const candidates: string[] = [];
+  try {
+    candidates.push(execFileSync('pg_config', ['--bindir'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+  } catch {
+    // pg_config is in libpq-dev / postgresql-common; its absence is not an error by itself.
+  }
+  const root = '/usr/lib/postgresql';
+  if (existsSync(root)) {
+    const majors = readdirSync(root).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
+    candidates.push(...majors.map((major) => join(root, major, 'bin')));
+  }
+  const found = candidates.find((bin) => existsSync(join(bin, 'initdb')) && existsSync(join(bin, 'pg_ctl')));
+  if (!found) {
+    throw new Error(
+      'postgres harness: PostgreSQL server binaries (initdb, pg_ctl) not found via pg_config --bindir or ' +
+        '/usr/lib/postgresql/*/bin; install the Debian package `postgresql` (scripts/bootstrap.sh does)',
+    );
+  }
+  return found;
+}
+
+interface ServerUser {
+  /** Hands a file or folder to the server's user (a no-op when we already are that user). */
+  own(path: string): void;
+  exec(file: string, args: string[]): Promise<void>;
+}
+
+function asServerUser(): ServerUser {
+  if (process.getuid?.() !== 0) {
+    return { own: () => undefined, exec: async (file, args) => void (await run(file, args, { timeout: 120_000 })) };
+  }
+  const uid = Number(execFileSync('id', ['-u', SUPERUSER], { encoding: 'utf8' }).trim());
+  const gid = Number(execFileSync('id', ['-g', SUPERUSER], { encoding: 'utf8' }).trim());
+  return {
+    own: (path) => chownSync(path, uid, gid),
+    // runuser keeps no controlling terminal and needs no password; the server forks away from it.
+    exec: async (file, args) => void (await run('runuser', ['-u', SUPERUSER, '--', file, ...args], { timeout: 120_000 })),
+  };
+}
+
+async function waitUntilAcceptingQueries(url: string, timeoutMs: number, logFile: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    const client = new Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+    try {
+      await client.connect();
+      await client.query('SELECT 1');
+      await client.end();
+      return;
+    } catch (err) {
+      lastError = err;
+      await client.end().catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  throw new Error(`postgres harness: server not accepting queries after ${timeoutMs} ms: ${String(lastError)}\n${tail(logFile)}`);
+}
+
+function readPostmasterPid(dataDir: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+function tail(file: string, lines = 30): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no server log)';
+  }
+}
+
+/** A port free at the moment of asking (the OS picks it); the server binds it right after. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/**
+ * A fresh database for one test file on the server jest.global-setup.ts started
+ * (PKI_TEST_DATABASE_URL); returns its superuser URL.
+ */
+export async function createTestDatabase(prefix: string): Promise<string> {
+  const adminUrl = process.env.PKI_TEST_DATABASE_URL;
+  if (!adminUrl) {
+    throw new Error('postgres harness: PKI_TEST_DATABASE_URL is not set; run tests through jest (jest.global-setup.ts starts the server)');
+  }
+  return createDatabase(adminUrl, uniqueDatabaseName(prefix));
+}
