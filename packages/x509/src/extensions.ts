@@ -1,0 +1,236 @@
+import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
+import {
+  AccessDescription,
+  Attribute,
+  AuthorityInfoAccessSyntax,
+  AuthorityKeyIdentifier,
+  BasicConstraints,
+  CertificatePolicies,
+  CRLDistributionPoints,
+  DirectoryString,
+  DistributionPoint,
+  DistributionPointName,
+  ExtendedKeyUsage,
+  Extension,
+  GeneralName,
+  KeyIdentifier,
+  KeyUsage,
+  KeyUsageFlags,
+  type KeyUsageType,
+  PolicyInformation,
+  SubjectAlternativeName,
+  SubjectDirectoryAttributes,
+  SubjectKeyIdentifier,
+} from '@peculiar/asn1-x509';
+import { PkiError } from '@pki/kit';
+import * as oid from './oids';
+import { subjectKeyIdentifierOf, toArrayBuffer } from './public-key';
+
+export type { KeyUsageType };
+
+/** One certificate extension ready for the TBS: its OID, criticality and the DER inside extnValue. */
+export interface CertificateExtension {
+  extnID: string;
+  critical: boolean;
+  /** DER of the extension's value (what RFC 5280 §4.1 wraps in the extnValue OCTET STRING). */
+  value: Buffer;
+}
+
+/** Every builder lets the profile decide criticality; the default is what RFC 5280 asks for. */
+export interface Criticality {
+  critical?: boolean;
+}
+
+function extension(extnID: string, critical: boolean, value: object): CertificateExtension {
+  return { extnID, critical, value: Buffer.from(AsnConvert.serialize(value)) };
+}
+
+/** The @peculiar Extension object of a built extension (used by the TBS builder). */
+export function toAsnExtension(ext: CertificateExtension): Extension {
+  return new Extension({ extnID: ext.extnID, critical: ext.critical, extnValue: new OctetString(toArrayBuffer(ext.value)) });
+}
+
+/**
+ * basicConstraints (RFC 5280 §4.2.1.9). Critical by default: the RFC says conforming CAs MUST
+ * mark it critical in CA certificates. pathLenConstraint is only meaningful when cA is set.
+ */
+export function basicConstraintsExtension(value: { ca: boolean; pathLenConstraint?: number }, options: Criticality = {}): CertificateExtension {
+  if (value.pathLenConstraint !== undefined) {
+    if (!value.ca) throw new PkiError('INVALID_ARGUMENT', 'build basicConstraints: pathLenConstraint requires cA (RFC 5280 §4.2.1.9)');
+    if (!Number.isInteger(value.pathLenConstraint) || value.pathLenConstraint < 0) {
+      throw new PkiError('INVALID_ARGUMENT', 'build basicConstraints: pathLenConstraint must be a non-negative integer');
+    }
+  }
+  // cA DEFAULT FALSE: asn1-schema omits a default value, as DER (X.690 §11.5) requires.
+  const constraints = new BasicConstraints({ cA: value.ca });
+  if (value.pathLenConstraint !== undefined) constraints.pathLenConstraint = value.pathLenConstraint;
+  return extension(oid.id_ce_basicConstraints, options.critical ?? true, constraints);
+}
+
+/**
+ * keyUsage (RFC 5280 §4.2.1.3): at least one bit set. Critical by default ("conforming CAs SHOULD
+ * mark this extension as critical"); the citizen profiles turn it off as observed (domain.md).
+ */
+export function keyUsageExtension(usages: readonly KeyUsageType[], options: Criticality = {}): CertificateExtension {
+  if (usages.length === 0) throw new PkiError('INVALID_ARGUMENT', 'build keyUsage: at least one usage is required (RFC 5280 §4.2.1.3)');
+  let flags = 0;
+  for (const usage of usages) {
+    const flag = KEY_USAGE_FLAG[usage];
+    if (flag === undefined) throw new PkiError('INVALID_ARGUMENT', `build keyUsage: unknown usage '${String(usage)}'`);
+    flags |= flag;
+  }
+  // KeyUsage encodes the named bit list without trailing zero bits (X.690 §11.2.2).
+  return extension(oid.id_ce_keyUsage, options.critical ?? true, new KeyUsage(flags));
+}
+
+// asn1-x509 names the bit `cRLSign`; the RFC-defined KeyUsageType spells it `crlSign`.
+const KEY_USAGE_FLAG: Record<KeyUsageType, number> = {
+  digitalSignature: KeyUsageFlags.digitalSignature,
+  nonRepudiation: KeyUsageFlags.nonRepudiation,
+  keyEncipherment: KeyUsageFlags.keyEncipherment,
+  dataEncipherment: KeyUsageFlags.dataEncipherment,
+  keyAgreement: KeyUsageFlags.keyAgreement,
+  keyCertSign: KeyUsageFlags.keyCertSign,
+  crlSign: KeyUsageFlags.cRLSign,
+  encipherOnly: KeyUsageFlags.encipherOnly,
+  decipherOnly: KeyUsageFlags.decipherOnly,
+};
+
+/** extKeyUsage (RFC 5280 §4.2.1.12), a list of KeyPurposeId OIDs. Non-critical by default. */
+export function extendedKeyUsageExtension(purposes: readonly string[], options: Criticality = {}): CertificateExtension {
+  if (purposes.length === 0) throw new PkiError('INVALID_ARGUMENT', 'build extKeyUsage: at least one purpose is required');
+  purposes.forEach((p) => assertOid(p, 'build extKeyUsage'));
+  return extension(oid.id_ce_extKeyUsage, options.critical ?? false, new ExtendedKeyUsage([...purposes]));
+}
+
+/**
+ * subjectKeyIdentifier (RFC 5280 §4.2.1.2) computed by method (1) from the subject's SPKI. The RFC
+ * says it MUST NOT be critical, hence the default.
+ */
+export function subjectKeyIdentifierExtension(subjectPublicKeyInfo: Uint8Array, options: Criticality = {}): CertificateExtension {
+  const keyIdentifier = subjectKeyIdentifierOf(subjectPublicKeyInfo);
+  return extension(oid.id_ce_subjectKeyIdentifier, options.critical ?? false, new SubjectKeyIdentifier(toArrayBuffer(keyIdentifier)));
+}
+
+/**
+ * authorityKeyIdentifier (RFC 5280 §4.2.1.1) with keyIdentifier only: the issuer's subject key
+ * identifier. All CA generations share one issuer DN (domain.md), so this is what tells a
+ * validator which issuer key signed. MUST NOT be critical.
+ */
+export function authorityKeyIdentifierExtension(keyIdentifier: Uint8Array, options: Criticality = {}): CertificateExtension {
+  if (keyIdentifier.length === 0) throw new PkiError('INVALID_ARGUMENT', 'build authorityKeyIdentifier: key identifier is empty');
+  const aki = new AuthorityKeyIdentifier({ keyIdentifier: new KeyIdentifier(toArrayBuffer(keyIdentifier)) });
+  return extension(oid.id_ce_authorityKeyIdentifier, options.critical ?? false, aki);
+}
+
+/** certificatePolicies (RFC 5280 §4.2.1.4): policy OIDs without qualifiers, no duplicates. */
+export function certificatePoliciesExtension(policyOids: readonly string[], options: Criticality = {}): CertificateExtension {
+  if (policyOids.length === 0) throw new PkiError('INVALID_ARGUMENT', 'build certificatePolicies: at least one policy is required');
+  policyOids.forEach((p) => assertOid(p, 'build certificatePolicies'));
+  if (new Set(policyOids).size !== policyOids.length) {
+    throw new PkiError('INVALID_ARGUMENT', 'build certificatePolicies: a policy OID appears more than once (RFC 5280 §4.2.1.4)');
+  }
+  const policies = new CertificatePolicies(policyOids.map((policyIdentifier) => new PolicyInformation({ policyIdentifier })));
+  return extension(oid.id_ce_certificatePolicies, options.critical ?? false, policies);
+}
+
+/**
+ * cRLDistributionPoints (RFC 5280 §4.2.1.13): one DistributionPoint per URI, each with a
+ * fullName and no reasons or cRLIssuer (the CA issues its own full CRLs).
+ */
+export function crlDistributionPointsExtension(uris: readonly string[], options: Criticality = {}): CertificateExtension {
+  if (uris.length === 0) throw new PkiError('INVALID_ARGUMENT', 'build cRLDistributionPoints: at least one URI is required');
+  const points = new CRLDistributionPoints(
+    uris.map(
+      (uri) =>
+        new DistributionPoint({
+          distributionPoint: new DistributionPointName({ fullName: [uriName(uri, 'build cRLDistributionPoints')] }),
+        }),
+    ),
+  );
+  return extension(oid.id_ce_cRLDistributionPoints, options.critical ?? false, points);
+}
+
+/** authorityInfoAccess (RFC 5280 §4.2.2.1): OCSP then caIssuers URIs. MUST be non-critical. */
+export function authorityInfoAccessExtension(access: { ocsp?: readonly string[]; caIssuers?: readonly string[] }, options: Criticality = {}): CertificateExtension {
+  const operation = 'build authorityInfoAccess';
+  const descriptions = [
+    ...(access.ocsp ?? []).map((uri) => new AccessDescription({ accessMethod: oid.id_ad_ocsp, accessLocation: uriName(uri, operation) })),
+    ...(access.caIssuers ?? []).map(
+      (uri) => new AccessDescription({ accessMethod: oid.id_ad_caIssuers, accessLocation: uriName(uri, operation) }),
+    ),
+  ];
+  if (descriptions.length === 0) throw new PkiError('INVALID_ARGUMENT', `${operation}: at least one URI is required`);
+  return extension(oid.id_pe_authorityInfoAccess, options.critical ?? false, new AuthorityInfoAccessSyntax(descriptions));
+}
+
+export interface DirectoryAttribute {
+  /** Attribute type OID, e.g. {@link oid.id_tw_gca_nationalIdLastFour}. */
+  type: string;
+  value: string;
+  /**
+   * The string type of the value. PrintableString by default: the citizen CA's attributes carry
+   * digits and letters (the exact type used by the CA is unconfirmed, domain.md).
+   */
+  encoding?: 'printableString' | 'utf8String';
+}
+
+/**
+ * subjectDirectoryAttributes (RFC 5280 §4.2.1.8), one single-valued Attribute per entry. The RFC
+ * says conforming CAs MUST mark it non-critical.
+ */
+export function subjectDirectoryAttributesExtension(attributes: readonly DirectoryAttribute[], options: Criticality = {}): CertificateExtension {
+  const operation = 'build subjectDirectoryAttributes';
+  if (attributes.length === 0) throw new PkiError('INVALID_ARGUMENT', `${operation}: at least one attribute is required`);
+  const items = attributes.map(({ type, value, encoding = 'printableString' }) => {
+    assertOid(type, operation);
+    if (value.length === 0) throw new PkiError('INVALID_ARGUMENT', `${operation}: attribute ${type} has an empty value`);
+    if (encoding === 'printableString' && !/^[A-Za-z0-9 '()+,\-./:=?]+$/.test(value)) {
+      throw new PkiError('INVALID_ARGUMENT', `${operation}: attribute ${type} is not a PrintableString`);
+    }
+    // A DirectoryString CHOICE serialises as just the chosen string's TLV.
+    return new Attribute({ type, values: [AsnConvert.serialize(new DirectoryString({ [encoding]: value }))] });
+  });
+  return extension(oid.id_ce_subjectDirectoryAttributes, options.critical ?? false, new SubjectDirectoryAttributes(items));
+}
+
+/**
+ * subjectAltName with rfc822Name entries (RFC 5280 §4.2.1.6). Non-critical by default: the RFC
+ * requires critical only when the subject DN is empty, which never happens in these profiles.
+ * rfc822Name is an IA5String: internationalised addresses (RFC 8398) are refused.
+ */
+export function subjectAltNameEmailExtension(emails: readonly string[], options: Criticality = {}): CertificateExtension {
+  const operation = 'build subjectAltName';
+  if (emails.length === 0) throw new PkiError('INVALID_ARGUMENT', `${operation}: at least one e-mail address is required`);
+  for (const email of emails) {
+    // RFC 5280 §4.2.1.6: a Mailbox (RFC 5321 §4.1.2) local-part@domain, without display name or <>.
+    const at = email.lastIndexOf('@');
+    const localPart = email.slice(0, at);
+    const domain = email.slice(at + 1);
+    if (at <= 0 || !/^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]+$/.test(localPart) || !DOMAIN.test(domain)) {
+      throw new PkiError('INVALID_ARGUMENT', `${operation}: not an ASCII mailbox address`);
+    }
+  }
+  const san = new SubjectAlternativeName(emails.map((rfc822Name) => new GeneralName({ rfc822Name })));
+  return extension(oid.id_ce_subjectAltName, options.critical ?? false, san);
+}
+
+const DOMAIN = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/;
+
+function uriName(uri: string, operation: string): GeneralName {
+  // uniformResourceIdentifier is an IA5String holding an absolute URI (RFC 5280 §4.2.1.6).
+  let parsed: URL;
+  try {
+    parsed = new URL(uri);
+  } catch {
+    throw new PkiError('INVALID_ARGUMENT', `${operation}: '${uri}' is not an absolute URI`);
+  }
+  if (!/^[\x21-\x7e]+$/.test(uri) || !['http:', 'https:', 'ldap:'].includes(parsed.protocol)) {
+    throw new PkiError('INVALID_ARGUMENT', `${operation}: '${uri}' must be an ASCII http, https or ldap URI`);
+  }
+  return new GeneralName({ uniformResourceIdentifier: uri });
+}
+
+function assertOid(value: string, operation: string): void {
+  if (!/^[0-2](\.(0|[1-9][0-9]*))+$/.test(value)) throw new PkiError('INVALID_ARGUMENT', `${operation}: '${value}' is not an OID`);
+}

@@ -1,0 +1,1 @@
+export { FakeKeyManager, type FakeSignature } from './fake-key-manager';

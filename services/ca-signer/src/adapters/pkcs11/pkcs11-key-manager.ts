@@ -1,0 +1,295 @@
+import { createHash, randomBytes } from 'node:crypto';
+import * as graphene from 'graphene-pk11';
+import * as pkcs11 from 'pkcs11js';
+import { type Logger, PkiError } from '@pki/kit';
+import { ecSubjectPublicKeyInfo, ecdsaSignatureToDer, namedCurveParameters, rsaSubjectPublicKeyInfo, uncompressedEcPoint, type EcCurve } from '@pki/x509';
+import type {
+  GenerateKeyPairRequest,
+  GenerateKeyPairResponse,
+  GetPublicKeyRequest,
+  GetPublicKeyResponse,
+  KeyManager,
+  KeyManagerHealth,
+  SignRequest,
+  SignResponse,
+} from '../../ports/key-manager';
+import { assertAlgorithmFitsKey, keyIdBytes, validateGenerateKeyPairRequest, validateSignRequest } from '../../ports/key-manager';
+import { toPkiError } from './pkcs11-errors';
+import { SessionPool } from './session-pool';
+
+export interface Pkcs11KeyManagerConfig {
+  /** Path of the vendor's PKCS#11 module (SoftHSM: /usr/lib/softhsm/libsofthsm2.so). */
+  modulePath: string;
+  /** The token is found by label: slot ids are not stable (SoftHSM renumbers them on init). */
+  tokenLabel: string;
+  /** CKU_USER PIN. Read from a secret file by the caller; never logged or put in an error. */
+  pin: string;
+  /** Sessions opened at start; also the number of HSM operations in flight at once. */
+  sessionPoolSize: number;
+}
+
+// PKCS#11 v2.40 §5.6 CK_STATE values (pkcs11js does not export them).
+const CKS_RO_USER_FUNCTIONS = 1;
+const CKS_RW_USER_FUNCTIONS = 3;
+
+const CURVE_BY_PARAMS = new Map<string, EcCurve>([
+  [namedCurveParameters('P-256').toString('hex'), 'P-256'],
+  [namedCurveParameters('P-384').toString('hex'), 'P-384'],
+]);
+
+interface CachedKey {
+  privateKey: graphene.Key;
+  type: 'RSA' | 'EC';
+}
+
+/**
+ * CA keys in a PKCS#11 token through graphene-pk11.
+ *
+ * - The module is initialised with CKF_OS_LOCKING_OK: signatures run on libuv worker threads, and
+ *   without the flag SoftHSM turns its own locking off (toolchain.md).
+ * - One login (CKU_USER) serves every session: PKCS#11 login state is per application (§5.6).
+ * - Signing and key generation use pkcs11js's callback variants, so the work happens in the libuv
+ *   pool and never blocks the event loop.
+ * - Private keys are generated in the token as CKA_SENSITIVE, non-extractable token objects.
+ *
+ * Re-initialisation after the HSM goes away and a circuit breaker are a later step: every HSM
+ * failure already surfaces as PkiError UNAVAILABLE from {@link toPkiError}, which is where they hook in.
+ */
+export class Pkcs11KeyManager implements KeyManager {
+  readonly #module: graphene.Module;
+  readonly #slot: graphene.Slot;
+  readonly #pool: SessionPool<graphene.Session>;
+  readonly #logger: Logger | undefined;
+  readonly #tokenLabel: string;
+  /** Private key handles by keyId. PKCS#11 object handles are valid in every session of the application. */
+  readonly #keys = new Map<string, CachedKey>();
+  #closed = false;
+
+  private constructor(module: graphene.Module, slot: graphene.Slot, sessions: graphene.Session[], tokenLabel: string, logger: Logger | undefined) {
+    this.#module = module;
+    this.#slot = slot;
+    this.#pool = new SessionPool(sessions);
+    this.#tokenLabel = tokenLabel;
+    this.#logger = logger;
+  }
+
+  /**
+   * Loads the module, finds the token by label, opens `sessionPoolSize` read-write sessions and
+   * logs in once. For SoftHSM, `process.env.SOFTHSM2_CONF` must be set before this is called.
+   */
+  static async open(config: Pkcs11KeyManagerConfig, options: { logger?: Logger } = {}): Promise<Pkcs11KeyManager> {
+    const operation = 'open HSM';
+    if (!Number.isInteger(config.sessionPoolSize) || config.sessionPoolSize < 1 || config.sessionPoolSize > 64) {
+      throw new PkiError('INVALID_ARGUMENT', `${operation}: sessionPoolSize must be 1 to 64`);
+    }
+    let module: graphene.Module;
+    try {
+      module = graphene.Module.load(config.modulePath);
+    } catch (err) {
+      throw new PkiError('UNAVAILABLE', `${operation}: HSM unavailable: cannot load PKCS#11 module ${config.modulePath}`, { cause: err });
+    }
+    const sessions: graphene.Session[] = [];
+    try {
+      module.initialize({ flags: pkcs11.CKF_OS_LOCKING_OK });
+      const slot = findSlotByTokenLabel(module, config.tokenLabel, operation);
+      for (let i = 0; i < config.sessionPoolSize; i++) {
+        sessions.push(slot.open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION));
+      }
+      try {
+        sessions[0]!.login(config.pin, graphene.UserType.USER);
+      } catch (err) {
+        // Another part of this process may have logged in already (login is per application).
+        if (!/CKR_USER_ALREADY_LOGGED_IN/.test((err as Error).message)) throw err;
+      }
+      const manager = new Pkcs11KeyManager(module, slot, sessions, config.tokenLabel, options.logger);
+      options.logger?.info({ tokenLabel: config.tokenLabel, sessions: sessions.length, module: module.libraryDescription.trim() }, 'HSM opened');
+      return manager;
+    } catch (err) {
+      for (const session of sessions) closeQuietly(() => session.close());
+      closeQuietly(() => module.finalize());
+      closeQuietly(() => module.close());
+      throw toPkiError(err, operation);
+    }
+  }
+
+  async generateKeyPair(request: GenerateKeyPairRequest): Promise<GenerateKeyPairResponse> {
+    const operation = 'generate key pair';
+    this.#assertOpen(operation);
+    validateGenerateKeyPairRequest(request, operation);
+    const id = randomBytes(16);
+    const keyId = id.toString('hex');
+    const { spec, label } = request;
+    const common = { token: true, id, label };
+    const publicTemplate: graphene.ITemplate = { ...common, verify: true, encrypt: false, wrap: false, private: false };
+    // CA keys only sign: no decrypt/unwrap/derive, never leave the token in clear (§4.9 CKA_SENSITIVE,
+    // CKA_EXTRACTABLE). private is forced true by graphene for private keys.
+    const privateTemplate: graphene.ITemplate = { ...common, sign: true, decrypt: false, unwrap: false, derive: false, sensitive: true, extractable: false };
+    let mechanism: graphene.KeyGenMechanism;
+    if (spec.type === 'RSA') {
+      mechanism = graphene.KeyGenMechanism.RSA;
+      Object.assign(publicTemplate, { keyType: graphene.KeyType.RSA, modulusBits: spec.bits, publicExponent: Buffer.from([1, 0, 1]) });
+      privateTemplate.keyType = graphene.KeyType.RSA;
+    } else {
+      mechanism = graphene.KeyGenMechanism.EC;
+      Object.assign(publicTemplate, { keyType: graphene.KeyType.EC, paramsEC: namedCurveParameters(spec.curve) });
+      privateTemplate.keyType = graphene.KeyType.EC;
+    }
+    return this.#pool.use(operation, async (session) => {
+      try {
+        const pair = await new Promise<graphene.IKeyPair>((resolve, reject) =>
+          session.generateKeyPair(mechanism, publicTemplate, privateTemplate, (err, keys) =>
+            err || keys === null ? reject(err ?? new Error('C_GenerateKeyPair returned no keys')) : resolve(keys),
+          ),
+        );
+        const publicKeySpki = readPublicKey(pair.publicKey, operation);
+        this.#keys.set(keyId, { privateKey: pair.privateKey, type: spec.type });
+        this.#logger?.info({ keyId, keyLabel: label, keySpec: spec }, 'CA key pair generated in HSM');
+        return { keyId, publicKeySpki };
+      } catch (err) {
+        throw toPkiError(err, operation);
+      }
+    });
+  }
+
+  async getPublicKey(request: GetPublicKeyRequest): Promise<GetPublicKeyResponse> {
+    const operation = 'get public key';
+    this.#assertOpen(operation);
+    const id = keyIdBytes(request.keyId, operation);
+    return this.#pool.use(operation, async (session) => {
+      try {
+        const found = session.find({ class: graphene.ObjectClass.PUBLIC_KEY, id });
+        // graphene collections take an index; items(0) of an empty collection does not throw.
+        if (found.length === 0) throw new PkiError('NOT_FOUND', `${operation}: key ${request.keyId} not found in token '${this.#tokenLabel}'`);
+        return { publicKeySpki: readPublicKey(found.items(0).toType<graphene.PublicKey>(), operation) };
+      } catch (err) {
+        throw toPkiError(err, operation);
+      }
+    });
+  }
+
+  async sign(request: SignRequest): Promise<SignResponse> {
+    const operation = 'sign';
+    this.#assertOpen(operation);
+    const id = validateSignRequest(request, operation);
+    const { algorithm, keyId } = request;
+    // ECDSA: SoftHSM 2.6 has no CKM_ECDSA_SHA256, so the hash is computed here and signed with
+    // CKM_ECDSA (PKCS#11 v2.40 §2.3.6), which returns r || s.
+    const toSign =
+      algorithm === 'ECDSA-SHA256' || algorithm === 'ECDSA-SHA384'
+        ? createHash(algorithm === 'ECDSA-SHA256' ? 'sha256' : 'sha384').update(request.data).digest()
+        : Buffer.from(request.data);
+    return this.#pool.use(operation, async (session) => {
+      try {
+        const key = this.#findPrivateKey(session, id, keyId, operation);
+        assertAlgorithmFitsKey(algorithm, key.type, keyId, operation);
+        // C_SignInit runs here (cheap); C_Sign runs on a libuv worker thread.
+        const signer = session.createSign(mechanismOf(algorithm), key.privateKey);
+        const signature = await new Promise<Buffer>((resolve, reject) =>
+          signer.once(toSign, (err, data) => (err ? reject(err) : resolve(Buffer.from(data)))),
+        );
+        return { signature: key.type === 'EC' ? ecdsaSignatureToDer(signature) : signature };
+      } catch (err) {
+        const error = toPkiError(err, operation);
+        if (error.code === 'NOT_FOUND') this.#keys.delete(keyId);
+        throw error;
+      }
+    });
+  }
+
+  async healthCheck(): Promise<KeyManagerHealth> {
+    if (this.#closed) return { healthy: false, detail: 'key manager closed' };
+    try {
+      return await this.#pool.use('health check', async (session) => {
+        // C_GetSessionInfo reaches the token, and its state says whether the login still holds.
+        const { state } = session.lib.C_GetSessionInfo(session.handle);
+        if (state !== CKS_RW_USER_FUNCTIONS && state !== CKS_RO_USER_FUNCTIONS) {
+          return { healthy: false, detail: `HSM session not logged in (state ${state})` };
+        }
+        const token = this.#slot.getToken();
+        return { healthy: true, detail: `token '${token.label}' logged in, ${this.#pool.stats.size} sessions` };
+      });
+    } catch (err) {
+      return { healthy: false, detail: toPkiError(err, 'health check').message };
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const sessions = await this.#pool.close();
+    closeQuietly(() => sessions[0]?.logout());
+    for (const session of sessions) closeQuietly(() => session.close());
+    closeQuietly(() => this.#module.finalize());
+    closeQuietly(() => this.#module.close());
+    this.#keys.clear();
+    this.#logger?.info({ tokenLabel: this.#tokenLabel }, 'HSM closed');
+  }
+
+  #assertOpen(operation: string): void {
+    if (this.#closed) throw new PkiError('UNAVAILABLE', `${operation}: key manager closed`);
+  }
+
+  #findPrivateKey(session: graphene.Session, id: Buffer, keyId: string, operation: string): CachedKey {
+    const cached = this.#keys.get(keyId);
+    if (cached !== undefined) return cached;
+    const found = session.find({ class: graphene.ObjectClass.PRIVATE_KEY, id });
+    if (found.length === 0) throw new PkiError('NOT_FOUND', `${operation}: key ${keyId} not found in token '${this.#tokenLabel}'`);
+    if (found.length > 1) throw new PkiError('INTERNAL', `${operation}: ${found.length} private keys share CKA_ID ${keyId}`);
+    const privateKey = found.items(0).toType<graphene.PrivateKey>();
+    const keyType = privateKey.getAttribute({ keyType: null }).keyType;
+    const type = keyType === graphene.KeyType.RSA ? 'RSA' : keyType === graphene.KeyType.EC ? 'EC' : undefined;
+    if (type === undefined) throw new PkiError('INVALID_ARGUMENT', `${operation}: key ${keyId} is neither RSA nor EC`);
+    const entry = { privateKey, type } as const;
+    this.#keys.set(keyId, entry);
+    return entry;
+  }
+}
+
+function findSlotByTokenLabel(module: graphene.Module, label: string, operation: string): graphene.Slot {
+  const slots = module.getSlots(true);
+  const labels: string[] = [];
+  for (let i = 0; i < slots.length; i++) {
+    const slot = slots.items(i);
+    const tokenLabel = slot.getToken().label.trim();
+    if (tokenLabel === label) return slot;
+    labels.push(tokenLabel);
+  }
+  throw new PkiError('UNAVAILABLE', `${operation}: HSM unavailable: no token labelled '${label}' (tokens present: ${labels.map((l) => `'${l}'`).join(', ') || 'none'})`);
+}
+
+function mechanismOf(algorithm: SignRequest['algorithm']): graphene.MechanismType {
+  switch (algorithm) {
+    case 'RSA-SHA256':
+      return 'SHA256_RSA_PKCS';
+    case 'RSA-PSS-SHA256':
+      // Must match the AlgorithmIdentifier @pki/x509 writes: SHA-256, MGF1-SHA-256, salt 32.
+      return { name: 'SHA256_RSA_PKCS_PSS', params: new graphene.RsaPssParams(graphene.MechanismEnum.SHA256, graphene.RsaMgf.MGF1_SHA256, 32) };
+    case 'ECDSA-SHA256':
+    case 'ECDSA-SHA384':
+      return 'ECDSA';
+  }
+}
+
+/** SPKI DER of a token public key, built from its attributes. */
+function readPublicKey(key: graphene.PublicKey, operation: string): Buffer {
+  const { keyType } = key.getAttribute({ keyType: null });
+  if (keyType === graphene.KeyType.RSA) {
+    const { modulus, publicExponent } = key.getAttribute({ modulus: null, publicExponent: null });
+    return rsaSubjectPublicKeyInfo(modulus as Buffer, publicExponent as Buffer);
+  }
+  if (keyType === graphene.KeyType.EC) {
+    const { paramsECDSA, pointEC } = key.getAttribute({ paramsECDSA: null, pointEC: null });
+    const curve = CURVE_BY_PARAMS.get((paramsECDSA as Buffer).toString('hex'));
+    if (curve === undefined) throw new PkiError('INVALID_ARGUMENT', `${operation}: unsupported EC curve in token key`);
+    return ecSubjectPublicKeyInfo(curve, uncompressedEcPoint(pointEC as Buffer, curve, operation));
+  }
+  throw new PkiError('INVALID_ARGUMENT', `${operation}: token key is neither RSA nor EC`);
+}
+
+function closeQuietly(action: () => void): void {
+  try {
+    action();
+  } catch {
+    // Shutting down: the HSM may already be gone, and there is nothing left to do about it.
+  }
+}

@@ -1,0 +1,4 @@
+export * from './ca-hierarchy';
+export * from './certificate-profiles';
+export * from './certificate-signing';
+export * from './issuance';
