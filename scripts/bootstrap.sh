@@ -11,6 +11,7 @@ TOOLS=$ROOT/var/tools
 NODE_VERSION=24.21.0
 PNPM_VERSION=10.34.8
 KAFKA_VERSION=4.3.1
+KAFKA_CLASSPATH_REV=2  # bump when tools/kafka/pom.xml changes
 mkdir -p "$TOOLS/bin"
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
@@ -58,12 +59,12 @@ fi
 
 # --- Apache Kafka (tests only) -----------------------------------------------------------------
 # No broker ships in npm or Debian; Maven Central has the jars. Only `make test` needs it.
-if [ "${1:-}" = "--with-kafka" ] && [ ! -f "$TOOLS/kafka/.done-$KAFKA_VERSION" ]; then
+if [ "${1:-}" = "--with-kafka" ] && [ ! -f "$TOOLS/kafka/.done-$KAFKA_VERSION-$KAFKA_CLASSPATH_REV" ]; then
   log "fetching Apache Kafka $KAFKA_VERSION jars from Maven Central"
   rm -rf "$TOOLS/kafka"; mkdir -p "$TOOLS/kafka"
   mvn -q -B -f tools/kafka/pom.xml -Dkafka.version="$KAFKA_VERSION" \
     dependency:copy-dependencies -DoutputDirectory="$TOOLS/kafka/libs" -DincludeScope=runtime
-  touch "$TOOLS/kafka/.done-$KAFKA_VERSION"
+  touch "$TOOLS/kafka/.done-$KAFKA_VERSION-$KAFKA_CLASSPATH_REV"
 fi
 
 # --- JavaScript dependencies -------------------------------------------------------------------

@@ -103,7 +103,7 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 }
 
 /** Parses an already-loaded object against a schema, or throws a PkiError naming every bad key. */
-export function parseConfig<S extends z.ZodType>(schema: S, raw: unknown, source = 'config'): z.output<S> {
+export function parseConfig<S extends z.ZodType>(schema: S, raw: unknown, source = '(in memory)'): z.output<S> {
   const result = schema.safeParse(raw);
   if (!result.success) {
     const problems = result.error.issues.map(describeIssue);
@@ -133,3 +133,10 @@ export function loadConfigFile<S extends z.ZodType>(schema: S, file: string): z.
 }
 
 export { z };
+
+/** The part every service's config has: logging, the ops endpoint and its database. */
+export const baseServiceConfig = z.strictObject({
+  log: logConfig,
+  ops: opsConfig,
+  database: databaseConfig,
+});

@@ -5,3 +5,5 @@ export * from './config';
 export * from './clock';
 export * from './observability';
 export * from './lifecycle';
+export * from './runtime';
+export * from './main';

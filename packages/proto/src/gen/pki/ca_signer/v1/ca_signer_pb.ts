@@ -111,7 +111,7 @@ export type IssueCertificateResponse = Message<"pki.ca_signer.v1.IssueCertificat
   certificate: Uint8Array;
 
   /**
-   * Serial number, lower-case hex without leading zeros.
+   * Serial number: lower-case hex of its DER INTEGER content octets (positive, 16 octets).
    *
    * @generated from field: string serial_hex = 2;
    */

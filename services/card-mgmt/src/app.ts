@@ -1,0 +1,18 @@
+import { ServiceRuntime, type Logger } from '@pki/kit';
+import { connectServiceDatabase } from '@pki/outbox';
+import type { CardMgmtConfig } from './config';
+
+export interface Running {
+  runtime: ServiceRuntime;
+  opsUrl: string;
+}
+
+/** Builds and starts card-mgmt from a validated config; main.ts only loads the config and calls this. */
+export async function startCardMgmt(config: CardMgmtConfig, logger?: Logger): Promise<Running> {
+  const runtime = new ServiceRuntime('card-mgmt', config, logger);
+  // No tables of its own yet: the schema holds the transactional outbox.
+  await connectServiceDatabase(runtime, config.database);
+  const opsUrl = await runtime.startOps();
+  runtime.logger.info({ opsUrl }, 'card-mgmt started');
+  return { runtime, opsUrl };
+}
