@@ -96,7 +96,7 @@ describe('gRPC server and client over mTLS', () => {
     expect(err).toMatchObject({ code: 'INVALID_ARGUMENT', details: { field: 'profile' } });
     expect((err as PkiError).message).toBe("CaSignerService.IssueCertificate: issue certificate: unknown profile 'unknown'");
 
-    const crash = await client.issueCertificate({ idempotencyKey: 'k4', profile: 'crash' }).catch((e: unknown) => e as PkiError);
+    const crash = (await client.issueCertificate({ idempotencyKey: 'k4', profile: 'crash' }).catch((e: unknown) => e)) as PkiError;
     expect(crash.code).toBe('INTERNAL');
     expect(crash.message).not.toContain('hunter2');
     client.close();

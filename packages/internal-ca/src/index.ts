@@ -1,6 +1,9 @@
 // @peculiar/x509 resolves its ASN.1 providers through tsyringe, which needs the Reflect metadata API.
 import 'reflect-metadata';
 import { webcrypto, createPrivateKey, X509Certificate as NodeX509 } from 'node:crypto';
+
+type CryptoKey = webcrypto.CryptoKey;
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as x509 from '@peculiar/x509';
@@ -20,10 +23,10 @@ export function serviceIdentity(service: string): string {
   return `spiffe://${TRUST_DOMAIN}/${service}`;
 }
 
-const crypto = webcrypto as unknown as Crypto;
-x509.cryptoProvider.set(crypto);
+const crypto = webcrypto;
+x509.cryptoProvider.set(crypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
-const ALGORITHM: EcKeyGenParams & EcdsaParams = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+const ALGORITHM: webcrypto.EcKeyGenParams & webcrypto.EcdsaParams = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
 
 export interface ServiceCaPaths {
   dir: string;

@@ -113,7 +113,7 @@ describe('first certificate, end to end: ra REST -> ca-signer gRPC (mTLS) -> Sof
   describe('refuses bad input with a clear error and records nothing', () => {
     const tamperedSignature = () => {
       const der = fromPem(makeCsr('tampered'), 'CERTIFICATE REQUEST');
-      der[der.length - 1] ^= 0xff; // last octet of the signature
+      der.writeUInt8(der.readUInt8(der.length - 1) ^ 0xff, der.length - 1); // last octet of the signature
       return toPem(der, 'CERTIFICATE REQUEST');
     };
     const cases: Array<[string, () => unknown, number, string, RegExp]> = [

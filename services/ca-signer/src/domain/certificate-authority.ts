@@ -8,7 +8,7 @@ import { appendEvent } from '@pki/outbox';
 import { eventsV1, Topics } from '@pki/proto';
 import { formatName, parseCertificate, randomSerial, type DistinguishedName, type NameAttribute } from '@pki/x509';
 import type { KeyManager } from '../ports/key-manager';
-import { certificateProfiles, type CertificateProfileName } from './certificate-profiles';
+import type { CertificateProfileName } from './certificate-profiles';
 import { prepareCertificate, signPreparedCertificate, type IssuingCa, type PreparedCertificate } from './issuance';
 
 /** Profile names on the wire (proto, REST) and the domain profiles they select. */
