@@ -91,7 +91,11 @@ describe('outbox through a Kafka broker that restarts', () => {
       await kafka.restart();
       // Keep writing until the relay has delivered through the new broker process.
       const deliveredBefore = relay.counters().published;
-      while (relay.counters().published <= deliveredBefore + 10) await new Promise((r) => setTimeout(r, 50));
+      const resumeBy = Date.now() + 60_000;
+      while (relay.counters().published <= deliveredBefore + 10) {
+        if (Date.now() > resumeBy) throw new Error('the relay did not resume delivery within 60 s of the broker restart');
+        await new Promise((r) => setTimeout(r, 50));
+      }
       writing = false;
       await writer;
       await received.waitForApplied(written.committed.length, 60_000);

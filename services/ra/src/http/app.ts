@@ -45,6 +45,17 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   });
 
+  // Graceful shutdown: requests still in flight when close() begins finish normally, but their
+  // responses carry `Connection: close`, so keep-alive clients do not hold the server open.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (closing) reply.header('connection', 'close');
+    return payload;
+  });
+
   app.setErrorHandler((err: FastifyError | PkiError, request, reply) => {
     if (err instanceof PkiError) {
       if (err.code === 'INTERNAL') request.log.error({ err }, 'request failed');
