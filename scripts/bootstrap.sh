@@ -18,9 +18,10 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 # --- Debian packages -------------------------------------------------------------------------
 # softhsm2: the PKCS#11 token for dev and tests; opensc: pkcs11-tool; postgresql: the test
-# server binaries; openssl: the independent checker.
+# server binaries; openssl: the independent checker; gcc and libp11-kit-dev (pkcs11.h): the HSM
+# fault-injection shim the tests build (tools/pkcs11-fault-shim); python3-venv: pkilint's venv.
 apt_needed=()
-for pkg in softhsm2 opensc postgresql openssl; do
+for pkg in softhsm2 opensc postgresql openssl gcc libp11-kit-dev python3-venv; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || apt_needed+=("$pkg")
 done
 if [ ${#apt_needed[@]} -gt 0 ]; then
@@ -66,6 +67,9 @@ if [ "${1:-}" = "--with-kafka" ] && [ ! -f "$TOOLS/kafka/.done-$KAFKA_VERSION-$K
     dependency:copy-dependencies -DoutputDirectory="$TOOLS/kafka/libs" -DincludeScope=runtime
   touch "$TOOLS/kafka/.done-$KAFKA_VERSION-$KAFKA_CLASSPATH_REV"
 fi
+
+# --- pkilint (tests only): the independent certificate/CRL/OCSP linter, from PyPI -------------
+if [ "${1:-}" = "--with-kafka" ]; then scripts/install-pkilint.sh; fi
 
 # --- JavaScript dependencies -------------------------------------------------------------------
 # Node 24's own headers for native addons (pkcs11js): the machine's npmrc points nodedir at Node 20.

@@ -26,14 +26,25 @@ describe('gRPC server and client over mTLS', () => {
       return { serialHex: '7f01', certificate: new Uint8Array([1, 2, 3]) };
     },
     getIssuers: async () => ({ issuers: [{ keyId: 'ab', active: true }] }),
+    // Not exercised here: the plumbing is the same for every unary RPC.
+    signCrl: async () => {
+      throw new PkiError('FAILED_PRECONDITION', 'sign CRL: not part of this test');
+    },
+    signOcspResponses: async () => {
+      throw new PkiError('FAILED_PRECONDITION', 'sign OCSP responses: not part of this test');
+    },
+    signAuditCheckpoint: async () => {
+      throw new PkiError('FAILED_PRECONDITION', 'sign audit checkpoint: not part of this test');
+    },
   };
+  const otherRpcs = { SignCrl: ['*'], SignOcspResponses: ['*'], SignAuditCheckpoint: ['*'] };
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'grpc-test-'));
     ids = await createServiceIdentities(dir, ['ca-signer', 'ra', 'ocsp'] as const);
     server = new GrpcServer(
       { host: '127.0.0.1', port: 0, tls: ids['ca-signer'], logger, readiness: [{ name: 'hsm', check: async () => { if (!ready) throw new Error('down'); } }] },
-      [{ service: CaSignerService, handlers, allow: { IssueCertificate: [ids.ra.identity], GetIssuers: ['*'] } }],
+      [{ service: CaSignerService, handlers, allow: { IssueCertificate: [ids.ra.identity], GetIssuers: ['*'], ...otherRpcs } }],
     );
     address = (await server.listen()).address;
   });
@@ -123,7 +134,7 @@ describe('gRPC server and client over mTLS', () => {
 
   it('refuses to register an RPC without an allow-list', () => {
     expect(() => new GrpcServer({ host: '127.0.0.1', port: 0, tls: ids['ca-signer'], logger }, [
-      { service: CaSignerService, handlers, allow: { GetIssuers: ['*'] } },
+      { service: CaSignerService, handlers, allow: { GetIssuers: ['*'], ...otherRpcs } },
     ])).toThrow("RPC 'IssueCertificate' has no allow-list");
   });
 });

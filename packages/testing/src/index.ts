@@ -2,3 +2,4 @@ export * from './identities';
 export * from './postgres';
 export * from './kafka';
 export * from './softhsm';
+export * from './pkilint';

@@ -215,6 +215,54 @@ export function subjectAltNameEmailExtension(emails: readonly string[], options:
   return extension(oid.id_ce_subjectAltName, options.critical ?? false, san);
 }
 
+/**
+ * id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1) for a delegated OCSP responder's certificate: the
+ * value is NULL and the extension SHOULD be non-critical. It tells relying parties not to check
+ * the responder certificate's revocation status, so the certificate must be short-lived.
+ */
+export function ocspNoCheckExtension(options: Criticality = {}): CertificateExtension {
+  return { extnID: oid.id_pkix_ocsp_nocheck, critical: options.critical ?? false, value: Buffer.from([0x05, 0x00]) };
+}
+
+export interface SubjectAltNames {
+  /** dNSName entries: preferred-name syntax host names (RFC 5280 §4.2.1.6, RFC 1034 §3.5). */
+  dnsNames?: readonly string[];
+  /** uniformResourceIdentifier entries, e.g. a SPIFFE ID `spiffe://trust-domain/path`. */
+  uris?: readonly string[];
+  /** rfc822Name entries (ASCII mailboxes). */
+  emails?: readonly string[];
+}
+
+/**
+ * subjectAltName (RFC 5280 §4.2.1.6) with DNS names, URIs and e-mail addresses, in that order.
+ * Non-critical by default (the subject DN is never empty in these profiles). Names are checked
+ * for their IA5String syntax; a DNS name is lower-case ASCII without a trailing dot or wildcard.
+ */
+export function subjectAltNameExtension(names: SubjectAltNames, options: Criticality = {}): CertificateExtension {
+  const operation = 'build subjectAltName';
+  const dnsNames = names.dnsNames ?? [];
+  const uris = names.uris ?? [];
+  const emails = names.emails ?? [];
+  if (dnsNames.length + uris.length + emails.length === 0) throw new PkiError('INVALID_ARGUMENT', `${operation}: at least one name is required`);
+  for (const name of dnsNames) {
+    if (!HOST_NAME.test(name)) throw new PkiError('INVALID_ARGUMENT', `${operation}: '${name}' is not a lower-case DNS host name`);
+  }
+  for (const uri of uris) {
+    // RFC 5280 §4.2.1.6: the URI MUST include a scheme and a scheme-specific part, in ASCII.
+    if (!/^[a-z][a-z0-9+.-]*:[\x21-\x7e]+$/.test(uri)) throw new PkiError('INVALID_ARGUMENT', `${operation}: '${uri}' is not an absolute ASCII URI`);
+  }
+  const emailExtension = emails.length > 0 ? subjectAltNameEmailExtension(emails) : undefined;
+  const emailNames = emailExtension === undefined ? [] : [...AsnConvert.parse(emailExtension.value, SubjectAlternativeName)];
+  const san = new SubjectAlternativeName([
+    ...dnsNames.map((dNSName) => new GeneralName({ dNSName })),
+    ...uris.map((uniformResourceIdentifier) => new GeneralName({ uniformResourceIdentifier })),
+    ...emailNames,
+  ]);
+  return extension(oid.id_ce_subjectAltName, options.critical ?? false, san);
+}
+
+const HOST_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
 const DOMAIN = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/;
 
 function uriName(uri: string, operation: string): GeneralName {

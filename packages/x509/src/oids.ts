@@ -19,7 +19,12 @@ export {
   id_kp_clientAuth,
   id_kp_emailProtection,
   id_kp_OCSPSigning,
+  id_kp_serverAuth,
+  id_ce_certificatePolicies_anyPolicy,
 } from '@peculiar/asn1-x509';
+/** RFC 5280 §4.2.1.12 anyExtendedKeyUsage (2.5.29.37.0). */
+export { anyExtendedKeyUsage as id_ce_extKeyUsage_anyExtendedKeyUsage } from '@peculiar/asn1-x509';
+export { id_pkix_ocsp_nocheck } from '@peculiar/asn1-ocsp';
 export {
   id_rsaEncryption,
   id_RSASSA_PSS,
@@ -52,3 +57,10 @@ export const id_tw_gca_nationalIdLastFour = '2.16.886.1.100.2.51';
 export const id_tw_gca_subjectType = '2.16.886.1.100.2.1';
 /** Government PKI certificate policy, assurance class 3 (unconfirmed, domain.md). */
 export const id_tw_gpki_certpolicy_class3Assurance = '2.16.886.101.0.3.3';
+
+/**
+ * RFC 9336 §3.1 id-kp-documentSigning (id-kp 36): a general-purpose document-signing key purpose.
+ * The audit checkpoint signer's certificate carries it so that its key is usable for signed
+ * documents (checkpoints) and for nothing TLS, e-mail or code signing software would accept.
+ */
+export const id_kp_documentSigning = '1.3.6.1.5.5.7.3.36';

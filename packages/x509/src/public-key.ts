@@ -22,10 +22,17 @@ const POINT_LENGTH: Record<EcCurve, number> = { 'P-256': 65, 'P-384': 97 };
  * by OpenSSL (through node's crypto), which rejects EC points not on the curve and malformed
  * RSA keys, so a key this function accepts is one a relying party can use.
  */
+const descriptions = new WeakMap<Uint8Array, PublicKeyDescription>();
+
 export function describePublicKey(spkiDer: Uint8Array, operation = 'describe public key'): PublicKeyDescription {
+  const known = descriptions.get(spkiDer);
+  if (known) return known;
   const spki = parseSubjectPublicKeyInfo(spkiDer, operation);
   const description = describeParsed(spki, operation);
   publicKeyObject(spkiDer, operation);
+  // Only for buffers that are not written to later: the signer's certificate keys. A caller's
+  // request buffer is a fresh object each time, so caching it costs nothing and helps nothing.
+  descriptions.set(spkiDer, description);
   return description;
 }
 
@@ -95,9 +102,17 @@ export function parseSubjectPublicKeyInfo(spkiDer: Uint8Array, operation = 'pars
 }
 
 /** A node KeyObject for verification; INVALID_ARGUMENT if OpenSSL cannot import the key. */
+// The signer verifies every signature it gets from the HSM against the same few CA and responder
+// keys: import each key object once (keyed by the buffer the signer keeps for its lifetime).
+const keyObjects = new WeakMap<Uint8Array, KeyObject>();
+
 export function publicKeyObject(spkiDer: Uint8Array, operation = 'import public key'): KeyObject {
+  const known = keyObjects.get(spkiDer);
+  if (known) return known;
   try {
-    return createPublicKey({ key: Buffer.from(spkiDer), format: 'der', type: 'spki' });
+    const key = createPublicKey({ key: Buffer.from(spkiDer), format: 'der', type: 'spki' });
+    keyObjects.set(spkiDer, key);
+    return key;
   } catch (err) {
     throw new PkiError('INVALID_ARGUMENT', `${operation}: public key rejected: ${(err as Error).message}`, { cause: err });
   }

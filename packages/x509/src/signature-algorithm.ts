@@ -111,3 +111,17 @@ function pssParametersOf(identifier: AlgorithmIdentifier, operation: string): Ve
   if (params.trailerField !== 1) throw new PkiError('INVALID_ARGUMENT', `${operation}: RSASSA-PSS trailer field must be 1`);
   return { keyType: 'RSA', hash, pssSaltLength: params.saltLength };
 }
+
+/** DER of {@link signatureAlgorithmIdentifier}: the exact bytes a TBS carries for `algorithm`. */
+export function signatureAlgorithmIdentifierDer(algorithm: SignatureAlgorithm): Buffer {
+  return Buffer.from(AsnConvert.serialize(signatureAlgorithmIdentifier(algorithm)));
+}
+
+/**
+ * Which of the CA's signature algorithms an AlgorithmIdentifier's DER is, byte for byte; undefined
+ * for anything else (another algorithm, or the right OID with other or wrongly encoded parameters).
+ */
+export function signatureAlgorithmOfDer(der: Uint8Array): SignatureAlgorithm | undefined {
+  const bytes = Buffer.from(der);
+  return SignatureAlgorithms.find((algorithm) => signatureAlgorithmIdentifierDer(algorithm).equals(bytes));
+}

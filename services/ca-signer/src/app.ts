@@ -4,10 +4,15 @@ import { GrpcServer } from '@pki/grpc';
 import { caSignerV1 } from '@pki/proto';
 import { connectServiceDatabase, startOutboxRelay } from '@pki/outbox';
 import type { CaSignerConfig } from './config';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { Pkcs11KeyManager } from './adapters/pkcs11';
+import { ResilientKeyManager, type HsmMetrics } from './adapters/resilient';
 import type { KeyManager } from './ports/key-manager';
 import { CertificateAuthority } from './domain/certificate-authority';
-import { caSignerHandlers } from './grpc/ca-signer-service';
+import { IssuerRegistry } from './domain/issuer-registry';
+import { RevocationSigner } from './domain/revocation-signing';
+import { AuditCheckpointSigner } from './domain/audit-checkpoint';
+import { caSignerHandlers, type CaSignerDomain } from './grpc/ca-signer-service';
 
 export const MIGRATIONS_DIRECTORY = path.join(__dirname, '..', 'migrations');
 
@@ -20,19 +25,42 @@ export interface CaSignerDependencies {
 
 export interface RunningCaSigner {
   runtime: ServiceRuntime;
-  authority: CertificateAuthority;
+  domain: CaSignerDomain;
   grpcAddress: string;
   opsUrl: string;
 }
 
-/** Opens the HSM named by the config; the only place in the project that loads a PKCS#11 module. */
-export async function openKeyManager(config: CaSignerConfig, logger: Logger): Promise<KeyManager> {
+/**
+ * Opens the HSM named by the config behind the circuit breaker: device and session failures fail
+ * fast with UNAVAILABLE while the module is re-initialised in the background, and signing resumes
+ * by itself. The only place in the service that loads a PKCS#11 module.
+ */
+export async function openKeyManager(config: CaSignerConfig, logger: Logger, metricsRegistry?: Registry): Promise<KeyManager> {
   // SoftHSM reads its config location from the environment when the module initialises.
   if (config.hsm.softhsmConfigFile) process.env.SOFTHSM2_CONF = config.hsm.softhsmConfigFile;
-  return Pkcs11KeyManager.open(
-    { modulePath: config.hsm.modulePath, tokenLabel: config.hsm.tokenLabel, pin: config.hsm.pinFile.reveal(), sessionPoolSize: config.hsm.sessionPoolSize },
-    { logger },
-  );
+  const hsm = { modulePath: config.hsm.modulePath, tokenLabel: config.hsm.tokenLabel, pin: config.hsm.pinFile.reveal(), sessionPoolSize: config.hsm.sessionPoolSize };
+  return ResilientKeyManager.open({
+    open: () => Pkcs11KeyManager.open(hsm, { logger }),
+    probeIntervalMs: config.hsm.probeIntervalMs,
+    operationTimeoutMs: config.hsm.operationTimeoutMs,
+    recovery: config.hsm.recovery,
+    logger,
+    metrics: metricsRegistry && hsmMetrics(metricsRegistry),
+  });
+}
+
+function hsmMetrics(registry: Registry): HsmMetrics {
+  return {
+    circuitState: new Gauge({ name: 'hsm_circuit_state', help: 'HSM circuit breaker: 0 closed, 1 half-open (re-initialising), 2 open', registers: [registry] }),
+    operations: new Counter({ name: 'hsm_operations_total', help: 'HSM operations by outcome (ok, rejected, unavailable, circuit_open, error)', labelNames: ['operation', 'outcome'] as const, registers: [registry] }),
+    operationSeconds: new Histogram({
+      name: 'hsm_operation_seconds',
+      help: 'Duration of HSM operations that reached the HSM',
+      labelNames: ['operation'] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+  };
 }
 
 /** Builds ca-signer from a validated config and starts serving; main.ts only loads the config. */
@@ -40,7 +68,7 @@ export async function startCaSigner(config: CaSignerConfig, deps: CaSignerDepend
   const runtime = new ServiceRuntime('ca-signer', config, deps.logger);
   const { logger, lifecycle } = runtime;
   const pool = await connectServiceDatabase(runtime, config.database, MIGRATIONS_DIRECTORY);
-  const keyManager = deps.keyManager ?? (await openKeyManager(config, logger));
+  const keyManager = deps.keyManager ?? (await openKeyManager(config, logger, runtime.registry));
   lifecycle.onClose({ name: 'hsm', stop: () => keyManager.close() });
   runtime.addReadinessCheck({
     name: 'hsm',
@@ -51,19 +79,28 @@ export async function startCaSigner(config: CaSignerConfig, deps: CaSignerDepend
   });
 
   await startOutboxRelay(runtime, pool, config.database, config.events);
-  const authority = new CertificateAuthority({ pool, keyManager, clock: deps.clock ?? systemClock, logger, producer: config.events.producer, publication: config.publication });
-  const issuers = await authority.loadIssuers();
+  const clock = deps.clock ?? systemClock;
+  const producer = config.events.producer;
+  const registry = new IssuerRegistry(pool);
+  await registry.load();
+  const domain: CaSignerDomain = {
+    registry,
+    authority: new CertificateAuthority({ pool, registry, keyManager, clock, logger, producer, publication: config.publication }),
+    revocation: new RevocationSigner({ pool, registry, keyManager, clock, logger, producer, crlBaseUrl: config.publication.crlBaseUrl }),
+    checkpoints: new AuditCheckpointSigner({ pool, registry, keyManager, clock, logger, producer }),
+  };
+  const issuers = registry.all();
   if (!issuers.some((i) => i.role === 'ISSUING' && i.active)) {
     logger.warn('no active issuing CA generation: IssueCertificate refuses until a key ceremony records one');
   }
 
   const server = new GrpcServer(
     { host: config.grpc.host, port: config.grpc.port, tls: config.grpc.tls, logger, registry: runtime.registry, readiness: runtime.readiness },
-    [{ service: caSignerV1.CaSignerService, handlers: caSignerHandlers(authority), allow: config.allow }],
+    [{ service: caSignerV1.CaSignerService, handlers: caSignerHandlers(domain), allow: config.allow }],
   );
   const { address } = await server.listen();
   lifecycle.onStopAccepting({ name: 'grpc', stop: () => server.stop() });
   const opsUrl = await runtime.startOps();
   logger.info({ grpcAddress: address, opsUrl, issuers: issuers.map((i) => ({ keyId: i.keyId, role: i.role, active: i.active })) }, 'ca-signer started');
-  return { runtime, authority, grpcAddress: address, opsUrl };
+  return { runtime, domain, grpcAddress: address, opsUrl };
 }

@@ -13,6 +13,18 @@ export const caSignerConfigSchema = baseServiceConfig.extend({
     /** The user PIN is only ever read from this file, never from the config itself. */
     pinFile: secretFile,
     sessionPoolSize: z.number().int().min(1).max(64).default(4),
+    /** How often a test signature checks the HSM while it is healthy (0 disables). */
+    probeIntervalMs: z.number().int().min(0).default(10_000),
+    /** A sign slower than this counts as an HSM failure and opens the circuit. */
+    operationTimeoutMs: z.number().int().min(100).default(10_000),
+    /** Re-initialisation of the module after a failure: exponential backoff between these. */
+    recovery: z
+      .strictObject({
+        initialDelayMs: z.number().int().min(10).default(1_000),
+        maxDelayMs: z.number().int().min(10).default(30_000),
+      })
+      .refine((r) => r.maxDelayMs >= r.initialDelayMs, { message: 'recovery.maxDelayMs must be at least recovery.initialDelayMs', path: ['maxDelayMs'] })
+      .default({ initialDelayMs: 1_000, maxDelayMs: 30_000 }),
     /** SoftHSM only: its config file, exported as SOFTHSM2_CONF before the module loads. */
     softhsmConfigFile: z.string().min(1).optional(),
   }),
@@ -20,12 +32,25 @@ export const caSignerConfigSchema = baseServiceConfig.extend({
   allow: z.strictObject({
     IssueCertificate: allowList,
     GetIssuers: allowList,
+    SignCrl: allowList,
+    SignOcspResponses: allowList,
+    SignAuditCheckpoint: allowList,
   }),
+  /**
+   * Key ceremonies: with requireCustody (the default), every ceremony step that uses the HSM takes
+   * the token PIN only from m-of-n custodian shares, never from a PIN file.
+   */
+  ceremony: z.strictObject({ requireCustody: z.boolean().default(true) }).default({ requireCustody: true }),
   /** URLs placed in issued certificates (CRL distribution point, AIA). */
   publication: z.strictObject({
     crlBaseUrl: z.url(),
     ocspUrl: z.url(),
     caIssuersUrl: z.url(),
+    /**
+     * CRL partitions per generation: a certificate's CRL DP names partition (serial mod N). Fixed
+     * for the life of a generation: changing it moves certificates between partition URLs.
+     */
+    crlPartitions: z.number().int().min(1).max(4096).default(16),
   }),
   events: z.strictObject({
     transport: eventTransportConfig,

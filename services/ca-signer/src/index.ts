@@ -4,3 +4,7 @@ export * from './domain';
 export * from './domain/certificate-authority';
 export type { KeyManager } from './ports/key-manager';
 export * from './ceremony/dev-hierarchy';
+export { openCeremony, type OpenCeremony } from './ceremony/session';
+export { createRoot, createIssuing, importIssuing, activateIssuer, createDelegatedSigner, type CeremonyContext } from './ceremony/steps';
+export { DEVELOPMENT_ATTENDANCE } from './ceremony/audit';
+export type { CaKeySpec } from './ports/key-manager';

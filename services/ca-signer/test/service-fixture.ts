@@ -8,7 +8,7 @@ import { caSignerConfigSchema, type CaSignerConfig } from '../src/config';
 import { startCaSigner, type RunningCaSigner } from '../src/app';
 import { ensureDevHierarchy } from '../src/ceremony/dev-hierarchy';
 
-export const SERVICES = ['ca-signer', 'ra', 'ocsp'] as const;
+export const SERVICES = ['ca-signer', 'ra', 'ocsp', 'crl', 'audit'] as const;
 export type TestIdentities = Awaited<ReturnType<typeof createServiceIdentities<(typeof SERVICES)[number]>>>;
 
 export interface CaSignerFixture {
@@ -42,13 +42,19 @@ export async function startCaSignerFixture(options: { logger?: Logger; databaseU
     database: { url: databaseUrl, schema: 'ca_signer' },
     grpc: { host: '127.0.0.1', port: 0, tls: tls(identities['ca-signer']) },
     hsm: { modulePath: token.modulePath, tokenLabel: token.label, pinFile, sessionPoolSize: 2 },
-    allow: { IssueCertificate: [identities.ra.identity], GetIssuers: ['*'] },
+    allow: {
+      IssueCertificate: [identities.ra.identity],
+      GetIssuers: ['*'],
+      SignCrl: [identities.crl.identity],
+      SignOcspResponses: [identities.ocsp.identity],
+      SignAuditCheckpoint: [identities.audit.identity],
+    },
     publication: { crlBaseUrl: 'http://crl.pki.test/crl', ocspUrl: 'http://ocsp.pki.test/', caIssuersUrl: 'http://pki.test/ca' },
     events: { transport: { type: 'postgres' }, producer: 'ca-signer', pollIntervalMs: 100 },
   });
   const caDir = join(dir, 'ca');
   await ensureDevHierarchy(config, caDir);
-  const signer = await startCaSigner(config, { logger: options.logger ?? createLogger({ service: 'ca-signer', level: 'silent' }) });
+  const signer = await startCaSigner(config, { logger: options.logger ?? createLogger({ service: 'ca-signer', level: (process.env.TEST_LOG_LEVEL as 'silent' | undefined) ?? 'silent' }) });
   return {
     dir,
     databaseUrl,

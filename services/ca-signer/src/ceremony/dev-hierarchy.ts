@@ -1,17 +1,14 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { create, toBinary } from '@bufbuild/protobuf';
-import { timestampFromDate } from '@bufbuild/protobuf/wkt';
-import { createLogger, PkiError, systemClock, type Clock } from '@pki/kit';
-import { createPool, withTransaction } from '@pki/db';
-import { appendEvent, databaseUrl, migrateServiceSchema } from '@pki/outbox';
-import { eventsV1, Topics } from '@pki/proto';
+import { PkiError, systemClock, type Clock } from '@pki/kit';
 import { toPem } from '@pki/x509';
 import type { CaSignerConfig } from '../config';
-import { MIGRATIONS_DIRECTORY, openKeyManager } from '../app';
-import { createCaHierarchy } from '../domain/ca-hierarchy';
-import { recordIssuer } from '../domain/certificate-authority';
+import { CITIZEN_CA_SUBJECT, DEV_ROOT_CA_SUBJECT } from '../domain/ca-hierarchy';
 import type { KeyManager } from '../ports/key-manager';
+import { DEVELOPMENT_ATTENDANCE } from './audit';
+import { callbackProgress, silentProgress } from './progress';
+import { openCeremony } from './session';
+import { activateIssuer, createDelegatedSigner, createIssuing, createRoot, type DelegatedPurpose, delegatedSignerProfile } from './steps';
 
 export interface DevHierarchyResult {
   created: boolean;
@@ -20,11 +17,13 @@ export interface DevHierarchyResult {
 }
 
 /**
- * For the embedded deployment and tests only: when the signer has no CA yet, generate a root CA
- * key and an issuing CA key inside the configured token, self-sign the root, certify the issuing
- * CA with it, record both (the issuing one active) and write an audit event. Writes root.pem,
+ * For the embedded deployment and tests only: when the signer has no CA yet, runs the ceremony
+ * steps without custodians (actor "development ceremony (no custodians)", PIN from the config's
+ * PIN file): a root (generation DEV-ROOT) and an issuing CA certified by it (DEV-G1, activated),
+ * RSA-2048 for speed. Then makes sure the active issuing CA has a delegated OCSP responder and an
+ * audit checkpoint key, also on a hierarchy made by an older version. Writes root.pem,
  * issuing.pem and chain.pem (issuing CA, then root) to `outDir` either way. Production
- * hierarchies come from the custodian ceremonies instead.
+ * hierarchies come from the custodian ceremonies (docs/runbooks/key-ceremony.md).
  */
 export async function ensureDevHierarchy(
   config: CaSignerConfig,
@@ -32,38 +31,42 @@ export async function ensureDevHierarchy(
   options: { clock?: Clock; keyManager?: KeyManager; onProgress?: (message: string) => void } = {},
 ): Promise<DevHierarchyResult> {
   const clock = options.clock ?? systemClock;
-  const logger = createLogger({ service: 'ca-signer-ceremony', level: 'warn' });
-  const pool = createPool({ url: databaseUrl(config.database), schema: config.database.schema, maxConnections: 2, applicationName: 'ca-signer-ceremony' });
-  const current = async () => (await pool.query(`SELECT role, certificate_der FROM issuers WHERE role = 'ROOT' OR active ORDER BY created_at`)).rows;
+  const ceremony = await openCeremony(config, {
+    pin: config.hsm.pinFile.reveal(),
+    attendance: DEVELOPMENT_ATTENDANCE,
+    clock,
+    keyManager: options.keyManager,
+    progress: options.onProgress ? callbackProgress(options.onProgress) : silentProgress,
+  });
+  const { context, pool } = ceremony;
+  const current = async () => (await pool.query(`SELECT key_id, role, certificate_der FROM issuers WHERE role = 'ROOT' OR active ORDER BY created_at`)).rows;
   try {
-    await migrateServiceSchema(pool, config.database.schema, MIGRATIONS_DIRECTORY, logger);
     let rows = await current();
     const created = rows.length === 0;
     if (created) {
       options.onProgress?.('generating the development CA hierarchy inside the token (root and issuing CA, RSA-2048)...');
-      const keyManager = options.keyManager ?? (await openKeyManager(config, logger));
-      try {
-        const hierarchy = await createCaHierarchy(keyManager, { clock });
-        await withTransaction(pool, async (tx) => {
-          const root = await recordIssuer(tx, { role: 'ROOT', hsmKeyId: hierarchy.root.keyId, certificateDer: hierarchy.root.certificateDer, active: false });
-          const issuing = await recordIssuer(tx, { role: 'ISSUING', hsmKeyId: hierarchy.issuing.keyId, certificateDer: hierarchy.issuing.certificateDer, active: true });
-          const event = create(eventsV1.AuditEventSchema, {
-            action: 'ceremony.dev-hierarchy.created',
-            outcome: eventsV1.AuditOutcome.SUCCESS,
-            actor: 'development ceremony (no custodians)',
-            occurredAt: timestampFromDate(clock.now()),
-            attributes: { rootKeyId: root.keyId, issuingKeyId: issuing.keyId, tokenLabel: config.hsm.tokenLabel },
-          });
-          await appendEvent(tx, { producer: config.events.producer, topic: Topics.audit, key: config.events.producer, payload: toBinary(eventsV1.AuditEventSchema, event) });
-        });
-      } finally {
-        if (!options.keyManager) await keyManager.close();
-      }
+      const root = await createRoot(context, { generation: 'DEV-ROOT', keySpec: { type: 'RSA', bits: 2048 }, subject: DEV_ROOT_CA_SUBJECT, validityYears: 30 });
+      const issuing = await createIssuing(context, {
+        generation: 'DEV-G1',
+        keySpec: { type: 'RSA', bits: 2048 },
+        subject: CITIZEN_CA_SUBJECT,
+        certification: { by: 'root', rootKeyId: root.keyId, validityYears: 20 },
+      });
+      if (issuing.by !== 'root') throw new PkiError('INTERNAL', 'ceremony init-dev: the issuing CA was not certified by the root');
+      await activateIssuer(context, issuing.keyId);
       rows = await current();
     }
     const root = rows.find((r) => r.role === 'ROOT');
     const issuing = rows.find((r) => r.role === 'ISSUING');
     if (!root || !issuing) throw new PkiError('FAILED_PRECONDITION', 'ceremony init-dev: the signer has CA records but no root or no active issuing CA');
+
+    // Delegated signers exist only once this build has their profiles.
+    for (const purpose of ['OCSP_RESPONDER', 'AUDIT_CHECKPOINT'] as const satisfies readonly DelegatedPurpose[]) {
+      if (delegatedSignerProfile(purpose) === undefined) continue;
+      const { rows: signers } = await pool.query(`SELECT 1 FROM delegated_signers WHERE active AND purpose = $1 AND issuer_key_id = $2`, [purpose, issuing.key_id]);
+      if (signers.length === 0) await createDelegatedSigner(context, { issuerKeyId: issuing.key_id, purpose });
+    }
+
     const rootPem = toPem(root.certificate_der, 'CERTIFICATE');
     const issuingPem = toPem(issuing.certificate_der, 'CERTIFICATE');
     mkdirSync(outDir, { recursive: true });
@@ -72,6 +75,6 @@ export async function ensureDevHierarchy(
     writeFileSync(path.join(outDir, 'chain.pem'), issuingPem + rootPem);
     return { created, rootPem, issuingPem };
   } finally {
-    await pool.end();
+    await ceremony.close();
   }
 }

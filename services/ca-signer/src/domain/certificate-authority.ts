@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { Pool } from 'pg';
-import { create, toBinary } from '@bufbuild/protobuf';
-import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { PkiError, type Clock, type Logger } from '@pki/kit';
 import { withTransaction, type Tx } from '@pki/db';
-import { appendEvent } from '@pki/outbox';
-import { eventsV1, Topics } from '@pki/proto';
 import { formatName, parseCertificate, randomSerial, type DistinguishedName, type NameAttribute } from '@pki/x509';
+import { appendAuditEvent, assertHsmAvailable, AuditOutcome, type AuditChannel } from './audit';
+import type { IssuerRecord, IssuerRegistry } from './issuer-registry';
+import { lintCodes } from './lint';
+
+export type { IssuerRecord };
 import type { KeyManager } from '../ports/key-manager';
 import type { CertificateProfileName } from './certificate-profiles';
 import { prepareCertificate, signPreparedCertificate, type IssuingCa, type PreparedCertificate } from './issuance';
@@ -17,18 +18,10 @@ export const PROFILE_NAMES: Readonly<Record<string, CertificateProfileName>> = {
   'citizen-encryption': 'citizenEncryption',
 };
 
-export interface IssuerRecord {
-  /** subjectKeyIdentifier of the CA certificate, hex: how generations sharing one DN are told apart. */
-  keyId: string;
-  role: 'ROOT' | 'ISSUING';
-  /** CKA_ID of the private key in the token, hex. */
-  hsmKeyId: string;
-  certificateDer: Buffer;
-  active: boolean;
-}
-
 export interface PublicationUrls {
   crlBaseUrl: string;
+  /** CRL partitions per generation (certificates name partition serial mod N in their CRL DP). */
+  crlPartitions: number;
   ocspUrl: string;
   caIssuersUrl: string;
 }
@@ -55,6 +48,7 @@ export interface IssueResult {
 
 export interface CertificateAuthorityDeps {
   pool: Pool;
+  registry: IssuerRegistry;
   keyManager: KeyManager;
   clock: Clock;
   logger: Logger;
@@ -87,21 +81,11 @@ function requestDigest(...parts: Array<string | Uint8Array>): Buffer {
  */
 export class CertificateAuthority {
   readonly #deps: CertificateAuthorityDeps;
-  #issuers: IssuerRecord[] = [];
+  readonly #audit: AuditChannel;
 
   constructor(deps: CertificateAuthorityDeps) {
     this.#deps = deps;
-  }
-
-  /** Reads the CA generations from the database (after a ceremony changed them, call again). */
-  async loadIssuers(): Promise<IssuerRecord[]> {
-    const { rows } = await this.#deps.pool.query(`SELECT key_id, role, hsm_key_id, certificate_der, active FROM issuers ORDER BY created_at`);
-    this.#issuers = rows.map((r) => ({ keyId: r.key_id, role: r.role, hsmKeyId: r.hsm_key_id, certificateDer: r.certificate_der, active: r.active }));
-    return this.#issuers;
-  }
-
-  issuers(): readonly IssuerRecord[] {
-    return this.#issuers;
+    this.#audit = { producer: deps.producer, clock: deps.clock };
   }
 
   async issue(request: IssueRequest): Promise<IssueResult> {
@@ -112,7 +96,7 @@ export class CertificateAuthority {
     if (!profile) {
       throw new PkiError('INVALID_ARGUMENT', `${OPERATION}: unknown profile '${request.profile}' (known: ${Object.keys(PROFILE_NAMES).join(', ')})`);
     }
-    const issuer = this.#selectIssuer(request.issuerKeyId);
+    const issuer = this.#deps.registry.issuing(OPERATION, request.issuerKeyId);
     const requestHash = requestDigest(request.profile, request.publicKeySpki, JSON.stringify(request.subject), issuer.keyId, request.notAfter?.toISOString() ?? '');
 
     const existing = await this.#findIssuance(request.caller, request.idempotencyKey);
@@ -135,6 +119,7 @@ export class CertificateAuthority {
         },
       );
 
+    await assertHsmAvailable(this.#deps.keyManager, OPERATION);
     let prepared: PreparedCertificate;
     if (existing) {
       // A reservation without a certificate: an earlier attempt failed or crashed after reserving.
@@ -152,11 +137,11 @@ export class CertificateAuthority {
     } catch (err) {
       const failure = PkiError.from(err, OPERATION);
       await withTransaction(this.#deps.pool, (tx) =>
-        this.#audit(tx, 'certificate.issue.result', eventsV1.AuditOutcome.FAILURE, request.caller, {
-          serial: prepared.serialHex,
-          issuerKeyId: issuer.keyId,
-          errorCode: failure.code,
-          error: failure.message,
+        appendAuditEvent(tx, this.#audit, {
+          action: 'certificate.issue.result',
+          outcome: AuditOutcome.FAILURE,
+          actor: request.caller,
+          attributes: { serial: prepared.serialHex, issuerKeyId: issuer.keyId, errorCode: failure.code, error: failure.message },
         }),
       ).catch((auditErr: unknown) => this.#deps.logger.error({ err: auditErr, serial: prepared.serialHex }, 'could not record the failed issuance in the audit outbox'));
       throw failure;
@@ -168,25 +153,15 @@ export class CertificateAuthority {
         request.idempotencyKey,
         certificateDer,
       ]);
-      await this.#audit(tx, 'certificate.issue.result', eventsV1.AuditOutcome.SUCCESS, request.caller, {
-        serial: prepared.serialHex,
-        issuerKeyId: issuer.keyId,
-        certificateSha256: sha256Hex(certificateDer),
+      await appendAuditEvent(tx, this.#audit, {
+        action: 'certificate.issue.result',
+        outcome: AuditOutcome.SUCCESS,
+        actor: request.caller,
+        attributes: { serial: prepared.serialHex, issuerKeyId: issuer.keyId, certificateSha256: sha256Hex(certificateDer) },
       });
     });
     this.#deps.logger.info({ serial: prepared.serialHex, profile: request.profile, issuerKeyId: issuer.keyId, caller: request.caller }, 'certificate issued');
     return { serialHex: prepared.serialHex, issuerKeyId: issuer.keyId, certificateDer, notBefore: prepared.notBefore, notAfter: prepared.notAfter };
-  }
-
-  #selectIssuer(keyId: string | undefined): IssuerRecord {
-    const issuing = this.#issuers.filter((i) => i.role === 'ISSUING');
-    const issuer = keyId ? issuing.find((i) => i.keyId === keyId) : issuing.find((i) => i.active);
-    if (!issuer) {
-      throw keyId
-        ? new PkiError('NOT_FOUND', `${OPERATION}: no issuing CA generation with key identifier '${keyId.slice(0, 80)}'`)
-        : new PkiError('FAILED_PRECONDITION', `${OPERATION}: no active issuing CA generation (run the key ceremony)`);
-    }
-    return issuer;
   }
 
   #issuingCa(issuer: IssuerRecord): IssuingCa {
@@ -195,7 +170,7 @@ export class CertificateAuthority {
       keyId: issuer.hsmKeyId,
       certificateDer: issuer.certificateDer,
       // One CRL and one issuer certificate per generation, named by its key identifier.
-      crlUrls: [`${crlBaseUrl.replace(/\/$/, '')}/${issuer.keyId}.crl`],
+      crl: { baseUrl: crlBaseUrl, partitions: this.#deps.publication.crlPartitions },
       ocspUrls: [ocspUrl],
       caIssuersUrls: [`${caIssuersUrl.replace(/\/$/, '')}/${issuer.keyId}.crt`],
     };
@@ -227,15 +202,23 @@ export class CertificateAuthority {
         );
         // The intent names what is about to be signed without personal data: hashes of the subject
         // and of the key, and the hash of the exact TBS bytes the HSM will sign.
-        await this.#audit(tx, 'certificate.issue.intent', eventsV1.AuditOutcome.INTENT, request.caller, {
-          profile: request.profile,
-          issuerKeyId: issuer.keyId,
-          serial: prepared.serialHex,
-          publicKeySha256: sha256Hex(request.publicKeySpki),
-          subjectSha256: sha256Hex(formatName(request.subject as DistinguishedName)),
-          tbsSha256: sha256Hex(prepared.tbsDer),
-          notBefore: prepared.notBefore.toISOString(),
-          notAfter: prepared.notAfter.toISOString(),
+        await appendAuditEvent(tx, this.#audit, {
+          action: 'certificate.issue.intent',
+          outcome: AuditOutcome.INTENT,
+          actor: request.caller,
+          attributes: {
+            profile: request.profile,
+            issuerKeyId: issuer.keyId,
+            serial: prepared.serialHex,
+            publicKeySha256: sha256Hex(request.publicKeySpki),
+            subjectSha256: sha256Hex(formatName(request.subject as DistinguishedName)),
+            tbsSha256: sha256Hex(prepared.tbsDer),
+            lint: prepared.lint.warnings.length > 0 ? 'warnings' : 'clean',
+            lintWarnings: lintCodes(prepared.lint.warnings),
+            crlPartition: String(prepared.crlPartition ?? ''),
+            notBefore: prepared.notBefore.toISOString(),
+            notAfter: prepared.notAfter.toISOString(),
+          },
         });
       });
       return true;
@@ -247,26 +230,30 @@ export class CertificateAuthority {
       throw err;
     }
   }
+}
 
-  async #audit(tx: Tx, action: string, outcome: eventsV1.AuditOutcome, actor: string, attributes: Record<string, string>): Promise<void> {
-    const event = create(eventsV1.AuditEventSchema, { action, outcome, actor, occurredAt: timestampFromDate(this.#deps.clock.now()), attributes });
-    await appendEvent(tx, { producer: this.#deps.producer, topic: Topics.audit, key: this.#deps.producer, payload: toBinary(eventsV1.AuditEventSchema, event) });
-  }
+export interface NewIssuer {
+  role: IssuerRecord['role'];
+  hsmKeyId: string;
+  certificateDer: Buffer;
+  active: boolean;
+  generation?: string;
 }
 
 /** Records a CA generation created by a ceremony; the key identifier comes from the certificate. */
-export async function recordIssuer(tx: Tx, issuer: Omit<IssuerRecord, 'keyId'>): Promise<IssuerRecord> {
+export async function recordIssuer(tx: Tx, issuer: NewIssuer): Promise<NewIssuer & { keyId: string }> {
   const cert = parseCertificate(issuer.certificateDer, 'record issuer');
   if (!cert.subjectKeyIdentifier) throw new PkiError('INVALID_ARGUMENT', 'record issuer: the CA certificate has no subjectKeyIdentifier');
   const keyId = cert.subjectKeyIdentifier.toString('hex');
   if (issuer.active) await tx.query(`UPDATE issuers SET active = false WHERE role = $1 AND active`, [issuer.role]);
-  await tx.query(`INSERT INTO issuers (key_id, role, hsm_key_id, subject_dn, certificate_der, active) VALUES ($1, $2, $3, $4, $5, $6)`, [
+  await tx.query(`INSERT INTO issuers (key_id, role, hsm_key_id, subject_dn, certificate_der, active, generation) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [
     keyId,
     issuer.role,
     issuer.hsmKeyId,
     formatName(cert.subject),
     issuer.certificateDer,
     issuer.active,
+    issuer.generation ?? null,
   ]);
   return { ...issuer, keyId };
 }

@@ -25,7 +25,8 @@ async function setUp(options: { rootKeySpec?: { type: 'EC'; curve: 'P-256' } } =
     caIssuersUrls: ['http://dev.pki.local/certs/citizen-ca.cer'],
   };
   let next = 0x10;
-  const deps = { keyManager, clock, serials: () => Buffer.from([0x3a, next++]) };
+  // 9 octets: the pre-issuance lint refuses serials with room for fewer than 64 random bits.
+  const deps = { keyManager, clock, serials: () => Buffer.from([0x3a, 0, 0, 0, 0, 0, 0, 0, next++]) };
   const request: IssueCertificateRequest = { issuer, profile: 'citizenSignature', subject: citizen, publicKeySpki: rsa2048 };
   return { clock, keyManager, hierarchy, issuer, deps, request };
 }
@@ -35,14 +36,14 @@ describe('issueCertificate', () => {
     const { deps, request, issuer } = await setUp();
     const issued = await issueCertificate(deps, { ...request, nationalIdLastFour: '6789', email: 'citizen@example.tw' });
 
-    expect(issued.serialHex).toBe('3a10');
+    expect(issued.serialHex).toBe('3a0000000000000010');
     expect(issued.notBefore).toEqual(new Date('2025-03-01T08:00:00Z'));
     expect(issued.notAfter).toEqual(new Date('2030-03-01T08:00:00Z'));
 
     const cert = parseCertificate(issued.certificateDer);
     const issuerCert = parseCertificate(issuer.certificateDer);
     expect(verifyCertificateSignature(cert, issuerCert.subjectPublicKeyInfo)).toBe(true);
-    expect(cert.serialNumber.toString('hex')).toBe('3a10');
+    expect(cert.serialNumber.toString('hex')).toBe('3a0000000000000010');
     expect(cert.issuerDer).toEqual(issuerCert.subjectDer);
     expect(formatName(cert.subject)).toBe('C=TW, CN=王小明, serialNumber=0000000012345678');
     expect(cert.subjectPublicKeyInfo).toEqual(rsa2048);

@@ -3,28 +3,34 @@ import { PkiError } from '@pki/kit';
 import {
   authorityInfoAccessExtension,
   authorityKeyIdentifierExtension,
+  basicConstraintsExtension,
   buildTbsCertificate,
   type CertificateExtension,
   certificatePoliciesExtension,
   crlDistributionPointsExtension,
+  crlPartitionOf,
+  crlPartitionUrl,
   describePublicKey,
   type DistinguishedName,
   extendedKeyUsageExtension,
   id_tw_gca_nationalIdLastFour,
   keyUsageExtension,
   type NameAttribute,
+  ocspNoCheckExtension,
   parseCertificate,
   type ParsedCertificate,
+  type SubjectAltNames,
   type PublicKeyDescription,
   type SignatureAlgorithm,
-  subjectAltNameEmailExtension,
+  subjectAltNameExtension,
   subjectDirectoryAttributesExtension,
   subjectKeyIdentifierExtension,
   subjectKeyIdentifierOf,
 } from '@pki/x509';
 import type { KeyManager } from '../ports/key-manager';
-import { addYears, signatureAlgorithmForIssuerSpki, signCertificate, wholeSecond } from './certificate-signing';
-import { type CertificateProfile, type CertificateProfileName, certificateProfiles } from './certificate-profiles';
+import { signatureAlgorithmForIssuerSpki, signCertificate, wholeSecond } from './certificate-signing';
+import { type CertificateProfile, type CertificateProfileName, certificateProfile, describeValidityLimit, maxNotAfter } from './certificate-profiles';
+import { assertLintClean, type LintResult, lintTbsCertificate, sha256Hex } from './lint';
 
 export interface IssuanceDeps {
   keyManager: KeyManager;
@@ -33,12 +39,28 @@ export interface IssuanceDeps {
   serials: () => Buffer;
 }
 
+/**
+ * How a CA generation's CRL is partitioned (RFC 5280 §5.2.5 partitioned CRLs): each certificate
+ * points at partition `crlPartitionOf(serial, partitions)`, published at
+ * `crlPartitionUrl(baseUrl, <issuer key identifier>, partition)`. The count is fixed for the life
+ * of a generation: the CRL service computes the same partitions.
+ */
+export interface CrlPartitioning {
+  baseUrl: string;
+  partitions: number;
+}
+
 /** An issuing CA generation: its key in the HSM, its certificate, where relying parties look. */
 export interface IssuingCa {
   keyId: string;
   certificateDer: Buffer;
-  /** cRLDistributionPoints URIs (RFC 5280 §4.2.1.13) of this generation's CRL. */
-  crlUrls: readonly string[];
+  /**
+   * cRLDistributionPoints URIs (RFC 5280 §4.2.1.13) of this generation's single, unpartitioned CRL.
+   * Give either this or `crl`.
+   */
+  crlUrls?: readonly string[];
+  /** Partitioned CRLs: the certificate names its own partition's URI. Give either this or `crlUrls`. */
+  crl?: CrlPartitioning;
   /** AIA id-ad-ocsp URIs (RFC 5280 §4.2.2.1). */
   ocspUrls: readonly string[];
   /** AIA id-ad-caIssuers URIs where the issuer certificate is published. */
@@ -56,6 +78,8 @@ export interface IssueCertificateRequest {
   /** Last four digits of the national ID, for subjectDirectoryAttributes (domain.md). */
   nationalIdLastFour?: string;
   email?: string;
+  /** subjectAltName dNSNames, for profiles that allow them (serviceMtls). */
+  dnsNames?: readonly string[];
 }
 
 /** A certificate ready to be signed: the point where audit intent and lint run (architecture.md). */
@@ -68,6 +92,13 @@ export interface PreparedCertificate {
   notBefore: Date;
   notAfter: Date;
   tbsDer: Buffer;
+  /** The CRL partition the certificate names, when the issuer's CRL is partitioned. */
+  crlPartition?: number;
+  /**
+   * The pre-issuance lint of exactly `tbsDer` (no errors, or preparation would have failed);
+   * warnings are for the audit record. Signing refuses bytes whose hash is not `lint.tbsSha256`.
+   */
+  lint: LintResult;
 }
 
 export interface IssuedCertificate {
@@ -81,13 +112,14 @@ const OPERATION = 'issue certificate';
 
 /** Checks the request against the profile and the issuer, and builds the TBS. Signs nothing. */
 export function prepareCertificate(deps: Pick<IssuanceDeps, 'clock' | 'serials'>, request: IssueCertificateRequest): PreparedCertificate {
-  const profile = (certificateProfiles as Record<string, CertificateProfile | undefined>)[request.profile];
+  const profile = certificateProfile(String(request.profile));
   if (profile === undefined) throw new PkiError('INVALID_ARGUMENT', `${OPERATION}: unknown profile '${String(request.profile)}'`);
   const issuer = parseIssuer(request.issuer);
   checkSubject(profile, request.subject);
   checkSubjectKey(profile, request.publicKeySpki, issuer);
 
-  const notBefore = wholeSecond(deps.clock.now());
+  const now = deps.clock.now();
+  const notBefore = wholeSecond(now);
   // RFC 5280 §4.1.2.5: a certificate should not outlive its issuer; and an expired or not yet
   // valid issuer must not issue.
   if (notBefore < issuer.certificate.notBefore || notBefore >= issuer.certificate.notAfter) {
@@ -100,6 +132,7 @@ export function prepareCertificate(deps: Pick<IssuanceDeps, 'clock' | 'serials'>
 
   const serial = deps.serials();
   const signatureAlgorithm = signatureAlgorithmForIssuerSpki(issuer.certificate.subjectPublicKeyInfo);
+  const publication = publicationOf(profile, request.issuer, issuer, serial);
   const tbsDer = buildTbsCertificate({
     serialNumber: serial,
     signatureAlgorithm,
@@ -108,9 +141,13 @@ export function prepareCertificate(deps: Pick<IssuanceDeps, 'clock' | 'serials'>
     subject: request.subject,
     validity: { notBefore, notAfter },
     subjectPublicKeyInfo: request.publicKeySpki,
-    extensions: extensionsOf(profile, request, issuer),
+    extensions: extensionsOf(profile, request, issuer, publication),
   });
-  return {
+  // Every issuance path (gRPC service, ceremonies, tests) comes through here: the bytes built are
+  // the bytes linted, and signPreparedCertificate signs only bytes with this lint's hash.
+  const lint = lintTbsCertificate(tbsDer, { profile, issuer: issuer.certificate, now, publication });
+  assertLintClean(lint, OPERATION);
+  const prepared: PreparedCertificate = {
     profile: request.profile,
     issuerKeyId: request.issuer.keyId,
     issuerSpki: issuer.certificate.subjectPublicKeyInfo,
@@ -119,11 +156,18 @@ export function prepareCertificate(deps: Pick<IssuanceDeps, 'clock' | 'serials'>
     notBefore,
     notAfter,
     tbsDer,
+    lint,
   };
+  if (publication.crlPartition !== undefined) prepared.crlPartition = publication.crlPartition;
+  return prepared;
 }
 
 /** Signs a prepared certificate in the HSM and checks the signature before returning it. */
 export async function signPreparedCertificate(deps: Pick<IssuanceDeps, 'keyManager'>, prepared: PreparedCertificate): Promise<IssuedCertificate> {
+  // Sign only what was linted clean: the Buffer is mutable and the object could be hand-made.
+  if (prepared.lint.errors.length > 0 || sha256Hex(prepared.tbsDer) !== prepared.lint.tbsSha256) {
+    throw new PkiError('INTERNAL', `${OPERATION}: the TBS to sign is not the one that passed the pre-issuance lint`);
+  }
   const certificateDer = await signCertificate(
     deps.keyManager,
     { issuerKeyId: prepared.issuerKeyId, issuerSpki: prepared.issuerSpki, algorithm: prepared.signatureAlgorithm, tbsDer: prepared.tbsDer },
@@ -194,7 +238,7 @@ function keyName(key: PublicKeyDescription | CertificateProfile['subjectKeys'][n
 }
 
 function notAfterOf(profile: CertificateProfile, validity: IssueCertificateRequest['validity'], notBefore: Date): Date {
-  const longest = addYears(notBefore, profile.maxValidity.years);
+  const longest = maxNotAfter(profile, notBefore);
   let notAfter: Date;
   if (validity === undefined) notAfter = longest;
   else if ('days' in validity) {
@@ -207,13 +251,49 @@ function notAfterOf(profile: CertificateProfile, validity: IssueCertificateReque
   }
   if (notAfter <= notBefore) throw new PkiError('INVALID_ARGUMENT', `${OPERATION}: notAfter must be after notBefore`);
   if (notAfter > longest) {
-    throw new PkiError('INVALID_ARGUMENT', `${OPERATION}: validity longer than the ${profile.maxValidity.years} years profile ${profile.name} allows`);
+    throw new PkiError('INVALID_ARGUMENT', `${OPERATION}: validity longer than the ${describeValidityLimit(profile.maxValidity)} profile ${profile.name} allows`);
   }
   return notAfter;
 }
 
-function extensionsOf(profile: CertificateProfile, request: IssueCertificateRequest, issuer: ParsedIssuer): CertificateExtension[] {
-  const { issuer: ca } = request;
+interface Publication {
+  crlUrls: readonly string[];
+  ocspUrls: readonly string[];
+  caIssuersUrls: readonly string[];
+  crlPartition?: number;
+}
+
+/** The URIs this certificate points to, as its profile asks, from the issuing CA's publication. */
+function publicationOf(profile: CertificateProfile, ca: IssuingCa, issuer: ParsedIssuer, serial: Buffer): Publication {
+  const publication: Publication = {
+    crlUrls: [],
+    ocspUrls: profile.authorityInfoAccess.ocsp ? ca.ocspUrls : [],
+    caIssuersUrls: profile.authorityInfoAccess.caIssuers ? ca.caIssuersUrls : [],
+  };
+  if (ca.crl !== undefined && ca.crlUrls !== undefined && ca.crlUrls.length > 0) {
+    throw new PkiError('FAILED_PRECONDITION', `${OPERATION}: the issuing CA names both partitioned and unpartitioned CRL URLs`);
+  }
+  if (profile.crlDistributionPoint) {
+    if (ca.crl !== undefined) {
+      // RFC 5280 §4.2.1.13 / §5.2.5: the certificate names the one partition whose CRL covers it.
+      const partition = crlPartitionOf(serial, ca.crl.partitions);
+      publication.crlUrls = [crlPartitionUrl(ca.crl.baseUrl, issuer.keyIdentifier.toString('hex'), partition)];
+      publication.crlPartition = partition;
+    } else {
+      publication.crlUrls = ca.crlUrls ?? [];
+    }
+    if (publication.crlUrls.length === 0) throw new PkiError('FAILED_PRECONDITION', `${OPERATION}: profile ${profile.name} needs a CRL URL and the issuing CA has none`);
+  }
+  if (profile.authorityInfoAccess.ocsp && publication.ocspUrls.length === 0) {
+    throw new PkiError('FAILED_PRECONDITION', `${OPERATION}: profile ${profile.name} needs an OCSP URL and the issuing CA has none`);
+  }
+  if (profile.authorityInfoAccess.caIssuers && publication.caIssuersUrls.length === 0) {
+    throw new PkiError('FAILED_PRECONDITION', `${OPERATION}: profile ${profile.name} needs a caIssuers URL and the issuing CA has none`);
+  }
+  return publication;
+}
+
+function extensionsOf(profile: CertificateProfile, request: IssueCertificateRequest, issuer: ParsedIssuer, publication: Publication): CertificateExtension[] {
   const extensions: CertificateExtension[] = [
     authorityKeyIdentifierExtension(issuer.keyIdentifier),
     subjectKeyIdentifierExtension(request.publicKeySpki),
@@ -222,19 +302,45 @@ function extensionsOf(profile: CertificateProfile, request: IssueCertificateRequ
   if (profile.extendedKeyUsage !== undefined) {
     extensions.push(extendedKeyUsageExtension(profile.extendedKeyUsage.purposes, { critical: profile.extendedKeyUsage.critical }));
   }
-  extensions.push(certificatePoliciesExtension(profile.certificatePolicies.policies, { critical: profile.certificatePolicies.critical }));
-  if (ca.crlUrls.length > 0) extensions.push(crlDistributionPointsExtension(ca.crlUrls));
-  if (ca.ocspUrls.length + ca.caIssuersUrls.length > 0) {
-    extensions.push(authorityInfoAccessExtension({ ocsp: ca.ocspUrls, caIssuers: ca.caIssuersUrls }));
+  if (profile.basicConstraints !== undefined) extensions.push(basicConstraintsExtension({ ca: false }, { critical: profile.basicConstraints.critical }));
+  if (profile.certificatePolicies !== undefined) {
+    extensions.push(certificatePoliciesExtension(profile.certificatePolicies.policies, { critical: profile.certificatePolicies.critical }));
   }
+  if (publication.crlUrls.length > 0) extensions.push(crlDistributionPointsExtension(publication.crlUrls));
+  if (publication.ocspUrls.length + publication.caIssuersUrls.length > 0) {
+    extensions.push(authorityInfoAccessExtension({ ocsp: publication.ocspUrls, caIssuers: publication.caIssuersUrls }));
+  }
+  if (profile.ocspNoCheck) extensions.push(ocspNoCheckExtension());
   if (request.nationalIdLastFour !== undefined) {
     if (!profile.allowsNationalIdLastFour) throw new PkiError('INVALID_ARGUMENT', `${OPERATION}: profile ${profile.name} carries no national ID digits`);
     if (!/^[0-9]{4}$/.test(request.nationalIdLastFour)) throw new PkiError('INVALID_ARGUMENT', `${OPERATION}: nationalIdLastFour must be 4 digits`);
     extensions.push(subjectDirectoryAttributesExtension([{ type: id_tw_gca_nationalIdLastFour, value: request.nationalIdLastFour }]));
   }
-  if (request.email !== undefined) {
-    if (!profile.allowsEmail) throw new PkiError('INVALID_ARGUMENT', `${OPERATION}: profile ${profile.name} carries no e-mail address`);
-    extensions.push(subjectAltNameEmailExtension([request.email]));
-  }
+  const san = subjectAltNamesOf(profile, request);
+  if (san !== undefined) extensions.push(subjectAltNameExtension(san));
   return extensions;
 }
+
+function subjectAltNamesOf(profile: CertificateProfile, request: IssueCertificateRequest): SubjectAltNames | undefined {
+  if (request.email !== undefined && !profile.allowsEmail) throw new PkiError('INVALID_ARGUMENT', `${OPERATION}: profile ${profile.name} carries no e-mail address`);
+  const dnsNames = request.dnsNames ?? [];
+  if (dnsNames.length > 0 && !profile.allowsDnsNames) throw new PkiError('INVALID_ARGUMENT', `${OPERATION}: profile ${profile.name} carries no DNS names`);
+  if (new Set(dnsNames).size !== dnsNames.length) throw new PkiError('INVALID_ARGUMENT', `${OPERATION}: a DNS name appears twice`);
+  // RFC 5280 §4.2.1.6: dNSName in the preferred name syntax; fully qualified (a bare service name
+  // like "ocsp" only means something inside one search domain, and pkilint refuses it).
+  for (const name of dnsNames) {
+    if (!FULLY_QUALIFIED_HOST_NAME.test(name)) throw new PkiError('INVALID_ARGUMENT', `${OPERATION}: DNS name '${String(name).slice(0, 253)}' is not a fully qualified lower-case host name`);
+  }
+  const names: SubjectAltNames = {};
+  if (dnsNames.length > 0) names.dnsNames = dnsNames;
+  if (profile.spiffeId !== undefined) {
+    // Decision 0006: the identity is spiffe://<trust domain>/<service>, the service being the CN
+    // (checkSubject has held it to the profile's service-name pattern).
+    const service = request.subject.find((attribute) => attribute.type === 'CN')!.value;
+    names.uris = [`spiffe://${profile.spiffeId.trustDomain}/${service}`];
+  }
+  if (request.email !== undefined) names.emails = [request.email];
+  return Object.keys(names).length > 0 ? names : undefined;
+}
+
+const FULLY_QUALIFIED_HOST_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/;

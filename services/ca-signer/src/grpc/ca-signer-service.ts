@@ -1,22 +1,45 @@
-import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { timestampDate, timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { PkiError } from '@pki/kit';
 import type { ServiceHandlers } from '@pki/grpc';
-import type { caSignerV1 } from '@pki/proto';
+import { caSignerV1 } from '@pki/proto';
+import type { CertIdHash } from '@pki/x509';
 import type { CertificateAuthority } from '../domain/certificate-authority';
+import type { IssuerRegistry } from '../domain/issuer-registry';
+import type { OcspRequestItem, RevocationSigner } from '../domain/revocation-signing';
+import type { AuditCheckpointSigner } from '../domain/audit-checkpoint';
 
-/** The gRPC face of the authority: translation only; every rule lives in the domain. */
-export function caSignerHandlers(authority: CertificateAuthority): ServiceHandlers<typeof caSignerV1.CaSignerService> {
+export interface CaSignerDomain {
+  registry: IssuerRegistry;
+  authority: CertificateAuthority;
+  revocation: RevocationSigner;
+  checkpoints: AuditCheckpointSigner;
+}
+
+const dateOf = (t: Timestamp | undefined): Date | undefined => (t ? timestampDate(t) : undefined);
+
+const CERT_ID_HASH: Record<number, CertIdHash | undefined> = {
+  [caSignerV1.CertIdHashAlgorithm.SHA1]: 'SHA1',
+  [caSignerV1.CertIdHashAlgorithm.SHA256]: 'SHA256',
+};
+const STATUS: Record<number, OcspRequestItem['status']> = {
+  [caSignerV1.CertificateStatusKind.GOOD]: 'good',
+  [caSignerV1.CertificateStatusKind.REVOKED]: 'revoked',
+  [caSignerV1.CertificateStatusKind.UNKNOWN]: 'unknown',
+};
+
+/** The gRPC face of the signer: translation only; every rule lives in the domain. */
+export function caSignerHandlers(domain: CaSignerDomain): ServiceHandlers<typeof caSignerV1.CaSignerService> {
   return {
     issueCertificate: async (request, context) => {
       if (request.publicKeySpki.length === 0) throw new PkiError('INVALID_ARGUMENT', 'issue certificate: public_key_spki is empty');
-      const issued = await authority.issue({
+      const issued = await domain.authority.issue({
         caller: context.caller,
         idempotencyKey: request.idempotencyKey,
         profile: request.profile,
         publicKeySpki: request.publicKeySpki,
         subject: request.subject.map((a) => ({ type: a.type, value: a.value })),
         issuerKeyId: request.issuerKeyId || undefined,
-        notAfter: request.notAfter ? timestampDate(request.notAfter) : undefined,
+        notAfter: dateOf(request.notAfter),
       });
       return {
         certificate: issued.certificateDer,
@@ -26,12 +49,48 @@ export function caSignerHandlers(authority: CertificateAuthority): ServiceHandle
         notAfter: timestampFromDate(issued.notAfter),
       };
     },
+
     getIssuers: async () => {
-      const issuers = authority.issuers();
+      const issuers = domain.registry.all();
       return {
         issuers: issuers.filter((i) => i.role === 'ISSUING').map((i) => ({ keyId: i.keyId, certificate: i.certificateDer, active: i.active })),
         chain: issuers.filter((i) => i.role === 'ROOT').map((i) => i.certificateDer),
       };
+    },
+
+    signCrl: async (request, context) => ({
+      crl: await domain.revocation.signCrl({
+        caller: context.caller,
+        idempotencyKey: request.idempotencyKey,
+        issuerKeyId: request.issuerKeyId,
+        partition: request.partition,
+        crlNumber: request.crlNumber,
+        deltaBaseCrlNumber: request.deltaBaseCrlNumber || undefined,
+        thisUpdate: dateOf(request.thisUpdate),
+        nextUpdate: dateOf(request.nextUpdate),
+        entries: request.entries.map((e) => ({ serialHex: e.serialHex, revocationDate: dateOf(e.revocationDate), reason: e.reason })),
+      }),
+    }),
+
+    signOcspResponses: async (request, context) => ({
+      responses: await domain.revocation.signOcspResponses(
+        context.caller,
+        request.responses.map((r) => ({
+          issuerKeyId: r.issuerKeyId,
+          serialHex: r.serialHex,
+          certIdHash: CERT_ID_HASH[r.certIdHash],
+          status: STATUS[r.status],
+          revocationTime: dateOf(r.revocationTime),
+          revocationReason: r.revocationReason,
+          thisUpdate: dateOf(r.thisUpdate),
+          nextUpdate: dateOf(r.nextUpdate),
+        })),
+      ),
+    }),
+
+    signAuditCheckpoint: async (request, context) => {
+      const signed = await domain.checkpoints.sign({ caller: context.caller, producer: request.producer, sequence: request.sequence, chainHeadSha256: request.chainHeadSha256 });
+      return { checkpoint: signed.checkpoint, signature: signed.signature, signerCertificate: signed.signerCertificateDer, signatureAlgorithm: signed.signatureAlgorithm };
     },
   };
 }

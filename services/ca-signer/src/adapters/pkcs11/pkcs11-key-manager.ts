@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createPublicKey, randomBytes, verify, type KeyObject } from 'node:crypto';
 import * as graphene from 'graphene-pk11';
 import * as pkcs11 from 'pkcs11js';
 import { type Logger, PkiError } from '@pki/kit';
@@ -42,6 +42,26 @@ interface CachedKey {
   type: 'RSA' | 'EC';
 }
 
+/** What a test signature showed; see {@link Pkcs11KeyManager.probeSignature}. */
+export interface ProbeSignatureResult {
+  /** Safe to log: token label and live sessions. */
+  detail: string;
+}
+
+/** The fixed message of every test signature. Not DER, so it can never pass for a TBS structure. */
+const PROBE_MESSAGE = Buffer.from('ca-signer HSM health probe: not a certificate, CRL or OCSP response');
+
+/**
+ * The test-signature key: an EC P-256 key pair made as session objects (CKA_TOKEN false) when the
+ * module is opened. It is not a CA key, so its signatures need no audit event; it is never stored
+ * in the token, so probing changes no token state and needs no key ceremony; and it vanishes with
+ * the sessions, so every re-initialisation proves key generation and signing afresh.
+ */
+interface ProbeKey {
+  privateKey: graphene.PrivateKey;
+  publicKey: KeyObject;
+}
+
 /**
  * CA keys in a PKCS#11 token through graphene-pk11.
  *
@@ -52,8 +72,14 @@ interface CachedKey {
  *   pool and never blocks the event loop.
  * - Private keys are generated in the token as CKA_SENSITIVE, non-extractable token objects.
  *
- * Re-initialisation after the HSM goes away and a circuit breaker are a later step: every HSM
- * failure already surfaces as PkiError UNAVAILABLE from {@link toPkiError}, which is where they hook in.
+ * - A session whose operation fails with a device or session error (UNAVAILABLE) is closed and
+ *   never lent again (see {@link SessionPool}).
+ * - {@link probeSignature} makes a test signature with a throw-away session key.
+ *
+ * One instance per process at a time: C_Initialize and C_Finalize act on the whole module, so a
+ * second instance would share (and on close, finalize) the first one's state. Re-initialisation
+ * after the HSM goes away is {@link ResilientKeyManager}'s job: it closes this instance and opens a
+ * new one, and it opens the circuit on exactly the errors {@link toPkiError} maps to UNAVAILABLE.
  */
 export class Pkcs11KeyManager implements KeyManager {
   readonly #module: graphene.Module;
@@ -63,12 +89,20 @@ export class Pkcs11KeyManager implements KeyManager {
   readonly #tokenLabel: string;
   /** Private key handles by keyId. PKCS#11 object handles are valid in every session of the application. */
   readonly #keys = new Map<string, CachedKey>();
+  readonly #probeKey: ProbeKey;
   #closed = false;
 
-  private constructor(module: graphene.Module, slot: graphene.Slot, sessions: graphene.Session[], tokenLabel: string, logger: Logger | undefined) {
+  private constructor(module: graphene.Module, slot: graphene.Slot, sessions: graphene.Session[], probeKey: ProbeKey, tokenLabel: string, logger: Logger | undefined) {
     this.#module = module;
     this.#slot = slot;
-    this.#pool = new SessionPool(sessions);
+    this.#pool = new SessionPool(sessions, {
+      isBroken: (err) => err instanceof PkiError && err.code === 'UNAVAILABLE',
+      discard: (session) => {
+        logger?.warn({ tokenLabel, sessionsLeft: this.#pool.stats.size }, 'HSM session failed; closed and left out of the pool');
+        closeQuietly(() => session.close());
+      },
+    });
+    this.#probeKey = probeKey;
     this.#tokenLabel = tokenLabel;
     this.#logger = logger;
   }
@@ -101,7 +135,8 @@ export class Pkcs11KeyManager implements KeyManager {
         // Another part of this process may have logged in already (login is per application).
         if (!/CKR_USER_ALREADY_LOGGED_IN/.test((err as Error).message)) throw err;
       }
-      const manager = new Pkcs11KeyManager(module, slot, sessions, config.tokenLabel, options.logger);
+      const probeKey = await generateProbeKey(sessions[0]!, operation);
+      const manager = new Pkcs11KeyManager(module, slot, sessions, probeKey, config.tokenLabel, options.logger);
       options.logger?.info({ tokenLabel: config.tokenLabel, sessions: sessions.length, module: module.libraryDescription.trim() }, 'HSM opened');
       return manager;
     } catch (err) {
@@ -213,6 +248,44 @@ export class Pkcs11KeyManager implements KeyManager {
     }
   }
 
+  /**
+   * A test signature: the session's state (C_GetSessionInfo: still logged in?), the token's
+   * presence (C_GetTokenInfo), then C_SignInit and
+   * C_Sign with the session probe key on a libuv worker thread, and the signature verified here,
+   * so a device that answers with garbage counts as failed too. Throws the PkiError of whatever
+   * failed; a session that failed with a device error is dropped like any other.
+   */
+  async probeSignature(): Promise<ProbeSignatureResult> {
+    const operation = 'test signature';
+    this.#assertOpen(operation);
+    return this.#pool.use(operation, async (session) => {
+      try {
+        const { state } = session.lib.C_GetSessionInfo(session.handle);
+        if (state !== CKS_RW_USER_FUNCTIONS && state !== CKS_RO_USER_FUNCTIONS) {
+          // The login is gone (e.g. the HSM restarted): nothing will sign until we log in again.
+          throw new PkiError('UNAVAILABLE', `${operation}: HSM unavailable: session not logged in (state ${state})`);
+        }
+        // C_GetTokenInfo: is our token still in its slot? HSMs answer CKR_TOKEN_NOT_PRESENT when it
+        // is not; SoftHSM answers CKR_GENERAL_ERROR once its token folder is gone, while its
+        // sessions and session objects live on in memory and would sign happily.
+        const label = this.#slot.getToken().label.trim();
+        if (label !== this.#tokenLabel) {
+          throw new PkiError('UNAVAILABLE', `${operation}: HSM unavailable: the slot now holds token '${label}', not '${this.#tokenLabel}'`);
+        }
+        const digest = createHash('sha256').update(PROBE_MESSAGE).digest();
+        const signer = session.createSign('ECDSA', this.#probeKey.privateKey);
+        const raw = await new Promise<Buffer>((resolve, reject) => signer.once(digest, (err, data) => (err ? reject(err) : resolve(Buffer.from(data)))));
+        const signature = ecdsaSignatureToDer(raw);
+        if (!verify('sha256', PROBE_MESSAGE, { key: this.#probeKey.publicKey, dsaEncoding: 'der' }, signature)) {
+          throw new PkiError('UNAVAILABLE', `${operation}: HSM unavailable: the test signature does not verify`);
+        }
+        return { detail: `token '${this.#tokenLabel}', ${this.#pool.stats.size} sessions` };
+      } catch (err) {
+        throw toPkiError(err, operation);
+      }
+    });
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -255,6 +328,24 @@ function findSlotByTokenLabel(module: graphene.Module, label: string, operation:
     labels.push(tokenLabel);
   }
   throw new PkiError('UNAVAILABLE', `${operation}: HSM unavailable: no token labelled '${label}' (tokens present: ${labels.map((l) => `'${l}'`).join(', ') || 'none'})`);
+}
+
+/** Makes the session probe key (see {@link ProbeKey}) in `session`, on a libuv worker thread. */
+async function generateProbeKey(session: graphene.Session, operation: string): Promise<ProbeKey> {
+  const label = 'ca-signer health probe';
+  const publicTemplate: graphene.ITemplate = { token: false, label, keyType: graphene.KeyType.EC, paramsEC: namedCurveParameters('P-256'), verify: true, private: false };
+  const privateTemplate: graphene.ITemplate = { token: false, label, keyType: graphene.KeyType.EC, sign: true, decrypt: false, derive: false, sensitive: true, extractable: false };
+  try {
+    const pair = await new Promise<graphene.IKeyPair>((resolve, reject) =>
+      session.generateKeyPair(graphene.KeyGenMechanism.EC, publicTemplate, privateTemplate, (err, keys) =>
+        err || keys === null ? reject(err ?? new Error('C_GenerateKeyPair returned no keys')) : resolve(keys),
+      ),
+    );
+    const publicKey = createPublicKey({ key: readPublicKey(pair.publicKey, operation), format: 'der', type: 'spki' });
+    return { privateKey: pair.privateKey, publicKey };
+  } catch (err) {
+    throw toPkiError(err, `${operation}: make the session key for test signatures`);
+  }
 }
 
 function mechanismOf(algorithm: SignRequest['algorithm']): graphene.MechanismType {

@@ -42,4 +42,37 @@ describe('SessionPool', () => {
     expect(await closing).toEqual(['s1']);
     await expect(pool.use('sign', async () => 'late')).rejects.toThrow('sign: key manager closed');
   });
+
+  it('never lends a dead session again, and fails everyone with UNAVAILABLE once none is left', async () => {
+    const discarded: string[] = [];
+    const pool = new SessionPool(['s1', 's2'], { isBroken: (err) => err instanceof PkiError && err.code === 'UNAVAILABLE', discard: (s) => discarded.push(s) });
+    const dead = new PkiError('UNAVAILABLE', 'sign: HSM unavailable: CKR_SESSION_HANDLE_INVALID in C_Sign');
+    // A caller's own mistake does not kill the session.
+    await expect(pool.use('sign', async () => Promise.reject(new PkiError('INVALID_ARGUMENT', 'sign: bad')))).rejects.toThrow('sign: bad');
+    expect(pool.stats).toEqual({ size: 2, idle: 2, inUse: 0, waiting: 0 });
+
+    let first = '';
+    await expect(
+      pool.use('sign', async (s) => {
+        first = s;
+        throw dead;
+      }),
+    ).rejects.toBe(dead);
+    expect(discarded).toEqual([first]);
+    expect(pool.stats).toEqual({ size: 1, idle: 1, inUse: 0, waiting: 0 });
+    const survivor = first === 's1' ? 's2' : 's1';
+    expect(await pool.use('sign', async (s) => s)).toBe(survivor);
+
+    // The last session dies while someone waits for it: the waiter must not hang.
+    let fail!: () => void;
+    const last = pool.use('sign', () => new Promise((_, reject) => (fail = () => reject(dead))));
+    const waiting = pool.use('sign', async () => 'never');
+    await new Promise(setImmediate); // the first operation has its session now
+    fail();
+    await expect(last).rejects.toBe(dead);
+    await expect(waiting).rejects.toThrow(new PkiError('UNAVAILABLE', 'wait for HSM session: HSM unavailable: every HSM session has failed'));
+    await expect(pool.use('sign', async () => 'later')).rejects.toThrow('sign: HSM unavailable: every HSM session has failed');
+    expect(discarded).toEqual([first, survivor]);
+    expect(await pool.close()).toEqual([]);
+  });
 });

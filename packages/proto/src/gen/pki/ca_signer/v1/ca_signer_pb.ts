@@ -5,8 +5,8 @@
 // @generated from file pki/ca_signer/v1/ca_signer.proto (package pki.ca_signer.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -15,7 +15,301 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pki/ca_signer/v1/ca_signer.proto.
  */
 export const file_pki_ca_signer_v1_ca_signer: GenFile = /*@__PURE__*/
-  fileDesc("CiBwa2kvY2Ffc2lnbmVyL3YxL2NhX3NpZ25lci5wcm90bxIQcGtpLmNhX3NpZ25lci52MSIsCg1OYW1lQXR0cmlidXRlEgwKBHR5cGUYASABKAkSDQoFdmFsdWUYAiABKAki1AEKF0lzc3VlQ2VydGlmaWNhdGVSZXF1ZXN0EhcKD2lkZW1wb3RlbmN5X2tleRgBIAEoCRIPCgdwcm9maWxlGAIgASgJEhcKD3B1YmxpY19rZXlfc3BraRgDIAEoDBIwCgdzdWJqZWN0GAQgAygLMh8ucGtpLmNhX3NpZ25lci52MS5OYW1lQXR0cmlidXRlEhUKDWlzc3Vlcl9rZXlfaWQYBSABKAkSLQoJbm90X2FmdGVyGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK5AQoYSXNzdWVDZXJ0aWZpY2F0ZVJlc3BvbnNlEhMKC2NlcnRpZmljYXRlGAEgASgMEhIKCnNlcmlhbF9oZXgYAiABKAkSFQoNaXNzdWVyX2tleV9pZBgDIAEoCRIuCgpub3RfYmVmb3JlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglub3RfYWZ0ZXIYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhMKEUdldElzc3VlcnNSZXF1ZXN0Ij0KBklzc3VlchIOCgZrZXlfaWQYASABKAkSEwoLY2VydGlmaWNhdGUYAiABKAwSDgoGYWN0aXZlGAMgASgIIk4KEkdldElzc3VlcnNSZXNwb25zZRIpCgdpc3N1ZXJzGAEgAygLMhgucGtpLmNhX3NpZ25lci52MS5Jc3N1ZXISDQoFY2hhaW4YAiADKAwy1QEKD0NhU2lnbmVyU2VydmljZRJpChBJc3N1ZUNlcnRpZmljYXRlEikucGtpLmNhX3NpZ25lci52MS5Jc3N1ZUNlcnRpZmljYXRlUmVxdWVzdBoqLnBraS5jYV9zaWduZXIudjEuSXNzdWVDZXJ0aWZpY2F0ZVJlc3BvbnNlElcKCkdldElzc3VlcnMSIy5wa2kuY2Ffc2lnbmVyLnYxLkdldElzc3VlcnNSZXF1ZXN0GiQucGtpLmNhX3NpZ25lci52MS5HZXRJc3N1ZXJzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("CiBwa2kvY2Ffc2lnbmVyL3YxL2NhX3NpZ25lci5wcm90bxIQcGtpLmNhX3NpZ25lci52MSKLAQoMUmV2b2tlZEVudHJ5EhIKCnNlcmlhbF9oZXgYASABKAkSMwoPcmV2b2NhdGlvbl9kYXRlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCgZyZWFzb24YAyABKA4yIi5wa2kuY2Ffc2lnbmVyLnYxLlJldm9jYXRpb25SZWFzb24imQIKDlNpZ25DcmxSZXF1ZXN0EhcKD2lkZW1wb3RlbmN5X2tleRgBIAEoCRIVCg1pc3N1ZXJfa2V5X2lkGAIgASgJEhEKCXBhcnRpdGlvbhgDIAEoCRISCgpjcmxfbnVtYmVyGAQgASgJEh0KFWRlbHRhX2Jhc2VfY3JsX251bWJlchgFIAEoCRIvCgt0aGlzX3VwZGF0ZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLbmV4dF91cGRhdGUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KB2VudHJpZXMYCCADKAsyHi5wa2kuY2Ffc2lnbmVyLnYxLlJldm9rZWRFbnRyeSIeCg9TaWduQ3JsUmVzcG9uc2USCwoDY3JsGAEgASgMIosDChJPY3NwUmVzcG9uc2VUb1NpZ24SFQoNaXNzdWVyX2tleV9pZBgBIAEoCRISCgpzZXJpYWxfaGV4GAIgASgJEjsKDGNlcnRfaWRfaGFzaBgDIAEoDjIlLnBraS5jYV9zaWduZXIudjEuQ2VydElkSGFzaEFsZ29yaXRobRI3CgZzdGF0dXMYBCABKA4yJy5wa2kuY2Ffc2lnbmVyLnYxLkNlcnRpZmljYXRlU3RhdHVzS2luZBIzCg9yZXZvY2F0aW9uX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEj0KEXJldm9jYXRpb25fcmVhc29uGAYgASgOMiIucGtpLmNhX3NpZ25lci52MS5SZXZvY2F0aW9uUmVhc29uEi8KC3RoaXNfdXBkYXRlGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtuZXh0X3VwZGF0ZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUwoYU2lnbk9jc3BSZXNwb25zZXNSZXF1ZXN0EjcKCXJlc3BvbnNlcxgBIAMoCzIkLnBraS5jYV9zaWduZXIudjEuT2NzcFJlc3BvbnNlVG9TaWduIi4KGVNpZ25PY3NwUmVzcG9uc2VzUmVzcG9uc2USEQoJcmVzcG9uc2VzGAEgAygMIlsKGlNpZ25BdWRpdENoZWNrcG9pbnRSZXF1ZXN0EhAKCHByb2R1Y2VyGAEgASgJEhAKCHNlcXVlbmNlGAIgASgEEhkKEWNoYWluX2hlYWRfc2hhMjU2GAMgASgMIn0KG1NpZ25BdWRpdENoZWNrcG9pbnRSZXNwb25zZRISCgpjaGVja3BvaW50GAEgASgMEhEKCXNpZ25hdHVyZRgCIAEoDBIaChJzaWduZXJfY2VydGlmaWNhdGUYAyABKAwSGwoTc2lnbmF0dXJlX2FsZ29yaXRobRgEIAEoCSIsCg1OYW1lQXR0cmlidXRlEgwKBHR5cGUYASABKAkSDQoFdmFsdWUYAiABKAki1AEKF0lzc3VlQ2VydGlmaWNhdGVSZXF1ZXN0EhcKD2lkZW1wb3RlbmN5X2tleRgBIAEoCRIPCgdwcm9maWxlGAIgASgJEhcKD3B1YmxpY19rZXlfc3BraRgDIAEoDBIwCgdzdWJqZWN0GAQgAygLMh8ucGtpLmNhX3NpZ25lci52MS5OYW1lQXR0cmlidXRlEhUKDWlzc3Vlcl9rZXlfaWQYBSABKAkSLQoJbm90X2FmdGVyGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK5AQoYSXNzdWVDZXJ0aWZpY2F0ZVJlc3BvbnNlEhMKC2NlcnRpZmljYXRlGAEgASgMEhIKCnNlcmlhbF9oZXgYAiABKAkSFQoNaXNzdWVyX2tleV9pZBgDIAEoCRIuCgpub3RfYmVmb3JlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglub3RfYWZ0ZXIYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhMKEUdldElzc3VlcnNSZXF1ZXN0Ij0KBklzc3VlchIOCgZrZXlfaWQYASABKAkSEwoLY2VydGlmaWNhdGUYAiABKAwSDgoGYWN0aXZlGAMgASgIIk4KEkdldElzc3VlcnNSZXNwb25zZRIpCgdpc3N1ZXJzGAEgAygLMhgucGtpLmNhX3NpZ25lci52MS5Jc3N1ZXISDQoFY2hhaW4YAiADKAwqmgMKEFJldm9jYXRpb25SZWFzb24SIQodUkVWT0NBVElPTl9SRUFTT05fVU5TUEVDSUZJRUQQABIkCiBSRVZPQ0FUSU9OX1JFQVNPTl9LRVlfQ09NUFJPTUlTRRABEiMKH1JFVk9DQVRJT05fUkVBU09OX0NBX0NPTVBST01JU0UQAhIpCiVSRVZPQ0FUSU9OX1JFQVNPTl9BRkZJTElBVElPTl9DSEFOR0VEEAMSIAocUkVWT0NBVElPTl9SRUFTT05fU1VQRVJTRURFRBAEEiwKKFJFVk9DQVRJT05fUkVBU09OX0NFU1NBVElPTl9PRl9PUEVSQVRJT04QBRImCiJSRVZPQ0FUSU9OX1JFQVNPTl9DRVJUSUZJQ0FURV9IT0xEEAYSJQohUkVWT0NBVElPTl9SRUFTT05fUkVNT1ZFX0ZST01fQ1JMEAgSKQolUkVWT0NBVElPTl9SRUFTT05fUFJJVklMRUdFX1dJVEhEUkFXThAJEiMKH1JFVk9DQVRJT05fUkVBU09OX0FBX0NPTVBST01JU0UQCiqsAQoVQ2VydGlmaWNhdGVTdGF0dXNLaW5kEicKI0NFUlRJRklDQVRFX1NUQVRVU19LSU5EX1VOU1BFQ0lGSUVEEAASIAocQ0VSVElGSUNBVEVfU1RBVFVTX0tJTkRfR09PRBABEiMKH0NFUlRJRklDQVRFX1NUQVRVU19LSU5EX1JFVk9LRUQQAhIjCh9DRVJUSUZJQ0FURV9TVEFUVVNfS0lORF9VTktOT1dOEAMqgQEKE0NlcnRJZEhhc2hBbGdvcml0aG0SJgoiQ0VSVF9JRF9IQVNIX0FMR09SSVRITV9VTlNQRUNJRklFRBAAEh8KG0NFUlRfSURfSEFTSF9BTEdPUklUSE1fU0hBMRABEiEKHUNFUlRfSURfSEFTSF9BTEdPUklUSE1fU0hBMjU2EAIyhwQKD0NhU2lnbmVyU2VydmljZRJpChBJc3N1ZUNlcnRpZmljYXRlEikucGtpLmNhX3NpZ25lci52MS5Jc3N1ZUNlcnRpZmljYXRlUmVxdWVzdBoqLnBraS5jYV9zaWduZXIudjEuSXNzdWVDZXJ0aWZpY2F0ZVJlc3BvbnNlElcKCkdldElzc3VlcnMSIy5wa2kuY2Ffc2lnbmVyLnYxLkdldElzc3VlcnNSZXF1ZXN0GiQucGtpLmNhX3NpZ25lci52MS5HZXRJc3N1ZXJzUmVzcG9uc2USTgoHU2lnbkNybBIgLnBraS5jYV9zaWduZXIudjEuU2lnbkNybFJlcXVlc3QaIS5wa2kuY2Ffc2lnbmVyLnYxLlNpZ25DcmxSZXNwb25zZRJsChFTaWduT2NzcFJlc3BvbnNlcxIqLnBraS5jYV9zaWduZXIudjEuU2lnbk9jc3BSZXNwb25zZXNSZXF1ZXN0GisucGtpLmNhX3NpZ25lci52MS5TaWduT2NzcFJlc3BvbnNlc1Jlc3BvbnNlEnIKE1NpZ25BdWRpdENoZWNrcG9pbnQSLC5wa2kuY2Ffc2lnbmVyLnYxLlNpZ25BdWRpdENoZWNrcG9pbnRSZXF1ZXN0Gi0ucGtpLmNhX3NpZ25lci52MS5TaWduQXVkaXRDaGVja3BvaW50UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+
+/**
+ * @generated from message pki.ca_signer.v1.RevokedEntry
+ */
+export type RevokedEntry = Message<"pki.ca_signer.v1.RevokedEntry"> & {
+  /**
+   * Serial number, lower-case hex of its DER INTEGER content octets.
+   *
+   * @generated from field: string serial_hex = 1;
+   */
+  serialHex: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp revocation_date = 2;
+   */
+  revocationDate?: Timestamp | undefined;
+
+  /**
+   * UNSPECIFIED omits the reasonCode extension (RFC 5280 §5.3.1 recommends omitting it then).
+   *
+   * Next unused field number: 4
+   *
+   * @generated from field: pki.ca_signer.v1.RevocationReason reason = 3;
+   */
+  reason: RevocationReason;
+};
+
+/**
+ * Describes the message pki.ca_signer.v1.RevokedEntry.
+ * Use `create(RevokedEntrySchema)` to create a new message.
+ */
+export const RevokedEntrySchema: GenMessage<RevokedEntry> = /*@__PURE__*/
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 0);
+
+/**
+ * @generated from message pki.ca_signer.v1.SignCrlRequest
+ */
+export type SignCrlRequest = Message<"pki.ca_signer.v1.SignCrlRequest"> & {
+  /**
+   * Retrying with the same key returns the same CRL.
+   *
+   * @generated from field: string idempotency_key = 1;
+   */
+  idempotencyKey: string;
+
+  /**
+   * Which CA generation's CRL (subjectKeyIdentifier hex).
+   *
+   * @generated from field: string issuer_key_id = 2;
+   */
+  issuerKeyId: string;
+
+  /**
+   * Partition name ("" for the full CRL); with a partition, the CRL carries an issuing
+   * distribution point naming that partition's URL.
+   *
+   * @generated from field: string partition = 3;
+   */
+  partition: string;
+
+  /**
+   * cRLNumber (RFC 5280 §5.2.3), e.g. YYYYMMDDnn; must exceed the last one signed for this
+   * issuer and partition. Decimal string: it may exceed 64 bits.
+   *
+   * @generated from field: string crl_number = 4;
+   */
+  crlNumber: string;
+
+  /**
+   * Set for a delta CRL: the cRLNumber of the full CRL it is relative to (RFC 5280 §5.2.4).
+   *
+   * @generated from field: string delta_base_crl_number = 5;
+   */
+  deltaBaseCrlNumber: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp this_update = 6;
+   */
+  thisUpdate?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp next_update = 7;
+   */
+  nextUpdate?: Timestamp | undefined;
+
+  /**
+   * Next unused field number: 9
+   *
+   * @generated from field: repeated pki.ca_signer.v1.RevokedEntry entries = 8;
+   */
+  entries: RevokedEntry[];
+};
+
+/**
+ * Describes the message pki.ca_signer.v1.SignCrlRequest.
+ * Use `create(SignCrlRequestSchema)` to create a new message.
+ */
+export const SignCrlRequestSchema: GenMessage<SignCrlRequest> = /*@__PURE__*/
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 1);
+
+/**
+ * @generated from message pki.ca_signer.v1.SignCrlResponse
+ */
+export type SignCrlResponse = Message<"pki.ca_signer.v1.SignCrlResponse"> & {
+  /**
+   * The CRL, DER.
+   *
+   * Next unused field number: 2
+   *
+   * @generated from field: bytes crl = 1;
+   */
+  crl: Uint8Array;
+};
+
+/**
+ * Describes the message pki.ca_signer.v1.SignCrlResponse.
+ * Use `create(SignCrlResponseSchema)` to create a new message.
+ */
+export const SignCrlResponseSchema: GenMessage<SignCrlResponse> = /*@__PURE__*/
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 2);
+
+/**
+ * @generated from message pki.ca_signer.v1.OcspResponseToSign
+ */
+export type OcspResponseToSign = Message<"pki.ca_signer.v1.OcspResponseToSign"> & {
+  /**
+   * @generated from field: string issuer_key_id = 1;
+   */
+  issuerKeyId: string;
+
+  /**
+   * @generated from field: string serial_hex = 2;
+   */
+  serialHex: string;
+
+  /**
+   * @generated from field: pki.ca_signer.v1.CertIdHashAlgorithm cert_id_hash = 3;
+   */
+  certIdHash: CertIdHashAlgorithm;
+
+  /**
+   * @generated from field: pki.ca_signer.v1.CertificateStatusKind status = 4;
+   */
+  status: CertificateStatusKind;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp revocation_time = 5;
+   */
+  revocationTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: pki.ca_signer.v1.RevocationReason revocation_reason = 6;
+   */
+  revocationReason: RevocationReason;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp this_update = 7;
+   */
+  thisUpdate?: Timestamp | undefined;
+
+  /**
+   * Next unused field number: 9
+   *
+   * @generated from field: google.protobuf.Timestamp next_update = 8;
+   */
+  nextUpdate?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message pki.ca_signer.v1.OcspResponseToSign.
+ * Use `create(OcspResponseToSignSchema)` to create a new message.
+ */
+export const OcspResponseToSignSchema: GenMessage<OcspResponseToSign> = /*@__PURE__*/
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 3);
+
+/**
+ * @generated from message pki.ca_signer.v1.SignOcspResponsesRequest
+ */
+export type SignOcspResponsesRequest = Message<"pki.ca_signer.v1.SignOcspResponsesRequest"> & {
+  /**
+   * At most 1000 per batch.
+   *
+   * Next unused field number: 2
+   *
+   * @generated from field: repeated pki.ca_signer.v1.OcspResponseToSign responses = 1;
+   */
+  responses: OcspResponseToSign[];
+};
+
+/**
+ * Describes the message pki.ca_signer.v1.SignOcspResponsesRequest.
+ * Use `create(SignOcspResponsesRequestSchema)` to create a new message.
+ */
+export const SignOcspResponsesRequestSchema: GenMessage<SignOcspResponsesRequest> = /*@__PURE__*/
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 4);
+
+/**
+ * @generated from message pki.ca_signer.v1.SignOcspResponsesResponse
+ */
+export type SignOcspResponsesResponse = Message<"pki.ca_signer.v1.SignOcspResponsesResponse"> & {
+  /**
+   * OCSPResponse DER (responseStatus successful, BasicOCSPResponse), in request order.
+   *
+   * Next unused field number: 2
+   *
+   * @generated from field: repeated bytes responses = 1;
+   */
+  responses: Uint8Array[];
+};
+
+/**
+ * Describes the message pki.ca_signer.v1.SignOcspResponsesResponse.
+ * Use `create(SignOcspResponsesResponseSchema)` to create a new message.
+ */
+export const SignOcspResponsesResponseSchema: GenMessage<SignOcspResponsesResponse> = /*@__PURE__*/
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 5);
+
+/**
+ * @generated from message pki.ca_signer.v1.SignAuditCheckpointRequest
+ */
+export type SignAuditCheckpointRequest = Message<"pki.ca_signer.v1.SignAuditCheckpointRequest"> & {
+  /**
+   * The audit producer whose hash chain this is (e.g. "ra", "ca-signer").
+   *
+   * @generated from field: string producer = 1;
+   */
+  producer: string;
+
+  /**
+   * Sequence number of the last event covered.
+   *
+   * @generated from field: uint64 sequence = 2;
+   */
+  sequence: bigint;
+
+  /**
+   * SHA-256 of that event's chain entry (the chain head), 32 bytes.
+   *
+   * Next unused field number: 4
+   *
+   * @generated from field: bytes chain_head_sha256 = 3;
+   */
+  chainHeadSha256: Uint8Array;
+};
+
+/**
+ * Describes the message pki.ca_signer.v1.SignAuditCheckpointRequest.
+ * Use `create(SignAuditCheckpointRequestSchema)` to create a new message.
+ */
+export const SignAuditCheckpointRequestSchema: GenMessage<SignAuditCheckpointRequest> = /*@__PURE__*/
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 6);
+
+/**
+ * @generated from message pki.ca_signer.v1.SignAuditCheckpointResponse
+ */
+export type SignAuditCheckpointResponse = Message<"pki.ca_signer.v1.SignAuditCheckpointResponse"> & {
+  /**
+   * The exact bytes signed: a fixed UTF-8 text (producer, sequence, chain head, signing time,
+   * signer key id; see ca-signer domain/audit-checkpoint.ts), verifiable with OpenSSL alone.
+   *
+   * @generated from field: bytes checkpoint = 1;
+   */
+  checkpoint: Uint8Array;
+
+  /**
+   * Signature over `checkpoint`.
+   *
+   * @generated from field: bytes signature = 2;
+   */
+  signature: Uint8Array;
+
+  /**
+   * The certificate of the checkpoint key (verify `signature` with its public key).
+   *
+   * @generated from field: bytes signer_certificate = 3;
+   */
+  signerCertificate: Uint8Array;
+
+  /**
+   * "sha256WithRSAEncryption" or "ecdsa-with-SHA256".
+   *
+   * Next unused field number: 5
+   *
+   * @generated from field: string signature_algorithm = 4;
+   */
+  signatureAlgorithm: string;
+};
+
+/**
+ * Describes the message pki.ca_signer.v1.SignAuditCheckpointResponse.
+ * Use `create(SignAuditCheckpointResponseSchema)` to create a new message.
+ */
+export const SignAuditCheckpointResponseSchema: GenMessage<SignAuditCheckpointResponse> = /*@__PURE__*/
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 7);
 
 /**
  * One attribute of a distinguished name, in order (RFC 5280 §4.1.2.4).
@@ -43,7 +337,7 @@ export type NameAttribute = Message<"pki.ca_signer.v1.NameAttribute"> & {
  * Use `create(NameAttributeSchema)` to create a new message.
  */
 export const NameAttributeSchema: GenMessage<NameAttribute> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 0);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 8);
 
 /**
  * @generated from message pki.ca_signer.v1.IssueCertificateRequest
@@ -97,7 +391,7 @@ export type IssueCertificateRequest = Message<"pki.ca_signer.v1.IssueCertificate
  * Use `create(IssueCertificateRequestSchema)` to create a new message.
  */
 export const IssueCertificateRequestSchema: GenMessage<IssueCertificateRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 1);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 9);
 
 /**
  * @generated from message pki.ca_signer.v1.IssueCertificateResponse
@@ -140,7 +434,7 @@ export type IssueCertificateResponse = Message<"pki.ca_signer.v1.IssueCertificat
  * Use `create(IssueCertificateResponseSchema)` to create a new message.
  */
 export const IssueCertificateResponseSchema: GenMessage<IssueCertificateResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 2);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 10);
 
 /**
  * Next unused field number: 1
@@ -155,7 +449,7 @@ export type GetIssuersRequest = Message<"pki.ca_signer.v1.GetIssuersRequest"> & 
  * Use `create(GetIssuersRequestSchema)` to create a new message.
  */
 export const GetIssuersRequestSchema: GenMessage<GetIssuersRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 3);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 11);
 
 /**
  * @generated from message pki.ca_signer.v1.Issuer
@@ -190,7 +484,7 @@ export type Issuer = Message<"pki.ca_signer.v1.Issuer"> & {
  * Use `create(IssuerSchema)` to create a new message.
  */
 export const IssuerSchema: GenMessage<Issuer> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 4);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 12);
 
 /**
  * @generated from message pki.ca_signer.v1.GetIssuersResponse
@@ -216,7 +510,134 @@ export type GetIssuersResponse = Message<"pki.ca_signer.v1.GetIssuersResponse"> 
  * Use `create(GetIssuersResponseSchema)` to create a new message.
  */
 export const GetIssuersResponseSchema: GenMessage<GetIssuersResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 5);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 13);
+
+/**
+ * RFC 5280 §5.3.1 CRLReason. certificateHold is suspension (停用); removeFromCRL lifts it in a delta.
+ *
+ * @generated from enum pki.ca_signer.v1.RevocationReason
+ */
+export enum RevocationReason {
+  /**
+   * @generated from enum value: REVOCATION_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: REVOCATION_REASON_KEY_COMPROMISE = 1;
+   */
+  KEY_COMPROMISE = 1,
+
+  /**
+   * @generated from enum value: REVOCATION_REASON_CA_COMPROMISE = 2;
+   */
+  CA_COMPROMISE = 2,
+
+  /**
+   * @generated from enum value: REVOCATION_REASON_AFFILIATION_CHANGED = 3;
+   */
+  AFFILIATION_CHANGED = 3,
+
+  /**
+   * @generated from enum value: REVOCATION_REASON_SUPERSEDED = 4;
+   */
+  SUPERSEDED = 4,
+
+  /**
+   * @generated from enum value: REVOCATION_REASON_CESSATION_OF_OPERATION = 5;
+   */
+  CESSATION_OF_OPERATION = 5,
+
+  /**
+   * @generated from enum value: REVOCATION_REASON_CERTIFICATE_HOLD = 6;
+   */
+  CERTIFICATE_HOLD = 6,
+
+  /**
+   * 7 is not used by RFC 5280.
+   *
+   * @generated from enum value: REVOCATION_REASON_REMOVE_FROM_CRL = 8;
+   */
+  REMOVE_FROM_CRL = 8,
+
+  /**
+   * @generated from enum value: REVOCATION_REASON_PRIVILEGE_WITHDRAWN = 9;
+   */
+  PRIVILEGE_WITHDRAWN = 9,
+
+  /**
+   * @generated from enum value: REVOCATION_REASON_AA_COMPROMISE = 10;
+   */
+  AA_COMPROMISE = 10,
+}
+
+/**
+ * Describes the enum pki.ca_signer.v1.RevocationReason.
+ */
+export const RevocationReasonSchema: GenEnum<RevocationReason> = /*@__PURE__*/
+  enumDesc(file_pki_ca_signer_v1_ca_signer, 0);
+
+/**
+ * @generated from enum pki.ca_signer.v1.CertificateStatusKind
+ */
+export enum CertificateStatusKind {
+  /**
+   * @generated from enum value: CERTIFICATE_STATUS_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: CERTIFICATE_STATUS_KIND_GOOD = 1;
+   */
+  GOOD = 1,
+
+  /**
+   * @generated from enum value: CERTIFICATE_STATUS_KIND_REVOKED = 2;
+   */
+  REVOKED = 2,
+
+  /**
+   * For serials this issuer never issued (RFC 6960 §2.2 allows "revoked" with reason
+   * certificateHold and revocationTime 1970-01-01 instead: see the ocsp service's policy).
+   *
+   * @generated from enum value: CERTIFICATE_STATUS_KIND_UNKNOWN = 3;
+   */
+  UNKNOWN = 3,
+}
+
+/**
+ * Describes the enum pki.ca_signer.v1.CertificateStatusKind.
+ */
+export const CertificateStatusKindSchema: GenEnum<CertificateStatusKind> = /*@__PURE__*/
+  enumDesc(file_pki_ca_signer_v1_ca_signer, 1);
+
+/**
+ * @generated from enum pki.ca_signer.v1.CertIdHashAlgorithm
+ */
+export enum CertIdHashAlgorithm {
+  /**
+   * @generated from enum value: CERT_ID_HASH_ALGORITHM_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * What relying parties send (domain.md); RFC 5019 §2.1.1.
+   *
+   * @generated from enum value: CERT_ID_HASH_ALGORITHM_SHA1 = 1;
+   */
+  SHA1 = 1,
+
+  /**
+   * @generated from enum value: CERT_ID_HASH_ALGORITHM_SHA256 = 2;
+   */
+  SHA256 = 2,
+}
+
+/**
+ * Describes the enum pki.ca_signer.v1.CertIdHashAlgorithm.
+ */
+export const CertIdHashAlgorithmSchema: GenEnum<CertIdHashAlgorithm> = /*@__PURE__*/
+  enumDesc(file_pki_ca_signer_v1_ca_signer, 2);
 
 /**
  * @generated from service pki.ca_signer.v1.CaSignerService
@@ -243,6 +664,40 @@ export const CaSignerService: GenService<{
     methodKind: "unary";
     input: typeof GetIssuersRequestSchema;
     output: typeof GetIssuersResponseSchema;
+  },
+  /**
+   * Signs one CRL (full, delta or one partition) of one CA generation. The signer builds the
+   * TBSCertList itself from the entries given and refuses a CRL number that does not increase.
+   * Allowed callers: crl.
+   *
+   * @generated from rpc pki.ca_signer.v1.CaSignerService.SignCrl
+   */
+  signCrl: {
+    methodKind: "unary";
+    input: typeof SignCrlRequestSchema;
+    output: typeof SignCrlResponseSchema;
+  },
+  /**
+   * Signs a batch of pre-computed OCSP responses (RFC 6960, RFC 5019 profile: no nonce) with the
+   * issuer's delegated responder key. Allowed callers: ocsp.
+   *
+   * @generated from rpc pki.ca_signer.v1.CaSignerService.SignOcspResponses
+   */
+  signOcspResponses: {
+    methodKind: "unary";
+    input: typeof SignOcspResponsesRequestSchema;
+    output: typeof SignOcspResponsesResponseSchema;
+  },
+  /**
+   * Signs a checkpoint over the head of one producer's audit hash chain with the audit
+   * checkpoint key. Allowed callers: audit.
+   *
+   * @generated from rpc pki.ca_signer.v1.CaSignerService.SignAuditCheckpoint
+   */
+  signAuditCheckpoint: {
+    methodKind: "unary";
+    input: typeof SignAuditCheckpointRequestSchema;
+    output: typeof SignAuditCheckpointResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_pki_ca_signer_v1_ca_signer, 0);

@@ -1,0 +1,200 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { createGrpcClient, type ServiceClient } from '@pki/grpc';
+import { createLogger, parseConfig } from '@pki/kit';
+import { caSignerV1 } from '@pki/proto';
+import { createDatabase, createServiceIdentities, createSoftHsmToken, findRepoRoot, startPostgres, useSoftHsmConfig } from '@pki/testing';
+import {
+  caSignerConfigSchema,
+  createDelegatedSigner,
+  createIssuing,
+  createRoot,
+  DEV_ROOT_CA_SUBJECT,
+  DEVELOPMENT_ATTENDANCE,
+  openCeremony,
+  type CaKeySpec,
+} from '@pki/ca-signer';
+
+/* eslint-disable no-console -- a benchmark reports to its operator */
+
+/**
+ * Signatures per second through the whole service path: a ca-signer process (the built
+ * services/ca-signer/dist/main.js, as deployed) reached over gRPC with mTLS, signing with keys in
+ * SoftHSM through PKCS#11, with its audit writes in PostgreSQL. Measured for RSA-2048, RSA-4096
+ * and P-256 on SignOcspResponses (the high-volume signing RPC), plus IssueCertificate, and
+ * compared in the same run with `openssl speed` for the same algorithms (one process, one core).
+ *
+ * Settings (environment): BENCH_SECONDS (per measurement, default 10), BENCH_SESSIONS (HSM
+ * session pool, default 2 = cores), BENCH_BATCH (responses per RPC, default 200), BENCH_CONCURRENCY
+ * (RPCs in flight, default 2).
+ */
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 2);
+const BATCH = Number(process.env.BENCH_BATCH ?? 200);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 2);
+
+const ALGORITHMS: Array<{ name: string; spec: CaKeySpec; openssl: string }> = [
+  { name: 'RSA-2048', spec: { type: 'RSA', bits: 2048 }, openssl: 'rsa2048' },
+  { name: 'RSA-4096', spec: { type: 'RSA', bits: 4096 }, openssl: 'rsa4096' },
+  { name: 'P-256', spec: { type: 'EC', curve: 'P-256' }, openssl: 'ecdsap256' },
+];
+
+/** `openssl speed` signing rate for one algorithm, single process. */
+function opensslSpeed(algorithm: string): number {
+  const out = execFileSync('openssl', ['speed', '-seconds', String(Math.max(3, Math.round(SECONDS / 2))), algorithm], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  // rsa:   "rsa 2048 bits 0.000344s 0.000018s   2904.7  54090.0"  (sign/s is the third number)
+  // ecdsa: " 256 bits ecdsa (nistp256)   0.0000s   0.0001s  40000.0  13000.0"
+  const line = out.split('\n').reverse().find((l) => (algorithm.startsWith('rsa') ? /^rsa\s+\d+ bits/.test(l) : /ecdsa \(nistp256\)/.test(l)));
+  const numbers = line?.trim().split(/\s+/).map(Number).filter((n) => !Number.isNaN(n)) ?? [];
+  const rate = numbers[numbers.length - 2];
+  if (rate === undefined) throw new Error(`cannot read openssl speed ${algorithm} output:\n${out}`);
+  return rate;
+}
+
+async function waitReady(url: string, child: ChildProcess): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    if (child.exitCode !== null) throw new Error(`ca-signer exited with ${child.exitCode}`);
+    try {
+      if ((await fetch(`${url}/readyz`)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('ca-signer did not become ready');
+}
+
+/** Runs `work` from `concurrency` loops for `seconds`; returns operations completed per second. */
+async function measure(seconds: number, concurrency: number, work: () => Promise<number>): Promise<{ perSecond: number; operations: number; elapsed: number }> {
+  const until = Date.now() + seconds * 1000;
+  const started = process.hrtime.bigint();
+  let operations = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (Date.now() < until) operations += await work();
+    }),
+  );
+  const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
+  return { perSecond: operations / elapsed, operations, elapsed };
+}
+
+async function main(): Promise<void> {
+  const root = findRepoRoot(__dirname);
+  const runDir = path.join(root, 'var', 'bench', `run-${process.pid}`);
+  mkdirSync(runDir, { recursive: true });
+  console.log(`signing benchmark: ${SECONDS} s per measurement, ${SESSIONS} HSM sessions, batches of ${BATCH}, ${CONCURRENCY} RPCs in flight; ${os.cpus().length} cores`);
+
+  const postgres = await startPostgres({ dir: runDir });
+  let signer: ChildProcess | undefined;
+  try {
+    const databaseUrl = await createDatabase(postgres.url, 'bench');
+    const ids = await createServiceIdentities(path.join(runDir, 'identities'), ['ca-signer', 'ra', 'ocsp'] as const);
+    const token = await createSoftHsmToken({ dir: path.join(runDir, 'softhsm'), label: 'bench-ca', pin: '1234567890123456', soPin: '6543210987654321' });
+    const restoreEnv = useSoftHsmConfig(token);
+    const pinFile = path.join(runDir, 'pin');
+    writeFileSync(pinFile, token.pin, { mode: 0o600 });
+    const tls = (c: { caFile: string; certFile: string; keyFile: string }) => ({ caFile: c.caFile, certFile: c.certFile, keyFile: c.keyFile });
+    const rawConfig = {
+      log: { level: 'warn' },
+      ops: { host: '127.0.0.1', port: 0 },
+      database: { url: databaseUrl, schema: 'ca_signer', maxConnections: 10 },
+      grpc: { host: '127.0.0.1', port: 0, tls: tls(ids['ca-signer']) },
+      hsm: { modulePath: token.modulePath, tokenLabel: token.label, pinFile, sessionPoolSize: SESSIONS, softhsmConfigFile: token.configPath },
+      allow: { IssueCertificate: [ids.ra.identity], GetIssuers: ['*'], SignCrl: [ids.ra.identity], SignOcspResponses: [ids.ocsp.identity], SignAuditCheckpoint: [ids.ra.identity] },
+      publication: { crlBaseUrl: 'http://crl.bench.test/crl', ocspUrl: 'http://ocsp.bench.test/', caIssuersUrl: 'http://bench.test/ca' },
+      events: { transport: { type: 'postgres' }, producer: 'ca-signer' },
+    };
+    const config = parseConfig(caSignerConfigSchema, rawConfig);
+
+    // One issuing generation per responder key type, made by the real ceremony steps.
+    console.log('setting up the CA hierarchy in SoftHSM (RSA-4096 key generation takes a while)...');
+    const ceremony = await openCeremony(config, { pin: token.pin, attendance: DEVELOPMENT_ATTENDANCE });
+    const issuers: Record<string, string> = {};
+    let firstIssuing: string | undefined;
+    try {
+      const rootCa = await createRoot(ceremony.context, { generation: 'BENCH-ROOT', keySpec: { type: 'RSA', bits: 2048 }, subject: DEV_ROOT_CA_SUBJECT, validityYears: 30 });
+      for (const alg of ALGORITHMS) {
+        const issuing = await createIssuing(ceremony.context, { generation: `BENCH-${alg.openssl.toUpperCase()}`, keySpec: { type: 'RSA', bits: 2048 }, certification: { by: 'root', rootKeyId: rootCa.keyId, validityYears: 20 } });
+        if (issuing.by !== 'root') throw new Error('unexpected CSR result');
+        firstIssuing ??= issuing.keyId;
+        await createDelegatedSigner(ceremony.context, { issuerKeyId: issuing.keyId, purpose: 'OCSP_RESPONDER', keySpec: alg.spec });
+        issuers[alg.name] = issuing.keyId;
+      }
+      await ceremony.context.pool.query(`UPDATE issuers SET active = (key_id = $1) WHERE role = 'ISSUING'`, [firstIssuing]);
+    } finally {
+      await ceremony.close();
+    }
+    restoreEnv();
+
+    const opsPort = 18_950;
+    const grpcPort = 18_951;
+    const configFile = path.join(runDir, 'ca-signer.json');
+    writeFileSync(configFile, JSON.stringify({ ...rawConfig, ops: { host: '127.0.0.1', port: opsPort }, grpc: { ...rawConfig.grpc, port: grpcPort } }));
+    const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${runDir}`] : [];
+    signer = spawn(process.execPath, [...profile, path.join(root, 'services', 'ca-signer', 'dist', 'main.js'), configFile], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, SOFTHSM2_CONF: token.configPath } });
+    await waitReady(`http://127.0.0.1:${opsPort}`, signer);
+
+    const client = (who: 'ra' | 'ocsp'): ServiceClient<typeof caSignerV1.CaSignerService> =>
+      createGrpcClient(caSignerV1.CaSignerService, { address: `127.0.0.1:${grpcPort}`, serverIdentity: ids['ca-signer'].identity, tls: tls(ids[who]), deadlineMs: 60_000 });
+    const ocsp = client('ocsp');
+    const ra = client('ra');
+
+    const results: Array<Record<string, string | number>> = [];
+    for (const alg of ALGORITHMS) {
+      let serial = 1;
+      const batch = () => {
+        const now = new Date(Math.floor(Date.now() / 1000) * 1000);
+        return Array.from({ length: BATCH }, () => ({
+          issuerKeyId: issuers[alg.name]!,
+          serialHex: (serial++).toString(16).padStart(32, '0').replace(/^0/, '1'),
+          certIdHash: caSignerV1.CertIdHashAlgorithm.SHA1,
+          status: caSignerV1.CertificateStatusKind.GOOD,
+          thisUpdate: timestampFromDate(now),
+          nextUpdate: timestampFromDate(new Date(now.getTime() + 86_400_000)),
+        }));
+      };
+      const work = async () => (await ocsp.signOcspResponses({ responses: batch() })).responses.length;
+      await measure(2, CONCURRENCY, work); // warm up
+      const service = await measure(SECONDS, CONCURRENCY, work);
+      const reference = opensslSpeed(alg.openssl);
+      results.push({ measurement: `SignOcspResponses ${alg.name}`, servicePerSecond: Math.round(service.perSecond), opensslSpeedPerSecond: Math.round(reference), ratio: Number((service.perSecond / reference).toFixed(3)) });
+      console.log(`  ${alg.name.padEnd(9)} service ${service.perSecond.toFixed(0).padStart(6)}/s   openssl speed ${reference.toFixed(0).padStart(6)}/s   ratio ${(service.perSecond / reference).toFixed(2)}`);
+    }
+
+    // IssueCertificate: one certificate per RPC, with its serial reservation and audit writes.
+    const key = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'der' });
+    let n = 0;
+    const issue = async () => {
+      await ra.issueCertificate({ idempotencyKey: `bench-${process.pid}-${n++}`, profile: 'citizen-signature', publicKeySpki: key, subject: [{ type: 'C', value: 'TW' }, { type: 'CN', value: '王小明' }, { type: 'serialNumber', value: '1234567890123456' }] });
+      return 1;
+    };
+    await measure(2, CONCURRENCY * 2, issue);
+    const issued = await measure(SECONDS, CONCURRENCY * 2, issue);
+    const rsaReference = Number(results[0]!.opensslSpeedPerSecond);
+    results.push({ measurement: 'IssueCertificate RSA-2048 issuer', servicePerSecond: Math.round(issued.perSecond), opensslSpeedPerSecond: rsaReference, ratio: Number((issued.perSecond / rsaReference).toFixed(3)) });
+    console.log(`  IssueCertificate (RSA-2048 CA) ${issued.perSecond.toFixed(0)}/s   ratio to openssl speed rsa2048 ${(issued.perSecond / rsaReference).toFixed(2)}`);
+    ocsp.close();
+    ra.close();
+
+    const outDir = path.join(root, 'var', 'bench');
+    const report = { date: new Date().toISOString(), cores: os.cpus().length, cpu: os.cpus()[0]?.model, settings: { seconds: SECONDS, sessions: SESSIONS, batch: BATCH, concurrency: CONCURRENCY }, results };
+    writeFileSync(path.join(outDir, 'signing-latest.json'), JSON.stringify(report, null, 2) + '\n');
+    console.log(`results written to ${path.relative(root, path.join(outDir, 'signing-latest.json'))}`);
+  } finally {
+    if (signer && signer.exitCode === null) {
+      signer.kill('SIGTERM');
+      await new Promise((r) => signer!.once('exit', r));
+    }
+    await postgres.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(`bench failed: ${(err as Error).stack ?? err}`);
+  createLogger({ service: 'bench' }).flush();
+  process.exit(1);
+});

@@ -1,0 +1,2 @@
+export * from './lint-result';
+export * from './certificate-lint';
