@@ -7,6 +7,7 @@ import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { createGrpcClient, type ServiceClient } from '@pki/grpc';
 import { caSignerV1 } from '@pki/proto';
 import { toPem } from '@pki/x509';
+import { formatPkilintFindings, lintWithPkilint, pkilintErrors } from '@pki/testing';
 import { startCaSignerFixture, type CaSignerFixture } from './service-fixture';
 
 const { RevocationReason, CertificateStatusKind, CertIdHashAlgorithm } = caSignerV1;
@@ -28,6 +29,12 @@ const file = (name: string, data: string | Uint8Array) => {
   writeFileSync(path, data);
   return path;
 };
+/** Independent check: pkilint reports nothing of ERROR severity or worse. Returns the rest to inspect. */
+async function pkilintClean(kind: 'crl' | 'ocsp-response', der: Uint8Array) {
+  const findings = await lintWithPkilint(kind, der);
+  expect(formatPkilintFindings(pkilintErrors(findings))).toBe('');
+  return findings;
+}
 const auditCount = async () => Number((await db.query(`SELECT count(*) FROM outbox WHERE topic = 'pki.audit.v1'`)).rows[0].count);
 
 beforeAll(async () => {
@@ -69,6 +76,8 @@ describe('SignCrl', () => {
     // -CAfile makes openssl check the signature; it prints "verify OK" on stderr
     const verify = execFileSync('sh', ['-c', `openssl crl -inform DER -in ${crlFile} -CAfile ${join(fixture.caDir, 'chain.pem')} -noout 2>&1`], { encoding: 'utf8' });
     expect(verify.trim()).toBe('verify OK');
+    const findings = await pkilintClean('crl', crl);
+    expect(findings.map((f) => `${f.severity} ${f.code}`)).toEqual([]);
   });
 
   it('signs a delta CRL (critical deltaCRLIndicator) and a partition (critical issuingDistributionPoint)', async () => {
@@ -86,6 +95,8 @@ describe('SignCrl', () => {
     const partText = openssl(['crl', '-inform', 'DER', '-in', file('p7.crl', part), '-noout', '-text']);
     expect(partText).toMatch(/X509v3 Issuing Distribution Point: critical\s+Full Name:\s+URI:http:\/\/crl\.pki\.test\/crl\/[0-9a-f]+\/p7\.crl\s+Only User Certificates/);
     expect(partText).toContain('No Revoked Certificates');
+    await pkilintClean('crl', crl);
+    await pkilintClean('crl', part);
   });
 
   it('returns the same CRL for a retried idempotency key and refuses the key with another request', async () => {
@@ -154,6 +165,7 @@ describe('SignOcspResponses', () => {
     const text = openssl(['ocsp', '-respin', file('r0.der', responses[0]!), '-resp_text', '-noverify']);
     expect(text).toContain('OCSP Signing');
     expect(text).toContain('OCSP No Check');
+    for (const response of responses) await pkilintClean('ocsp-response', response);
   });
 
   it('refuses a batch with one bad item and signs none of it', async () => {
