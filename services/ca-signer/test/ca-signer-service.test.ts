@@ -8,6 +8,9 @@ import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { createGrpcClient, type ServiceClient } from '@pki/grpc';
 import { caSignerV1, eventsV1 } from '@pki/proto';
 import { toPem } from '@pki/x509';
+import { createLogger, systemClock } from '@pki/kit';
+import { FakeKeyManager } from '../src/adapters/fake';
+import { CertificateAuthority } from '../src/domain/certificate-authority';
 import { startCaSignerFixture, type CaSignerFixture } from './service-fixture';
 
 const subject = [
@@ -113,6 +116,27 @@ describe('ca-signer IssueCertificate over gRPC, signing in SoftHSM', () => {
       // GetIssuers is open to every service
       await expect(asOcsp.getIssuers({})).resolves.toMatchObject({ issuers: [expect.objectContaining({ active: true })] });
     });
+  });
+
+  it('refuses to sign what its own pre-issuance lint rejects, and audits that refusal', async () => {
+    // A broken serial source (2 octets: too little entropy) passes every request check, so the
+    // lint over the built TBS is the line that refuses; the HSM is never asked.
+    const fake = new FakeKeyManager();
+    const authority = new CertificateAuthority({
+      pool: db, registry: fixture.signer.domain.registry, keyManager: fake, clock: systemClock,
+      logger: createLogger({ service: 'test', level: 'silent' }), producer: 'ca-signer',
+      publication: { ...fixture.config.publication }, serials: () => Buffer.from([0x12, 0x34]),
+    });
+    const before = await issuanceCount();
+    await expect(authority.issue({ caller: 'spiffe://pki.internal/ra', idempotencyKey: 'lint-1', profile: 'citizen-signature', publicKeySpki: rsaSpki(), subject })).rejects.toMatchObject({
+      code: 'INTERNAL', message: expect.stringContaining('e_serial_number_low_entropy'),
+    });
+    expect(await issuanceCount()).toBe(before);
+    expect(fake.signatures).toHaveLength(0);
+    const { rows } = await db.query(`SELECT payload FROM outbox WHERE topic = 'pki.audit.v1' ORDER BY seq DESC LIMIT 1`);
+    const event = fromBinary(eventsV1.AuditEventSchema, rows[0].payload);
+    expect(event).toMatchObject({ action: 'certificate.issue.lint', outcome: eventsV1.AuditOutcome.FAILURE });
+    expect(event.attributes.lintErrors).toContain('e_serial_number_low_entropy');
   });
 
   it('reports ready through its ops endpoint, with the HSM and database checked', async () => {

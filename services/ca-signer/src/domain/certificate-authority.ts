@@ -120,13 +120,33 @@ export class CertificateAuthority {
       );
 
     await assertHsmAvailable(this.#deps.keyManager, OPERATION);
+    // A lint refusal means the CA itself was about to produce a bad certificate: that is audited,
+    // unlike a request that breaks its profile (refused as bad input, nothing about to be signed).
+    const buildAudited = async (clock: Clock, serial: () => Buffer): Promise<PreparedCertificate> => {
+      try {
+        return build(clock, serial);
+      } catch (err) {
+        const lintErrors = err instanceof PkiError ? err.details.lintErrors : undefined;
+        if (err instanceof PkiError && lintErrors !== undefined) {
+          await withTransaction(this.#deps.pool, (tx) =>
+            appendAuditEvent(tx, this.#audit, {
+              action: 'certificate.issue.lint',
+              outcome: AuditOutcome.FAILURE,
+              actor: request.caller,
+              attributes: { profile: request.profile, issuerKeyId: issuer.keyId, lintErrors, lintWarnings: err.details.lintWarnings ?? '' },
+            }),
+          );
+        }
+        throw err;
+      }
+    };
     let prepared: PreparedCertificate;
     if (existing) {
       // A reservation without a certificate: an earlier attempt failed or crashed after reserving.
       // Finish it with the same serial and validity, so the key still yields one certificate.
-      prepared = build({ now: () => existing.result.notBefore }, () => Buffer.from(existing.result.serialHex, 'hex'));
+      prepared = await buildAudited({ now: () => existing.result.notBefore }, () => Buffer.from(existing.result.serialHex, 'hex'));
     } else {
-      prepared = build(this.#deps.clock, this.#deps.serials ?? (() => randomSerial()));
+      prepared = await buildAudited(this.#deps.clock, this.#deps.serials ?? (() => randomSerial()));
       const reserved = await this.#reserve(request, requestHash, prepared, issuer);
       if (!reserved) return this.issue(request); // a concurrent retry reserved it first
     }
