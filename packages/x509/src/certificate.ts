@@ -83,7 +83,7 @@ export function buildTbsCertificate(spec: TbsCertificateSpec): Buffer {
  * RFC 5280 §4.1.2.5: dates through 2049 as UTCTime, from 2050 as GeneralizedTime. asn1-x509's Time
  * makes the same choice from a Date; it is spelled out here because the rule is the RFC's.
  */
-function timeOf(date: Date): Time {
+export function timeOf(date: Date): Time {
   return date.getUTCFullYear() >= 2050 ? new Time({ generalTime: date }) : new Time({ utcTime: date });
 }
 

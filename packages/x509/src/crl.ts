@@ -19,10 +19,10 @@ import {
   Name,
   RevokedCertificate,
   TBSCertList,
-  Time,
   Version,
 } from '@peculiar/asn1-x509';
 import { PkiError } from '@pki/kit';
+import { timeOf } from './certificate';
 import { toAsnExtension } from './extensions';
 import { positiveInteger, toArrayBuffer } from './public-key';
 import { signatureAlgorithmIdentifier, type SignatureAlgorithm } from './signature-algorithm';
@@ -53,11 +53,6 @@ export interface TbsCertListSpec {
   /** For a partitioned CRL: the URI of this partition (issuingDistributionPoint, §5.2.5). */
   partitionUri?: string;
   entries: readonly CrlEntry[];
-}
-
-function timeOf(date: Date): Time {
-  // RFC 5280 §5.1.2.4: UTCTime through 2049, GeneralizedTime from 2050.
-  return date.getUTCFullYear() >= 2050 ? new Time({ generalTime: date }) : new Time({ utcTime: date });
 }
 
 function extension(extnID: string, critical: boolean, value: object): Extension {

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { Pool } from 'pg';
 import { PkiError, type Clock } from '@pki/kit';
 import { withTransaction, type Tx } from '@pki/db';
@@ -114,7 +113,4 @@ export class CeremonyAudit {
   }
 }
 
-/** Plain SHA-256 in hex, so an auditor holding the DER can recompute what an event names. */
-export function sha256Hex(data: Uint8Array | string): string {
-  return createHash('sha256').update(data).digest('hex');
-}
+export { sha256Hex } from '../domain/digest';

@@ -1,11 +1,11 @@
-import { createHash } from 'node:crypto';
 import type { Pool } from 'pg';
 import { PkiError, type Clock, type Logger } from '@pki/kit';
 import { withTransaction } from '@pki/db';
 import { signatureAlgorithmIdentifier, verifySignature } from '@pki/x509';
 import type { KeyManager } from '../ports/key-manager';
 import { appendAuditEvent, assertHsmAvailable, AuditOutcome, type AuditChannel } from './audit';
-import { signatureAlgorithmForIssuerSpki } from './certificate-signing';
+import { signatureAlgorithmForIssuerSpki, wholeSecond } from './certificate-signing';
+import { sha256Hex } from './digest';
 import type { IssuerRegistry } from './issuer-registry';
 
 export interface AuditCheckpointRequest {
@@ -66,7 +66,7 @@ export class AuditCheckpointSigner {
     if (request.sequence < 1n) throw new PkiError('INVALID_ARGUMENT', `${operation}: sequence must be at least 1`);
     if (request.chainHeadSha256.length !== 32) throw new PkiError('INVALID_ARGUMENT', `${operation}: chain_head_sha256 must be 32 bytes, got ${request.chainHeadSha256.length}`);
     const signer = this.#deps.registry.delegated(operation, 'AUDIT_CHECKPOINT');
-    const signedAt = new Date(Math.floor(this.#deps.clock.now().getTime() / 1000) * 1000);
+    const signedAt = wholeSecond(this.#deps.clock.now());
     const checkpoint = encodeCheckpoint({ ...request, signedAt, signerKeyId: signer.keyId });
     const algorithm = signatureAlgorithmForIssuerSpki(signer.certificate.subjectPublicKeyInfo);
     if (algorithm !== 'RSA-SHA256' && algorithm !== 'ECDSA-SHA256') {
@@ -77,7 +77,7 @@ export class AuditCheckpointSigner {
       sequence: request.sequence.toString(),
       chainHeadSha256: Buffer.from(request.chainHeadSha256).toString('hex'),
       signerKeyId: signer.keyId,
-      checkpointSha256: createHash('sha256').update(checkpoint).digest('hex'),
+      checkpointSha256: sha256Hex(checkpoint),
     };
     await assertHsmAvailable(this.#deps.keyManager, operation);
     await withTransaction(this.#deps.pool, (tx) => appendAuditEvent(tx, this.#audit, { action: 'audit-checkpoint.sign.intent', outcome: AuditOutcome.INTENT, actor: request.caller, attributes }));

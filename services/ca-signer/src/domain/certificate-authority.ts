@@ -6,6 +6,8 @@ import { formatName, parseCertificate, randomSerial, type DistinguishedName, typ
 import { appendAuditEvent, assertHsmAvailable, AuditOutcome, type AuditChannel } from './audit';
 import type { IssuerRecord, IssuerRegistry } from './issuer-registry';
 import { lintCodes } from './lint';
+import { sha256Hex } from './digest';
+import { assertIdempotencyKey } from './requests';
 
 export type { IssuerRecord };
 import type { KeyManager } from '../ports/key-manager';
@@ -59,12 +61,6 @@ export interface CertificateAuthorityDeps {
 }
 
 const OPERATION = 'issue certificate';
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
-
-/** Plain SHA-256, so that an auditor holding the DER (or the key, or the subject) can recompute it. */
-function sha256Hex(data: string | Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
-}
 
 /** A digest over several fields, each terminated so that no two requests hash alike by concatenation. */
 function requestDigest(...parts: Array<string | Uint8Array>): Buffer {
@@ -89,9 +85,7 @@ export class CertificateAuthority {
   }
 
   async issue(request: IssueRequest): Promise<IssueResult> {
-    if (!IDEMPOTENCY_KEY.test(request.idempotencyKey)) {
-      throw new PkiError('INVALID_ARGUMENT', `${OPERATION}: idempotency key must be 1 to 200 printable ASCII characters`);
-    }
+    assertIdempotencyKey(request.idempotencyKey, OPERATION);
     const profile = PROFILE_NAMES[request.profile];
     if (!profile) {
       throw new PkiError('INVALID_ARGUMENT', `${OPERATION}: unknown profile '${request.profile}' (known: ${Object.keys(PROFILE_NAMES).join(', ')})`);

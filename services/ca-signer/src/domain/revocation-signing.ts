@@ -17,7 +17,9 @@ import {
 } from '@pki/x509';
 import type { KeyManager } from '../ports/key-manager';
 import { appendAuditEvent, assertHsmAvailable, AuditOutcome, type AuditChannel } from './audit';
-import { signatureAlgorithmForIssuerSpki } from './certificate-signing';
+import { signatureAlgorithmForIssuerSpki, wholeSecond } from './certificate-signing';
+import { sha256Hex } from './digest';
+import { assertIdempotencyKey } from './requests';
 import type { IssuerRecord, IssuerRegistry } from './issuer-registry';
 
 export interface RevocationSigningDeps {
@@ -56,16 +58,11 @@ export interface OcspRequestItem {
 
 /** At most this many responses in one SignOcspResponses call. */
 export const MAX_OCSP_BATCH = 1000;
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
 const PARTITION = /^[a-z0-9][a-z0-9-]{0,31}$/;
 const CRL_NUMBER = /^[0-9]{1,15}$/;
 // How far a CRL's thisUpdate may be from the signer's clock: the crl service stamps it just
 // before calling, so anything further off is a bug or a replay.
 const THIS_UPDATE_SKEW_MS = 10 * 60_000;
-
-function sha256Hex(data: Uint8Array | string): string {
-  return createHash('sha256').update(data).digest('hex');
-}
 
 /** Serial hex as used across the project: DER INTEGER content octets, positive, 1 to 20 octets. */
 export function parseSerialHex(serialHex: string, operation: string): Buffer {
@@ -114,7 +111,7 @@ export class RevocationSigner {
 
   async signCrl(request: CrlRequest): Promise<Buffer> {
     const operation = 'sign CRL';
-    if (!IDEMPOTENCY_KEY.test(request.idempotencyKey)) throw new PkiError('INVALID_ARGUMENT', `${operation}: idempotency key must be 1 to 200 printable ASCII characters`);
+    assertIdempotencyKey(request.idempotencyKey, operation);
     if (!request.issuerKeyId) throw new PkiError('INVALID_ARGUMENT', `${operation}: issuer_key_id is required (one CRL per CA generation)`);
     const issuer = this.#deps.registry.issuing(operation, request.issuerKeyId);
     if (request.partition !== '' && !PARTITION.test(request.partition)) {
@@ -209,7 +206,7 @@ export class RevocationSigner {
     const operation = 'sign OCSP responses';
     if (items.length === 0) throw new PkiError('INVALID_ARGUMENT', `${operation}: the batch is empty`);
     if (items.length > MAX_OCSP_BATCH) throw new PkiError('INVALID_ARGUMENT', `${operation}: ${items.length} responses in one batch; at most ${MAX_OCSP_BATCH}`);
-    const producedAt = new Date(Math.floor(this.#deps.clock.now().getTime() / 1000) * 1000);
+    const producedAt = wholeSecond(this.#deps.clock.now());
     const prepared = items.map((item, index) => {
       const at = `${operation}: response ${index}`;
       if (!item.issuerKeyId) throw new PkiError('INVALID_ARGUMENT', `${at}: issuer_key_id is required`);

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { PkiError } from '@pki/kit';
 
 /**
@@ -18,9 +17,7 @@ export interface LintResult {
   tbsSha256: string;
 }
 
-export function sha256Hex(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
+export { sha256Hex } from '../digest';
 
 /** Comma-separated codes, for audit attributes and error details. */
 export function lintCodes(findings: readonly LintFinding[]): string {
