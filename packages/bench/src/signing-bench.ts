@@ -1,13 +1,13 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { createGrpcClient, type ServiceClient } from '@pki/grpc';
 import { createLogger, parseConfig } from '@pki/kit';
 import { caSignerV1 } from '@pki/proto';
-import { createDatabase, createServiceIdentities, createSoftHsmToken, findRepoRoot, startPostgres, useSoftHsmConfig } from '@pki/testing';
+import { createDatabase, createServiceIdentities, createSoftHsmToken, findRepoRoot, freePort, startPostgres, useSoftHsmConfig } from '@pki/testing';
 import {
   caSignerConfigSchema,
   createDelegatedSigner,
@@ -29,19 +29,23 @@ import {
  * compared in the same run with `openssl speed` for the same algorithms (one process, one core).
  *
  * Settings (environment): BENCH_SECONDS (per measurement, default 10), BENCH_SESSIONS (HSM
- * session pool, default 2 = cores), BENCH_BATCH (responses per RPC, default 200), BENCH_CONCURRENCY
- * (RPCs in flight, default 2).
+ * session pool, default twice the cores), BENCH_BATCH (responses per RPC, default 200), BENCH_CONCURRENCY
+ * (RPCs in flight, default 2), BENCH_ONLY (comma-separated measurements to run, e.g.
+ * `RSA-2048,IssueCertificate`; default all).
  */
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
-const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 2);
+const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 2 * os.availableParallelism());
 const BATCH = Number(process.env.BENCH_BATCH ?? 200);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 2);
 
-const ALGORITHMS: Array<{ name: string; spec: CaKeySpec; openssl: string }> = [
+const ONLY = process.env.BENCH_ONLY?.split(',').map((s) => s.trim());
+
+const ALL_ALGORITHMS: Array<{ name: string; spec: CaKeySpec; openssl: string }> = [
   { name: 'RSA-2048', spec: { type: 'RSA', bits: 2048 }, openssl: 'rsa2048' },
   { name: 'RSA-4096', spec: { type: 'RSA', bits: 4096 }, openssl: 'rsa4096' },
   { name: 'P-256', spec: { type: 'EC', curve: 'P-256' }, openssl: 'ecdsap256' },
 ];
+const ALGORITHMS = ALL_ALGORITHMS.filter((a) => ONLY === undefined || ONLY.includes(a.name));
 
 /** `openssl speed` signing rate for one algorithm, single process. */
 function opensslSpeed(algorithm: string): number {
@@ -53,6 +57,16 @@ function opensslSpeed(algorithm: string): number {
   const rate = numbers[numbers.length - 2];
   if (rate === undefined) throw new Error(`cannot read openssl speed ${algorithm} output:\n${out}`);
   return rate;
+}
+
+/** The PKCS#11 adapter alone, in a process of its own with the signer's thread count (see pkcs11-alone.ts). */
+function pkcs11Alone(settings: Record<string, unknown>): { perSecond: number; cpuPerSignatureUs: number } {
+  const out = execFileSync(process.execPath, [path.join(__dirname, 'pkcs11-alone.js'), JSON.stringify(settings)], {
+    encoding: 'utf8',
+    env: { ...process.env, UV_THREADPOOL_SIZE: String(os.availableParallelism()) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return JSON.parse(out.trim().split('\n').pop()!) as { perSecond: number; cpuPerSignatureUs: number };
 }
 
 async function waitReady(url: string, child: ChildProcess): Promise<void> {
@@ -68,18 +82,70 @@ async function waitReady(url: string, child: ChildProcess): Promise<void> {
   throw new Error('ca-signer did not become ready');
 }
 
-/** Runs `work` from `concurrency` loops for `seconds`; returns operations completed per second. */
-async function measure(seconds: number, concurrency: number, work: () => Promise<number>): Promise<{ perSecond: number; operations: number; elapsed: number }> {
+// /proc times are in clock ticks; Linux reports USER_HZ = 100 to user space on every architecture.
+const TICK_US = 10_000;
+
+interface CpuSnapshot {
+  signerUs: number;
+  clientUs: number;
+  machineBusyUs: number;
+}
+
+/** CPU used so far by the signer process, this process and the whole machine (Linux /proc). */
+function cpuSnapshot(signerPid: number | undefined): CpuSnapshot {
+  let signerUs = 0;
+  if (signerPid !== undefined) {
+    // /proc/<pid>/stat: fields 14 and 15 are utime and stime; the command name (field 2) may hold spaces.
+    const stat = readFileSync(`/proc/${signerPid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    signerUs = (Number(fields[11]) + Number(fields[12])) * TICK_US;
+  }
+  const usage = process.cpuUsage();
+  // /proc/stat "cpu user nice system idle iowait irq softirq steal ...": busy is all but idle and iowait.
+  const ticks = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  const busy = ticks.reduce((a, b) => a + b, 0) - ticks[3]! - ticks[4]!;
+  return { signerUs, clientUs: usage.user + usage.system, machineBusyUs: busy * TICK_US };
+}
+
+interface Measurement {
+  perSecond: number;
+  operations: number;
+  elapsed: number;
+  /** CPU microseconds per operation: in the signer, in the benchmark client, and everything else (PostgreSQL, the OS, other load). */
+  cpuPerOperationUs: { signer: number; client: number; other: number };
+  /** Busy share of all cores during the measurement. */
+  machineUtilisation: number;
+}
+
+/** Runs `work` from `concurrency` loops for `seconds`; returns operations completed per second and where the CPU went. */
+async function measure(seconds: number, concurrency: number, work: () => Promise<number>, signerPid?: number): Promise<Measurement> {
   const until = Date.now() + seconds * 1000;
+  const before = cpuSnapshot(signerPid);
   const started = process.hrtime.bigint();
   let operations = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
-      while (Date.now() < until) operations += await work();
+      while (Date.now() < until) {
+        // Not `operations += await work()`: that reads `operations` before the await, and the
+        // loops running alongside would lose each other's counts.
+        const done = await work();
+        operations += done;
+      }
     }),
   );
   const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
-  return { perSecond: operations / elapsed, operations, elapsed };
+  const after = cpuSnapshot(signerPid);
+  const per = (us: number) => Math.round(us / Math.max(operations, 1));
+  const signer = after.signerUs - before.signerUs;
+  const client = after.clientUs - before.clientUs;
+  const machine = after.machineBusyUs - before.machineBusyUs;
+  return {
+    perSecond: operations / elapsed,
+    operations,
+    elapsed,
+    cpuPerOperationUs: { signer: per(signer), client: per(client), other: per(Math.max(0, machine - signer - client)) },
+    machineUtilisation: Number((machine / (elapsed * 1e6 * os.availableParallelism())).toFixed(2)),
+  };
 }
 
 async function main(): Promise<void> {
@@ -114,6 +180,7 @@ async function main(): Promise<void> {
     console.log('setting up the CA hierarchy in SoftHSM (RSA-4096 key generation takes a while)...');
     const ceremony = await openCeremony(config, { pin: token.pin, attendance: DEVELOPMENT_ATTENDANCE });
     const issuers: Record<string, string> = {};
+    const responderHsmKeys: Record<string, string> = {};
     let firstIssuing: string | undefined;
     try {
       const rootCa = await createRoot(ceremony.context, { generation: 'BENCH-ROOT', keySpec: { type: 'RSA', bits: 2048 }, subject: DEV_ROOT_CA_SUBJECT, validityYears: 30 });
@@ -121,7 +188,8 @@ async function main(): Promise<void> {
         const issuing = await createIssuing(ceremony.context, { generation: `BENCH-${alg.openssl.toUpperCase()}`, keySpec: { type: 'RSA', bits: 2048 }, certification: { by: 'root', rootKeyId: rootCa.keyId, validityYears: 20 } });
         if (issuing.by !== 'root') throw new Error('unexpected CSR result');
         firstIssuing ??= issuing.keyId;
-        await createDelegatedSigner(ceremony.context, { issuerKeyId: issuing.keyId, purpose: 'OCSP_RESPONDER', keySpec: alg.spec });
+        const responder = await createDelegatedSigner(ceremony.context, { issuerKeyId: issuing.keyId, purpose: 'OCSP_RESPONDER', keySpec: alg.spec });
+        responderHsmKeys[alg.name] = responder.hsmKeyId;
         issuers[alg.name] = issuing.keyId;
       }
       await ceremony.context.pool.query(`UPDATE issuers SET active = (key_id = $1) WHERE role = 'ISSUING'`, [firstIssuing]);
@@ -130,8 +198,8 @@ async function main(): Promise<void> {
     }
     restoreEnv();
 
-    const opsPort = 18_950;
-    const grpcPort = 18_951;
+    const opsPort = await freePort();
+    const grpcPort = await freePort();
     const configFile = path.join(runDir, 'ca-signer.json');
     writeFileSync(configFile, JSON.stringify({ ...rawConfig, ops: { host: '127.0.0.1', port: opsPort }, grpc: { ...rawConfig.grpc, port: grpcPort } }));
     const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${runDir}`] : [];
@@ -143,7 +211,7 @@ async function main(): Promise<void> {
     const ocsp = client('ocsp');
     const ra = client('ra');
 
-    const results: Array<Record<string, string | number>> = [];
+    const results: Array<Record<string, unknown>> = [];
     for (const alg of ALGORITHMS) {
       let serial = 1;
       const batch = () => {
@@ -159,24 +227,53 @@ async function main(): Promise<void> {
       };
       const work = async () => (await ocsp.signOcspResponses({ responses: batch() })).responses.length;
       await measure(2, CONCURRENCY, work); // warm up
-      const service = await measure(SECONDS, CONCURRENCY, work);
+      const service = await measure(SECONDS, CONCURRENCY, work, signer.pid);
+      const alone = pkcs11Alone({
+        modulePath: token.modulePath,
+        softhsmConfigFile: token.configPath,
+        tokenLabel: token.label,
+        pinFile,
+        keyId: responderHsmKeys[alg.name]!,
+        algorithm: alg.spec.type === 'RSA' ? 'RSA-SHA256' : 'ECDSA-SHA256',
+        seconds: Math.max(3, Math.round(SECONDS / 2)),
+        sessions: SESSIONS,
+        inFlight: 4 * SESSIONS,
+      });
       const reference = opensslSpeed(alg.openssl);
-      results.push({ measurement: `SignOcspResponses ${alg.name}`, servicePerSecond: Math.round(service.perSecond), opensslSpeedPerSecond: Math.round(reference), ratio: Number((service.perSecond / reference).toFixed(3)) });
-      console.log(`  ${alg.name.padEnd(9)} service ${service.perSecond.toFixed(0).padStart(6)}/s   openssl speed ${reference.toFixed(0).padStart(6)}/s   ratio ${(service.perSecond / reference).toFixed(2)}`);
+      const cpu = service.cpuPerOperationUs;
+      results.push({
+        measurement: `SignOcspResponses ${alg.name}`,
+        servicePerSecond: Math.round(service.perSecond),
+        opensslSpeedPerSecond: Math.round(reference),
+        ratio: Number((service.perSecond / reference).toFixed(3)),
+        pkcs11AlonePerSecond: Math.round(alone.perSecond),
+        serviceToPkcs11Alone: Number((service.perSecond / alone.perSecond).toFixed(3)),
+        pkcs11AloneToOpenssl: Number((alone.perSecond / reference).toFixed(3)),
+        pkcs11AloneCpuPerSignatureUs: alone.cpuPerSignatureUs,
+        cpuPerOperationUs: cpu,
+        machineUtilisation: service.machineUtilisation,
+      });
+      console.log(
+        `  ${alg.name.padEnd(9)} service ${service.perSecond.toFixed(0).padStart(6)}/s   openssl speed ${reference.toFixed(0).padStart(6)}/s   ratio ${(service.perSecond / reference).toFixed(2)}\n` +
+          `            PKCS#11 alone ${alone.perSecond.toFixed(0)}/s (${alone.cpuPerSignatureUs} µs CPU each; ${(alone.perSecond / reference).toFixed(2)} of openssl speed); service reaches ${(service.perSecond / alone.perSecond).toFixed(2)} of it\n` +
+          `            CPU µs per signature: signer ${cpu.signer}, client ${cpu.client}, other ${cpu.other}; machine ${Math.round(service.machineUtilisation * 100)}% busy`,
+      );
     }
 
-    // IssueCertificate: one certificate per RPC, with its serial reservation and audit writes.
-    const key = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'der' });
-    let n = 0;
-    const issue = async () => {
-      await ra.issueCertificate({ idempotencyKey: `bench-${process.pid}-${n++}`, profile: 'citizen-signature', publicKeySpki: key, subject: [{ type: 'C', value: 'TW' }, { type: 'CN', value: '王小明' }, { type: 'serialNumber', value: '1234567890123456' }] });
-      return 1;
-    };
-    await measure(2, CONCURRENCY * 2, issue);
-    const issued = await measure(SECONDS, CONCURRENCY * 2, issue);
-    const rsaReference = Number(results[0]!.opensslSpeedPerSecond);
-    results.push({ measurement: 'IssueCertificate RSA-2048 issuer', servicePerSecond: Math.round(issued.perSecond), opensslSpeedPerSecond: rsaReference, ratio: Number((issued.perSecond / rsaReference).toFixed(3)) });
-    console.log(`  IssueCertificate (RSA-2048 CA) ${issued.perSecond.toFixed(0)}/s   ratio to openssl speed rsa2048 ${(issued.perSecond / rsaReference).toFixed(2)}`);
+    if (ONLY === undefined || ONLY.includes('IssueCertificate')) {
+      // IssueCertificate: one certificate per RPC, with its serial reservation and audit writes.
+      const key = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'der' });
+      let n = 0;
+      const issue = async () => {
+        await ra.issueCertificate({ idempotencyKey: `bench-${process.pid}-${n++}`, profile: 'citizen-signature', publicKeySpki: key, subject: [{ type: 'C', value: 'TW' }, { type: 'CN', value: '王小明' }, { type: 'serialNumber', value: '1234567890123456' }] });
+        return 1;
+      };
+      await measure(2, CONCURRENCY * 2, issue);
+      const issued = await measure(SECONDS, CONCURRENCY * 2, issue, signer.pid);
+      const rsaReference = Number(results.find((r) => r.measurement === 'SignOcspResponses RSA-2048')?.opensslSpeedPerSecond ?? opensslSpeed('rsa2048'));
+      results.push({ measurement: 'IssueCertificate RSA-2048 issuer', servicePerSecond: Math.round(issued.perSecond), opensslSpeedPerSecond: rsaReference, ratio: Number((issued.perSecond / rsaReference).toFixed(3)) });
+      console.log(`  IssueCertificate (RSA-2048 CA) ${issued.perSecond.toFixed(0)}/s   ratio to openssl speed rsa2048 ${(issued.perSecond / rsaReference).toFixed(2)}`);
+    }
     ocsp.close();
     ra.close();
 

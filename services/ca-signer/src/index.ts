@@ -3,6 +3,7 @@ export * from './app';
 export * from './domain';
 export * from './domain/certificate-authority';
 export type { KeyManager } from './ports/key-manager';
+export { Pkcs11KeyManager } from './adapters/pkcs11';
 export * from './ceremony/dev-hierarchy';
 export { openCeremony, type OpenCeremony } from './ceremony/session';
 export { createRoot, createIssuing, importIssuing, activateIssuer, createDelegatedSigner, type CeremonyContext } from './ceremony/steps';
