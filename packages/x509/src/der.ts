@@ -3,7 +3,7 @@ import { PkiError } from '@pki/kit';
 /**
  * One DER element (X.690 §8.1) located in a buffer: where its tag, content and end are. Used where
  * the exact encoding matters and a schema parser would hide it (the string type of a name
- * attribute, the text of a UTCTime), never to build anything.
+ * attribute, the text of a UTCTime).
  */
 export interface DerElement {
   /** The identifier octet (single-octet tags only: every tag PKIX uses fits, X.690 §8.1.2.3). */
@@ -76,4 +76,34 @@ export function derContent(bytes: Uint8Array, element: DerElement): Buffer {
 /** The whole TLV of an element. */
 export function derBytes(bytes: Uint8Array, element: DerElement): Buffer {
   return Buffer.from(bytes.subarray(element.start, element.end));
+}
+
+/**
+ * One DER element (X.690 §8.1: identifier, definite-form minimal length, contents) around contents
+ * that are already DER. Used to wrap exact signed bytes without re-encoding them, and on the OCSP
+ * hot path where the schema layer costs a hundred times more (see ocsp.ts); everything built with
+ * it is compared with the schema layer's encoding in tests.
+ */
+export function encodeDerElement(tag: number, ...contents: Uint8Array[]): Buffer {
+  let length = 0;
+  for (const c of contents) length += c.length;
+  let headerLength: number;
+  if (length < 0x80) headerLength = 2;
+  else if (length < 0x100) headerLength = 3;
+  else if (length < 0x10000) headerLength = 4;
+  else if (length < 0x1000000) headerLength = 5;
+  else throw new PkiError('INVALID_ARGUMENT', `encode DER: ${length} content octets is too long`);
+  const out = Buffer.allocUnsafe(headerLength + length);
+  out[0] = tag;
+  if (headerLength === 2) out[1] = length;
+  else {
+    out[1] = 0x80 | (headerLength - 2);
+    for (let i = headerLength - 1, n = length; i >= 2; i--, n >>>= 8) out[i] = n & 0xff;
+  }
+  let offset = headerLength;
+  for (const c of contents) {
+    out.set(c, offset);
+    offset += c.length;
+  }
+  return out;
 }

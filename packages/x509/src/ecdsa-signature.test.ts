@@ -1,5 +1,8 @@
-import { generateKeyPairSync, sign, verify } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, randomInt, sign, verify } from 'node:crypto';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { ECDSASigValue } from '@peculiar/asn1-ecc';
 import { ecdsaSignatureToDer } from './ecdsa-signature';
+import { positiveInteger } from './public-key';
 
 describe('ecdsaSignatureToDer', () => {
   it('encodes r and s as positive minimal INTEGERs', () => {
@@ -15,6 +18,17 @@ describe('ecdsaSignatureToDer', () => {
       const data = Buffer.from(`message ${i}`);
       const raw = sign(hash, data, { key: privateKey, dsaEncoding: 'ieee-p1363' });
       expect(verify(hash, data, { key: publicKey, dsaEncoding: 'der' }, ecdsaSignatureToDer(raw))).toBe(true);
+    }
+  });
+
+  it('encodes exactly as the schema layer does, over random r and s with and without leading zeros or high bits', () => {
+    for (let i = 0; i < 500; i++) {
+      const half = [32, 48, 66][i % 3]!;
+      const raw = randomBytes(2 * half);
+      if (randomInt(3) === 0) raw.fill(0, 0, randomInt(half + 1)); // r with leading zeros, or all zero
+      if (randomInt(3) === 0) raw[half] = raw[half]! | 0x80; // s needs a pad
+      const reference = AsnConvert.serialize(new ECDSASigValue({ r: positiveInteger(raw.subarray(0, half)), s: positiveInteger(raw.subarray(half)) }));
+      expect(ecdsaSignatureToDer(raw).toString('hex')).toBe(Buffer.from(reference).toString('hex'));
     }
   });
 
