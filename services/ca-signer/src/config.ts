@@ -12,7 +12,18 @@ export const caSignerConfigSchema = baseServiceConfig.extend({
     tokenLabel: z.string().min(1),
     /** The user PIN is only ever read from this file, never from the config itself. */
     pinFile: secretFile,
+    /**
+     * PKCS#11 sessions, i.e. HSM operations in flight. More sessions than worker threads keeps a
+     * signature queued behind each running one, so the workers never wait for the event loop
+     * between two signatures (docs/benchmarks.md measures it).
+     */
     sessionPoolSize: z.number().int().min(1).max(64).default(4),
+    /**
+     * Threads that run HSM operations (libuv's pool, UV_THREADPOOL_SIZE). Default: the CPUs this
+     * process may use. More threads than CPUs only adds context switches: a software token is
+     * CPU-bound, and a network HSM's latency is covered by more sessions, not more threads.
+     */
+    workerThreads: z.number().int().min(1).max(1024).optional(),
     /** How often a test signature checks the HSM while it is healthy (0 disables). */
     probeIntervalMs: z.number().int().min(0).default(10_000),
     /** A sign slower than this counts as an HSM failure and opens the circuit. */
