@@ -101,6 +101,6 @@ export async function startCaSigner(config: CaSignerConfig, deps: CaSignerDepend
   const { address } = await server.listen();
   lifecycle.onStopAccepting({ name: 'grpc', stop: () => server.stop() });
   const opsUrl = await runtime.startOps();
-  logger.info({ grpcAddress: address, opsUrl, issuers: issuers.map((i) => ({ keyId: i.keyId, role: i.role, active: i.active })) }, 'ca-signer started');
+  logger.info({ grpcAddress: address, opsUrl, hsmSessions: config.hsm.sessionPoolSize, hsmWorkerThreads: Number(process.env.UV_THREADPOOL_SIZE ?? 4), issuers: issuers.map((i) => ({ keyId: i.keyId, role: i.role, active: i.active })) }, 'ca-signer started');
   return { runtime, domain, grpcAddress: address, opsUrl };
 }
