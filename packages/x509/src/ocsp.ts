@@ -97,28 +97,22 @@ export function buildCertId(issuer: OcspIssuer, serial: Uint8Array, hash: CertId
 const GOOD_DER = Buffer.from([0x80, 0x00]);
 const UNKNOWN_DER = Buffer.from([0x82, 0x00]);
 
-// The CertID's fixed part (hashAlgorithm, issuerNameHash, issuerKeyHash) per issuer and hash, and
-// the ResponderID per responder key; both are keyed by the certificate buffers the signer keeps.
-const certIdPrefixCache = new WeakMap<Uint8Array, Map<string, Buffer>>();
+// The CertID's fixed part (hashAlgorithm, issuerNameHash, issuerKeyHash) per issuer name, key and
+// hash, and the ResponderID per responder key; keyed by the certificate buffers the signer keeps
+// (two issuer generations share a subject DN, not a key).
+const certIdPrefixCache = new WeakMap<Uint8Array, WeakMap<Uint8Array, Map<string, Buffer>>>();
 const responderIdCache = new WeakMap<Uint8Array, Map<string, Buffer>>();
 
 function certIdPrefix(issuer: OcspIssuer, hash: CertIdHash): Buffer {
-  return cached(certIdPrefixCache, issuer.subjectDer, `${hash}:${keyCacheId(issuer.subjectPublicKeyInfo)}`, () => {
+  let byKey = certIdPrefixCache.get(issuer.subjectDer);
+  if (!byKey) certIdPrefixCache.set(issuer.subjectDer, (byKey = new WeakMap()));
+  return cached(byKey, issuer.subjectPublicKeyInfo, hash, () => {
     const certId = Buffer.from(AsnConvert.serialize(buildCertId(issuer, new Uint8Array([1]), hash)));
     // Everything inside the CertID SEQUENCE up to the serial INTEGER, which is its last element.
     const outer = readDerElement(certId, 0, 'encode CertID');
     const children = derChildren(certId, outer, 'encode CertID');
     return Buffer.from(certId.subarray(outer.contentStart, children[children.length - 1]!.start));
   });
-}
-
-// Two issuer generations share one subject DN but not a key: the prefix cache is keyed by both.
-const keyCacheIds = new WeakMap<Uint8Array, number>();
-let nextKeyCacheId = 0;
-function keyCacheId(key: Uint8Array): number {
-  let id = keyCacheIds.get(key);
-  if (id === undefined) keyCacheIds.set(key, (id = nextKeyCacheId++));
-  return id;
 }
 
 function responderIdDer(responderSpki: Uint8Array): Buffer {
