@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
-import { AlgorithmIdentifier, type CRLReasons } from '@peculiar/asn1-x509';
+import { AlgorithmIdentifier, CRLReasons } from '@peculiar/asn1-x509';
 import { CertID, id_pkix_ocsp_basic, KeyHash, OCSPResponseStatus, ResponderID } from '@peculiar/asn1-ocsp';
 import { PkiError } from '@pki/kit';
 import { derChildren, encodeDerElement, readDerElement } from './der';
@@ -139,12 +139,14 @@ function generalizedTimeDer(date: Date, field: string): Buffer {
   return der;
 }
 
+const CRL_REASONS = new Set<number>(Object.values(CRLReasons).filter((v): v is number => typeof v === 'number'));
+
 function certStatusDer(status: OcspSingleResponseSpec['status']): Buffer {
   if (status.kind === 'good') return GOOD_DER;
   if (status.kind === 'unknown') return UNKNOWN_DER;
   const time = generalizedTimeDer(status.revocationTime, 'revocationTime');
   if (status.reason === undefined) return encodeDerElement(0xa1, time);
-  if (!Number.isInteger(status.reason) || status.reason < 0 || status.reason > 10 || (status.reason as number) === 7) {
+  if (!CRL_REASONS.has(status.reason)) {
     throw new PkiError('INVALID_ARGUMENT', `build OCSP response: ${status.reason} is not a CRLReason`);
   }
   return encodeDerElement(0xa1, time, encodeDerElement(0xa0, encodeDerElement(0x0a, Buffer.from([status.reason]))));
@@ -161,9 +163,8 @@ export function buildResponseData(spec: ResponseDataSpec): Buffer {
     const thisUpdate = generalizedTimeDer(r.thisUpdate, 'thisUpdate');
     const nextUpdate = generalizedTimeDer(r.nextUpdate, 'nextUpdate');
     if (r.nextUpdate <= r.thisUpdate) throw new PkiError('INVALID_ARGUMENT', 'build OCSP response: nextUpdate must be after thisUpdate');
-    const hash = HASH_OID[r.certIdHash] === undefined ? undefined : r.certIdHash;
-    if (hash === undefined) throw new PkiError('INVALID_ARGUMENT', `build OCSP response: unknown CertID hash ${String(r.certIdHash)}`);
-    const certId = encodeDerElement(0x30, certIdPrefix(spec.issuer, hash), encodeDerElement(0x02, new Uint8Array(positiveInteger(r.serial))));
+    if (HASH_OID[r.certIdHash] === undefined) throw new PkiError('INVALID_ARGUMENT', `build OCSP response: unknown CertID hash ${String(r.certIdHash)}`);
+    const certId = encodeDerElement(0x30, certIdPrefix(spec.issuer, r.certIdHash), encodeDerElement(0x02, new Uint8Array(positiveInteger(r.serial))));
     return encodeDerElement(0x30, certId, certStatusDer(r.status), thisUpdate, encodeDerElement(0xa0, nextUpdate));
   });
   return encodeDerElement(0x30, responderIdDer(spec.responderSpki), producedAt, encodeDerElement(0x30, ...singles));
