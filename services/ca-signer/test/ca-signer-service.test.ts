@@ -80,7 +80,12 @@ describe('ca-signer IssueCertificate over gRPC, signing in SoftHSM', () => {
     expect(mine[0]!.seq).toBeLessThan(mine[1]!.seq);
     expect(mine[0]!.event.outcome).toBe(eventsV1.AuditOutcome.INTENT);
     expect(mine[1]!.event.attributes.certificateSha256).toBe(createHash('sha256').update(response.certificate).digest('hex'));
-    expect(mine[0]!.event.actor).toBe('spiffe://pki.internal/ra');
+    expect(mine[0]!.event.actor).toMatchObject({ type: eventsV1.AuditActorType.SERVICE, id: 'spiffe://pki.internal/ra' });
+    expect(mine.map((e) => e.event.objects.map((o) => `${o.type}:${o.id}`))).toEqual([
+      [`certificate:${response.serialHex}`, `issuer:${response.issuerKeyId}`],
+      [`certificate:${response.serialHex}`, `issuer:${response.issuerKeyId}`],
+    ]);
+    expect(new Set(mine.map((e) => e.event.eventId)).size).toBe(2);
     const all = JSON.stringify(mine.map((e) => e.event.attributes));
     expect(all).not.toContain('王小明');
     expect(all).not.toContain('1234567890123456');

@@ -37,6 +37,7 @@ describe('ensureDevHierarchy', () => {
 
     const events = await f.auditEvents();
     expect(new Set(events.map((e) => e.actor))).toEqual(new Set(['development ceremony (no custodians)']));
+    expect(new Set(events.map((e) => e.actorType))).toEqual(new Set(['CUSTODIAN']));
     expect(events.filter((e) => e.action.endsWith('.result')).map((e) => `${e.action} ${e.outcome}`)).toEqual([
       'ceremony.create-root.result SUCCESS',
       'ceremony.create-issuing.result SUCCESS',

@@ -27,7 +27,7 @@ export interface CeremonyFixture {
   /** Runs `pki ceremony <args>` with the fixture's config; never throws, returns what happened. */
   cli(args: string[], env?: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }>;
   /** The audit events in the signer's outbox, in sequence order. */
-  auditEvents(): Promise<Array<{ seq: number; action: string; outcome: string; actor: string; attributes: Record<string, string> }>>;
+  auditEvents(): Promise<Array<{ seq: number; action: string; outcome: string; actor: string; actorType: string; attributes: Record<string, string> }>>;
   dispose(): Promise<void>;
 }
 
@@ -81,7 +81,7 @@ export async function createCeremonyFixture(name: string): Promise<CeremonyFixtu
       const { rows } = await pool.query(`SELECT seq, payload FROM outbox WHERE topic = $1 ORDER BY seq`, [Topics.audit]);
       return rows.map((r) => {
         const event = fromBinary(eventsV1.AuditEventSchema, r.payload);
-        return { seq: Number(r.seq), action: event.action, outcome: eventsV1.AuditOutcome[event.outcome], actor: event.actor, attributes: { ...event.attributes } };
+        return { seq: Number(r.seq), action: event.action, outcome: eventsV1.AuditOutcome[event.outcome], actor: event.actor?.id ?? '', actorType: eventsV1.AuditActorType[event.actor?.type ?? 0] ?? '', attributes: { ...event.attributes } };
       });
     },
     async dispose() {

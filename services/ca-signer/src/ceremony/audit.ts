@@ -2,7 +2,7 @@ import type { Pool } from 'pg';
 import { PkiError, type Clock } from '@pki/kit';
 import { withTransaction, type Tx } from '@pki/db';
 import type { eventsV1 } from '@pki/proto';
-import { AuditOutcome, appendAuditEvent } from '../domain/audit';
+import { AuditActorType, AuditOutcome, appendAuditEvent } from '../domain/audit';
 
 /** Who is present at a ceremony, as its audit events name them. */
 export interface CeremonyAttendance {
@@ -65,7 +65,8 @@ export class CeremonyAudit {
       appendAuditEvent(t, { producer: this.#producer, clock: this.#clock }, {
         action,
         outcome,
-        actor: this.#attendance.actor,
+        // The people present: custodians by name (staff, not subscribers), or what stood in for them.
+        actor: { type: AuditActorType.CUSTODIAN, id: this.#attendance.actor },
         attributes: { ...this.#attendance.attributes, tokenLabel: this.#tokenLabel, ...attributes },
       });
     if (tx) await append(tx);

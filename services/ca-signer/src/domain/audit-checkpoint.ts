@@ -3,7 +3,7 @@ import { PkiError, type Clock, type Logger } from '@pki/kit';
 import { withTransaction } from '@pki/db';
 import { signatureAlgorithmIdentifier, verifySignature } from '@pki/x509';
 import type { KeyManager } from '../ports/key-manager';
-import { appendAuditEvent, assertHsmAvailable, AuditOutcome, type AuditChannel } from './audit';
+import { appendAuditEvent, assertHsmAvailable, AuditOutcome, serviceActor, type AuditChannel } from './audit';
 import { signatureAlgorithmForIssuerSpki, wholeSecond } from './certificate-signing';
 import { sha256Hex } from './digest';
 import type { IssuerRegistry } from './issuer-registry';
@@ -80,7 +80,7 @@ export class AuditCheckpointSigner {
       checkpointSha256: sha256Hex(checkpoint),
     };
     await assertHsmAvailable(this.#deps.keyManager, operation);
-    await withTransaction(this.#deps.pool, (tx) => appendAuditEvent(tx, this.#audit, { action: 'audit-checkpoint.sign.intent', outcome: AuditOutcome.INTENT, actor: request.caller, attributes }));
+    await withTransaction(this.#deps.pool, (tx) => appendAuditEvent(tx, this.#audit, { action: 'audit-checkpoint.sign.intent', outcome: AuditOutcome.INTENT, actor: serviceActor(request.caller), attributes }));
     let signature: Buffer;
     try {
       ({ signature } = await this.#deps.keyManager.sign({ keyId: signer.hsmKeyId, algorithm, data: checkpoint }));
@@ -90,11 +90,11 @@ export class AuditCheckpointSigner {
     } catch (err) {
       const failure = PkiError.from(err, operation);
       await withTransaction(this.#deps.pool, (tx) =>
-        appendAuditEvent(tx, this.#audit, { action: 'audit-checkpoint.sign.result', outcome: AuditOutcome.FAILURE, actor: request.caller, attributes: { ...attributes, errorCode: failure.code } }),
+        appendAuditEvent(tx, this.#audit, { action: 'audit-checkpoint.sign.result', outcome: AuditOutcome.FAILURE, actor: serviceActor(request.caller), attributes: { ...attributes, errorCode: failure.code } }),
       ).catch((auditErr: unknown) => this.#deps.logger.error({ err: auditErr }, 'could not record a checkpoint signing failure'));
       throw failure;
     }
-    await withTransaction(this.#deps.pool, (tx) => appendAuditEvent(tx, this.#audit, { action: 'audit-checkpoint.sign.result', outcome: AuditOutcome.SUCCESS, actor: request.caller, attributes }));
+    await withTransaction(this.#deps.pool, (tx) => appendAuditEvent(tx, this.#audit, { action: 'audit-checkpoint.sign.result', outcome: AuditOutcome.SUCCESS, actor: serviceActor(request.caller), attributes }));
     return {
       checkpoint,
       signature,

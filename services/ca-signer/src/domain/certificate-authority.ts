@@ -3,7 +3,7 @@ import type { Pool } from 'pg';
 import { PkiError, type Clock, type Logger } from '@pki/kit';
 import { withTransaction, type Tx } from '@pki/db';
 import { formatName, parseCertificate, randomSerial, type DistinguishedName, type NameAttribute } from '@pki/x509';
-import { appendAuditEvent, assertHsmAvailable, AuditOutcome, type AuditChannel } from './audit';
+import { appendAuditEvent, assertHsmAvailable, AuditOutcome, serviceActor, type AuditChannel } from './audit';
 import type { IssuerRecord, IssuerRegistry } from './issuer-registry';
 import { lintCodes } from './lint';
 import { sha256Hex } from './digest';
@@ -126,7 +126,7 @@ export class CertificateAuthority {
             appendAuditEvent(tx, this.#audit, {
               action: 'certificate.issue.lint',
               outcome: AuditOutcome.FAILURE,
-              actor: request.caller,
+              actor: serviceActor(request.caller),
               attributes: { profile: request.profile, issuerKeyId: issuer.keyId, lintErrors, lintWarnings: err.details.lintWarnings ?? '' },
             }),
           );
@@ -154,7 +154,9 @@ export class CertificateAuthority {
         appendAuditEvent(tx, this.#audit, {
           action: 'certificate.issue.result',
           outcome: AuditOutcome.FAILURE,
-          actor: request.caller,
+          actor: serviceActor(request.caller),
+          objects: [{ type: 'certificate', id: prepared.serialHex }, { type: 'issuer', id: issuer.keyId }],
+          reason: `${failure.code}: ${failure.message}`,
           attributes: { serial: prepared.serialHex, issuerKeyId: issuer.keyId, errorCode: failure.code, error: failure.message },
         }),
       ).catch((auditErr: unknown) => this.#deps.logger.error({ err: auditErr, serial: prepared.serialHex }, 'could not record the failed issuance in the audit outbox'));
@@ -170,7 +172,8 @@ export class CertificateAuthority {
       await appendAuditEvent(tx, this.#audit, {
         action: 'certificate.issue.result',
         outcome: AuditOutcome.SUCCESS,
-        actor: request.caller,
+        actor: serviceActor(request.caller),
+        objects: [{ type: 'certificate', id: prepared.serialHex }, { type: 'issuer', id: issuer.keyId }],
         attributes: { serial: prepared.serialHex, issuerKeyId: issuer.keyId, certificateSha256: sha256Hex(certificateDer) },
       });
     });
@@ -219,7 +222,8 @@ export class CertificateAuthority {
         await appendAuditEvent(tx, this.#audit, {
           action: 'certificate.issue.intent',
           outcome: AuditOutcome.INTENT,
-          actor: request.caller,
+          actor: serviceActor(request.caller),
+          objects: [{ type: 'certificate', id: prepared.serialHex }, { type: 'issuer', id: issuer.keyId }],
           attributes: {
             profile: request.profile,
             issuerKeyId: issuer.keyId,

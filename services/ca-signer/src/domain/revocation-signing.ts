@@ -16,7 +16,7 @@ import {
   type SignatureAlgorithm,
 } from '@pki/x509';
 import type { KeyManager } from '../ports/key-manager';
-import { appendAuditEvent, assertHsmAvailable, AuditOutcome, type AuditChannel } from './audit';
+import { appendAuditEvent, assertHsmAvailable, AuditOutcome, serviceActor, type AuditChannel } from './audit';
 import { signatureAlgorithmForIssuerSpki, wholeSecond } from './certificate-signing';
 import { sha256Hex } from './digest';
 import { assertIdempotencyKey } from './requests';
@@ -177,7 +177,7 @@ export class RevocationSigner {
          ON CONFLICT (issuer_key_id, partition) DO UPDATE SET last_number = EXCLUDED.last_number, last_this_update = EXCLUDED.last_this_update`,
         [issuer.keyId, request.partition, crlNumber, thisUpdate],
       );
-      await appendAuditEvent(tx, this.#audit, { action: 'crl.sign.intent', outcome: AuditOutcome.INTENT, actor: request.caller, attributes });
+      await appendAuditEvent(tx, this.#audit, { action: 'crl.sign.intent', outcome: AuditOutcome.INTENT, actor: serviceActor(request.caller), attributes });
     });
 
     let crlDer: Buffer;
@@ -191,7 +191,7 @@ export class RevocationSigner {
         `INSERT INTO signed_crls (caller, idempotency_key, request_sha256, issuer_key_id, partition, crl_number, crl_der) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
         [request.caller, request.idempotencyKey, requestHash, issuer.keyId, request.partition, crlNumber, crlDer],
       );
-      await appendAuditEvent(tx, this.#audit, { action: 'crl.sign.result', outcome: AuditOutcome.SUCCESS, actor: request.caller, attributes: { ...attributes, crlSha256: sha256Hex(crlDer) } });
+      await appendAuditEvent(tx, this.#audit, { action: 'crl.sign.result', outcome: AuditOutcome.SUCCESS, actor: serviceActor(request.caller), attributes: { ...attributes, crlSha256: sha256Hex(crlDer) } });
     });
     this.#deps.logger.info({ issuerKeyId: issuer.keyId, partition: request.partition, crlNumber, entries: entries.length }, 'CRL signed');
     return crlDer;
@@ -243,7 +243,7 @@ export class RevocationSigner {
       responderKeyIds: [...new Set(prepared.map((p) => p.responder.keyId))].join(','),
       responseDataSha256: sha256Hex(Buffer.concat(prepared.map((p) => createHash('sha256').update(p.responseData).digest()))),
     };
-    await withTransaction(this.#deps.pool, (tx) => appendAuditEvent(tx, this.#audit, { action: 'ocsp.sign-batch.intent', outcome: AuditOutcome.INTENT, actor: caller, attributes }));
+    await withTransaction(this.#deps.pool, (tx) => appendAuditEvent(tx, this.#audit, { action: 'ocsp.sign-batch.intent', outcome: AuditOutcome.INTENT, actor: serviceActor(caller), attributes }));
     // The key manager's session pool bounds how many of these run in the HSM at once.
     const settled = await Promise.allSettled(
       prepared.map(async (p) =>
@@ -259,7 +259,7 @@ export class RevocationSigner {
       appendAuditEvent(tx, this.#audit, {
         action: 'ocsp.sign-batch.result',
         outcome: AuditOutcome.SUCCESS,
-        actor: caller,
+        actor: serviceActor(caller),
         attributes: { ...attributes, responsesSha256: sha256Hex(Buffer.concat(responses.map((r) => createHash('sha256').update(r).digest()))) },
       }),
     );
@@ -285,7 +285,7 @@ export class RevocationSigner {
   async #auditFailure(action: string, caller: string, attributes: Record<string, string>, err: unknown, operation: string): Promise<PkiError> {
     const failure = PkiError.from(err, operation);
     await withTransaction(this.#deps.pool, (tx) =>
-      appendAuditEvent(tx, this.#audit, { action, outcome: AuditOutcome.FAILURE, actor: caller, attributes: { ...attributes, errorCode: failure.code, error: failure.message } }),
+      appendAuditEvent(tx, this.#audit, { action, outcome: AuditOutcome.FAILURE, actor: serviceActor(caller), attributes: { ...attributes, errorCode: failure.code, error: failure.message } }),
     ).catch((auditErr: unknown) => this.#deps.logger.error({ err: auditErr }, 'could not record a signing failure in the audit outbox'));
     return failure;
   }

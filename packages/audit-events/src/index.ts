@@ -1,0 +1,11 @@
+export {
+  appendAuditEvent,
+  decodeAuditEvent,
+  serviceActor,
+  AuditOutcome,
+  AuditActorType,
+  type AuditChannel,
+  type AuditActor,
+  type AuditObject,
+  type NewAuditEvent,
+} from './audit-event';
