@@ -40,6 +40,7 @@ export function buildDevConfigs(inputs: DevConfigInputs): Record<ServiceName, Re
         SignCrl: [serviceIdentity('crl')],
         SignOcspResponses: [serviceIdentity('ocsp')],
         SignAuditCheckpoint: [serviceIdentity('audit')],
+        ListIssuances: [serviceIdentity('ra')],
       },
       publication: { crlBaseUrl: `${raHttp}/crl`, ocspUrl: `${raHttp}/ocsp`, caIssuersUrl: `${raHttp}/ca` },
       events: events('ca-signer'),

@@ -36,8 +36,11 @@ describe('gRPC server and client over mTLS', () => {
     signAuditCheckpoint: async () => {
       throw new PkiError('FAILED_PRECONDITION', 'sign audit checkpoint: not part of this test');
     },
+    listIssuances: async () => {
+      throw new PkiError('FAILED_PRECONDITION', 'list issuances: not part of this test');
+    },
   };
-  const otherRpcs = { SignCrl: ['*'], SignOcspResponses: ['*'], SignAuditCheckpoint: ['*'] };
+  const otherRpcs = { SignCrl: ['*'], SignOcspResponses: ['*'], SignAuditCheckpoint: ['*'], ListIssuances: ['*'] };
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'grpc-test-'));

@@ -84,6 +84,7 @@ export async function startCaSigner(config: CaSignerConfig, deps: CaSignerDepend
   const registry = new IssuerRegistry(pool);
   await registry.load();
   const domain: CaSignerDomain = {
+    pool,
     registry,
     authority: new CertificateAuthority({ pool, registry, keyManager, clock, logger, producer, publication: config.publication }),
     revocation: new RevocationSigner({ pool, registry, keyManager, clock, logger, producer, crlBaseUrl: config.publication.crlBaseUrl }),

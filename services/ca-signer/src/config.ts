@@ -46,6 +46,7 @@ export const caSignerConfigSchema = baseServiceConfig.extend({
     SignCrl: allowList,
     SignOcspResponses: allowList,
     SignAuditCheckpoint: allowList,
+    ListIssuances: allowList,
   }),
   /**
    * Key ceremonies: with requireCustody (the default), every ceremony step that uses the HSM takes

@@ -144,6 +144,49 @@ describe('ca-signer IssueCertificate over gRPC, signing in SoftHSM', () => {
     expect(event.attributes.lintErrors).toContain('e_serial_number_low_entropy');
   });
 
+  it('puts the last four ID digits in subjectDirectoryAttributes and the e-mail in subjectAltName when asked, and counts them in the request', async () => {
+    const spki = rsaSpki();
+    const response = await asRa.issueCertificate({ idempotencyKey: 'app-sda/SIGN', profile: 'citizen-signature', publicKeySpki: spki, subject, nationalIdLastFour: '6789', email: 'citizen@example.tw' });
+    const leaf = join(fixture.dir, 'sda.pem');
+    writeFileSync(leaf, toPem(response.certificate, 'CERTIFICATE'));
+    const der = execFileSync('openssl', ['x509', '-in', leaf, '-outform', 'DER']);
+    // 2.5.29.9 holds a SEQUENCE OF Attribute: 2.16.886.1.100.2.51 with the PrintableString "6789".
+    const parsed = execFileSync('openssl', ['asn1parse', '-inform', 'DER', '-i'], { input: der, encoding: 'utf8' });
+    const at = /(\d+):d=\d+\s+hl=\d+ l=\s*\d+ prim:\s+OCTET STRING/.exec(parsed.slice(parsed.indexOf('X509v3 Subject Directory Attributes')))?.[1];
+    const sda = execFileSync('openssl', ['asn1parse', '-inform', 'DER', '-i', '-strparse', at!], { input: der, encoding: 'utf8' });
+    expect(sda).toMatch(/OBJECT\s*:2\.16\.886\.1\.100\.2\.51/);
+    expect(sda).toMatch(/PRINTABLESTRING\s*:6789/);
+    expect(execFileSync('openssl', ['x509', '-in', leaf, '-noout', '-ext', 'subjectAltName'], { encoding: 'utf8' })).toContain('email:citizen@example.tw');
+    // The same key with other subject facts is another request.
+    await expect(asRa.issueCertificate({ idempotencyKey: 'app-sda/SIGN', profile: 'citizen-signature', publicKeySpki: spki, subject, nationalIdLastFour: '0000', email: 'citizen@example.tw' })).rejects.toMatchObject({ code: 'CONFLICT' });
+    await expect(asRa.issueCertificate({ idempotencyKey: 'app-sda/KEYX', profile: 'citizen-signature', publicKeySpki: spki, subject, nationalIdLastFour: '67a9' })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT', message: expect.stringContaining('nationalIdLastFour must be 4 digits'),
+    });
+  });
+
+  it('lists a caller its own issuances page by page, oldest first, and nobody else its', async () => {
+    const mine: string[] = [];
+    let token = '';
+    do {
+      const page = await asRa.listIssuances({ pageToken: token, pageSize: 2 });
+      expect(page.issuances.length).toBeLessThanOrEqual(2);
+      mine.push(...page.issuances.map((i) => i.serialHex));
+      for (const i of page.issuances) {
+        expect(i.state).toBe(caSignerV1.IssuanceState.ISSUED);
+        expect(createHash('sha256').update(i.certificate).digest('hex')).toHaveLength(64);
+        expect(i.idempotencyKey).not.toBe('');
+      }
+      token = page.nextPageToken;
+    } while (token !== '');
+    const { rows } = await db.query(`SELECT serial_hex FROM issuances WHERE caller = 'spiffe://pki.internal/ra' ORDER BY created_at, serial_hex`);
+    expect(mine).toEqual(rows.map((r) => r.serial_hex));
+    expect(mine.length).toBeGreaterThan(2);
+    // ocsp may not list (not on the allow-list); a forged token is refused.
+    await expect(asOcsp.listIssuances({})).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
+    await expect(asRa.listIssuances({ pageToken: 'bm90IGEgdG9rZW4' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('page_token') });
+    await expect(asRa.listIssuances({ pageSize: 5000 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('page_size') });
+  });
+
   it('reports ready through its ops endpoint, with the HSM and database checked', async () => {
     const res = await fetch(`${fixture.signer.opsUrl}/readyz`);
     expect(res.status).toBe(200);

@@ -48,6 +48,7 @@ export async function startCaSignerFixture(options: { logger?: Logger; databaseU
       SignCrl: [identities.crl.identity],
       SignOcspResponses: [identities.ocsp.identity],
       SignAuditCheckpoint: [identities.audit.identity],
+      ListIssuances: [identities.ra.identity],
     },
     publication: { crlBaseUrl: 'http://crl.pki.test/crl', ocspUrl: 'http://ocsp.pki.test/', caIssuersUrl: 'http://pki.test/ca' },
     events: { transport: { type: 'postgres' }, producer: 'ca-signer', pollIntervalMs: 100 },

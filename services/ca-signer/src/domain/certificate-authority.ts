@@ -38,6 +38,10 @@ export interface IssueRequest {
   /** Empty selects the active generation. */
   issuerKeyId?: string;
   notAfter?: Date;
+  /** For subjectDirectoryAttributes, on profiles that carry it (domain.md). */
+  nationalIdLastFour?: string;
+  /** For subjectAltName, on profiles that allow it. */
+  email?: string;
 }
 
 export interface IssueResult {
@@ -91,7 +95,10 @@ export class CertificateAuthority {
       throw new PkiError('INVALID_ARGUMENT', `${OPERATION}: unknown profile '${request.profile}' (known: ${Object.keys(PROFILE_NAMES).join(', ')})`);
     }
     const issuer = this.#deps.registry.issuing(OPERATION, request.issuerKeyId);
-    const requestHash = requestDigest(request.profile, request.publicKeySpki, JSON.stringify(request.subject), issuer.keyId, request.notAfter?.toISOString() ?? '');
+    // The optional subject facts join the digest only when given, so digests of requests made
+    // before they existed stay what they were.
+    const optional = request.nationalIdLastFour || request.email ? [request.nationalIdLastFour ?? '', request.email ?? ''] : [];
+    const requestHash = requestDigest(request.profile, request.publicKeySpki, JSON.stringify(request.subject), issuer.keyId, request.notAfter?.toISOString() ?? '', ...optional);
 
     const existing = await this.#findIssuance(request.caller, request.idempotencyKey);
     if (existing && !existing.requestSha256.equals(requestHash)) {
@@ -110,6 +117,8 @@ export class CertificateAuthority {
           subject,
           publicKeySpki: request.publicKeySpki,
           validity: request.notAfter ? { notAfter: request.notAfter } : undefined,
+          ...(request.nationalIdLastFour ? { nationalIdLastFour: request.nationalIdLastFour } : {}),
+          ...(request.email ? { email: request.email } : {}),
         },
       );
 
@@ -217,8 +226,10 @@ export class CertificateAuthority {
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'RESERVED')`,
           [request.caller, request.idempotencyKey, requestHash, request.profile, issuer.keyId, prepared.serialHex, prepared.notBefore, prepared.notAfter],
         );
-        // The intent names what is about to be signed without personal data: hashes of the subject
-        // and of the key, and the hash of the exact TBS bytes the HSM will sign.
+        // The intent names what is about to be signed without personal data: the hash of the key
+        // and of the exact TBS bytes the HSM will sign. No hash of the subject alone: names and
+        // 16-digit serials are few enough to guess, so an unkeyed hash of them would disclose them;
+        // the TBS hash covers the subject together with a random serial and the key.
         await appendAuditEvent(tx, this.#audit, {
           action: 'certificate.issue.intent',
           outcome: AuditOutcome.INTENT,
@@ -229,7 +240,6 @@ export class CertificateAuthority {
             issuerKeyId: issuer.keyId,
             serial: prepared.serialHex,
             publicKeySha256: sha256Hex(request.publicKeySpki),
-            subjectSha256: sha256Hex(formatName(request.subject as DistinguishedName)),
             tbsSha256: sha256Hex(prepared.tbsDer),
             lint: prepared.lint.warnings.length > 0 ? 'warnings' : 'clean',
             lintWarnings: lintCodes(prepared.lint.warnings),
@@ -248,6 +258,67 @@ export class CertificateAuthority {
       throw err;
     }
   }
+}
+
+export interface IssuanceListing {
+  issuances: Array<{
+    idempotencyKey: string;
+    profile: string;
+    serialHex: string;
+    issuerKeyId: string;
+    state: 'RESERVED' | 'ISSUED';
+    certificateDer: Buffer | null;
+    notBefore: Date;
+    notAfter: Date;
+    reservedAt: Date;
+  }>;
+  /** Empty when this page reached the end. */
+  nextPageToken: string;
+}
+
+/**
+ * One caller's issuances, oldest first, a page at a time. The token is the last row's
+ * (created_at, serial): rows committed later with an earlier created_at can be missed by a
+ * reader that already passed them, so readers that must see everything (ra's reconciliation)
+ * re-read a recent window rather than trusting a cursor to the very end.
+ */
+export async function listIssuances(pool: Pool, caller: string, pageToken: string, pageSize: number): Promise<IssuanceListing> {
+  const operation = 'list issuances';
+  const size = pageSize === 0 ? 100 : pageSize;
+  if (!Number.isInteger(size) || size < 1 || size > 1000) throw new PkiError('INVALID_ARGUMENT', `${operation}: page_size must be 1-1000`);
+  let after: { createdAt: string; serial: string } | undefined;
+  if (pageToken !== '') {
+    const [createdAt, serial] = Buffer.from(pageToken, 'base64url').toString('utf8').split('|');
+    if (!createdAt || !serial || Number.isNaN(Date.parse(createdAt)) || !/^[0-9a-f]{1,40}$/.test(serial)) {
+      throw new PkiError('INVALID_ARGUMENT', `${operation}: page_token is not one this service returned`);
+    }
+    after = { createdAt, serial };
+  }
+  const { rows } = await pool.query(
+    `SELECT idempotency_key, profile, serial_hex, issuer_key_id, state, certificate_der, not_before, not_after, created_at,
+            to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at_text
+       FROM issuances
+      WHERE caller = $1 AND ($2::timestamptz IS NULL OR (created_at, serial_hex) > ($2::timestamptz, $3::text))
+      ORDER BY created_at, serial_hex
+      LIMIT $4`,
+    [caller, after?.createdAt ?? null, after?.serial ?? '', size],
+  );
+  const last = rows[rows.length - 1];
+  return {
+    issuances: rows.map((r) => ({
+      idempotencyKey: r.idempotency_key,
+      profile: r.profile,
+      serialHex: r.serial_hex,
+      issuerKeyId: r.issuer_key_id,
+      state: r.state,
+      certificateDer: r.certificate_der,
+      notBefore: r.not_before,
+      notAfter: r.not_after,
+      reservedAt: r.created_at,
+    })),
+    // Microsecond text, not a JS Date: a millisecond cursor would skip or repeat rows.
+    nextPageToken: rows.length === size && last ? Buffer.from(`${last.created_at_text}|${last.serial_hex}`).toString('base64url') : '',
+  };
 }
 
 export interface NewIssuer {

@@ -3,12 +3,14 @@ import { PkiError } from '@pki/kit';
 import type { ServiceHandlers } from '@pki/grpc';
 import { caSignerV1 } from '@pki/proto';
 import type { CertIdHash } from '@pki/x509';
-import type { CertificateAuthority } from '../domain/certificate-authority';
+import { listIssuances, type CertificateAuthority } from '../domain/certificate-authority';
+import type { Pool } from 'pg';
 import type { IssuerRegistry } from '../domain/issuer-registry';
 import type { OcspRequestItem, RevocationSigner } from '../domain/revocation-signing';
 import type { AuditCheckpointSigner } from '../domain/audit-checkpoint';
 
 export interface CaSignerDomain {
+  pool: Pool;
   registry: IssuerRegistry;
   authority: CertificateAuthority;
   revocation: RevocationSigner;
@@ -40,6 +42,8 @@ export function caSignerHandlers(domain: CaSignerDomain): ServiceHandlers<typeof
         subject: request.subject.map((a) => ({ type: a.type, value: a.value })),
         issuerKeyId: request.issuerKeyId || undefined,
         notAfter: dateOf(request.notAfter),
+        nationalIdLastFour: request.nationalIdLastFour || undefined,
+        email: request.email || undefined,
       });
       return {
         certificate: issued.certificateDer,
@@ -87,6 +91,24 @@ export function caSignerHandlers(domain: CaSignerDomain): ServiceHandlers<typeof
         })),
       ),
     }),
+
+    listIssuances: async (request, context) => {
+      const page = await listIssuances(domain.pool, context.caller, request.pageToken, request.pageSize);
+      return {
+        nextPageToken: page.nextPageToken,
+        issuances: page.issuances.map((i) => ({
+          idempotencyKey: i.idempotencyKey,
+          profile: i.profile,
+          serialHex: i.serialHex,
+          issuerKeyId: i.issuerKeyId,
+          state: i.state === 'ISSUED' ? caSignerV1.IssuanceState.ISSUED : caSignerV1.IssuanceState.RESERVED,
+          certificate: i.certificateDer ?? new Uint8Array(),
+          notBefore: timestampFromDate(i.notBefore),
+          notAfter: timestampFromDate(i.notAfter),
+          reservedAt: timestampFromDate(i.reservedAt),
+        })),
+      };
+    },
 
     signAuditCheckpoint: async (request, context) => {
       const signed = await domain.checkpoints.sign({ caller: context.caller, producer: request.producer, sequence: request.sequence, chainHeadSha256: request.chainHeadSha256 });

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pki/ca_signer/v1/ca_signer.proto.
  */
 export const file_pki_ca_signer_v1_ca_signer: GenFile = /*@__PURE__*/
-  fileDesc("CiBwa2kvY2Ffc2lnbmVyL3YxL2NhX3NpZ25lci5wcm90bxIQcGtpLmNhX3NpZ25lci52MSKLAQoMUmV2b2tlZEVudHJ5EhIKCnNlcmlhbF9oZXgYASABKAkSMwoPcmV2b2NhdGlvbl9kYXRlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCgZyZWFzb24YAyABKA4yIi5wa2kuY2Ffc2lnbmVyLnYxLlJldm9jYXRpb25SZWFzb24imQIKDlNpZ25DcmxSZXF1ZXN0EhcKD2lkZW1wb3RlbmN5X2tleRgBIAEoCRIVCg1pc3N1ZXJfa2V5X2lkGAIgASgJEhEKCXBhcnRpdGlvbhgDIAEoCRISCgpjcmxfbnVtYmVyGAQgASgJEh0KFWRlbHRhX2Jhc2VfY3JsX251bWJlchgFIAEoCRIvCgt0aGlzX3VwZGF0ZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLbmV4dF91cGRhdGUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KB2VudHJpZXMYCCADKAsyHi5wa2kuY2Ffc2lnbmVyLnYxLlJldm9rZWRFbnRyeSIeCg9TaWduQ3JsUmVzcG9uc2USCwoDY3JsGAEgASgMIosDChJPY3NwUmVzcG9uc2VUb1NpZ24SFQoNaXNzdWVyX2tleV9pZBgBIAEoCRISCgpzZXJpYWxfaGV4GAIgASgJEjsKDGNlcnRfaWRfaGFzaBgDIAEoDjIlLnBraS5jYV9zaWduZXIudjEuQ2VydElkSGFzaEFsZ29yaXRobRI3CgZzdGF0dXMYBCABKA4yJy5wa2kuY2Ffc2lnbmVyLnYxLkNlcnRpZmljYXRlU3RhdHVzS2luZBIzCg9yZXZvY2F0aW9uX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEj0KEXJldm9jYXRpb25fcmVhc29uGAYgASgOMiIucGtpLmNhX3NpZ25lci52MS5SZXZvY2F0aW9uUmVhc29uEi8KC3RoaXNfdXBkYXRlGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtuZXh0X3VwZGF0ZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUwoYU2lnbk9jc3BSZXNwb25zZXNSZXF1ZXN0EjcKCXJlc3BvbnNlcxgBIAMoCzIkLnBraS5jYV9zaWduZXIudjEuT2NzcFJlc3BvbnNlVG9TaWduIi4KGVNpZ25PY3NwUmVzcG9uc2VzUmVzcG9uc2USEQoJcmVzcG9uc2VzGAEgAygMIlsKGlNpZ25BdWRpdENoZWNrcG9pbnRSZXF1ZXN0EhAKCHByb2R1Y2VyGAEgASgJEhAKCHNlcXVlbmNlGAIgASgEEhkKEWNoYWluX2hlYWRfc2hhMjU2GAMgASgMIn0KG1NpZ25BdWRpdENoZWNrcG9pbnRSZXNwb25zZRISCgpjaGVja3BvaW50GAEgASgMEhEKCXNpZ25hdHVyZRgCIAEoDBIaChJzaWduZXJfY2VydGlmaWNhdGUYAyABKAwSGwoTc2lnbmF0dXJlX2FsZ29yaXRobRgEIAEoCSIsCg1OYW1lQXR0cmlidXRlEgwKBHR5cGUYASABKAkSDQoFdmFsdWUYAiABKAki1AEKF0lzc3VlQ2VydGlmaWNhdGVSZXF1ZXN0EhcKD2lkZW1wb3RlbmN5X2tleRgBIAEoCRIPCgdwcm9maWxlGAIgASgJEhcKD3B1YmxpY19rZXlfc3BraRgDIAEoDBIwCgdzdWJqZWN0GAQgAygLMh8ucGtpLmNhX3NpZ25lci52MS5OYW1lQXR0cmlidXRlEhUKDWlzc3Vlcl9rZXlfaWQYBSABKAkSLQoJbm90X2FmdGVyGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK5AQoYSXNzdWVDZXJ0aWZpY2F0ZVJlc3BvbnNlEhMKC2NlcnRpZmljYXRlGAEgASgMEhIKCnNlcmlhbF9oZXgYAiABKAkSFQoNaXNzdWVyX2tleV9pZBgDIAEoCRIuCgpub3RfYmVmb3JlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglub3RfYWZ0ZXIYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhMKEUdldElzc3VlcnNSZXF1ZXN0Ij0KBklzc3VlchIOCgZrZXlfaWQYASABKAkSEwoLY2VydGlmaWNhdGUYAiABKAwSDgoGYWN0aXZlGAMgASgIIk4KEkdldElzc3VlcnNSZXNwb25zZRIpCgdpc3N1ZXJzGAEgAygLMhgucGtpLmNhX3NpZ25lci52MS5Jc3N1ZXISDQoFY2hhaW4YAiADKAwqmgMKEFJldm9jYXRpb25SZWFzb24SIQodUkVWT0NBVElPTl9SRUFTT05fVU5TUEVDSUZJRUQQABIkCiBSRVZPQ0FUSU9OX1JFQVNPTl9LRVlfQ09NUFJPTUlTRRABEiMKH1JFVk9DQVRJT05fUkVBU09OX0NBX0NPTVBST01JU0UQAhIpCiVSRVZPQ0FUSU9OX1JFQVNPTl9BRkZJTElBVElPTl9DSEFOR0VEEAMSIAocUkVWT0NBVElPTl9SRUFTT05fU1VQRVJTRURFRBAEEiwKKFJFVk9DQVRJT05fUkVBU09OX0NFU1NBVElPTl9PRl9PUEVSQVRJT04QBRImCiJSRVZPQ0FUSU9OX1JFQVNPTl9DRVJUSUZJQ0FURV9IT0xEEAYSJQohUkVWT0NBVElPTl9SRUFTT05fUkVNT1ZFX0ZST01fQ1JMEAgSKQolUkVWT0NBVElPTl9SRUFTT05fUFJJVklMRUdFX1dJVEhEUkFXThAJEiMKH1JFVk9DQVRJT05fUkVBU09OX0FBX0NPTVBST01JU0UQCiqsAQoVQ2VydGlmaWNhdGVTdGF0dXNLaW5kEicKI0NFUlRJRklDQVRFX1NUQVRVU19LSU5EX1VOU1BFQ0lGSUVEEAASIAocQ0VSVElGSUNBVEVfU1RBVFVTX0tJTkRfR09PRBABEiMKH0NFUlRJRklDQVRFX1NUQVRVU19LSU5EX1JFVk9LRUQQAhIjCh9DRVJUSUZJQ0FURV9TVEFUVVNfS0lORF9VTktOT1dOEAMqgQEKE0NlcnRJZEhhc2hBbGdvcml0aG0SJgoiQ0VSVF9JRF9IQVNIX0FMR09SSVRITV9VTlNQRUNJRklFRBAAEh8KG0NFUlRfSURfSEFTSF9BTEdPUklUSE1fU0hBMRABEiEKHUNFUlRfSURfSEFTSF9BTEdPUklUSE1fU0hBMjU2EAIyhwQKD0NhU2lnbmVyU2VydmljZRJpChBJc3N1ZUNlcnRpZmljYXRlEikucGtpLmNhX3NpZ25lci52MS5Jc3N1ZUNlcnRpZmljYXRlUmVxdWVzdBoqLnBraS5jYV9zaWduZXIudjEuSXNzdWVDZXJ0aWZpY2F0ZVJlc3BvbnNlElcKCkdldElzc3VlcnMSIy5wa2kuY2Ffc2lnbmVyLnYxLkdldElzc3VlcnNSZXF1ZXN0GiQucGtpLmNhX3NpZ25lci52MS5HZXRJc3N1ZXJzUmVzcG9uc2USTgoHU2lnbkNybBIgLnBraS5jYV9zaWduZXIudjEuU2lnbkNybFJlcXVlc3QaIS5wa2kuY2Ffc2lnbmVyLnYxLlNpZ25DcmxSZXNwb25zZRJsChFTaWduT2NzcFJlc3BvbnNlcxIqLnBraS5jYV9zaWduZXIudjEuU2lnbk9jc3BSZXNwb25zZXNSZXF1ZXN0GisucGtpLmNhX3NpZ25lci52MS5TaWduT2NzcFJlc3BvbnNlc1Jlc3BvbnNlEnIKE1NpZ25BdWRpdENoZWNrcG9pbnQSLC5wa2kuY2Ffc2lnbmVyLnYxLlNpZ25BdWRpdENoZWNrcG9pbnRSZXF1ZXN0Gi0ucGtpLmNhX3NpZ25lci52MS5TaWduQXVkaXRDaGVja3BvaW50UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("CiBwa2kvY2Ffc2lnbmVyL3YxL2NhX3NpZ25lci5wcm90bxIQcGtpLmNhX3NpZ25lci52MSKLAQoMUmV2b2tlZEVudHJ5EhIKCnNlcmlhbF9oZXgYASABKAkSMwoPcmV2b2NhdGlvbl9kYXRlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCgZyZWFzb24YAyABKA4yIi5wa2kuY2Ffc2lnbmVyLnYxLlJldm9jYXRpb25SZWFzb24imQIKDlNpZ25DcmxSZXF1ZXN0EhcKD2lkZW1wb3RlbmN5X2tleRgBIAEoCRIVCg1pc3N1ZXJfa2V5X2lkGAIgASgJEhEKCXBhcnRpdGlvbhgDIAEoCRISCgpjcmxfbnVtYmVyGAQgASgJEh0KFWRlbHRhX2Jhc2VfY3JsX251bWJlchgFIAEoCRIvCgt0aGlzX3VwZGF0ZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLbmV4dF91cGRhdGUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KB2VudHJpZXMYCCADKAsyHi5wa2kuY2Ffc2lnbmVyLnYxLlJldm9rZWRFbnRyeSIeCg9TaWduQ3JsUmVzcG9uc2USCwoDY3JsGAEgASgMIosDChJPY3NwUmVzcG9uc2VUb1NpZ24SFQoNaXNzdWVyX2tleV9pZBgBIAEoCRISCgpzZXJpYWxfaGV4GAIgASgJEjsKDGNlcnRfaWRfaGFzaBgDIAEoDjIlLnBraS5jYV9zaWduZXIudjEuQ2VydElkSGFzaEFsZ29yaXRobRI3CgZzdGF0dXMYBCABKA4yJy5wa2kuY2Ffc2lnbmVyLnYxLkNlcnRpZmljYXRlU3RhdHVzS2luZBIzCg9yZXZvY2F0aW9uX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEj0KEXJldm9jYXRpb25fcmVhc29uGAYgASgOMiIucGtpLmNhX3NpZ25lci52MS5SZXZvY2F0aW9uUmVhc29uEi8KC3RoaXNfdXBkYXRlGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtuZXh0X3VwZGF0ZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUwoYU2lnbk9jc3BSZXNwb25zZXNSZXF1ZXN0EjcKCXJlc3BvbnNlcxgBIAMoCzIkLnBraS5jYV9zaWduZXIudjEuT2NzcFJlc3BvbnNlVG9TaWduIi4KGVNpZ25PY3NwUmVzcG9uc2VzUmVzcG9uc2USEQoJcmVzcG9uc2VzGAEgAygMIlsKGlNpZ25BdWRpdENoZWNrcG9pbnRSZXF1ZXN0EhAKCHByb2R1Y2VyGAEgASgJEhAKCHNlcXVlbmNlGAIgASgEEhkKEWNoYWluX2hlYWRfc2hhMjU2GAMgASgMIn0KG1NpZ25BdWRpdENoZWNrcG9pbnRSZXNwb25zZRISCgpjaGVja3BvaW50GAEgASgMEhEKCXNpZ25hdHVyZRgCIAEoDBIaChJzaWduZXJfY2VydGlmaWNhdGUYAyABKAwSGwoTc2lnbmF0dXJlX2FsZ29yaXRobRgEIAEoCSIsCg1OYW1lQXR0cmlidXRlEgwKBHR5cGUYASABKAkSDQoFdmFsdWUYAiABKAkiggIKF0lzc3VlQ2VydGlmaWNhdGVSZXF1ZXN0EhcKD2lkZW1wb3RlbmN5X2tleRgBIAEoCRIPCgdwcm9maWxlGAIgASgJEhcKD3B1YmxpY19rZXlfc3BraRgDIAEoDBIwCgdzdWJqZWN0GAQgAygLMh8ucGtpLmNhX3NpZ25lci52MS5OYW1lQXR0cmlidXRlEhUKDWlzc3Vlcl9rZXlfaWQYBSABKAkSLQoJbm90X2FmdGVyGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIdChVuYXRpb25hbF9pZF9sYXN0X2ZvdXIYByABKAkSDQoFZW1haWwYCCABKAkiuQEKGElzc3VlQ2VydGlmaWNhdGVSZXNwb25zZRITCgtjZXJ0aWZpY2F0ZRgBIAEoDBISCgpzZXJpYWxfaGV4GAIgASgJEhUKDWlzc3Vlcl9rZXlfaWQYAyABKAkSLgoKbm90X2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJbm90X2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCITChFHZXRJc3N1ZXJzUmVxdWVzdCI9CgZJc3N1ZXISDgoGa2V5X2lkGAEgASgJEhMKC2NlcnRpZmljYXRlGAIgASgMEg4KBmFjdGl2ZRgDIAEoCCJOChJHZXRJc3N1ZXJzUmVzcG9uc2USKQoHaXNzdWVycxgBIAMoCzIYLnBraS5jYV9zaWduZXIudjEuSXNzdWVyEg0KBWNoYWluGAIgAygMIj0KFExpc3RJc3N1YW5jZXNSZXF1ZXN0EhIKCnBhZ2VfdG9rZW4YASABKAkSEQoJcGFnZV9zaXplGAIgASgNIroCCg5Jc3N1YW5jZVJlY29yZBIXCg9pZGVtcG90ZW5jeV9rZXkYASABKAkSDwoHcHJvZmlsZRgCIAEoCRISCgpzZXJpYWxfaGV4GAMgASgJEhUKDWlzc3Vlcl9rZXlfaWQYBCABKAkSLgoFc3RhdGUYBSABKA4yHy5wa2kuY2Ffc2lnbmVyLnYxLklzc3VhbmNlU3RhdGUSEwoLY2VydGlmaWNhdGUYBiABKAwSLgoKbm90X2JlZm9yZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJbm90X2FmdGVyGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXNlcnZlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZQoVTGlzdElzc3VhbmNlc1Jlc3BvbnNlEjMKCWlzc3VhbmNlcxgBIAMoCzIgLnBraS5jYV9zaWduZXIudjEuSXNzdWFuY2VSZWNvcmQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKpoDChBSZXZvY2F0aW9uUmVhc29uEiEKHVJFVk9DQVRJT05fUkVBU09OX1VOU1BFQ0lGSUVEEAASJAogUkVWT0NBVElPTl9SRUFTT05fS0VZX0NPTVBST01JU0UQARIjCh9SRVZPQ0FUSU9OX1JFQVNPTl9DQV9DT01QUk9NSVNFEAISKQolUkVWT0NBVElPTl9SRUFTT05fQUZGSUxJQVRJT05fQ0hBTkdFRBADEiAKHFJFVk9DQVRJT05fUkVBU09OX1NVUEVSU0VERUQQBBIsCihSRVZPQ0FUSU9OX1JFQVNPTl9DRVNTQVRJT05fT0ZfT1BFUkFUSU9OEAUSJgoiUkVWT0NBVElPTl9SRUFTT05fQ0VSVElGSUNBVEVfSE9MRBAGEiUKIVJFVk9DQVRJT05fUkVBU09OX1JFTU9WRV9GUk9NX0NSTBAIEikKJVJFVk9DQVRJT05fUkVBU09OX1BSSVZJTEVHRV9XSVRIRFJBV04QCRIjCh9SRVZPQ0FUSU9OX1JFQVNPTl9BQV9DT01QUk9NSVNFEAoqrAEKFUNlcnRpZmljYXRlU3RhdHVzS2luZBInCiNDRVJUSUZJQ0FURV9TVEFUVVNfS0lORF9VTlNQRUNJRklFRBAAEiAKHENFUlRJRklDQVRFX1NUQVRVU19LSU5EX0dPT0QQARIjCh9DRVJUSUZJQ0FURV9TVEFUVVNfS0lORF9SRVZPS0VEEAISIwofQ0VSVElGSUNBVEVfU1RBVFVTX0tJTkRfVU5LTk9XThADKoEBChNDZXJ0SWRIYXNoQWxnb3JpdGhtEiYKIkNFUlRfSURfSEFTSF9BTEdPUklUSE1fVU5TUEVDSUZJRUQQABIfChtDRVJUX0lEX0hBU0hfQUxHT1JJVEhNX1NIQTEQARIhCh1DRVJUX0lEX0hBU0hfQUxHT1JJVEhNX1NIQTI1NhACKmcKDUlzc3VhbmNlU3RhdGUSHgoaSVNTVUFOQ0VfU1RBVEVfVU5TUEVDSUZJRUQQABIbChdJU1NVQU5DRV9TVEFURV9SRVNFUlZFRBABEhkKFUlTU1VBTkNFX1NUQVRFX0lTU1VFRBACMukECg9DYVNpZ25lclNlcnZpY2USaQoQSXNzdWVDZXJ0aWZpY2F0ZRIpLnBraS5jYV9zaWduZXIudjEuSXNzdWVDZXJ0aWZpY2F0ZVJlcXVlc3QaKi5wa2kuY2Ffc2lnbmVyLnYxLklzc3VlQ2VydGlmaWNhdGVSZXNwb25zZRJXCgpHZXRJc3N1ZXJzEiMucGtpLmNhX3NpZ25lci52MS5HZXRJc3N1ZXJzUmVxdWVzdBokLnBraS5jYV9zaWduZXIudjEuR2V0SXNzdWVyc1Jlc3BvbnNlEk4KB1NpZ25DcmwSIC5wa2kuY2Ffc2lnbmVyLnYxLlNpZ25DcmxSZXF1ZXN0GiEucGtpLmNhX3NpZ25lci52MS5TaWduQ3JsUmVzcG9uc2USbAoRU2lnbk9jc3BSZXNwb25zZXMSKi5wa2kuY2Ffc2lnbmVyLnYxLlNpZ25PY3NwUmVzcG9uc2VzUmVxdWVzdBorLnBraS5jYV9zaWduZXIudjEuU2lnbk9jc3BSZXNwb25zZXNSZXNwb25zZRJyChNTaWduQXVkaXRDaGVja3BvaW50EiwucGtpLmNhX3NpZ25lci52MS5TaWduQXVkaXRDaGVja3BvaW50UmVxdWVzdBotLnBraS5jYV9zaWduZXIudjEuU2lnbkF1ZGl0Q2hlY2twb2ludFJlc3BvbnNlEmAKDUxpc3RJc3N1YW5jZXMSJi5wa2kuY2Ffc2lnbmVyLnYxLkxpc3RJc3N1YW5jZXNSZXF1ZXN0GicucGtpLmNhX3NpZ25lci52MS5MaXN0SXNzdWFuY2VzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message pki.ca_signer.v1.RevokedEntry
@@ -379,11 +379,26 @@ export type IssueCertificateRequest = Message<"pki.ca_signer.v1.IssueCertificate
   /**
    * Requested end of validity; empty takes the profile's maximum. Never beyond the profile.
    *
-   * Next unused field number: 7
-   *
    * @generated from field: google.protobuf.Timestamp not_after = 6;
    */
   notAfter?: Timestamp | undefined;
+
+  /**
+   * The last four digits of the subscriber's national ID, for subjectDirectoryAttributes
+   * (domain.md); only profiles that carry them accept it. Empty: none.
+   *
+   * @generated from field: string national_id_last_four = 7;
+   */
+  nationalIdLastFour: string;
+
+  /**
+   * An e-mail address for subjectAltName, for profiles that allow one. Empty: none.
+   *
+   * Next unused field number: 9
+   *
+   * @generated from field: string email = 8;
+   */
+  email: string;
 };
 
 /**
@@ -513,6 +528,121 @@ export const GetIssuersResponseSchema: GenMessage<GetIssuersResponse> = /*@__PUR
   messageDesc(file_pki_ca_signer_v1_ca_signer, 13);
 
 /**
+ * @generated from message pki.ca_signer.v1.ListIssuancesRequest
+ */
+export type ListIssuancesRequest = Message<"pki.ca_signer.v1.ListIssuancesRequest"> & {
+  /**
+   * Continue after this cursor (from a previous response); empty starts at the oldest issuance.
+   *
+   * @generated from field: string page_token = 1;
+   */
+  pageToken: string;
+
+  /**
+   * At most this many (1-1000; 0 means 100).
+   *
+   * Next unused field number: 3
+   *
+   * @generated from field: uint32 page_size = 2;
+   */
+  pageSize: number;
+};
+
+/**
+ * Describes the message pki.ca_signer.v1.ListIssuancesRequest.
+ * Use `create(ListIssuancesRequestSchema)` to create a new message.
+ */
+export const ListIssuancesRequestSchema: GenMessage<ListIssuancesRequest> = /*@__PURE__*/
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 14);
+
+/**
+ * @generated from message pki.ca_signer.v1.IssuanceRecord
+ */
+export type IssuanceRecord = Message<"pki.ca_signer.v1.IssuanceRecord"> & {
+  /**
+   * @generated from field: string idempotency_key = 1;
+   */
+  idempotencyKey: string;
+
+  /**
+   * @generated from field: string profile = 2;
+   */
+  profile: string;
+
+  /**
+   * @generated from field: string serial_hex = 3;
+   */
+  serialHex: string;
+
+  /**
+   * @generated from field: string issuer_key_id = 4;
+   */
+  issuerKeyId: string;
+
+  /**
+   * @generated from field: pki.ca_signer.v1.IssuanceState state = 5;
+   */
+  state: IssuanceState;
+
+  /**
+   * ISSUED only: the certificate, DER.
+   *
+   * @generated from field: bytes certificate = 6;
+   */
+  certificate: Uint8Array;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp not_before = 7;
+   */
+  notBefore?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp not_after = 8;
+   */
+  notAfter?: Timestamp | undefined;
+
+  /**
+   * Next unused field number: 10
+   *
+   * @generated from field: google.protobuf.Timestamp reserved_at = 9;
+   */
+  reservedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message pki.ca_signer.v1.IssuanceRecord.
+ * Use `create(IssuanceRecordSchema)` to create a new message.
+ */
+export const IssuanceRecordSchema: GenMessage<IssuanceRecord> = /*@__PURE__*/
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 15);
+
+/**
+ * @generated from message pki.ca_signer.v1.ListIssuancesResponse
+ */
+export type ListIssuancesResponse = Message<"pki.ca_signer.v1.ListIssuancesResponse"> & {
+  /**
+   * @generated from field: repeated pki.ca_signer.v1.IssuanceRecord issuances = 1;
+   */
+  issuances: IssuanceRecord[];
+
+  /**
+   * Empty when there is nothing after this page (yet).
+   *
+   * Next unused field number: 3
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message pki.ca_signer.v1.ListIssuancesResponse.
+ * Use `create(ListIssuancesResponseSchema)` to create a new message.
+ */
+export const ListIssuancesResponseSchema: GenMessage<ListIssuancesResponse> = /*@__PURE__*/
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 16);
+
+/**
  * RFC 5280 §5.3.1 CRLReason. certificateHold is suspension (停用); removeFromCRL lifts it in a delta.
  *
  * @generated from enum pki.ca_signer.v1.RevocationReason
@@ -640,6 +770,37 @@ export const CertIdHashAlgorithmSchema: GenEnum<CertIdHashAlgorithm> = /*@__PURE
   enumDesc(file_pki_ca_signer_v1_ca_signer, 2);
 
 /**
+ * @generated from enum pki.ca_signer.v1.IssuanceState
+ */
+export enum IssuanceState {
+  /**
+   * @generated from enum value: ISSUANCE_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The serial is reserved and the audit intent written; the certificate may not be signed yet
+   * (a retry with the same idempotency key finishes it with the same serial).
+   *
+   * @generated from enum value: ISSUANCE_STATE_RESERVED = 1;
+   */
+  RESERVED = 1,
+
+  /**
+   * Signed and recorded: the certificate exists.
+   *
+   * @generated from enum value: ISSUANCE_STATE_ISSUED = 2;
+   */
+  ISSUED = 2,
+}
+
+/**
+ * Describes the enum pki.ca_signer.v1.IssuanceState.
+ */
+export const IssuanceStateSchema: GenEnum<IssuanceState> = /*@__PURE__*/
+  enumDesc(file_pki_ca_signer_v1_ca_signer, 3);
+
+/**
  * @generated from service pki.ca_signer.v1.CaSignerService
  */
 export const CaSignerService: GenService<{
@@ -698,6 +859,19 @@ export const CaSignerService: GenService<{
     methodKind: "unary";
     input: typeof SignAuditCheckpointRequestSchema;
     output: typeof SignAuditCheckpointResponseSchema;
+  },
+  /**
+   * The calling service's own issuances (RESERVED and ISSUED), oldest first, for reconciliation:
+   * ra adopts or revokes every certificate signed for it that its registry lacks, so a crash
+   * between the signature and ra's commit never leaves a valid certificate ra cannot revoke.
+   * A caller only ever sees its own issuances. Allowed callers: ra.
+   *
+   * @generated from rpc pki.ca_signer.v1.CaSignerService.ListIssuances
+   */
+  listIssuances: {
+    methodKind: "unary";
+    input: typeof ListIssuancesRequestSchema;
+    output: typeof ListIssuancesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_pki_ca_signer_v1_ca_signer, 0);
