@@ -13,6 +13,11 @@ export interface DevConfigInputs {
   databaseUrlFile: string;
   hsm: { modulePath: string; tokenLabel: string; pinFile: string; softhsmConfigFile: string };
   tls: Record<ServiceName, TlsFiles>;
+  ra: {
+    /** CA of the officers' client certificates. */
+    officerCaFile: string;
+    personalData: { encryptionKeyFile: string; lookupKeyFile: string; referenceKeyFile: string };
+  };
 }
 
 /**
@@ -47,10 +52,25 @@ export function buildDevConfigs(inputs: DevConfigInputs): Record<ServiceName, Re
     },
     ra: {
       ...base('ra'),
-      http: { host: '127.0.0.1', port: ports.raHttp },
+      // HTTPS with the service certificate (SAN localhost and 127.0.0.1); officers present client
+      // certificates from the development officer CA.
+      http: { host: '127.0.0.1', port: ports.raHttp, certFile: inputs.tls.ra.certFile, keyFile: inputs.tls.ra.keyFile, clientCaFiles: [inputs.ra.officerCaFile] },
+      grpc: { host: '127.0.0.1', port: ports.raGrpc },
+      allow: {
+        GetCertificate: [serviceIdentity('card-mgmt'), serviceIdentity('ocsp'), serviceIdentity('crl')],
+        ListCertificateStatuses: [serviceIdentity('ocsp'), serviceIdentity('crl')],
+        GetCard: [serviceIdentity('card-mgmt')],
+      },
       tls: inputs.tls.ra,
       caSigner: { address: `127.0.0.1:${ports.caSignerGrpc}`, serverIdentity: serviceIdentity('ca-signer'), deadlineMs: 10_000 },
-      events: events('ra'),
+      events: { ...events('ra'), auditProducer: 'ra.audit' },
+      personalData: {
+        encryptionKeys: [{ id: 'pd-1', keyFile: inputs.ra.personalData.encryptionKeyFile }],
+        activeEncryptionKey: 'pd-1',
+        lookupKeys: [{ id: 'lookup-1', keyFile: inputs.ra.personalData.lookupKeyFile }],
+        activeLookupKey: 'lookup-1',
+        referenceKeyFile: inputs.ra.personalData.referenceKeyFile,
+      },
     },
     'card-mgmt': base('card-mgmt'),
     ocsp: base('ocsp'),

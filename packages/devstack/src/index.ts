@@ -1,2 +1,3 @@
 export * from './layout';
 export * from './configs';
+export * from './ra-dev';

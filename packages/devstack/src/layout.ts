@@ -32,6 +32,7 @@ export function devPorts(base = Number(process.env.PKI_DEV_PORT_BASE ?? 18_000))
     postgres: base + 32,
     raHttp: base + 80,
     caSignerGrpc: base + 90,
+    raGrpc: base + 91,
     ops: Object.fromEntries(SERVICES.map((s, i) => [s, base + 100 + i])) as Record<ServiceName, number>,
   };
 }

@@ -6,6 +6,7 @@ import { ensureServiceCa, issueServiceCertificate } from '@pki/internal-ca';
 import { findRepoRoot, openOrCreateSoftHsmToken } from '@pki/testing';
 import { SERVICES, devLayout, devPorts, type DevLayout, type ServiceName } from './layout';
 import { buildDevConfigs } from './configs';
+import { prepareRaDev, registerPrincipalArgs, type RaDevInputs } from './ra-dev';
 
 /* eslint-disable no-console -- this is the operator's terminal, not a service log */
 
@@ -66,6 +67,7 @@ function writeJson(file: string, value: unknown, mode = 0o644): void {
 interface Prepared {
   configFiles: Record<ServiceName, string>;
   endpoints: Record<string, unknown>;
+  ra: RaDevInputs;
 }
 
 async function prepare(layout: DevLayout, databaseUrl: string): Promise<Prepared> {
@@ -83,13 +85,15 @@ async function prepare(layout: DevLayout, databaseUrl: string): Promise<Prepared
     tls[service] = { caFile: c.caFile, certFile: c.certFile, keyFile: c.keyFile };
   }
 
+  const ra = await prepareRaDev(layout);
   const configs = buildDevConfigs({
     ports,
     databaseUrlFile: urlFile,
     hsm: { modulePath: token.modulePath, tokenLabel: TOKEN_LABEL, pinFile: path.join(layout.secrets, 'hsm-pin'), softhsmConfigFile: token.configPath },
     tls,
+    ra: { officerCaFile: ra.officerCaFile, personalData: ra.personalData },
   });
-  const raHttp = `http://127.0.0.1:${ports.raHttp}`;
+  const raHttp = `https://127.0.0.1:${ports.raHttp}`;
   const configFiles = {} as Record<ServiceName, string>;
   for (const service of SERVICES) {
     configFiles[service] = path.join(layout.config, `${service}.json`);
@@ -97,8 +101,11 @@ async function prepare(layout: DevLayout, databaseUrl: string): Promise<Prepared
   }
   return {
     configFiles,
+    ra,
     endpoints: {
       http: { ra: raHttp },
+      // curl --cacert <serviceCa> --cert <officer>.crt --key <officer>.key (README walks through it)
+      officers: Object.fromEntries(ra.principals.map((p) => [p.id, { certFile: p.certFile, keyFile: p.keyFile, ...('role' in p ? { role: p.role, office: p.office } : {}) }])),
       grpc: { 'ca-signer': `127.0.0.1:${ports.caSignerGrpc}` },
       ops: Object.fromEntries(SERVICES.map((s) => [s, `http://127.0.0.1:${ports.ops[s]}`])),
       caCertificates: { root: path.join(layout.ca, 'root.pem'), issuing: path.join(layout.ca, 'issuing.pem'), chain: path.join(layout.ca, 'chain.pem') },
@@ -197,6 +204,12 @@ async function main(): Promise<void> {
       });
       await waitReady(`http://127.0.0.1:${ports.ops[service]}`, child, service);
       console.log(`  ${service.padEnd(10)} ready`);
+      if (service === 'ra') {
+        // The development officers, one per role, each with its client certificate (idempotent).
+        for (const principal of prepared.ra.principals) {
+          await runToCompletion(process.execPath, registerPrincipalArgs(serviceEntry(root, 'ra', 'cli.js'), prepared.configFiles.ra, principal), path.join(layout.logs, 'ra-cli.log'));
+        }
+      }
     }
     writeJson(layout.endpoints, prepared.endpoints);
     console.log(`\nThe PKI is running. Endpoints (also in ${path.relative(root, layout.endpoints)}):`);

@@ -37,6 +37,10 @@ describe('service configuration files', () => {
       databaseUrlFile: secret('db-url', 'postgres://postgres:pw@127.0.0.1:1/pki'),
       hsm: { modulePath: '/usr/lib/softhsm/libsofthsm2.so', tokenLabel: 'citizen-ca', pinFile: secret('pin', '1234'), softhsmConfigFile: '/x/softhsm2.conf' },
       tls: Object.fromEntries(SERVICES.map((s) => [s, tls])) as Record<ServiceName, typeof tls>,
+      ra: {
+        officerCaFile: '/x/officer-ca.crt',
+        personalData: { encryptionKeyFile: secret('pd', 'a'.repeat(64)), lookupKeyFile: secret('lookup', 'b'.repeat(64)), referenceKeyFile: secret('ref', 'c'.repeat(64)) },
+      },
     });
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));

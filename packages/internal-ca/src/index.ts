@@ -62,6 +62,15 @@ async function importKeyPem(pem: string): Promise<CryptoKey> {
 
 /** Creates the service CA in `dir` unless it already exists; returns its paths either way. */
 export async function ensureServiceCa(dir: string, options: { now?: Date; validityYears?: number } = {}): Promise<ServiceCaPaths> {
+  return ensureSoftwareCa(dir, 'CN=PKI internal service CA, O=Citizen PKI operations', options);
+}
+
+/**
+ * A small software CA in `dir` (created unless it exists), for credentials that are not citizen
+ * certificates: the service CA above, and in development and tests the officer CA that issues
+ * registration officers' client certificates (production uses the deployment's own officer CA).
+ */
+export async function ensureSoftwareCa(dir: string, name: string, options: { now?: Date; validityYears?: number } = {}): Promise<ServiceCaPaths> {
   const paths = caPaths(dir);
   if (existsSync(paths.certFile) && existsSync(paths.keyFile)) return paths;
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -69,7 +78,7 @@ export async function ensureServiceCa(dir: string, options: { now?: Date; validi
   const keys = (await crypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify'])) as CryptoKeyPair;
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: randomSerialHex(),
-    name: `CN=PKI internal service CA, O=Citizen PKI operations`,
+    name,
     notBefore: now,
     notAfter: addYears(now, options.validityYears ?? 10),
     keys,
@@ -150,6 +159,57 @@ export async function issueServiceCertificate(options: IssueServiceCertificateOp
   writePrivate(keyFile, await exportKeyPem(keys.privateKey));
   writeFileSync(certFile, cert.toString('pem') + '\n');
   return { caFile: ca.certFile, certFile, keyFile, identity };
+}
+
+export interface IssueClientCertificateOptions {
+  caDir: string;
+  outDir: string;
+  /** File name stem: <name>.crt and <name>.key. */
+  name: string;
+  /** The subject, e.g. `CN=registrar-1, OU=63000000, O=Registration counters`. */
+  subject: string;
+  now?: Date;
+  validityDays?: number;
+}
+
+/**
+ * Issues a TLS client certificate (clientAuth only) from a software CA, reusing one that exists
+ * and has more than a day left: a person's or an external system's credential for mutual TLS.
+ */
+export async function issueClientCertificate(options: IssueClientCertificateOptions): Promise<{ caFile: string; certFile: string; keyFile: string }> {
+  const ca = caPaths(options.caDir);
+  mkdirSync(options.outDir, { recursive: true, mode: 0o700 });
+  const certFile = path.join(options.outDir, `${options.name}.crt`);
+  const keyFile = path.join(options.outDir, `${options.name}.key`);
+  const now = options.now ?? new Date();
+  if (existsSync(certFile) && existsSync(keyFile)) {
+    const existing = new NodeX509(readFileSync(certFile));
+    const caCert = new NodeX509(readFileSync(ca.certFile));
+    if (existing.checkIssued(caCert) && existing.verify(caCert.publicKey) && new Date(existing.validTo).getTime() - now.getTime() > 86_400_000) return { caFile: ca.certFile, certFile, keyFile };
+  }
+  const caCert = new x509.X509Certificate(readFileSync(ca.certFile, 'utf8'));
+  const caKey = await importKeyPem(readFileSync(ca.keyFile, 'utf8'));
+  const keys = (await crypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerialHex(),
+    subject: options.subject,
+    issuer: caCert.subject,
+    notBefore: now,
+    notAfter: new Date(now.getTime() + (options.validityDays ?? 365) * 86_400_000),
+    publicKey: keys.publicKey,
+    signingKey: caKey,
+    signingAlgorithm: ALGORITHM,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(caCert.publicKey),
+    ],
+  });
+  writePrivate(keyFile, await exportKeyPem(keys.privateKey));
+  writeFileSync(certFile, cert.toString('pem') + '\n');
+  return { caFile: ca.certFile, certFile, keyFile };
 }
 
 function randomSerialHex(): string {

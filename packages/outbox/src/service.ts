@@ -40,6 +40,8 @@ export async function connectServiceDatabase(runtime: ServiceRuntime, config: Da
 export interface ServiceEventsConfig {
   transport: z.output<typeof eventTransportConfig>;
   producer: string;
+  /** Further producers this service writes (e.g. its audit events, kept in a gapless sequence of their own). */
+  extraProducers?: readonly string[];
   pollIntervalMs: number;
 }
 
@@ -56,7 +58,7 @@ export async function startOutboxRelay(runtime: ServiceRuntime, pool: Pool, data
     { logger: runtime.logger },
   );
   runtime.lifecycle.onClose({ name: 'event transport', stop: () => transport.close() });
-  const relay = new OutboxRelay({ pool, publisher: transport.publisher, producers: [events.producer], pollIntervalMs: events.pollIntervalMs, logger: runtime.logger });
+  const relay = new OutboxRelay({ pool, publisher: transport.publisher, producers: [events.producer, ...(events.extraProducers ?? [])], pollIntervalMs: events.pollIntervalMs, logger: runtime.logger });
   await relay.start();
   runtime.lifecycle.onDrain({ name: 'outbox relay', stop: () => relay.stop() });
 

@@ -1,61 +1,180 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { Counter, Histogram } from 'prom-client';
 import { ServiceRuntime, systemClock, type Clock, type Logger } from '@pki/kit';
-import { createGrpcClient } from '@pki/grpc';
-import { caSignerV1 } from '@pki/proto';
+import { createGrpcClient, GrpcServer } from '@pki/grpc';
+import { caSignerV1, raV1 } from '@pki/proto';
 import { connectServiceDatabase, startOutboxRelay } from '@pki/outbox';
-import { toPem } from '@pki/x509';
 import type { RaConfig } from './config';
 import { buildHttpApp } from './http/app';
-import type { CaSigner } from './ports/ca-signer';
+import { raServiceHandlers } from './grpc/ra-service';
+import { AesGcmPersonalDataVault, decodeKey } from './adapters/crypto/personal-data-vault';
+import { ScryptCodeHasher } from './adapters/crypto/scrypt-code-hasher';
+import { PostgresRegistry } from './adapters/postgres/registry';
+import { GrpcCertificateSigner } from './adapters/grpc/ca-signer-client';
+import { NO_FAULTS, type CertificateSigner, type FaultPoints } from './ports/certificate-signer';
+import { RegistrationAuthority } from './domain/registration-authority';
+import { IssuerDirectory } from './domain/issuer-directory';
+import { DEFAULT_EXTENSION_POLICY } from './domain/lifecycle';
+import type { ApprovalOperation } from './domain/model';
+
+export const MIGRATIONS_DIRECTORY = path.join(__dirname, '..', 'migrations');
 
 export interface RaDependencies {
   clock?: Clock;
   logger?: Logger;
-  /** Replaces the gRPC client (unit tests only; integration tests use the real one). */
-  caSigner?: CaSigner;
+  /** Replaces the gRPC client of ca-signer (tests that hold a call at the door). */
+  signer?: CertificateSigner;
+  /** Crash points for the crash-consistency tests; none in production. */
+  faults?: FaultPoints;
+  /** Start the background jobs (reconciliation, expiry, re-sealing); tests that drive them by hand turn it off. */
+  backgroundJobs?: boolean;
 }
 
 export interface RunningRa {
   runtime: ServiceRuntime;
+  ra: RegistrationAuthority;
+  registry: PostgresRegistry;
   httpUrl: string;
+  grpcAddress: string;
   opsUrl: string;
 }
 
 /** Builds ra from a validated config and starts its listeners; main.ts only loads the config. */
 export async function startRa(config: RaConfig, deps: RaDependencies = {}): Promise<RunningRa> {
   const runtime = new ServiceRuntime('ra', config, deps.logger);
+  try {
+    return await start(config, deps, runtime);
+  } catch (err) {
+    // Whatever started before the failure (pool, relay, listeners) stops again.
+    await runtime.stop().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function start(config: RaConfig, deps: RaDependencies, runtime: ServiceRuntime): Promise<RunningRa> {
   const { logger, lifecycle } = runtime;
   const clock = deps.clock ?? systemClock;
-  const pool = await connectServiceDatabase(runtime, config.database, path.join(__dirname, '..', 'migrations'));
+  const pool = await connectServiceDatabase(runtime, config.database, MIGRATIONS_DIRECTORY);
 
-  let caSigner = deps.caSigner;
-  if (!caSigner) {
+  const pd = config.personalData;
+  const vault = new AesGcmPersonalDataVault({
+    encryption: pd.encryptionKeys.map((k) => ({ id: k.id, key: decodeKey(k.keyFile.reveal(), `encryption key ${k.id}`) })),
+    activeEncryptionKeyId: pd.activeEncryptionKey,
+    lookup: pd.lookupKeys.map((k) => ({ id: k.id, key: decodeKey(k.keyFile.reveal(), `lookup key ${k.id}`) })),
+    activeLookupKeyId: pd.activeLookupKey,
+    reference: decodeKey(pd.referenceKeyFile.reveal(), 'reference key'),
+  });
+  const hasher = new ScryptCodeHasher({ cost: config.subscriberCode.scryptCost, blockSize: 8, parallelization: 1 });
+
+  let signer = deps.signer;
+  if (!signer) {
     const client = createGrpcClient(caSignerV1.CaSignerService, { ...config.caSigner, tls: config.tls });
     lifecycle.onClose({ name: 'ca-signer client', stop: async () => client.close() });
-    caSigner = client;
+    signer = new GrpcCertificateSigner(client);
   }
-
-  // The chain only changes with a key ceremony; fetch it once and again only after a failure.
-  let chain: Promise<string[]> | undefined;
-  const getChain = (): Promise<string[]> => {
-    chain ??= caSigner.getIssuers({}).then(
-      (r) => [...r.issuers.filter((i) => i.active).map((i) => toPem(i.certificate, 'CERTIFICATE')), ...[...r.chain].reverse().map((c) => toPem(c, 'CERTIFICATE'))],
-      (err: unknown) => {
-        chain = undefined;
-        throw err;
+  const registry = new PostgresRegistry({ pool, vault, clock, statusProducer: config.events.producer, auditProducer: config.events.auditProducer });
+  const ra = new RegistrationAuthority(
+    {
+      registry,
+      signer,
+      issuers: new IssuerDirectory(signer),
+      vault,
+      hasher,
+      clock,
+      logger,
+      faults: deps.faults ?? NO_FAULTS,
+      serviceIdentity: 'spiffe://pki.internal/ra',
+      policy: {
+        extension: DEFAULT_EXTENSION_POLICY,
+        subscriberCode: config.subscriberCode,
+        dualControl: { operations: new Set<ApprovalOperation>(config.dualControl.operations), requestTtlMinutes: config.dualControl.requestTtlMinutes },
+        maxBulkCards: config.maxBulkCards,
+        signerDeadlineMs: config.caSigner.deadlineMs,
       },
-    );
-    return chain;
-  };
+    },
+    config.reconciliation,
+  );
 
-  await startOutboxRelay(runtime, pool, config.database, config.events);
+  await startOutboxRelay(runtime, pool, config.database, { ...config.events, extraProducers: [config.events.auditProducer] });
 
-  const http = buildHttpApp({ pool, caSigner, clock, producer: config.events.producer, logger, chain: getChain, requestDeadlineMs: config.caSigner.deadlineMs });
+  const http = buildHttpApp({
+    ra,
+    principals: registry,
+    fingerprint: (data) => vault.fingerprint(data),
+    logger,
+    rateLimits: config.http.rateLimits,
+    https: { cert: readFileSync(config.http.certFile), key: readFileSync(config.http.keyFile), ca: config.http.clientCaFiles.map((f) => readFileSync(f)) },
+    bodyLimitBytes: config.http.bodyLimitBytes,
+  });
+  instrumentHttp(http, runtime);
   await http.listen({ host: config.http.host, port: config.http.port });
-  lifecycle.onStopAccepting({ name: 'http', stop: () => http.close() });
+  lifecycle.onStopAccepting({ name: 'https', stop: () => http.close() });
   const address = http.server.address();
-  const httpUrl = typeof address === 'object' && address ? `http://${config.http.host}:${address.port}` : `http://${config.http.host}:${config.http.port}`;
+  const httpUrl = `https://${config.http.host}:${typeof address === 'object' && address ? address.port : config.http.port}`;
+
+  const grpc = new GrpcServer(
+    { host: config.grpc.host, port: config.grpc.port, tls: config.tls, logger, registry: runtime.registry, readiness: runtime.readiness },
+    [{ service: raV1.RaService, handlers: raServiceHandlers(registry.reads, clock), allow: config.allow }],
+  );
+  const { address: grpcAddress } = await grpc.listen();
+  lifecycle.onStopAccepting({ name: 'grpc', stop: () => grpc.stop() });
+
+  if (deps.backgroundJobs !== false) startBackgroundJobs(config, runtime, registry, ra);
   const opsUrl = await runtime.startOps();
-  logger.info({ httpUrl, opsUrl }, 'ra started');
-  return { runtime, httpUrl, opsUrl };
+  logger.info({ httpUrl, grpcAddress, opsUrl }, 'ra started');
+  return { runtime, ra, registry, httpUrl, grpcAddress, opsUrl };
+}
+
+/**
+ * Reconciliation against ca-signer, expiry of approval requests and re-sealing of personal data
+ * under the active keys. One replica at a time runs each (advisory locks); a failed pass is
+ * logged and tried again at the next interval.
+ */
+function startBackgroundJobs(config: RaConfig, runtime: ServiceRuntime, registry: PostgresRegistry, ra: RegistrationAuthority): void {
+  const { logger, lifecycle } = runtime;
+  const repairs = new Counter({ name: 'ra_reconciliation_repairs_total', help: 'Certificates adopted or revoked, and applications finished, by reconciliation', labelNames: ['kind'], registers: [runtime.registry] });
+  let stopped = false;
+  let running: Promise<void> = Promise.resolve();
+  const pass = async () => {
+    try {
+      const report = await registry.exclusively('reconciliation', () => ra.reconciliation.run());
+      if (report) {
+        repairs.inc({ kind: 'adopted' }, report.adopted);
+        repairs.inc({ kind: 'revoked' }, report.revoked);
+        repairs.inc({ kind: 'resumed' }, report.resumed);
+      }
+      await registry.exclusively('approval-expiry', () => ra.approvals.expireOverdue());
+      await registry.exclusively('reseal', () => registry.resealBatch(config.personalData.resealBatch));
+    } catch (err) {
+      logger.warn({ err }, 'background pass failed; trying again at the next interval');
+    }
+  };
+  const schedule = (delayMs: number) => {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      running = pass().finally(() => schedule(config.reconciliation.intervalSeconds * 1000));
+    }, delayMs);
+  };
+  let timer: NodeJS.Timeout | undefined;
+  schedule(1000);
+  lifecycle.onDrain({
+    name: 'background jobs',
+    stop: async () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await running;
+    },
+  });
+}
+
+function instrumentHttp(http: ReturnType<typeof buildHttpApp>, runtime: ServiceRuntime): void {
+  const registers = [runtime.registry];
+  const requests = new Counter({ name: 'http_requests_total', help: 'REST requests by route and status', labelNames: ['method', 'route', 'status'], registers });
+  const latency = new Histogram({ name: 'http_request_duration_seconds', help: 'REST request latency by route', labelNames: ['method', 'route'], registers, buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] });
+  http.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unknown';
+    requests.inc({ method: request.method, route, status: String(reply.statusCode) });
+    latency.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+  });
 }

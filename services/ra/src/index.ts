@@ -1,3 +1,4 @@
 export * from './config';
 export * from './app';
-export * from './domain/enrolment';
+export { RegistrationAuthority } from './domain/registration-authority';
+export { parseNationalId, withCheckDigit } from './domain/national-id';

@@ -1,57 +1,40 @@
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import pg from 'pg';
 import { createGrpcClient } from '@pki/grpc';
-import { createLogger, parseConfig } from '@pki/kit';
 import { caSignerV1 } from '@pki/proto';
-import { startCaSignerFixture, type CaSignerFixture } from '../../ca-signer/test/service-fixture';
-import { raConfigSchema } from '../src/config';
-import { startRa } from '../src/app';
-import type { CaSigner } from '../src/ports/ca-signer';
+import { GrpcCertificateSigner } from '../src/adapters/grpc/ca-signer-client';
+import type { CertificateSigner } from '../src/ports/certificate-signer';
+import { startRaFixture, withCheckDigit, type RaFixture } from './ra-fixture';
 
-let signer: CaSignerFixture;
-beforeAll(async () => {
-  signer = await startCaSignerFixture();
-});
+let f: RaFixture;
 afterAll(async () => {
-  await signer?.stop();
+  await f?.stop();
 });
 
-it('on shutdown, finishes the enrolment in flight, fails readiness first, then refuses new requests', async () => {
-  const { caFile, certFile, keyFile } = signer.identities.ra;
-  const tls = { caFile, certFile, keyFile };
-  const config = parseConfig(raConfigSchema, {
-    log: { level: 'silent' },
-    ops: { host: '127.0.0.1', port: 0 },
-    http: { host: '127.0.0.1', port: 0 },
-    database: { url: signer.databaseUrl, schema: 'ra' },
-    tls,
-    caSigner: { address: signer.signer.grpcAddress, serverIdentity: signer.identities['ca-signer'].identity, deadlineMs: 20_000 },
-    events: { transport: { type: 'postgres' }, pollIntervalMs: 50 },
-  });
-  // The real gRPC client, held at the door until the test has begun the shutdown.
-  const real = createGrpcClient(caSignerV1.CaSignerService, { ...config.caSigner, tls });
+it('on shutdown, finishes the issuance in flight, fails readiness first, then refuses new requests', async () => {
+  f = await startRaFixture();
+  const registered = await f.call('registrar-a', 'POST', '/v1/subscribers', { nationalId: withCheckDigit('F12345678'), name: '林小華', birthDate: '1990-05-05', subscriberCode: 'lin12345', publicationConsent: false });
+  const application = await f.call('registrar-a', 'POST', '/v1/applications', { subscriberId: registered.body.subscriberId, cardNumber: 'TP00000000009001', kind: 'NEW', signingCsr: f.csr('d-sign'), encryptionCsr: f.csr('d-keyx') });
+  expect(application.status).toBe(201);
+
+  // The real signer, held at the door until the test has begun the shutdown.
+  const client = createGrpcClient(caSignerV1.CaSignerService, { ...f.config.caSigner, tls: f.config.tls });
+  const real = new GrpcCertificateSigner(client);
   let reached!: () => void;
   const inFlight = new Promise<void>((r) => (reached = r));
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
-  const caSigner: CaSigner = {
-    getIssuers: (req, opts) => real.getIssuers(req, opts),
-    issueCertificate: async (req, opts) => {
+  const gated: CertificateSigner = {
+    issuers: () => real.issuers(),
+    listIssuances: (t, s) => real.listIssuances(t, s),
+    issue: async (request, deadline) => {
       reached();
       await gate;
-      return real.issueCertificate(req, opts);
+      return real.issue(request, deadline);
     },
   };
-  const ra = await startRa(config, { caSigner, logger: createLogger({ service: 'ra', level: (process.env.TEST_LOG_LEVEL as 'silent') ?? 'silent' }) });
+  await f.restart({ signer: gated });
+  const { ra } = f;
 
-  execFileSync('openssl', ['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(signer.dir, 'd.key'), '-utf8', '-subj', '/C=TW/CN=林小華/serialNumber=6543210987654321', '-out', join(signer.dir, 'd.csr')], { stdio: 'ignore' });
-  const response = fetch(`${ra.httpUrl}/v1/enrolments`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ csr: readFileSync(join(signer.dir, 'd.csr'), 'utf8'), profile: 'citizen-signature' }),
-  });
+  const response = f.call('registrar-a', 'POST', `/v1/applications/${application.body.id}/approval`);
   await inFlight;
   const stopping = ra.runtime.stop();
   const readiness = await fetch(`${ra.opsUrl}/readyz`);
@@ -61,18 +44,15 @@ it('on shutdown, finishes the enrolment in flight, fails readiness first, then r
   release();
   const answer = await response;
   expect(answer.status).toBe(201);
-  const { serialHex } = (await answer.json()) as { serialHex: string };
+  const card = answer.body.card as { certificates: Array<{ serialHex: string }> };
+  expect(answer.headers.get('connection')).toBe('close');
   await stopping;
 
-  await expect(fetch(`${ra.httpUrl}/v1/certificates/${serialHex}`)).rejects.toThrow();
-  const db = new pg.Pool({ connectionString: signer.databaseUrl, options: '-c search_path=ra' });
-  try {
-    // recorded, with its status event in the outbox (delivered now or by the next relay to start)
-    const { rows } = await db.query('SELECT c.status FROM certificates c JOIN outbox o ON o.key = c.serial_hex WHERE c.serial_hex = $1', [serialHex]);
-    expect(rows).toHaveLength(1);
-    expect(rows[0].status).toBe('VALID');
-  } finally {
-    await db.end();
-    real.close();
-  }
+  await expect(f.call('registrar-a', 'GET', `/v1/cards/TP00000000009001`)).rejects.toThrow();
+  // recorded, with its status events in the outbox (delivered now or by the next relay to start)
+  const { rows } = await f.db.query('SELECT c.status FROM certificates c JOIN outbox o ON o.key = c.serial_hex WHERE c.card_number = $1', ['TP00000000009001']);
+  expect(rows.map((r) => r.status)).toEqual(['VALID', 'VALID']);
+  expect(card.certificates).toHaveLength(2);
+  client.close();
+  await f.restart(); // so that stop() finds a running service
 });

@@ -1,0 +1,631 @@
+import { createHash } from 'node:crypto';
+import { create, toBinary } from '@bufbuild/protobuf';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import type pg from 'pg';
+import { PkiError, type Clock } from '@pki/kit';
+import { withTransaction, type Tx } from '@pki/db';
+import { appendEvent } from '@pki/outbox';
+import { appendAuditEvent, AuditActorType, AuditOutcome, type AuditActor as WireActor } from '@pki/audit-events';
+import { eventsV1, Topics } from '@pki/proto';
+import type { PersonalDataVault } from '../../ports/personal-data-vault';
+import type {
+  ApplicationFilter,
+  ApprovalFilter,
+  CertificateFilter,
+  HouseholdEventRecord,
+  IdempotencyClaim,
+  Page,
+  PageRequest,
+  Registry,
+  RegistryReads,
+  RegistryTx,
+} from '../../ports/registry';
+import type {
+  ApplicationRecord,
+  ApplicationState,
+  ApprovalRecord,
+  ApprovalState,
+  AuditActor,
+  AuditRecord,
+  CardRecord,
+  CertificateRecord,
+  PrincipalRecord,
+  StatusChange,
+  SubscriberRecord,
+  SubscriberStatus,
+} from '../../domain/model';
+import type { CardStatus, CertificateStatus, StatusReason } from '../../domain/lifecycle';
+import type { CodeAttemptState } from '../../domain/subscriber-code';
+
+export interface PostgresRegistryOptions {
+  pool: pg.Pool;
+  vault: PersonalDataVault;
+  clock: Clock;
+  /** Outbox producer of status events (topic pki.certificate-status.v1). */
+  statusProducer: string;
+  /** Outbox producer of audit events (topic pki.audit.v1): its own, so its sequence has no gaps. */
+  auditProducer: string;
+}
+
+const STATUS_WIRE: Record<CertificateStatus, eventsV1.CertificateStatus> = {
+  VALID: eventsV1.CertificateStatus.VALID,
+  SUSPENDED: eventsV1.CertificateStatus.SUSPENDED,
+  REVOKED: eventsV1.CertificateStatus.REVOKED,
+};
+
+/** RFC 5280 §5.3.1 CRLReason codes. */
+const REASON_WIRE: Record<StatusReason, eventsV1.RevocationReason> = {
+  unspecified: eventsV1.RevocationReason.UNSPECIFIED,
+  keyCompromise: eventsV1.RevocationReason.KEY_COMPROMISE,
+  cACompromise: eventsV1.RevocationReason.CA_COMPROMISE,
+  affiliationChanged: eventsV1.RevocationReason.AFFILIATION_CHANGED,
+  superseded: eventsV1.RevocationReason.SUPERSEDED,
+  cessationOfOperation: eventsV1.RevocationReason.CESSATION_OF_OPERATION,
+  certificateHold: eventsV1.RevocationReason.CERTIFICATE_HOLD,
+  removeFromCRL: eventsV1.RevocationReason.REMOVE_FROM_CRL,
+  privilegeWithdrawn: eventsV1.RevocationReason.PRIVILEGE_WITHDRAWN,
+};
+
+export function encodeStatusChange(change: StatusChange): Uint8Array {
+  const ts = (d: Date | undefined) => (d ? timestampFromDate(d) : undefined);
+  const message = create(eventsV1.CertificateStatusChangedSchema, {
+    serialHex: change.serialHex,
+    issuerKeyId: change.issuerKeyId,
+    status: STATUS_WIRE[change.status],
+    changedAt: ts(change.changedAt),
+    notBefore: ts(change.notBefore),
+    notAfter: ts(change.notAfter),
+    revocationTime: ts(change.revocationTime),
+    reason: change.reason ? REASON_WIRE[change.reason] : eventsV1.RevocationReason.UNSPECIFIED,
+    invalidityDate: ts(change.invalidityDate),
+    profile: change.profile,
+    previousStatus: change.previousStatus ? STATUS_WIRE[change.previousStatus] : eventsV1.CertificateStatus.UNSPECIFIED,
+  });
+  return toBinary(eventsV1.CertificateStatusChangedSchema, message);
+}
+
+function wireActor(actor: AuditActor): WireActor {
+  switch (actor.type) {
+    case 'officer':
+      return { type: AuditActorType.OFFICER, id: actor.id, office: actor.office, role: actor.role };
+    case 'citizen':
+      return { type: AuditActorType.CITIZEN, id: actor.personRef };
+    case 'household-system':
+      return { type: AuditActorType.HOUSEHOLD_SYSTEM, id: actor.id };
+    case 'service':
+      return { type: AuditActorType.SERVICE, id: actor.id };
+  }
+}
+
+const OUTCOME = { INTENT: AuditOutcome.INTENT, SUCCESS: AuditOutcome.SUCCESS, FAILURE: AuditOutcome.FAILURE } as const;
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest();
+
+/**
+ * The registry on PostgreSQL (ra's schema). Certificates are sealed at rest here, transparently:
+ * their DER carries the subject's name. Pages are keyset-paginated with opaque tokens.
+ */
+export class PostgresRegistry implements Registry {
+  readonly #options: PostgresRegistryOptions;
+  readonly reads: RegistryReads;
+
+  constructor(options: PostgresRegistryOptions) {
+    this.#options = options;
+    this.reads = new Reads(options.pool, options);
+  }
+
+  transaction<T>(work: (tx: RegistryTx) => Promise<T>): Promise<T> {
+    return withTransaction(this.#options.pool, (tx) => work(new Transaction(tx, this.#options)));
+  }
+
+  async principalByCertificate(certificateSha256: string): Promise<PrincipalRecord | undefined> {
+    const { rows } = await this.#options.pool.query(
+      `SELECT p.* FROM principal_certificates c JOIN principals p ON p.id = c.principal_id WHERE c.certificate_sha256 = $1 AND c.not_after > now()`,
+      [certificateSha256],
+    );
+    const r = rows[0];
+    return r ? { id: r.id, kind: r.kind, role: r.role ?? undefined, office: r.office ?? undefined, status: r.status } : undefined;
+  }
+
+  async applicationsInState(state: ApplicationState, before: Date, limit: number): Promise<ApplicationRecord[]> {
+    const { rows } = await this.#options.pool.query(`SELECT * FROM applications WHERE state = $1 AND updated_at < $2 ORDER BY updated_at LIMIT $3`, [state, before, limit]);
+    return rows.map(application);
+  }
+
+  async hasCertificate(serialHex: string): Promise<boolean> {
+    const { rowCount } = await this.#options.pool.query(`SELECT 1 FROM certificates WHERE serial_hex = $1`, [serialHex]);
+    return (rowCount ?? 0) > 0;
+  }
+
+  /**
+   * Runs `work` unless another replica runs the same job now (a session advisory lock on a
+   * dedicated connection); returns undefined when it was skipped.
+   */
+  async exclusively<T>(job: string, work: () => Promise<T>): Promise<T | undefined> {
+    const client = await this.#options.pool.connect();
+    try {
+      const { rows } = await client.query(`SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked`, [`ra.job:${job}`]);
+      if (!rows[0].locked) return undefined;
+      try {
+        return await work();
+      } finally {
+        await client.query(`SELECT pg_advisory_unlock(hashtextextended($1, 0))`, [`ra.job:${job}`]);
+      }
+    } finally {
+      client.release();
+    }
+  }
+
+  /**
+   * Key rotation and legacy rows: re-seals rows under the active keys, a batch at a time. Rows
+   * sealed under an old key stay readable meanwhile (each carries its key id).
+   */
+  async resealBatch(limit: number): Promise<number> {
+    const { pool, vault } = this.#options;
+    let done = 0;
+    const active = vault.lookupHash('x').keyId;
+    const subscribers = await pool.query(`SELECT * FROM subscribers WHERE pd_key_id <> $1 OR lookup_key_id <> $2 LIMIT $3`, [vault.activeKeyId, active, limit]);
+    for (const row of subscribers.rows) {
+      const open = (field: 'nationalId' | 'name' | 'birthDate' | 'email', c: Buffer) => vault.open(field, row.id, { keyId: row.pd_key_id, ciphertext: c });
+      const nationalId = open('nationalId', row.national_id_sealed);
+      const seal = (field: 'nationalId' | 'name' | 'birthDate' | 'email', value: string) => vault.seal(field, row.id, value).ciphertext;
+      const lookup = vault.lookupHash(nationalId);
+      await pool.query(
+        `UPDATE subscribers SET pd_key_id = $2, national_id_sealed = $3, name_sealed = $4, birth_date_sealed = $5, email_sealed = $6, lookup_key_id = $7, national_id_lookup = $8
+          WHERE id = $1 AND pd_key_id = $9 AND lookup_key_id = $10`,
+        [row.id, vault.activeKeyId, seal('nationalId', nationalId), seal('name', open('name', row.name_sealed)), seal('birthDate', open('birthDate', row.birth_date_sealed)),
+          row.email_sealed ? seal('email', open('email', row.email_sealed)) : null, lookup.keyId, lookup.hash, row.pd_key_id, row.lookup_key_id],
+      );
+      done++;
+    }
+    const certificates = await pool.query(`SELECT serial_hex, certificate_der, certificate_sealed, pd_key_id FROM certificates WHERE certificate_der IS NOT NULL OR pd_key_id <> $1 LIMIT $2`, [vault.activeKeyId, limit]);
+    for (const row of certificates.rows) {
+      const der: Buffer = row.certificate_der ?? vault.openBytes('certificate', row.serial_hex, { keyId: row.pd_key_id, ciphertext: row.certificate_sealed });
+      const sealed = vault.seal('certificate', row.serial_hex, der);
+      await pool.query(`UPDATE certificates SET certificate_der = NULL, certificate_sealed = $2, pd_key_id = $3 WHERE serial_hex = $1`, [row.serial_hex, sealed.ciphertext, sealed.keyId]);
+      done++;
+    }
+    return done;
+  }
+}
+
+class Reads implements RegistryReads {
+  constructor(
+    protected readonly db: pg.Pool | Tx,
+    protected readonly options: PostgresRegistryOptions,
+  ) {}
+
+  async getApplication(id: string, options: { forUpdate?: boolean } = {}): Promise<ApplicationRecord | undefined> {
+    if (!isUuid(id)) return undefined;
+    const { rows } = await this.db.query(`SELECT * FROM applications WHERE id = $1${options.forUpdate ? ' FOR UPDATE' : ''}`, [id]);
+    return rows[0] ? application(rows[0]) : undefined;
+  }
+
+  async listApplications(filter: ApplicationFilter, page: PageRequest): Promise<Page<ApplicationRecord>> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.office) where.push(`office = $${params.push(filter.office)}`);
+    if (filter.state) where.push(`state = $${params.push(filter.state)}`);
+    if (filter.subscriberId) where.push(`subscriber_id = $${params.push(isUuid(filter.subscriberId) ? filter.subscriberId : '00000000-0000-0000-0000-000000000000')}`);
+    return keysetPage(this.db, 'applications', 'created_at', 'id::text', where, params, page, application);
+  }
+
+  async getCard(cardNumber: string, options: { forUpdate?: boolean } = {}): Promise<CardRecord | undefined> {
+    const { rows } = await this.db.query(`SELECT * FROM cards WHERE card_number = $1${options.forUpdate ? ' FOR UPDATE' : ''}`, [cardNumber]);
+    return rows[0] ? card(rows[0]) : undefined;
+  }
+
+  async cardsOfSubscriber(subscriberId: string, options: { forUpdate?: boolean } = {}): Promise<CardRecord[]> {
+    const { rows } = await this.db.query(`SELECT * FROM cards WHERE subscriber_id = $1 ORDER BY created_at${options.forUpdate ? ' FOR UPDATE' : ''}`, [subscriberId]);
+    return rows.map(card);
+  }
+
+  async getCertificate(serialHex: string): Promise<CertificateRecord | undefined> {
+    const { rows } = await this.db.query(`SELECT * FROM certificates WHERE serial_hex = $1`, [serialHex]);
+    return rows[0] ? this.#certificate(rows[0]) : undefined;
+  }
+
+  async certificatesOfCard(cardNumber: string, options: { forUpdate?: boolean } = {}): Promise<CertificateRecord[]> {
+    const { rows } = await this.db.query(`SELECT * FROM certificates WHERE card_number = $1 ORDER BY created_at, key_slot${options.forUpdate ? ' FOR UPDATE' : ''}`, [cardNumber]);
+    return rows.map((r) => this.#certificate(r));
+  }
+
+  async listCertificates(filter: CertificateFilter, page: PageRequest): Promise<Page<CertificateRecord>> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.cardNumber) where.push(`card_number = $${params.push(filter.cardNumber)}`);
+    if (filter.status) where.push(`status = $${params.push(filter.status)}`);
+    if (filter.office) where.push(`card_number IN (SELECT card_number FROM cards WHERE office = $${params.push(filter.office)})`);
+    return keysetPage(this.db, 'certificates', 'created_at', 'serial_hex', where, params, page, (r) => this.#certificate(r));
+  }
+
+  async listStatuses(page: PageRequest, issuerKeyId?: string): Promise<Page<CertificateRecord>> {
+    const params: unknown[] = [];
+    const where = issuerKeyId ? [`issuer_key_id = $${params.push(issuerKeyId)}`] : [];
+    if (page.pageToken) where.push(`serial_hex > $${params.push(decodeToken(page.pageToken)[0])}`);
+    const { rows } = await this.db.query(
+      `SELECT serial_hex, issuer_key_id, profile, card_number, application_id, key_slot, status, reason, revocation_time, invalidity_date, not_before, not_after, created_at, updated_at
+         FROM certificates ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY serial_hex LIMIT ${page.limit}`,
+      params,
+    );
+    const items = rows.map((r) => certificateRecord(r, Buffer.alloc(0)));
+    return { items, ...(rows.length === page.limit ? { nextPageToken: encodeToken([rows[rows.length - 1].serial_hex]) } : {}) };
+  }
+
+  async getSubscriber(id: string, options: { forUpdate?: boolean } = {}): Promise<SubscriberRecord | undefined> {
+    if (!isUuid(id)) return undefined;
+    const { rows } = await this.db.query(`SELECT * FROM subscribers WHERE id = $1${options.forUpdate ? ' FOR UPDATE' : ''}`, [id]);
+    return rows[0] ? subscriber(rows[0]) : undefined;
+  }
+
+  async getApproval(id: string, options: { forUpdate?: boolean } = {}): Promise<ApprovalRecord | undefined> {
+    if (!isUuid(id)) return undefined;
+    const { rows } = await this.db.query(`SELECT * FROM approval_requests WHERE id = $1${options.forUpdate ? ' FOR UPDATE' : ''}`, [id]);
+    return rows[0] ? approval(rows[0]) : undefined;
+  }
+
+  async listApprovals(filter: ApprovalFilter, page: PageRequest): Promise<Page<ApprovalRecord>> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.office) where.push(`office = $${params.push(filter.office)}`);
+    if (filter.state) where.push(`state = $${params.push(filter.state)}`);
+    return keysetPage(this.db, 'approval_requests', 'created_at', 'id::text', where, params, page, approval);
+  }
+
+  async getCursor(name: string): Promise<string | undefined> {
+    const { rows } = await this.db.query(`SELECT value FROM cursors WHERE name = $1`, [name]);
+    return rows[0]?.value;
+  }
+
+  #certificate(row: Record<string, unknown>): CertificateRecord {
+    const der = row.certificate_der
+      ? (row.certificate_der as Buffer)
+      : this.options.vault.openBytes('certificate', row.serial_hex as string, { keyId: row.pd_key_id as string, ciphertext: row.certificate_sealed as Buffer });
+    return certificateRecord(row, der);
+  }
+}
+
+class Transaction extends Reads implements RegistryTx {
+  constructor(
+    private readonly tx: Tx,
+    options: PostgresRegistryOptions,
+  ) {
+    super(tx, options);
+  }
+
+  async claimIdempotency(scope: string, key: string, operation: string, fingerprint: Buffer): Promise<IdempotencyClaim> {
+    const inserted = await this.tx.query(`INSERT INTO idempotency_keys (scope, key, operation, fingerprint) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, [scope, key, operation, fingerprint]);
+    if (inserted.rowCount === 1) return { kind: 'new' };
+    // The other holder of the key has committed (the INSERT waited for it): read what it left.
+    const { rows } = await this.tx.query(`SELECT operation, fingerprint, result, completed_at FROM idempotency_keys WHERE scope = $1 AND key = $2 FOR UPDATE`, [scope, key]);
+    const row = rows[0];
+    if (!row) throw new PkiError('UNAVAILABLE', 'idempotency: the key was released while being claimed; retry');
+    if (row.operation !== operation || !(row.fingerprint as Buffer).equals(fingerprint)) return { kind: 'conflict', operation: row.operation };
+    return row.completed_at ? { kind: 'done', result: row.result } : { kind: 'in-progress' };
+  }
+
+  async completeIdempotency(scope: string, key: string, result: unknown): Promise<void> {
+    await this.tx.query(`UPDATE idempotency_keys SET result = $3, completed_at = now() WHERE scope = $1 AND key = $2`, [scope, key, JSON.stringify(result)]);
+  }
+
+  async insertSubscriber(s: SubscriberRecord): Promise<void> {
+    await this.tx.query(
+      `INSERT INTO subscribers (id, person_ref, lookup_key_id, national_id_lookup, pd_key_id, national_id_sealed, name_sealed, birth_date_sealed, email_sealed,
+         id_kind, gender, publication_consent, subscriber_code_hash, status, office, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+      [s.id, s.personRef, s.lookup.keyId, s.lookup.hash, s.sealed.keyId, s.sealed.nationalId, s.sealed.name, s.sealed.birthDate, s.sealed.email ?? null,
+        s.idKind, s.gender, s.publicationConsent, s.subscriberCodeHash, s.status, s.office, s.createdAt],
+    );
+  }
+
+  async findSubscriberByLookup(hashes: Array<{ keyId: string; hash: Buffer }>, options: { forUpdate?: boolean } = {}): Promise<SubscriberRecord | undefined> {
+    const { rows } = await this.tx.query(
+      `SELECT * FROM subscribers WHERE (lookup_key_id, national_id_lookup) IN (SELECT * FROM unnest($1::text[], $2::bytea[]))${options.forUpdate ? ' FOR UPDATE' : ''}`,
+      [hashes.map((h) => h.keyId), hashes.map((h) => h.hash)],
+    );
+    return rows[0] ? subscriber(rows[0]) : undefined;
+  }
+
+
+  async updateSubscriberCodeAttempts(id: string, state: CodeAttemptState): Promise<void> {
+    await this.tx.query(`UPDATE subscribers SET code_failures = $2, code_lockouts = $3, code_locked_until = $4 WHERE id = $1`, [id, state.failures, state.lockouts, state.lockedUntil ?? null]);
+  }
+
+  async updateSubscriberStatus(id: string, status: SubscriberStatus): Promise<void> {
+    await this.tx.query(`UPDATE subscribers SET status = $2 WHERE id = $1`, [id, status]);
+  }
+
+  async insertApplication(a: ApplicationRecord): Promise<void> {
+    await this.tx.query(
+      `INSERT INTO applications (id, kind, state, subscriber_id, card_number, replaces_card, subject_serial, office, created_by, decided_by, signing_spki, encryption_spki,
+         signing_spki_sha256, encryption_spki_sha256, not_after, reason, created_at, updated_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
+      [a.id, a.kind, a.state, a.subscriberId, a.cardNumber, a.replacesCard ?? null, a.subjectSerial, a.office, a.createdBy, a.decidedBy ?? null, a.signingSpki, a.encryptionSpki,
+        sha256(a.signingSpki), sha256(a.encryptionSpki), a.notAfter ?? null, a.reason ?? null, a.createdAt, a.updatedAt],
+    );
+  }
+
+
+  async updateApplication(id: string, changes: { state: ApplicationState; reason?: string; decidedBy?: string }): Promise<void> {
+    await this.tx.query(`UPDATE applications SET state = $2, reason = COALESCE($3, reason), decided_by = COALESCE($4, decided_by), updated_at = $5 WHERE id = $1`, [
+      id, changes.state, changes.reason ?? null, changes.decidedBy ?? null, this.options.clock.now(),
+    ]);
+  }
+
+  async openApplications(subscriberId: string): Promise<ApplicationRecord[]> {
+    const { rows } = await this.tx.query(`SELECT * FROM applications WHERE subscriber_id = $1 AND state IN ('SUBMITTED', 'PENDING_APPROVAL', 'ISSUING') ORDER BY created_at`, [subscriberId]);
+    return rows.map(application);
+  }
+
+  async keysInUse(spkis: Buffer[]): Promise<boolean> {
+    const hashes = spkis.map(sha256);
+    const { rowCount } = await this.tx.query(
+      `SELECT 1 FROM cards WHERE signing_spki_sha256 = ANY($1) OR encryption_spki_sha256 = ANY($1)
+       UNION ALL
+       SELECT 1 FROM applications WHERE state IN ('SUBMITTED', 'PENDING_APPROVAL', 'ISSUING') AND (signing_spki_sha256 = ANY($1) OR encryption_spki_sha256 = ANY($1))
+       LIMIT 1`,
+      [hashes],
+    );
+    return (rowCount ?? 0) > 0;
+  }
+
+  async cardNumberTaken(cardNumber: string): Promise<boolean> {
+    const { rowCount } = await this.tx.query(
+      `SELECT 1 FROM cards WHERE card_number = $1 UNION ALL SELECT 1 FROM applications WHERE card_number = $1 AND kind <> 'EXTENSION' AND state NOT IN ('REJECTED', 'FAILED') LIMIT 1`,
+      [cardNumber],
+    );
+    return (rowCount ?? 0) > 0;
+  }
+
+  async subjectSerialTaken(subjectSerial: string): Promise<boolean> {
+    const { rowCount } = await this.tx.query(`SELECT 1 FROM cards WHERE subject_serial = $1 UNION ALL SELECT 1 FROM applications WHERE subject_serial = $1 LIMIT 1`, [subjectSerial]);
+    return (rowCount ?? 0) > 0;
+  }
+
+  async insertCard(c: CardRecord): Promise<void> {
+    await this.tx.query(
+      `INSERT INTO cards (card_number, subscriber_id, subject_serial, status, office, activated_at, extended, signing_spki, encryption_spki, signing_spki_sha256, encryption_spki_sha256,
+         keys_created_at, original_not_after, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+      [c.cardNumber, c.subscriberId, c.subjectSerial, c.status, c.office, c.activatedAt ?? null, c.extended, c.signingSpki, c.encryptionSpki, sha256(c.signingSpki), sha256(c.encryptionSpki),
+        c.keysCreatedAt, c.originalNotAfter, c.createdAt],
+    );
+  }
+
+
+
+  async updateCard(cardNumber: string, changes: { status?: CardStatus; activatedAt?: Date; extended?: boolean }): Promise<void> {
+    await this.tx.query(`UPDATE cards SET status = COALESCE($2, status), activated_at = COALESCE($3, activated_at), extended = COALESCE($4, extended) WHERE card_number = $1`, [
+      cardNumber, changes.status ?? null, changes.activatedAt ?? null, changes.extended ?? null,
+    ]);
+  }
+
+  async insertCertificate(c: CertificateRecord): Promise<void> {
+    const sealed = this.options.vault.seal('certificate', c.serialHex, c.certificateDer);
+    await this.tx.query(
+      `INSERT INTO certificates (serial_hex, issuer_key_id, profile, status, not_before, not_after, certificate_sealed, pd_key_id, card_number, application_id, key_slot,
+         reason, revocation_time, invalidity_date, created_at, updated_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+      [c.serialHex, c.issuerKeyId, c.profile, c.status, c.notBefore, c.notAfter, sealed.ciphertext, sealed.keyId, c.cardNumber ?? null, c.applicationId ?? null, c.keySlot,
+        c.reason ?? null, c.revocationTime ?? null, c.invalidityDate ?? null, c.createdAt, c.updatedAt],
+    );
+    await this.tx.query(`INSERT INTO certificate_status_history (serial_hex, status, reason, revocation_time, changed_at, changed_by) VALUES ($1, $2, $3, $4, $5, 'issuance')`, [
+      c.serialHex, c.status, c.reason ?? null, c.revocationTime ?? null, c.createdAt,
+    ]);
+  }
+
+
+  async certificatesOfApplication(applicationId: string): Promise<CertificateRecord[]> {
+    const { rows } = await this.tx.query(`SELECT serial_hex FROM certificates WHERE application_id = $1`, [applicationId]);
+    return Promise.all(rows.map(async (r) => (await this.getCertificate(r.serial_hex))!));
+  }
+
+  async updateCertificateStatus(serialHex: string, change: { status: CertificateStatus; reason?: StatusReason; revocationTime?: Date; invalidityDate?: Date; at: Date; by: string }): Promise<void> {
+    await this.tx.query(`UPDATE certificates SET status = $2, reason = $3, revocation_time = $4, invalidity_date = $5, updated_at = $6 WHERE serial_hex = $1`, [
+      serialHex, change.status, change.reason ?? null, change.revocationTime ?? null, change.invalidityDate ?? null, change.at,
+    ]);
+    await this.tx.query(
+      `INSERT INTO certificate_status_history (serial_hex, status, reason, revocation_time, invalidity_date, changed_at, changed_by) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+      [serialHex, change.status, change.reason ?? null, change.revocationTime ?? null, change.invalidityDate ?? null, change.at, change.by],
+    );
+  }
+
+  async recordStatusChange(change: StatusChange): Promise<void> {
+    await appendEvent(this.tx, { producer: this.options.statusProducer, topic: Topics.certificateStatus, key: change.serialHex, payload: encodeStatusChange(change) });
+  }
+
+  async audit(record: AuditRecord): Promise<void> {
+    await appendAuditEvent(this.tx, { producer: this.options.auditProducer, clock: this.options.clock }, {
+      action: record.action,
+      outcome: OUTCOME[record.outcome],
+      actor: wireActor(record.actor),
+      objects: record.objects,
+      ...(record.reason ? { reason: record.reason } : {}),
+      ...(record.attributes ? { attributes: record.attributes } : {}),
+    });
+  }
+
+  async insertApproval(a: ApprovalRecord): Promise<void> {
+    await this.tx.query(
+      `INSERT INTO approval_requests (id, operation, payload, state, office, requested_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+      [a.id, a.operation, JSON.stringify(a.payload), a.state, a.office, a.requestedBy, a.createdAt, a.expiresAt],
+    );
+  }
+
+
+  async updateApproval(id: string, changes: { state: ApprovalState; decidedBy?: string; decidedAt?: Date; comment?: string }): Promise<void> {
+    await this.tx.query(`UPDATE approval_requests SET state = $2, decided_by = COALESCE($3, decided_by), decided_at = COALESCE($4, decided_at), comment = COALESCE($5, comment) WHERE id = $1`, [
+      id, changes.state, changes.decidedBy ?? null, changes.decidedAt ?? null, changes.comment ?? null,
+    ]);
+  }
+
+  async pendingApprovalsExpiredBy(now: Date, limit: number): Promise<ApprovalRecord[]> {
+    const { rows } = await this.tx.query(`SELECT * FROM approval_requests WHERE state = 'PENDING' AND expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED`, [now, limit]);
+    return rows.map(approval);
+  }
+
+  async getHouseholdEvent(eventId: string, options: { forUpdate?: boolean } = {}): Promise<HouseholdEventRecord | undefined> {
+    const { rows } = await this.tx.query(`SELECT * FROM household_events WHERE event_id = $1${options.forUpdate ? ' FOR UPDATE' : ''}`, [eventId]);
+    const r = rows[0];
+    return r ? { eventId: r.event_id, sender: r.sender, kind: r.kind, fingerprint: r.fingerprint, personRef: r.person_ref, occurredAt: r.occurred_at, result: r.result } : undefined;
+  }
+
+  async insertHouseholdEvent(e: HouseholdEventRecord): Promise<void> {
+    await this.tx.query(`INSERT INTO household_events (event_id, sender, kind, fingerprint, person_ref, occurred_at, result) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [
+      e.eventId, e.sender, e.kind, e.fingerprint, e.personRef, e.occurredAt, JSON.stringify(e.result),
+    ]);
+  }
+
+  async setCursor(name: string, value: string): Promise<void> {
+    await this.tx.query(`INSERT INTO cursors (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = $2, updated_at = now()`, [name, value]);
+  }
+}
+
+function isUuid(value: string): boolean {
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value);
+}
+
+function encodeToken(parts: string[]): string {
+  return Buffer.from(JSON.stringify(parts)).toString('base64url');
+}
+
+function decodeToken(token: string): string[] {
+  try {
+    const parts: unknown = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+    if (Array.isArray(parts) && parts.length > 0 && parts.every((p) => typeof p === 'string' && p.length < 100)) return parts as string[];
+  } catch {
+    // fall through
+  }
+  throw new PkiError('INVALID_ARGUMENT', 'list: pageToken is not one this service returned');
+}
+
+/** Keyset pagination by (time column, id), oldest first; the token carries the last row's pair. */
+async function keysetPage<T>(
+  db: pg.Pool | Tx,
+  table: string,
+  timeColumn: string,
+  idExpression: string,
+  where: string[],
+  params: unknown[],
+  page: PageRequest,
+  map: (row: Record<string, unknown>) => T,
+): Promise<Page<T>> {
+  const conditions = [...where];
+  if (page.pageToken) {
+    const [time, id] = decodeToken(page.pageToken);
+    if (!id || Number.isNaN(Date.parse(time!))) throw new PkiError('INVALID_ARGUMENT', 'list: pageToken is not one this service returned');
+    conditions.push(`(${timeColumn}, ${idExpression}) > ($${params.push(time)}::timestamptz, $${params.push(id)})`);
+  }
+  const { rows } = await db.query(
+    `SELECT *, to_char(${timeColumn} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS page_time, ${idExpression} AS page_id
+       FROM ${table} ${conditions.length ? `WHERE ${conditions.join(' AND ')}` : ''} ORDER BY ${timeColumn}, ${idExpression} LIMIT ${page.limit}`,
+    params,
+  );
+  const last = rows[rows.length - 1];
+  return { items: rows.map(map), ...(rows.length === page.limit && last ? { nextPageToken: encodeToken([last.page_time, last.page_id]) } : {}) };
+}
+
+function optionalDate(value: unknown): Date | undefined {
+  return value instanceof Date ? value : undefined;
+}
+
+function subscriber(r: Record<string, unknown>): SubscriberRecord {
+  return {
+    id: r.id as string,
+    personRef: r.person_ref as string,
+    lookup: { keyId: r.lookup_key_id as string, hash: r.national_id_lookup as Buffer },
+    sealed: {
+      keyId: r.pd_key_id as string,
+      nationalId: r.national_id_sealed as Buffer,
+      name: r.name_sealed as Buffer,
+      birthDate: r.birth_date_sealed as Buffer,
+      ...(r.email_sealed ? { email: r.email_sealed as Buffer } : {}),
+    },
+    idKind: r.id_kind as SubscriberRecord['idKind'],
+    gender: r.gender as SubscriberRecord['gender'],
+    publicationConsent: r.publication_consent as boolean,
+    subscriberCodeHash: r.subscriber_code_hash as string,
+    codeAttempts: { failures: r.code_failures as number, lockouts: r.code_lockouts as number, lockedUntil: optionalDate(r.code_locked_until) },
+    status: r.status as SubscriberStatus,
+    office: r.office as string,
+    createdAt: r.created_at as Date,
+  };
+}
+
+function application(r: Record<string, unknown>): ApplicationRecord {
+  const a: ApplicationRecord = {
+    id: r.id as string,
+    kind: r.kind as ApplicationRecord['kind'],
+    state: r.state as ApplicationState,
+    subscriberId: r.subscriber_id as string,
+    cardNumber: r.card_number as string,
+    subjectSerial: r.subject_serial as string,
+    office: r.office as string,
+    createdBy: r.created_by as string,
+    signingSpki: r.signing_spki as Buffer,
+    encryptionSpki: r.encryption_spki as Buffer,
+    createdAt: r.created_at as Date,
+    updatedAt: r.updated_at as Date,
+  };
+  if (r.replaces_card) a.replacesCard = r.replaces_card as string;
+  if (r.not_after) a.notAfter = r.not_after as Date;
+  if (r.reason) a.reason = r.reason as string;
+  if (r.decided_by) a.decidedBy = r.decided_by as string;
+  return a;
+}
+
+function card(r: Record<string, unknown>): CardRecord {
+  const c: CardRecord = {
+    cardNumber: r.card_number as string,
+    subscriberId: r.subscriber_id as string,
+    subjectSerial: r.subject_serial as string,
+    status: r.status as CardStatus,
+    office: r.office as string,
+    extended: r.extended as boolean,
+    signingSpki: r.signing_spki as Buffer,
+    encryptionSpki: r.encryption_spki as Buffer,
+    keysCreatedAt: r.keys_created_at as Date,
+    originalNotAfter: r.original_not_after as Date,
+    createdAt: r.created_at as Date,
+  };
+  if (r.activated_at) c.activatedAt = r.activated_at as Date;
+  return c;
+}
+
+function certificateRecord(r: Record<string, unknown>, der: Buffer): CertificateRecord {
+  const c: CertificateRecord = {
+    serialHex: r.serial_hex as string,
+    issuerKeyId: r.issuer_key_id as string,
+    profile: r.profile as string,
+    keySlot: r.key_slot as CertificateRecord['keySlot'],
+    status: r.status as CertificateStatus,
+    notBefore: r.not_before as Date,
+    notAfter: r.not_after as Date,
+    certificateDer: der,
+    createdAt: r.created_at as Date,
+    updatedAt: r.updated_at as Date,
+  };
+  if (r.card_number) c.cardNumber = r.card_number as string;
+  if (r.application_id) c.applicationId = r.application_id as string;
+  if (r.reason) c.reason = r.reason as StatusReason;
+  if (r.revocation_time) c.revocationTime = r.revocation_time as Date;
+  if (r.invalidity_date) c.invalidityDate = r.invalidity_date as Date;
+  return c;
+}
+
+function approval(r: Record<string, unknown>): ApprovalRecord {
+  const a: ApprovalRecord = {
+    id: r.id as string,
+    operation: r.operation as ApprovalRecord['operation'],
+    payload: r.payload as ApprovalRecord['payload'],
+    state: r.state as ApprovalState,
+    office: r.office as string,
+    requestedBy: r.requested_by as string,
+    createdAt: r.created_at as Date,
+    expiresAt: r.expires_at as Date,
+  };
+  if (r.decided_by) a.decidedBy = r.decided_by as string;
+  if (r.decided_at) a.decidedAt = r.decided_at as Date;
+  if (r.comment) a.comment = r.comment as string;
+  return a;
+}

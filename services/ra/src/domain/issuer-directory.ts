@@ -1,0 +1,62 @@
+import { X509Certificate } from 'node:crypto';
+import { PkiError } from '@pki/kit';
+import { toPem } from '@pki/x509';
+import type { CertificateSigner, IssuerGeneration } from '../ports/certificate-signer';
+
+export interface IssuerView {
+  keyId: string;
+  active: boolean;
+  certificatePem: string;
+  /** The chain of this generation, issuing CA first, root last (PEM). */
+  chainPem: string[];
+}
+
+/**
+ * The CA generations and their chains, as ca-signer reports them. Generations share one issuer
+ * DN (domain.md), so a certificate's chain is found by its issuer key id, never by name. Cached:
+ * generations change only at a key ceremony, and an unknown key id triggers a refresh.
+ */
+export class IssuerDirectory {
+  readonly #signer: Pick<CertificateSigner, 'issuers'>;
+  #cache: Promise<Map<string, IssuerView>> | undefined;
+
+  constructor(signer: Pick<CertificateSigner, 'issuers'>) {
+    this.#signer = signer;
+  }
+
+  async all(): Promise<IssuerView[]> {
+    return [...(await this.#load(false)).values()];
+  }
+
+  /** The chain of the generation that signed a certificate. */
+  async chainOf(issuerKeyId: string): Promise<string[]> {
+    let view = (await this.#load(false)).get(issuerKeyId);
+    view ??= (await this.#load(true)).get(issuerKeyId);
+    if (!view) throw new PkiError('INTERNAL', `certificate chain: ca-signer reports no generation with key id ${issuerKeyId}`);
+    return view.chainPem;
+  }
+
+  #load(refresh: boolean): Promise<Map<string, IssuerView>> {
+    if (refresh || !this.#cache) {
+      const loading = this.#signer.issuers().then(({ issuers, chain }) => {
+        const roots = chain.map((der) => new X509Certificate(der));
+        return new Map(
+          issuers.map((i: IssuerGeneration) => {
+            // The root that signed this generation: matched by key identifier and signature,
+            // since every root and generation may share a name.
+            const issuing = new X509Certificate(i.certificateDer);
+            const root = roots.find((r) => issuing.checkIssued(r) && issuing.verify(r.publicKey));
+            const pem = toPem(i.certificateDer, 'CERTIFICATE');
+            return [i.keyId, { keyId: i.keyId, active: i.active, certificatePem: pem, chainPem: root ? [pem, toPem(root.raw, 'CERTIFICATE')] : [pem] }];
+          }),
+        );
+      });
+      // A failed load is not cached: the next caller asks again.
+      loading.catch(() => {
+        if (this.#cache === loading) this.#cache = undefined;
+      });
+      this.#cache = loading;
+    }
+    return this.#cache;
+  }
+}

@@ -1,0 +1,58 @@
+import { createHash, X509Certificate } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
+import { PkiError } from '@pki/kit';
+import type { Principal } from '../domain/access';
+import type { PrincipalRecord } from '../domain/model';
+
+/** Who may call a route: staff and systems by client certificate, citizens and the public without one. */
+export type RouteAccess = 'officer' | 'household-system' | 'citizen' | 'public';
+
+export interface PrincipalDirectory {
+  principalByCertificate(certificateSha256: string): Promise<PrincipalRecord | undefined>;
+}
+
+/**
+ * Resolves the caller of a request from its TLS client certificate: the certificate must chain to
+ * a client CA the deployment configured (the TLS layer checks that) and be registered to an
+ * active principal by the SHA-256 of its DER (ra's principals table, managed with ra's CLI).
+ * Lookups are cached for a short while, so that a disabled officer is locked out within
+ * `cacheMs` without a database round trip on every request.
+ */
+export class CertificateAuthenticator {
+  readonly #directory: PrincipalDirectory;
+  readonly #cacheMs: number;
+  readonly #cache = new Map<string, { at: number; principal: PrincipalRecord | undefined }>();
+
+  constructor(directory: PrincipalDirectory, cacheMs = 10_000) {
+    this.#directory = directory;
+    this.#cacheMs = cacheMs;
+  }
+
+  async authenticate(socket: TLSSocket | undefined, access: RouteAccess, operation: string): Promise<Principal> {
+    if (access === 'public') return { kind: 'public' };
+    if (access === 'citizen') return { kind: 'citizen' };
+    const peer = socket && typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate(false) : undefined;
+    if (!peer || !peer.raw) throw new PkiError('UNAUTHENTICATED', `${operation}: this operation needs a client certificate (mutual TLS)`);
+    if (!socket!.authorized) {
+      throw new PkiError('UNAUTHENTICATED', `${operation}: the client certificate is not issued by a certificate authority this service trusts`);
+    }
+    const notAfter = new X509Certificate(peer.raw).validToDate;
+    if (notAfter.getTime() < Date.now()) throw new PkiError('UNAUTHENTICATED', `${operation}: the client certificate has expired`);
+    const fingerprint = createHash('sha256').update(peer.raw).digest('hex');
+    const record = await this.#lookup(fingerprint);
+    if (!record || record.status !== 'ACTIVE') throw new PkiError('UNAUTHENTICATED', `${operation}: the client certificate is not registered to an active officer or system`);
+    if (record.kind === 'officer' && access === 'officer') return { kind: 'officer', id: record.id, office: record.office!, role: record.role! };
+    if (record.kind === 'household-system' && access === 'household-system') return { kind: 'household-system', id: record.id };
+    throw new PkiError('PERMISSION_DENIED', `${operation}: a ${record.kind} may not call this operation`);
+  }
+
+  async #lookup(fingerprint: string): Promise<PrincipalRecord | undefined> {
+    const hit = this.#cache.get(fingerprint);
+    const now = Date.now();
+    if (hit && now - hit.at < this.#cacheMs) return hit.principal;
+    const principal = await this.#directory.principalByCertificate(fingerprint);
+    if (this.#cache.size > 10_000) this.#cache.clear();
+    this.#cache.set(fingerprint, { at: now, principal });
+    return principal;
+  }
+}

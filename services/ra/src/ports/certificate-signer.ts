@@ -1,0 +1,54 @@
+/** What ra needs of ca-signer, in the domain's terms (adapters/grpc wraps the gRPC client). */
+export type CitizenProfile = 'citizen-signature' | 'citizen-encryption';
+
+export interface IssueRequest {
+  /** Unique per intended certificate: `ra/<application id>/<SIGN|KEYX>`. */
+  idempotencyKey: string;
+  profile: CitizenProfile;
+  publicKeySpki: Buffer;
+  subject: Array<{ type: 'C' | 'CN' | 'serialNumber'; value: string }>;
+  nationalIdLastFour?: string;
+  email?: string;
+  notAfter?: Date;
+}
+
+export interface SignedCertificate {
+  serialHex: string;
+  issuerKeyId: string;
+  certificateDer: Buffer;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+export interface IssuanceEntry {
+  idempotencyKey: string;
+  profile: string;
+  serialHex: string;
+  issuerKeyId: string;
+  state: 'RESERVED' | 'ISSUED';
+  certificateDer?: Buffer;
+  notBefore: Date;
+  notAfter: Date;
+  reservedAt: Date;
+}
+
+export interface IssuerGeneration {
+  keyId: string;
+  certificateDer: Buffer;
+  active: boolean;
+}
+
+export interface CertificateSigner {
+  issue(request: IssueRequest, deadline?: Date): Promise<SignedCertificate>;
+  /** ra's own issuances at ca-signer, oldest first. */
+  listIssuances(pageToken: string, pageSize: number): Promise<{ issuances: IssuanceEntry[]; nextPageToken: string }>;
+  /** The issuing CA generations and the chain above them (root first). */
+  issuers(): Promise<{ issuers: IssuerGeneration[]; chain: Buffer[] }>;
+}
+
+/** Named points of the issuance where tests kill the process (crash consistency); no-ops in production. */
+export interface FaultPoints {
+  reach(point: 'issuance.before-signer' | 'issuance.after-signature' | 'issuance.before-commit'): void;
+}
+
+export const NO_FAULTS: FaultPoints = { reach: () => undefined };

@@ -1,0 +1,145 @@
+import type {
+  ApplicationRecord,
+  ApplicationState,
+  ApprovalRecord,
+  ApprovalState,
+  AuditRecord,
+  CardRecord,
+  CertificateRecord,
+  HouseholdEventKind,
+  PrincipalRecord,
+  StatusChange,
+  SubscriberRecord,
+  SubscriberStatus,
+} from '../domain/model';
+import type { CardStatus, CertificateStatus, StatusReason } from '../domain/lifecycle';
+import type { CodeAttemptState } from '../domain/subscriber-code';
+
+/**
+ * ra's system of record. Everything that changes state happens inside {@link Registry.transaction},
+ * together with its status events and audit events (the outbox), so the registry, ocsp, crl and
+ * the audit log can never disagree. The PostgreSQL adapter (adapters/postgres) implements it.
+ */
+export interface Registry {
+  transaction<T>(work: (tx: RegistryTx) => Promise<T>): Promise<T>;
+  /** A caller's client certificate (SHA-256 of its DER, hex) to the principal it is registered to. */
+  principalByCertificate(certificateSha256: string): Promise<PrincipalRecord | undefined>;
+  /** Applications stuck in a state since before `before` (crash recovery). */
+  applicationsInState(state: ApplicationState, before: Date, limit: number): Promise<ApplicationRecord[]>;
+  /** Whether a certificate with this serial is recorded. */
+  hasCertificate(serialHex: string): Promise<boolean>;
+  reads: RegistryReads;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Give it back to get the next page; absent on the last page. */
+  nextPageToken?: string;
+}
+
+export interface PageRequest {
+  pageToken?: string;
+  limit: number;
+}
+
+export interface ApplicationFilter {
+  office?: string;
+  state?: ApplicationState;
+  subscriberId?: string;
+}
+
+export interface CertificateFilter {
+  office?: string;
+  cardNumber?: string;
+  status?: CertificateStatus;
+}
+
+export interface ApprovalFilter {
+  office?: string;
+  state?: ApprovalState;
+}
+
+/** Reads that need no transaction. */
+export interface RegistryReads {
+  getApplication(id: string): Promise<ApplicationRecord | undefined>;
+  listApplications(filter: ApplicationFilter, page: PageRequest): Promise<Page<ApplicationRecord>>;
+  getCard(cardNumber: string): Promise<CardRecord | undefined>;
+  cardsOfSubscriber(subscriberId: string): Promise<CardRecord[]>;
+  getCertificate(serialHex: string): Promise<CertificateRecord | undefined>;
+  certificatesOfCard(cardNumber: string): Promise<CertificateRecord[]>;
+  listCertificates(filter: CertificateFilter, page: PageRequest): Promise<Page<CertificateRecord>>;
+  /** Every certificate's status in serial order (ocsp/crl resync). */
+  listStatuses(page: PageRequest, issuerKeyId?: string): Promise<Page<CertificateRecord>>;
+  getSubscriber(id: string): Promise<SubscriberRecord | undefined>;
+  getApproval(id: string): Promise<ApprovalRecord | undefined>;
+  listApprovals(filter: ApprovalFilter, page: PageRequest): Promise<Page<ApprovalRecord>>;
+  getCursor(name: string): Promise<string | undefined>;
+}
+
+export type IdempotencyClaim =
+  /** First use of the key: go ahead. */
+  | { kind: 'new' }
+  /** Used before with the same request, which did not finish (a crash, or it is still running): resume. */
+  | { kind: 'in-progress' }
+  /** Used before with the same request, which finished: this is its result. */
+  | { kind: 'done'; result: unknown }
+  /** Used before with a different request. */
+  | { kind: 'conflict'; operation: string };
+
+export interface HouseholdEventRecord {
+  eventId: string;
+  sender: string;
+  kind: HouseholdEventKind;
+  fingerprint: Buffer;
+  personRef: string;
+  occurredAt: Date;
+  result: unknown;
+}
+
+export interface RegistryTx {
+  claimIdempotency(scope: string, key: string, operation: string, fingerprint: Buffer): Promise<IdempotencyClaim>;
+  completeIdempotency(scope: string, key: string, result: unknown): Promise<void>;
+
+  insertSubscriber(subscriber: SubscriberRecord): Promise<void>;
+  /** By any of the national ID's lookup hashes (one per lookup key, so rotation does not hide rows). */
+  findSubscriberByLookup(hashes: Array<{ keyId: string; hash: Buffer }>, options?: { forUpdate?: boolean }): Promise<SubscriberRecord | undefined>;
+  getSubscriber(id: string, options?: { forUpdate?: boolean }): Promise<SubscriberRecord | undefined>;
+  updateSubscriberCodeAttempts(id: string, state: CodeAttemptState): Promise<void>;
+  updateSubscriberStatus(id: string, status: SubscriberStatus): Promise<void>;
+
+  insertApplication(application: ApplicationRecord): Promise<void>;
+  getApplication(id: string, options?: { forUpdate?: boolean }): Promise<ApplicationRecord | undefined>;
+  updateApplication(id: string, changes: { state: ApplicationState; reason?: string; decidedBy?: string }): Promise<void>;
+  /** SUBMITTED, PENDING_APPROVAL or ISSUING applications of a subscriber. */
+  openApplications(subscriberId: string): Promise<ApplicationRecord[]>;
+  /** Whether a card or an open application already uses one of these public keys (SHA-256 of the SPKI). */
+  keysInUse(spkis: Buffer[]): Promise<boolean>;
+  cardNumberTaken(cardNumber: string): Promise<boolean>;
+  subjectSerialTaken(subjectSerial: string): Promise<boolean>;
+
+  insertCard(card: CardRecord): Promise<void>;
+  getCard(cardNumber: string, options?: { forUpdate?: boolean }): Promise<CardRecord | undefined>;
+  cardsOfSubscriber(subscriberId: string, options?: { forUpdate?: boolean }): Promise<CardRecord[]>;
+  updateCard(cardNumber: string, changes: { status?: CardStatus; activatedAt?: Date; extended?: boolean }): Promise<void>;
+
+  insertCertificate(certificate: CertificateRecord): Promise<void>;
+  getCertificate(serialHex: string): Promise<CertificateRecord | undefined>;
+  certificatesOfCard(cardNumber: string, options?: { forUpdate?: boolean }): Promise<CertificateRecord[]>;
+  certificatesOfApplication(applicationId: string): Promise<CertificateRecord[]>;
+  updateCertificateStatus(serialHex: string, change: { status: CertificateStatus; reason?: StatusReason; revocationTime?: Date; invalidityDate?: Date; at: Date; by: string }): Promise<void>;
+
+  /** Appends the status event (topic pki.certificate-status.v1) to the outbox. */
+  recordStatusChange(change: StatusChange): Promise<void>;
+  /** Appends the audit event (topic pki.audit.v1) to the outbox. */
+  audit(record: AuditRecord): Promise<void>;
+
+  insertApproval(approval: ApprovalRecord): Promise<void>;
+  getApproval(id: string, options?: { forUpdate?: boolean }): Promise<ApprovalRecord | undefined>;
+  updateApproval(id: string, changes: { state: ApprovalState; decidedBy?: string; decidedAt?: Date; comment?: string }): Promise<void>;
+  pendingApprovalsExpiredBy(now: Date, limit: number): Promise<ApprovalRecord[]>;
+
+  getHouseholdEvent(eventId: string, options?: { forUpdate?: boolean }): Promise<HouseholdEventRecord | undefined>;
+  insertHouseholdEvent(event: HouseholdEventRecord): Promise<void>;
+
+  setCursor(name: string, value: string): Promise<void>;
+}
