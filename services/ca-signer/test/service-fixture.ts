@@ -2,11 +2,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLogger, parseConfig, type Logger } from '@pki/kit';
+import { createLogger, parseConfig, type Clock, type Logger } from '@pki/kit';
 import { createServiceIdentities, createSoftHsmToken, createTestDatabase, useSoftHsmConfig } from '@pki/testing';
 import { caSignerConfigSchema, type CaSignerConfig } from '../src/config';
 import { startCaSigner, type RunningCaSigner } from '../src/app';
 import { ensureDevHierarchy } from '../src/ceremony/dev-hierarchy';
+import { DEVELOPMENT_ATTENDANCE } from '../src/ceremony/audit';
+import { openCeremony } from '../src/ceremony/session';
+import { createDelegatedSigner, createIssuing } from '../src/ceremony/steps';
 
 export const SERVICES = ['ca-signer', 'ra', 'ocsp', 'crl', 'audit'] as const;
 export type TestIdentities = Awaited<ReturnType<typeof createServiceIdentities<(typeof SERVICES)[number]>>>;
@@ -19,6 +22,10 @@ export interface CaSignerFixture {
   signer: RunningCaSigner;
   /** root.pem, issuing.pem and chain.pem of the hierarchy made in the token. */
   caDir: string;
+  /** Key ids of further issuing generations made at start, not active (see `extraGenerations`). */
+  extraGenerations: string[];
+  /** Makes another generation the active one, as a ceremony's activate step would, and reloads the signer. */
+  activateGeneration(keyId: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -27,7 +34,7 @@ export interface CaSignerFixture {
  * fresh SoftHSM token with a development CA hierarchy generated inside it, mTLS identities from a
  * fresh internal service CA, and the outbox delivered through the PostgreSQL bus.
  */
-export async function startCaSignerFixture(options: { logger?: Logger; databaseUrl?: string } = {}): Promise<CaSignerFixture> {
+export async function startCaSignerFixture(options: { logger?: Logger; databaseUrl?: string; extraGenerations?: number; clock?: Clock } = {}): Promise<CaSignerFixture> {
   const dir = await mkdtemp(join(tmpdir(), 'ca-signer-service-'));
   const databaseUrl = options.databaseUrl ?? (await createTestDatabase('ca_signer_service'));
   const identities = await createServiceIdentities(join(dir, 'identities'), SERVICES);
@@ -55,7 +62,24 @@ export async function startCaSignerFixture(options: { logger?: Logger; databaseU
   });
   const caDir = join(dir, 'ca');
   await ensureDevHierarchy(config, caDir);
-  const signer = await startCaSigner(config, { logger: options.logger ?? createLogger({ service: 'ca-signer', level: (process.env.TEST_LOG_LEVEL as 'silent' | undefined) ?? 'silent' }) });
+  const extraGenerations: string[] = [];
+  if (options.extraGenerations) {
+    // Further generations under the same root and DN (domain.md: G2 and G3 coexist), created in
+    // the token by the ceremony steps, left inactive until a test activates one.
+    const ceremony = await openCeremony(config, { pin: token.pin, attendance: DEVELOPMENT_ATTENDANCE });
+    try {
+      const { rows } = await ceremony.pool.query(`SELECT key_id FROM issuers WHERE role = 'ROOT'`);
+      for (let i = 0; i < options.extraGenerations; i++) {
+        const created = await createIssuing(ceremony.context, { generation: `TEST-G${i + 2}`, keySpec: { type: 'RSA', bits: 2048 }, certification: { by: 'root', rootKeyId: rows[0].key_id, validityYears: 20 } });
+        if (created.by !== 'root') throw new Error('test generation was not certified by the root');
+        await createDelegatedSigner(ceremony.context, { issuerKeyId: created.keyId, purpose: 'OCSP_RESPONDER' });
+        extraGenerations.push(created.keyId);
+      }
+    } finally {
+      await ceremony.close();
+    }
+  }
+  const signer = await startCaSigner(config, { logger: options.logger ?? createLogger({ service: 'ca-signer', level: (process.env.TEST_LOG_LEVEL as 'silent' | undefined) ?? 'silent' }), ...(options.clock ? { clock: options.clock } : {}) });
   return {
     dir,
     databaseUrl,
@@ -63,6 +87,12 @@ export async function startCaSignerFixture(options: { logger?: Logger; databaseU
     config,
     signer,
     caDir,
+    extraGenerations,
+    async activateGeneration(keyId) {
+      const pool = signer.domain.pool;
+      await pool.query(`UPDATE issuers SET active = (key_id = $1) WHERE role = 'ISSUING'`, [keyId]);
+      await signer.domain.registry.load();
+    },
     async stop() {
       await signer.runtime.stop();
       restoreEnv();

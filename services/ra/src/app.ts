@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Counter, Histogram } from 'prom-client';
 import { ServiceRuntime, systemClock, type Clock, type Logger } from '@pki/kit';
 import { createGrpcClient, GrpcServer } from '@pki/grpc';
-import { caSignerV1, raV1 } from '@pki/proto';
+import { caSignerV1, raV1, Topics } from '@pki/proto';
 import { connectServiceDatabase, startOutboxRelay } from '@pki/outbox';
 import type { RaConfig } from './config';
 import { buildHttpApp } from './http/app';
@@ -96,7 +96,10 @@ async function start(config: RaConfig, deps: RaDependencies, runtime: ServiceRun
     config.reconciliation,
   );
 
-  await startOutboxRelay(runtime, pool, config.database, { ...config.events, extraProducers: [config.events.auditProducer] });
+  const { transport } = await startOutboxRelay(runtime, pool, config.database, { ...config.events, extraProducers: [config.events.auditProducer] });
+  // Declares the topics ra writes (created only when missing). A cluster provisioned with its own
+  // settings and ACLs may refuse: the relay keeps retrying delivery either way, so only warn.
+  await transport.ensureTopics([Topics.certificateStatus, Topics.audit]).catch((err: unknown) => logger.warn({ err }, 'could not check or create the event topics; delivery retries until they exist'));
 
   const http = buildHttpApp({
     ra,

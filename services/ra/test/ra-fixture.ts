@@ -67,12 +67,19 @@ export interface RaFixtureOptions {
   dualControl?: Array<'card.revoke' | 'cards.bulk-revoke' | 'application.issue'>;
   deps?: RaDependencies;
   configure?: (config: Record<string, unknown>) => void;
+  /** Further CA generations in the signer, inactive at start. */
+  extraGenerations?: number;
+  /** ca-signer runs on the same clock (extension windows are years long). */
+  shareClockWithSigner?: boolean;
 }
 
 let counter = 0;
 
 export async function startRaFixture(options: RaFixtureOptions = {}): Promise<RaFixture> {
-  const signer = await startCaSignerFixture();
+  const signer = await startCaSignerFixture({
+    ...(options.extraGenerations ? { extraGenerations: options.extraGenerations } : {}),
+    ...(options.shareClockWithSigner && options.clock ? { clock: options.clock } : {}),
+  });
   const dir = signer.dir;
   const secret = (name: string) => {
     const file = join(dir, `${name}.key32`);

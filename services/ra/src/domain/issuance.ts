@@ -359,7 +359,7 @@ export class Issuance {
       const all = await tx.certificatesOfCard(card.cardNumber);
       const result: IssuanceView = {
         application: applicationView({ ...current, state: 'ISSUED', updatedAt: now }),
-        card: cardView(card, all, await this.#chains(all)),
+        card: cardView(card, all, await this.#chains(all, signed[0]!.issuerKeyId)),
       };
       if (idempotency) await tx.completeIdempotency(idempotency.scope, idempotency.key, result);
       faults.reach('issuance.before-commit');
@@ -399,9 +399,9 @@ export class Issuance {
     return { application: applicationView(application), card: cardView(card!, all, await this.#chains(all)) };
   }
 
-  async #chains(certificates: readonly CertificateRecord[]): Promise<Map<string, string[]>> {
+  async #chains(certificates: readonly CertificateRecord[], justIssuedBy?: string): Promise<Map<string, string[]>> {
     const chains = new Map<string, string[]>();
-    for (const keyId of new Set(certificates.map((c) => c.issuerKeyId))) chains.set(keyId, await this.#deps.issuers.chainOf(keyId));
+    for (const keyId of new Set(certificates.map((c) => c.issuerKeyId))) chains.set(keyId, await this.#deps.issuers.chainOf(keyId, { justIssued: keyId === justIssuedBy }));
     return chains;
   }
 }

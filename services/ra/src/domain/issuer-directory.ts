@@ -14,30 +14,36 @@ export interface IssuerView {
 /**
  * The CA generations and their chains, as ca-signer reports them. Generations share one issuer
  * DN (domain.md), so a certificate's chain is found by its issuer key id, never by name. Cached:
- * generations change only at a key ceremony, and an unknown key id triggers a refresh.
+ * generations change only at a key ceremony. The cache is refreshed after `ttlMs`, when a key id
+ * is unknown, and when ca-signer has just signed under a generation the cache thinks inactive
+ * (a ceremony activated it).
  */
 export class IssuerDirectory {
   readonly #signer: Pick<CertificateSigner, 'issuers'>;
+  readonly #ttlMs: number;
   #cache: Promise<Map<string, IssuerView>> | undefined;
+  #loadedAt = 0;
 
-  constructor(signer: Pick<CertificateSigner, 'issuers'>) {
+  constructor(signer: Pick<CertificateSigner, 'issuers'>, ttlMs = 300_000) {
     this.#signer = signer;
+    this.#ttlMs = ttlMs;
   }
 
   async all(): Promise<IssuerView[]> {
     return [...(await this.#load(false)).values()];
   }
 
-  /** The chain of the generation that signed a certificate. */
-  async chainOf(issuerKeyId: string): Promise<string[]> {
+  /** The chain of the generation that signed a certificate; `justIssued`: ca-signer signed under it a moment ago. */
+  async chainOf(issuerKeyId: string, options: { justIssued?: boolean } = {}): Promise<string[]> {
     let view = (await this.#load(false)).get(issuerKeyId);
-    view ??= (await this.#load(true)).get(issuerKeyId);
+    if (!view || (options.justIssued && !view.active)) view = (await this.#load(true)).get(issuerKeyId);
     if (!view) throw new PkiError('INTERNAL', `certificate chain: ca-signer reports no generation with key id ${issuerKeyId}`);
     return view.chainPem;
   }
 
   #load(refresh: boolean): Promise<Map<string, IssuerView>> {
-    if (refresh || !this.#cache) {
+    if (refresh || !this.#cache || Date.now() - this.#loadedAt > this.#ttlMs) {
+      this.#loadedAt = Date.now();
       const loading = this.#signer.issuers().then(({ issuers, chain }) => {
         const roots = chain.map((der) => new X509Certificate(der));
         return new Map(
