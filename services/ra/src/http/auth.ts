@@ -43,7 +43,7 @@ export class CertificateAuthenticator {
     if (!record || record.status !== 'ACTIVE') throw new PkiError('UNAUTHENTICATED', `${operation}: the client certificate is not registered to an active officer or system`);
     if (record.kind === 'officer' && access === 'officer') return { kind: 'officer', id: record.id, office: record.office!, role: record.role! };
     if (record.kind === 'household-system' && access === 'household-system') return { kind: 'household-system', id: record.id };
-    throw new PkiError('PERMISSION_DENIED', `${operation}: a ${record.kind} may not call this operation`);
+    throw new PkiError('PERMISSION_DENIED', `${operation}: ${record.kind === 'officer' ? 'an officer' : 'the household-registration system'} may not call this operation`);
   }
 
   async #lookup(fingerprint: string): Promise<PrincipalRecord | undefined> {
