@@ -3,7 +3,7 @@ import { create, toBinary } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type pg from 'pg';
 import { PkiError, type Clock } from '@pki/kit';
-import { withTransaction, type Tx } from '@pki/db';
+import { toDatabaseError, withTransaction, type Tx } from '@pki/db';
 import { appendEvent } from '@pki/outbox';
 import { appendAuditEvent, AuditActorType, AuditOutcome, type AuditActor as WireActor } from '@pki/audit-events';
 import { eventsV1, Topics } from '@pki/proto';
@@ -114,12 +114,20 @@ export class PostgresRegistry implements Registry {
     this.reads = new Reads(options.pool, options);
   }
 
+  async #query(text: string, params: unknown[]): Promise<pg.QueryResult> {
+    try {
+      return await this.#options.pool.query(text, params);
+    } catch (err) {
+      throw toDatabaseError(err, 'registry read');
+    }
+  }
+
   transaction<T>(work: (tx: RegistryTx) => Promise<T>): Promise<T> {
     return withTransaction(this.#options.pool, (tx) => work(new Transaction(tx, this.#options)));
   }
 
   async principalByCertificate(certificateSha256: string): Promise<PrincipalRecord | undefined> {
-    const { rows } = await this.#options.pool.query(
+    const { rows } = await this.#query(
       `SELECT p.* FROM principal_certificates c JOIN principals p ON p.id = c.principal_id WHERE c.certificate_sha256 = $1 AND c.not_after > now()`,
       [certificateSha256],
     );
@@ -128,12 +136,12 @@ export class PostgresRegistry implements Registry {
   }
 
   async applicationsInState(state: ApplicationState, before: Date, limit: number): Promise<ApplicationRecord[]> {
-    const { rows } = await this.#options.pool.query(`SELECT * FROM applications WHERE state = $1 AND updated_at < $2 ORDER BY updated_at LIMIT $3`, [state, before, limit]);
+    const { rows } = await this.#query(`SELECT * FROM applications WHERE state = $1 AND updated_at < $2 ORDER BY updated_at LIMIT $3`, [state, before, limit]);
     return rows.map(application);
   }
 
   async hasCertificate(serialHex: string): Promise<boolean> {
-    const { rowCount } = await this.#options.pool.query(`SELECT 1 FROM certificates WHERE serial_hex = $1`, [serialHex]);
+    const { rowCount } = await this.#query(`SELECT 1 FROM certificates WHERE serial_hex = $1`, [serialHex]);
     return (rowCount ?? 0) > 0;
   }
 
@@ -195,9 +203,18 @@ class Reads implements RegistryReads {
     protected readonly options: PostgresRegistryOptions,
   ) {}
 
+  /** Outside a transaction, a database that cannot be reached is UNAVAILABLE (503), not an internal error. */
+  protected async query(text: string, params: unknown[] = []): Promise<pg.QueryResult> {
+    try {
+      return await this.db.query(text, params);
+    } catch (err) {
+      throw toDatabaseError(err, 'registry read');
+    }
+  }
+
   async getApplication(id: string, options: { forUpdate?: boolean } = {}): Promise<ApplicationRecord | undefined> {
     if (!isUuid(id)) return undefined;
-    const { rows } = await this.db.query(`SELECT * FROM applications WHERE id = $1${options.forUpdate ? ' FOR UPDATE' : ''}`, [id]);
+    const { rows } = await this.query(`SELECT * FROM applications WHERE id = $1${options.forUpdate ? ' FOR UPDATE' : ''}`, [id]);
     return rows[0] ? application(rows[0]) : undefined;
   }
 
@@ -207,26 +224,26 @@ class Reads implements RegistryReads {
     if (filter.office) where.push(`office = $${params.push(filter.office)}`);
     if (filter.state) where.push(`state = $${params.push(filter.state)}`);
     if (filter.subscriberId) where.push(`subscriber_id = $${params.push(isUuid(filter.subscriberId) ? filter.subscriberId : '00000000-0000-0000-0000-000000000000')}`);
-    return keysetPage(this.db, 'applications', 'created_at', 'id::text', where, params, page, application);
+    return keysetPage((text, params) => this.query(text, params), 'applications', 'created_at', 'id::text', where, params, page, application);
   }
 
   async getCard(cardNumber: string, options: { forUpdate?: boolean } = {}): Promise<CardRecord | undefined> {
-    const { rows } = await this.db.query(`SELECT * FROM cards WHERE card_number = $1${options.forUpdate ? ' FOR UPDATE' : ''}`, [cardNumber]);
+    const { rows } = await this.query(`SELECT * FROM cards WHERE card_number = $1${options.forUpdate ? ' FOR UPDATE' : ''}`, [cardNumber]);
     return rows[0] ? card(rows[0]) : undefined;
   }
 
   async cardsOfSubscriber(subscriberId: string, options: { forUpdate?: boolean } = {}): Promise<CardRecord[]> {
-    const { rows } = await this.db.query(`SELECT * FROM cards WHERE subscriber_id = $1 ORDER BY created_at${options.forUpdate ? ' FOR UPDATE' : ''}`, [subscriberId]);
+    const { rows } = await this.query(`SELECT * FROM cards WHERE subscriber_id = $1 ORDER BY created_at${options.forUpdate ? ' FOR UPDATE' : ''}`, [subscriberId]);
     return rows.map(card);
   }
 
   async getCertificate(serialHex: string): Promise<CertificateRecord | undefined> {
-    const { rows } = await this.db.query(`SELECT * FROM certificates WHERE serial_hex = $1`, [serialHex]);
+    const { rows } = await this.query(`SELECT * FROM certificates WHERE serial_hex = $1`, [serialHex]);
     return rows[0] ? this.#certificate(rows[0]) : undefined;
   }
 
   async certificatesOfCard(cardNumber: string, options: { forUpdate?: boolean } = {}): Promise<CertificateRecord[]> {
-    const { rows } = await this.db.query(`SELECT * FROM certificates WHERE card_number = $1 ORDER BY created_at, key_slot${options.forUpdate ? ' FOR UPDATE' : ''}`, [cardNumber]);
+    const { rows } = await this.query(`SELECT * FROM certificates WHERE card_number = $1 ORDER BY created_at, key_slot${options.forUpdate ? ' FOR UPDATE' : ''}`, [cardNumber]);
     return rows.map((r) => this.#certificate(r));
   }
 
@@ -236,14 +253,14 @@ class Reads implements RegistryReads {
     if (filter.cardNumber) where.push(`card_number = $${params.push(filter.cardNumber)}`);
     if (filter.status) where.push(`status = $${params.push(filter.status)}`);
     if (filter.office) where.push(`card_number IN (SELECT card_number FROM cards WHERE office = $${params.push(filter.office)})`);
-    return keysetPage(this.db, 'certificates', 'created_at', 'serial_hex', where, params, page, (r) => this.#certificate(r));
+    return keysetPage((text, params) => this.query(text, params), 'certificates', 'created_at', 'serial_hex', where, params, page, (r) => this.#certificate(r));
   }
 
   async listStatuses(page: PageRequest, issuerKeyId?: string): Promise<Page<CertificateRecord>> {
     const params: unknown[] = [];
     const where = issuerKeyId ? [`issuer_key_id = $${params.push(issuerKeyId)}`] : [];
     if (page.pageToken) where.push(`serial_hex > $${params.push(decodeToken(page.pageToken)[0])}`);
-    const { rows } = await this.db.query(
+    const { rows } = await this.query(
       `SELECT serial_hex, issuer_key_id, profile, card_number, application_id, key_slot, status, reason, revocation_time, invalidity_date, not_before, not_after, created_at, updated_at
          FROM certificates ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY serial_hex LIMIT ${page.limit}`,
       params,
@@ -254,13 +271,13 @@ class Reads implements RegistryReads {
 
   async getSubscriber(id: string, options: { forUpdate?: boolean } = {}): Promise<SubscriberRecord | undefined> {
     if (!isUuid(id)) return undefined;
-    const { rows } = await this.db.query(`SELECT * FROM subscribers WHERE id = $1${options.forUpdate ? ' FOR UPDATE' : ''}`, [id]);
+    const { rows } = await this.query(`SELECT * FROM subscribers WHERE id = $1${options.forUpdate ? ' FOR UPDATE' : ''}`, [id]);
     return rows[0] ? subscriber(rows[0]) : undefined;
   }
 
   async getApproval(id: string, options: { forUpdate?: boolean } = {}): Promise<ApprovalRecord | undefined> {
     if (!isUuid(id)) return undefined;
-    const { rows } = await this.db.query(`SELECT * FROM approval_requests WHERE id = $1${options.forUpdate ? ' FOR UPDATE' : ''}`, [id]);
+    const { rows } = await this.query(`SELECT * FROM approval_requests WHERE id = $1${options.forUpdate ? ' FOR UPDATE' : ''}`, [id]);
     return rows[0] ? approval(rows[0]) : undefined;
   }
 
@@ -269,11 +286,11 @@ class Reads implements RegistryReads {
     const params: unknown[] = [];
     if (filter.office) where.push(`office = $${params.push(filter.office)}`);
     if (filter.state) where.push(`state = $${params.push(filter.state)}`);
-    return keysetPage(this.db, 'approval_requests', 'created_at', 'id::text', where, params, page, approval);
+    return keysetPage((text, params) => this.query(text, params), 'approval_requests', 'created_at', 'id::text', where, params, page, approval);
   }
 
   async getCursor(name: string): Promise<string | undefined> {
-    const { rows } = await this.db.query(`SELECT value FROM cursors WHERE name = $1`, [name]);
+    const { rows } = await this.query(`SELECT value FROM cursors WHERE name = $1`, [name]);
     return rows[0]?.value;
   }
 
@@ -501,7 +518,7 @@ function decodeToken(token: string): string[] {
 
 /** Keyset pagination by (time column, id), oldest first; the token carries the last row's pair. */
 async function keysetPage<T>(
-  db: pg.Pool | Tx,
+  query: (text: string, params: unknown[]) => Promise<pg.QueryResult>,
   table: string,
   timeColumn: string,
   idExpression: string,
@@ -516,7 +533,7 @@ async function keysetPage<T>(
     if (!id || Number.isNaN(Date.parse(time!))) throw new PkiError('INVALID_ARGUMENT', 'list: pageToken is not one this service returned');
     conditions.push(`(${timeColumn}, ${idExpression}) > ($${params.push(time)}::timestamptz, $${params.push(id)})`);
   }
-  const { rows } = await db.query(
+  const { rows } = await query(
     `SELECT *, to_char(${timeColumn} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS page_time, ${idExpression} AS page_id
        FROM ${table} ${conditions.length ? `WHERE ${conditions.join(' AND ')}` : ''} ORDER BY ${timeColumn}, ${idExpression} LIMIT ${page.limit}`,
     params,

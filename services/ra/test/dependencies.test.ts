@@ -1,0 +1,112 @@
+import { startRaFixture, type RaFixture } from './ra-fixture';
+import { cardNumber, issueCard, person, register } from './lifecycle-helpers';
+import { TcpProxy } from './tcp-proxy';
+
+// When the database or ca-signer is down, callers get 503 with Retry-After and a message that names
+// the dependency, never an address, a driver message or an HSM code; nothing half-done is left
+// behind, and the same request succeeds once the dependency is back.
+let f: RaFixture;
+let database: TcpProxy;
+let signer: TcpProxy;
+
+beforeAll(async () => {
+  const url = new URL(process.env.PKI_TEST_DATABASE_URL!);
+  database = await new TcpProxy({ host: url.hostname, port: Number(url.port) }).start();
+  signer = await new TcpProxy({ host: '127.0.0.1', port: 1 }).start(); // target set below, once the signer runs
+  f = await startRaFixture({
+    configure: (config) => {
+      const db = config.database as { url: string };
+      const proxied = new URL(db.url);
+      proxied.port = String(database.port);
+      db.url = proxied.toString();
+      const caSigner = config.caSigner as { address: string; deadlineMs: number };
+      const [host, port] = caSigner.address.split(':');
+      signerTarget.host = host!;
+      signerTarget.port = Number(port);
+      caSigner.address = `127.0.0.1:${signer.port}`;
+      caSigner.deadlineMs = 2000;
+    },
+  });
+}, 120_000);
+const signerTarget = { host: '127.0.0.1', port: 0 };
+afterAll(async () => {
+  await f?.stop();
+  await database?.stop();
+  await signer?.stop();
+});
+
+// The proxy forwards to the real signer once its port is known.
+beforeAll(async () => {
+  await signer.cut();
+  signer = await new TcpProxy(signerTarget).start(signer.port);
+});
+
+const LEAKS = /127\.0\.0\.1|ECONNREFUSED|ECONNRESET|Deadline exceeded|remote_addr|CKR_|metadata|pg_|connect /;
+
+async function submitted() {
+  const subscriberId = await register(f, person());
+  const number = cardNumber();
+  const application = await f.call('registrar-a', 'POST', '/v1/applications', { subscriberId, cardNumber: number, kind: 'NEW', signingCsr: f.csr(`${number}-s`), encryptionCsr: f.csr(`${number}-k`) });
+  expect(application.status).toBe(201);
+  return application.body.id as string;
+}
+
+describe('ca-signer unavailable', () => {
+  it.each([
+    ['refusing connections', () => signer.cut()],
+    ['hanging (accepting and never answering)', async () => signer.hold()],
+  ])('when %s: 503 with Retry-After, no internal text, the application waits; the same request then succeeds', async (_how, takeAway) => {
+    const id = await submitted();
+    await takeAway();
+    const key = `approve-${id}`;
+    const refused = await f.call('registrar-a', 'POST', `/v1/applications/${id}/approval`, undefined, key);
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('5');
+    expect(refused.body).toEqual({ error: 'UNAVAILABLE', message: 'approve application: the certificate signer (ca-signer) is unavailable; retry in 5 s' });
+    expect(refused.text).not.toMatch(LEAKS);
+    expect((await f.call('registrar-a', 'GET', `/v1/applications/${id}`)).body.state).toBe('ISSUING');
+    expect(Number((await f.db.query(`SELECT count(*) FROM certificates WHERE application_id = $1`, [id])).rows[0].count)).toBe(0);
+    // The log has the detail the caller did not get.
+    expect(f.logs.some((l) => l.includes('dependency unavailable') && /ca-signer/.test(l))).toBe(true);
+
+    await signer.restore();
+    // A client retries as Retry-After says; the gRPC channel reconnects with its own backoff, so
+    // the first retries may still be 503, never anything else.
+    let retried = await f.call('registrar-a', 'POST', `/v1/applications/${id}/approval`, undefined, key);
+    const until = Date.now() + 30_000;
+    while (retried.status === 503 && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 500));
+      retried = await f.call('registrar-a', 'POST', `/v1/applications/${id}/approval`, undefined, key);
+    }
+    expect(retried.status).toBe(201);
+    expect((retried.body.application as { state: string }).state).toBe('ISSUED');
+  });
+});
+
+describe('database unavailable', () => {
+  it('answers 503 for reads and writes, readiness fails, and everything works again when it returns', async () => {
+    const card = await issueCard(f, await register(f, person()));
+    await database.cut();
+    try {
+      for (const [method, path, body] of [
+        ['GET', `/v1/cards/${card.cardNumber}`, undefined],
+        ['POST', `/v1/cards/${card.cardNumber}/suspension`, {}],
+        ['POST', '/v1/self-service/suspension', { cardNumber: card.cardNumber, subscriberCode: 'abcd12345' }],
+        ['GET', `/v1/public/certificates/${card.certificates[0]!.serialHex}`, undefined],
+      ] as const) {
+        const res = await f.call('registrar-b', method, path, body);
+        expect({ path, status: res.status }).toEqual({ path, status: 503 });
+        expect(res.headers.get('retry-after')).toBe('5');
+        expect(res.body.message).toMatch(/: the registry database is unavailable; retry in 5 s$/);
+        expect(res.text).not.toMatch(LEAKS);
+      }
+      const ready = await fetch(`${f.ra.opsUrl}/readyz`);
+      expect(ready.status).toBe(503);
+    } finally {
+      await database.restore();
+    }
+    const back = await f.call('registrar-b', 'POST', `/v1/cards/${card.cardNumber}/suspension`, {});
+    expect(back.status).toBe(200);
+    expect((await fetch(`${f.ra.opsUrl}/readyz`)).status).toBe(200);
+  });
+});
