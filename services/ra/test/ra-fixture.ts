@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -7,6 +7,7 @@ import pg from 'pg';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { fromBinary } from '@bufbuild/protobuf';
 import { createLogger, parseConfig, systemClock, type Clock, type Logger } from '@pki/kit';
+import { freePort } from '@pki/testing';
 import { ensureSoftwareCa, issueClientCertificate } from '@pki/internal-ca';
 import { eventsV1, Topics } from '@pki/proto';
 import { startCaSignerFixture, type CaSignerFixture } from '../../ca-signer/test/service-fixture';
@@ -44,7 +45,10 @@ export interface ApiResponse {
 
 export interface RaFixture {
   signer: CaSignerFixture;
+  /** The in-process service (not in `child` mode). */
   ra: RunningRa;
+  /** Where the REST API answers (in-process or child). */
+  httpUrl: string;
   config: RaConfig;
   db: pg.Pool;
   dir: string;
@@ -58,6 +62,8 @@ export interface RaFixture {
   statusEvents(): Promise<eventsV1.CertificateStatusChanged[]>;
   auditEvents(): Promise<eventsV1.AuditEvent[]>;
   restart(deps?: RaDependencies): Promise<void>;
+  /** `child` mode: starts ra as its own process (dist/main.js) with extra environment; resolves when it is ready. */
+  spawn(env?: Record<string, string>): Promise<ChildProcess>;
   stop(): Promise<void>;
 }
 
@@ -71,6 +77,8 @@ export interface RaFixtureOptions {
   extraGenerations?: number;
   /** ca-signer runs on the same clock (extension windows are years long). */
   shareClockWithSigner?: boolean;
+  /** Run ra as a child process (`spawn`) instead of in this process: the crash tests kill it. */
+  child?: boolean;
 }
 
 let counter = 0;
@@ -104,7 +112,7 @@ export async function startRaFixture(options: RaFixtureOptions = {}): Promise<Ra
   const raw: Record<string, unknown> = {
     log: { level: 'info' },
     ops: { host: '127.0.0.1', port: 0 },
-    http: { host: '127.0.0.1', port: 0, certFile: signer.identities.ra.certFile, keyFile: signer.identities.ra.keyFile, clientCaFiles: [officerCa.certFile] },
+    http: { host: '127.0.0.1', port: options.child ? await freePort() : 0, certFile: signer.identities.ra.certFile, keyFile: signer.identities.ra.keyFile, clientCaFiles: [officerCa.certFile] },
     grpc: { host: '127.0.0.1', port: 0 },
     allow: { GetCertificate: [signer.identities.ocsp.identity, signer.identities.crl.identity], ListCertificateStatuses: [signer.identities.ocsp.identity, signer.identities.crl.identity], GetCard: [signer.identities.ocsp.identity] },
     database: { url: signer.databaseUrl, schema: 'ra' },
@@ -132,7 +140,14 @@ export async function startRaFixture(options: RaFixtureOptions = {}): Promise<Ra
   stream.on('data', (chunk: Buffer) => logs.push(...chunk.toString('utf8').split('\n').filter(Boolean)));
   const logger: Logger = createLogger({ service: 'ra', level: 'debug', destination: stream });
   const start = (deps: RaDependencies = {}) => startRa(config, { logger, clock: options.clock ?? systemClock, backgroundJobs: false, ...options.deps, ...deps });
+  const children: ChildProcess[] = [];
+  // Migrations and principals need the schema: a child-mode fixture starts ra once in process to create it.
   let ra = await start();
+  let httpUrl = ra.httpUrl;
+  if (options.child) {
+    await ra.runtime.stop();
+    httpUrl = `https://127.0.0.1:${(raw.http as { port: number }).port}`;
+  }
   const db = new pg.Pool({ connectionString: signer.databaseUrl, options: '-c search_path=ra', max: 4 });
   for (const p of PRINCIPALS) {
     await addPrincipal(db, { producer: 'ra.audit', clock: systemClock, operator: 'test' }, { id: p.id, kind: p.kind, ...(p.role ? { role: p.role } : {}), ...(p.office ? { office: p.office } : {}), certificate: readFileSync(identities[p.id]!.certFile) });
@@ -150,10 +165,15 @@ export async function startRaFixture(options: RaFixtureOptions = {}): Promise<Ra
     return agent;
   };
   let keys = 0;
+  const configFile = join(dir, 'ra-config.json');
+  writeFileSync(configFile, JSON.stringify({ ...raw, log: { level: 'warn' }, reconciliation: { ...(raw.reconciliation as object), intervalSeconds: 1 } }));
   const fixture: RaFixture = {
     signer,
     get ra() {
       return ra;
+    },
+    get httpUrl() {
+      return httpUrl;
     },
     config,
     db,
@@ -164,7 +184,7 @@ export async function startRaFixture(options: RaFixtureOptions = {}): Promise<Ra
       const headers: Record<string, string> = {};
       if (body !== undefined) headers['content-type'] = 'application/json';
       if (method === 'POST' && idempotencyKey !== null) headers['idempotency-key'] = idempotencyKey ?? `test-${process.pid}-${++keys}-${randomBytes(4).toString('hex')}`;
-      const res = await undiciFetch(`${ra.httpUrl}${path}`, { method, headers, ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}), dispatcher: agentFor(who) });
+      const res = await undiciFetch(`${httpUrl}${path}`, { method, headers, ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}), dispatcher: agentFor(who) });
       const text = await res.text();
       let parsed: Record<string, unknown> = {};
       try {
@@ -192,11 +212,32 @@ export async function startRaFixture(options: RaFixtureOptions = {}): Promise<Ra
     async restart(deps) {
       await ra.runtime.stop();
       ra = await start(deps);
+      httpUrl = ra.httpUrl;
+    },
+    async spawn(env = {}) {
+      const main = join(__dirname, '..', 'dist', 'main.js');
+      const child = spawn(process.execPath, [main, configFile], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      children.push(child);
+      child.stdout!.on('data', (d: Buffer) => logs.push(...d.toString('utf8').split('\n').filter(Boolean)));
+      child.stderr!.on('data', (d: Buffer) => logs.push(...d.toString('utf8').split('\n').filter(Boolean)));
+      const until = Date.now() + 60_000;
+      for (;;) {
+        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`ra exited while starting (${child.exitCode ?? child.signalCode}); its log:\n${logs.slice(-20).join('\n')}`);
+        try {
+          const res = await undiciFetch(`${httpUrl}/v1/public/issuers`, { dispatcher: agentFor('anonymous') });
+          if (res.status === 200) return child;
+        } catch {
+          // not listening yet
+        }
+        if (Date.now() > until) throw new Error('ra did not start within 60 s');
+        await new Promise((r) => setTimeout(r, 100));
+      }
     },
     async stop() {
+      for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       for (const agent of agents.values()) await agent.close();
       await db.end();
-      await ra.runtime.stop();
+      if (!options.child) await ra.runtime.stop();
       await signer.stop();
     },
   };
