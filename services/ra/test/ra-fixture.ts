@@ -54,6 +54,8 @@ export interface RaFixture {
   dir: string;
   /** Every log line ra wrote (the personal-data scan reads it). */
   logs: string[];
+  /** Every log line ca-signer wrote. */
+  signerLogs: string[];
   identities: Record<string, Identity>;
   /** Calls the REST API as `who` (a principal id, 'anonymous', or 'stranger' with a certificate from an unknown CA). */
   call(who: string, method: 'GET' | 'POST', path: string, body?: unknown, idempotencyKey?: string | null): Promise<ApiResponse>;
@@ -84,7 +86,11 @@ export interface RaFixtureOptions {
 let counter = 0;
 
 export async function startRaFixture(options: RaFixtureOptions = {}): Promise<RaFixture> {
+  const signerLogs: string[] = [];
+  const signerStream = new PassThrough();
+  signerStream.on('data', (chunk: Buffer) => signerLogs.push(...chunk.toString('utf8').split('\n').filter(Boolean)));
   const signer = await startCaSignerFixture({
+    logger: createLogger({ service: 'ca-signer', level: 'debug', destination: signerStream }),
     ...(options.extraGenerations ? { extraGenerations: options.extraGenerations } : {}),
     ...(options.shareClockWithSigner && options.clock ? { clock: options.clock } : {}),
   });
@@ -179,6 +185,7 @@ export async function startRaFixture(options: RaFixtureOptions = {}): Promise<Ra
     db,
     dir,
     logs,
+    signerLogs,
     identities,
     async call(who, method, path, body, idempotencyKey) {
       const headers: Record<string, string> = {};

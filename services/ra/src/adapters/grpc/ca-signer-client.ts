@@ -74,6 +74,10 @@ async function unavailableNamed<T>(call: Promise<T>): Promise<T> {
     if (err instanceof PkiError && (err.code === 'UNAVAILABLE' || err.code === 'DEADLINE_EXCEEDED')) {
       throw new PkiError('UNAVAILABLE', `ca-signer: ${err.message}`, { cause: err, details: { dependency: 'the certificate signer (ca-signer)', retryAfterSeconds: '5' } });
     }
+    if (err instanceof PkiError && err.code !== 'INTERNAL') {
+      // A refusal is for the caller; the RPC's name is not.
+      throw new PkiError(err.code, `ca-signer refused: ${err.message.replace(/^CaSignerService\.[A-Za-z]+: /, '')}`, { cause: err, details: { ...err.details } });
+    }
     throw err;
   }
 }
