@@ -12,7 +12,7 @@ help:
 	@echo "make proto   regenerate packages/proto/src/gen from proto/"
 	@echo "make openapi regenerate services/ra/openapi.json from ra's routes"
 	@echo "make lint    type-check everything and run ESLint"
-	@echo "make bench   signing throughput through gRPC + PKCS#11, next to openssl speed (docs/benchmarks.md)"
+	@echo "make bench   signing and end-to-end issuance throughput, next to PKCS#11 alone and openssl speed (docs/benchmarks.md)"
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -47,9 +47,10 @@ lint:
 test: bootstrap-test proto-check build lint
 	@pnpm exec jest --ci
 
-# Results go to var/bench/signing-latest.json; docs/benchmarks.md summarises a run.
+# Results go to var/bench/*-latest.json; docs/benchmarks.md summarises a run.
+# BENCH_ONLY selects measurements: RSA-2048, RSA-4096, P-256, IssueCertificate (signing), issuance (end to end).
 bench: bootstrap-test build
-	@node packages/bench/dist/signing-bench.js
+	@node packages/bench/dist/run.js
 
 clean:
 	rm -rf packages/*/dist services/*/dist packages/*/tsconfig.tsbuildinfo services/*/tsconfig.tsbuildinfo var/test

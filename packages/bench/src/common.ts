@@ -1,0 +1,83 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+/* Shared by the benchmarks: CPU accounting from /proc, openssl speed, the PKCS#11-alone reference. */
+
+// /proc times are in clock ticks; Linux reports USER_HZ = 100 to user space on every architecture.
+const TICK_US = 10_000;
+
+/** CPU microseconds a process has used so far (user + system), from /proc/<pid>/stat. */
+export function processCpuUs(pid: number): number {
+  // Fields 14 and 15 are utime and stime; the command name (field 2) may hold spaces.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * TICK_US;
+}
+
+/** Busy CPU microseconds of the whole machine so far (all but idle and iowait), from /proc/stat. */
+export function machineBusyUs(): number {
+  const ticks = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  return (ticks.reduce((a, b) => a + b, 0) - ticks[3]! - ticks[4]!) * TICK_US;
+}
+
+/** CPU of several processes and of the machine between two points in time. */
+export class CpuMeter {
+  readonly #pids: Record<string, number>;
+  #before: { processes: Record<string, number>; self: number; machine: number; at: bigint } | undefined;
+
+  constructor(pids: Record<string, number>) {
+    this.#pids = pids;
+  }
+
+  start(): void {
+    const self = process.cpuUsage();
+    this.#before = { processes: this.#read(), self: self.user + self.system, machine: machineBusyUs(), at: process.hrtime.bigint() };
+  }
+
+  /** Microseconds of CPU per operation by process, the benchmark client itself and everything else (PostgreSQL, the OS). */
+  stop(operations: number): { perOperationUs: Record<string, number>; machineUtilisation: number; elapsed: number } {
+    const before = this.#before!;
+    const after = this.#read();
+    const selfUsage = process.cpuUsage();
+    const self = selfUsage.user + selfUsage.system - before.self;
+    const machine = machineBusyUs() - before.machine;
+    const elapsed = Number(process.hrtime.bigint() - before.at) / 1e9;
+    const per = (us: number) => Math.round(us / Math.max(operations, 1));
+    const perOperationUs: Record<string, number> = {};
+    let accounted = self;
+    for (const name of Object.keys(this.#pids)) {
+      const used = after[name]! - before.processes[name]!;
+      accounted += used;
+      perOperationUs[name] = per(used);
+    }
+    perOperationUs.client = per(self);
+    perOperationUs.other = per(Math.max(0, machine - accounted));
+    return { perOperationUs, machineUtilisation: Number((machine / (elapsed * 1e6 * os.availableParallelism())).toFixed(2)), elapsed };
+  }
+
+  #read(): Record<string, number> {
+    return Object.fromEntries(Object.entries(this.#pids).map(([name, pid]) => [name, processCpuUs(pid)]));
+  }
+}
+
+/** `openssl speed` signing rate for one algorithm (rsa2048, rsa4096, ecdsap256), single process. */
+export function opensslSpeed(algorithm: string, seconds: number): number {
+  const out = execFileSync('openssl', ['speed', '-seconds', String(seconds), algorithm], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const line = out.split('\n').reverse().find((l) => (algorithm.startsWith('rsa') ? /^rsa\s+\d+ bits/.test(l) : /ecdsa \(nistp256\)/.test(l)));
+  const numbers = line?.trim().split(/\s+/).map(Number).filter((n) => !Number.isNaN(n)) ?? [];
+  const rate = numbers[numbers.length - 2];
+  if (rate === undefined) throw new Error(`cannot read openssl speed ${algorithm} output:\n${out}`);
+  return rate;
+}
+
+/** The PKCS#11 adapter alone with the same token, key, sessions and threads (pkcs11-alone.ts), in a process of its own. */
+export function pkcs11Alone(settings: Record<string, unknown>): { perSecond: number; cpuPerSignatureUs: number } {
+  const out = execFileSync(process.execPath, [path.join(__dirname, 'pkcs11-alone.js'), JSON.stringify(settings)], {
+    encoding: 'utf8',
+    env: { ...process.env, UV_THREADPOOL_SIZE: String(os.availableParallelism()) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return JSON.parse(out.trim().split('\n').pop()!) as { perSecond: number; cpuPerSignatureUs: number };
+}
