@@ -214,7 +214,7 @@ async function main(): Promise<void> {
     writeJson(layout.endpoints, prepared.endpoints);
     console.log(`\nThe PKI is running. Endpoints (also in ${path.relative(root, layout.endpoints)}):`);
     console.log(JSON.stringify(prepared.endpoints, null, 2));
-    console.log('\nTry it: scripts/enrol-example.sh    Stop: Ctrl-C');
+    console.log('\nTry it: scripts/lifecycle-example.sh    Stop: Ctrl-C');
   } catch (err) {
     console.error(`make up failed: ${(err as Error).message}`);
     await shutdown(1);
