@@ -356,7 +356,8 @@ export class Issuance {
         ],
         attributes: { kind: current.kind, issuerKeyId: certificates[0]!.issuerKeyId, notAfter: certificates[0]!.notAfter.toISOString() },
       });
-      const all = await tx.certificatesOfCard(card.cardNumber);
+      // A new card holds just these two; an extended one also its earlier pair.
+      const all = current.kind === 'EXTENSION' ? await tx.certificatesOfCard(card.cardNumber) : certificates;
       const result: IssuanceView = {
         application: applicationView({ ...current, state: 'ISSUED', updatedAt: now }),
         card: cardView(card, all, await this.#chains(all, signed[0]!.issuerKeyId)),

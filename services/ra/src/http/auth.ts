@@ -22,6 +22,8 @@ export class CertificateAuthenticator {
   readonly #directory: PrincipalDirectory;
   readonly #cacheMs: number;
   readonly #cache = new Map<string, { at: number; principal: PrincipalRecord | undefined }>();
+  /** A connection's client certificate does not change: its fingerprint and expiry are worked out once per connection. */
+  readonly #peers = new WeakMap<TLSSocket, { fingerprint: string; notAfter: Date } | null>();
 
   constructor(directory: PrincipalDirectory, cacheMs = 10_000) {
     this.#directory = directory;
@@ -31,19 +33,27 @@ export class CertificateAuthenticator {
   async authenticate(socket: TLSSocket | undefined, access: RouteAccess, operation: string): Promise<Principal> {
     if (access === 'public') return { kind: 'public' };
     if (access === 'citizen') return { kind: 'citizen' };
-    const peer = socket && typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate(false) : undefined;
-    if (!peer || !peer.raw) throw new PkiError('UNAUTHENTICATED', `${operation}: this operation needs a client certificate (mutual TLS)`);
+    const peer = socket ? this.#peer(socket) : null;
+    if (!peer) throw new PkiError('UNAUTHENTICATED', `${operation}: this operation needs a client certificate (mutual TLS)`);
     if (!socket!.authorized) {
       throw new PkiError('UNAUTHENTICATED', `${operation}: the client certificate is not issued by a certificate authority this service trusts`);
     }
-    const notAfter = new X509Certificate(peer.raw).validToDate;
-    if (notAfter.getTime() < Date.now()) throw new PkiError('UNAUTHENTICATED', `${operation}: the client certificate has expired`);
-    const fingerprint = createHash('sha256').update(peer.raw).digest('hex');
-    const record = await this.#lookup(fingerprint);
+    if (peer.notAfter.getTime() < Date.now()) throw new PkiError('UNAUTHENTICATED', `${operation}: the client certificate has expired`);
+    const record = await this.#lookup(peer.fingerprint);
     if (!record || record.status !== 'ACTIVE') throw new PkiError('UNAUTHENTICATED', `${operation}: the client certificate is not registered to an active officer or system`);
     if (record.kind === 'officer' && access === 'officer') return { kind: 'officer', id: record.id, office: record.office!, role: record.role! };
     if (record.kind === 'household-system' && access === 'household-system') return { kind: 'household-system', id: record.id };
     throw new PkiError('PERMISSION_DENIED', `${operation}: ${record.kind === 'officer' ? 'an officer' : 'the household-registration system'} may not call this operation`);
+  }
+
+  #peer(socket: TLSSocket): { fingerprint: string; notAfter: Date } | null {
+    let peer = this.#peers.get(socket);
+    if (peer === undefined) {
+      const certificate = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate(false) : undefined;
+      peer = certificate?.raw ? { fingerprint: createHash('sha256').update(certificate.raw).digest('hex'), notAfter: new X509Certificate(certificate.raw).validToDate } : null;
+      this.#peers.set(socket, peer);
+    }
+    return peer;
   }
 
   async #lookup(fingerprint: string): Promise<PrincipalRecord | undefined> {

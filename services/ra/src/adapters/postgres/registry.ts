@@ -419,16 +419,18 @@ class Transaction extends Reads implements RegistryTx {
 
   async insertCertificate(c: CertificateRecord): Promise<void> {
     const sealed = this.options.vault.seal('certificate', c.serialHex, c.certificateDer);
+    // One round trip for the certificate and its first history row.
     await this.tx.query(
-      `INSERT INTO certificates (serial_hex, issuer_key_id, profile, status, not_before, not_after, certificate_sealed, pd_key_id, card_number, application_id, key_slot,
-         reason, revocation_time, invalidity_date, created_at, updated_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+      `WITH certificate AS (
+         INSERT INTO certificates (serial_hex, issuer_key_id, profile, status, not_before, not_after, certificate_sealed, pd_key_id, card_number, application_id, key_slot,
+           reason, revocation_time, invalidity_date, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+         RETURNING serial_hex)
+       INSERT INTO certificate_status_history (serial_hex, status, reason, revocation_time, changed_at, changed_by)
+       SELECT serial_hex, $4, $12, $13, $15, 'issuance' FROM certificate`,
       [c.serialHex, c.issuerKeyId, c.profile, c.status, c.notBefore, c.notAfter, sealed.ciphertext, sealed.keyId, c.cardNumber ?? null, c.applicationId ?? null, c.keySlot,
         c.reason ?? null, c.revocationTime ?? null, c.invalidityDate ?? null, c.createdAt, c.updatedAt],
     );
-    await this.tx.query(`INSERT INTO certificate_status_history (serial_hex, status, reason, revocation_time, changed_at, changed_by) VALUES ($1, $2, $3, $4, $5, 'issuance')`, [
-      c.serialHex, c.status, c.reason ?? null, c.revocationTime ?? null, c.createdAt,
-    ]);
   }
 
 
@@ -438,11 +440,11 @@ class Transaction extends Reads implements RegistryTx {
   }
 
   async updateCertificateStatus(serialHex: string, change: { status: CertificateStatus; reason?: StatusReason; revocationTime?: Date; invalidityDate?: Date; at: Date; by: string }): Promise<void> {
-    await this.tx.query(`UPDATE certificates SET status = $2, reason = $3, revocation_time = $4, invalidity_date = $5, updated_at = $6 WHERE serial_hex = $1`, [
-      serialHex, change.status, change.reason ?? null, change.revocationTime ?? null, change.invalidityDate ?? null, change.at,
-    ]);
     await this.tx.query(
-      `INSERT INTO certificate_status_history (serial_hex, status, reason, revocation_time, invalidity_date, changed_at, changed_by) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+      `WITH changed AS (
+         UPDATE certificates SET status = $2, reason = $3, revocation_time = $4, invalidity_date = $5, updated_at = $6 WHERE serial_hex = $1 RETURNING serial_hex)
+       INSERT INTO certificate_status_history (serial_hex, status, reason, revocation_time, invalidity_date, changed_at, changed_by)
+       SELECT serial_hex, $2, $3, $4, $5, $6, $7 FROM changed`,
       [serialHex, change.status, change.reason ?? null, change.revocationTime ?? null, change.invalidityDate ?? null, change.at, change.by],
     );
   }
