@@ -16,7 +16,7 @@ let pendingApproval: string;
 const spare: string[] = [];
 
 beforeAll(async () => {
-  f = await startRaFixture();
+  f = await startRaFixture({ configure: (c) => Object.assign((c.http as Record<string, unknown>), { rateLimits: { publicPerMinute: 20 } }) });
   citizen = person();
   subscriberId = await register(f, citizen);
   active = await issueCard(f, subscriberId);
@@ -236,6 +236,17 @@ describe('bad requests: a clear error, and nothing changed', () => {
     // Another officer may use the same key for their own request: keys are per caller.
     const theirs = await f.call('registrar-b', 'POST', `/v1/cards/${active.cardNumber}/resumption`, {}, key);
     expect(theirs.status).toBe(200);
+  });
+
+  it('limits each caller\'s rate (the public here: 20 a minute) with 429 and Retry-After, and officers are counted apart', async () => {
+    const answers: number[] = [];
+    for (let i = 0; i < 21; i++) answers.push((await f.call('anonymous', 'GET', '/v1/public/issuers')).status);
+    expect(answers.slice(0, 20).every((s) => s === 200)).toBe(true);
+    const limited = await f.call('anonymous', 'GET', '/v1/public/issuers');
+    expect(limited.status).toBe(429);
+    expect(limited.body).toMatchObject({ error: 'RESOURCE_EXHAUSTED', message: expect.stringMatching(/^rate limit: at most 20 requests a minute; retry after \d+ s$/) });
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect((await f.call('registrar-a', 'GET', '/v1/me')).status).toBe(200);
   });
 
   it('names the state when an application cannot be approved or rejected', async () => {

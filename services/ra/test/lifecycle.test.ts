@@ -174,6 +174,8 @@ describe('revocation under dual control', () => {
     const own = await f.call('registrar-a', 'POST', `/v1/approvals/${id}/decision`, { decision: 'approve' });
     expect(own.status).toBe(403);
     expect(own.body.message).toContain('filed approval request');
+    // The refused attempt is itself audited.
+    expect((await auditOf('approval.decide', id))[0]).toMatchObject({ outcome: eventsV1.AuditOutcome.FAILURE, actor: { id: 'registrar-a' } });
     const elsewhere = await f.call('registrar-x', 'POST', `/v1/approvals/${id}/decision`, { decision: 'approve' });
     expect(elsewhere.status).toBe(403);
     expect(elsewhere.body.message).toContain('belongs to office 63000000, not to office 64000000');
@@ -227,6 +229,12 @@ describe('replacement and re-issuance', () => {
     expect(duplicate.status).toBe(409);
     expect(duplicate.body.message).toContain(`already holds card ${old.cardNumber}`);
     const replacement = await issueCard(f, subscriberId, { kind: 'REPLACEMENT', replacesCard: old.cardNumber });
+    for (const c of replacement.certificates) {
+      const judged = openssl(f, c.certificate, c.chain);
+      expect(judged.verify).toBe('OK');
+      expect(judged.subject).toContain(`serialNumber=${replacement.subjectSerialNumber}`);
+      expect(judged.sdaLastFour).toMatch(/^\d{4}$/);
+    }
     const before = await cardOf(old.cardNumber);
     expect(before.status).toBe('REVOKED');
     expect(before.certificates.every((c) => c.reason === 'superseded')).toBe(true);
@@ -246,7 +254,11 @@ describe('replacement and re-issuance', () => {
     const approved = await f.call('registrar-b', 'POST', `/v1/approvals/${application.body.approvalRequestId}/decision`, { decision: 'approve' });
     expect(approved.status).toBe(200);
     expect(approved.body.approval).toMatchObject({ state: 'EXECUTED' });
-    expect((approved.body.issuance as { application: { state: string } }).application.state).toBe('ISSUED');
+    const issuance = approved.body.issuance as { application: { state: string }; card: { certificates: Array<{ certificate: string; chain: string[]; status: string }> } };
+    expect(issuance.application.state).toBe('ISSUED');
+    for (const c of issuance.card.certificates) expect(openssl(f, c.certificate, c.chain).verify).toBe('OK');
+    // The new card certifies the new keys, not the compromised ones.
+    expect(openssl(f, issuance.card.certificates.find((c) => c.status === 'VALID')!.certificate, issuance.card.certificates[0]!.chain).publicKeyPem).not.toBe(cardPublicKey(f, `${old.cardNumber}-sign`));
     const oldCard = await cardOf(old.cardNumber);
     expect(oldCard.status).toBe('REVOKED');
     expect(oldCard.certificates.every((c) => c.reason === 'keyCompromise')).toBe(true);

@@ -83,9 +83,9 @@ export class Approvals {
         return { kind: 'issue' as const, approval }; // this very command approved it and crashed before issuing
       }
       if (approval.state !== 'PENDING') throw new PkiError('FAILED_PRECONDITION', `${operation}: approval request ${approvalId} is ${approval.state}; only a PENDING request can be decided`);
-      if (approval.expiresAt <= now) throw new PkiError('FAILED_PRECONDITION', `${operation}: approval request ${approvalId} expired at ${approval.expiresAt.toISOString()}; file a new request`);
+      if (approval.expiresAt <= now) throw await this.#refused(approval, principal, new PkiError('FAILED_PRECONDITION', `${operation}: approval request ${approvalId} expired at ${approval.expiresAt.toISOString()}; file a new request`));
       if (approval.requestedBy === principal.id) {
-        throw new PkiError('PERMISSION_DENIED', `${operation}: officer ${principal.id} filed approval request ${approvalId} and cannot decide it; a second officer must (dual control)`);
+        throw await this.#refused(approval, principal, new PkiError('PERMISSION_DENIED', `${operation}: officer ${principal.id} filed approval request ${approvalId} and cannot decide it; a second officer must (dual control)`));
       }
       const audited = { actor: actorOf(principal), objects: [{ type: 'approval', id: approvalId }, ...targetObjects(approval.payload)], attributes: { operation: approval.operation, requestedBy: approval.requestedBy } };
       if (decision === 'reject') {
@@ -116,6 +116,25 @@ export class Approvals {
       await tx.completeIdempotency(scope, command.idempotencyKey, result);
       return result;
     });
+  }
+
+  /**
+   * A refused decision changes nothing, but it is audited: an officer approving their own request,
+   * or a request past its time, is what an auditor of dual control looks for. Written in a
+   * transaction of its own, since the caller's rolls back.
+   */
+  async #refused(approval: ApprovalRecord, principal: Principal, error: PkiError): Promise<PkiError> {
+    await this.#deps.registry.transaction((tx) =>
+      tx.audit({
+        action: 'approval.decide',
+        outcome: 'FAILURE',
+        actor: actorOf(principal),
+        objects: [{ type: 'approval', id: approval.id }, ...targetObjects(approval.payload)],
+        reason: error.message,
+        attributes: { operation: approval.operation, requestedBy: approval.requestedBy },
+      }),
+    );
+    return error;
   }
 
   async #execute(tx: RegistryTx, approval: ApprovalRecord, approver: Extract<Principal, { kind: 'officer' }>, now: Date, comment?: string): Promise<ApprovalDecision | { resumeIssuance: ApprovalRecord }> {
