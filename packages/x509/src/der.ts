@@ -107,3 +107,37 @@ export function encodeDerElement(tag: number, ...contents: Uint8Array[]): Buffer
   }
   return out;
 }
+
+/** The dotted form of an OBJECT IDENTIFIER's content octets (X.690 §8.19). */
+export function decodeOid(content: Uint8Array, operation = 'decode OID'): string {
+  // A certificate carries a few dozen distinct OIDs, each many times: decode each once.
+  const key = Buffer.from(content.buffer, content.byteOffset, content.byteLength).toString('latin1');
+  const known = decodedOids.get(key);
+  if (known !== undefined) return known;
+  const dotted = decodeOidUncached(content, operation);
+  if (decodedOids.size >= 1024) decodedOids.clear();
+  decodedOids.set(key, dotted);
+  return dotted;
+}
+
+const decodedOids = new Map<string, string>();
+
+function decodeOidUncached(content: Uint8Array, operation: string): string {
+  if (content.length === 0 || (content[content.length - 1]! & 0x80) !== 0) throw new PkiError('INVALID_ARGUMENT', `${operation}: malformed OID`);
+  const arcs: bigint[] = [];
+  let value = 0n;
+  let startOfArc = true;
+  for (const byte of content) {
+    // X.690 §8.19.2: subidentifiers are minimal, so an arc never starts with 0x80.
+    if (startOfArc && byte === 0x80) throw new PkiError('INVALID_ARGUMENT', `${operation}: non-minimal OID arc`);
+    value = (value << 7n) | BigInt(byte & 0x7f);
+    startOfArc = (byte & 0x80) === 0;
+    if (startOfArc) {
+      arcs.push(value);
+      value = 0n;
+    }
+  }
+  const first = arcs[0]!;
+  const head = first < 40n ? [0n, first] : first < 80n ? [1n, first - 40n] : [2n, first - 80n];
+  return [...head, ...arcs.slice(1)].join('.');
+}

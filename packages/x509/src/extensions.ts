@@ -1,30 +1,19 @@
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
-import {
-  AccessDescription,
-  Attribute,
-  AuthorityInfoAccessSyntax,
-  AuthorityKeyIdentifier,
-  BasicConstraints,
-  CertificatePolicies,
-  CRLDistributionPoints,
-  DirectoryString,
-  DistributionPoint,
-  DistributionPointName,
-  ExtendedKeyUsage,
-  Extension,
-  GeneralName,
-  KeyIdentifier,
-  KeyUsage,
-  KeyUsageFlags,
-  type KeyUsageType,
-  PolicyInformation,
-  SubjectAlternativeName,
-  SubjectDirectoryAttributes,
-  SubjectKeyIdentifier,
-} from '@peculiar/asn1-x509';
+import { BasicConstraints, CertificatePolicies, ExtendedKeyUsage, Extension, KeyUsage, KeyUsageFlags, type KeyUsageType, PolicyInformation } from '@peculiar/asn1-x509';
 import { PkiError } from '@pki/kit';
+import { encodeDerElement } from './der';
+import { contextTag, derIa5String, derOctetString, derSequence, DerTag, encodeOid, utf8Octets } from './der-encoding';
 import * as oid from './oids';
 import { subjectKeyIdentifierOf, toArrayBuffer } from './public-key';
+
+/*
+ * The extensions whose values change from one certificate to the next (subject and authority key
+ * identifiers, the CRL partition's distribution point, AIA, subject directory attributes, subject
+ * alternative names) are written directly in DER (decision 0019); the ones that depend only on a
+ * profile (keyUsage, extKeyUsage, basicConstraints, certificatePolicies) are built by the schema
+ * layer, and issuance keeps their bytes per profile. extensions.test.ts compares every direct
+ * encoding with the schema layer's over random inputs.
+ */
 
 export type { KeyUsageType };
 
@@ -108,8 +97,8 @@ export function extendedKeyUsageExtension(purposes: readonly string[], options: 
  * says it MUST NOT be critical, hence the default.
  */
 export function subjectKeyIdentifierExtension(subjectPublicKeyInfo: Uint8Array, options: Criticality = {}): CertificateExtension {
-  const keyIdentifier = subjectKeyIdentifierOf(subjectPublicKeyInfo);
-  return extension(oid.id_ce_subjectKeyIdentifier, options.critical ?? false, new SubjectKeyIdentifier(toArrayBuffer(keyIdentifier)));
+  // SubjectKeyIdentifier ::= KeyIdentifier ::= OCTET STRING
+  return { extnID: oid.id_ce_subjectKeyIdentifier, critical: options.critical ?? false, value: derOctetString(subjectKeyIdentifierOf(subjectPublicKeyInfo)) };
 }
 
 /**
@@ -119,8 +108,8 @@ export function subjectKeyIdentifierExtension(subjectPublicKeyInfo: Uint8Array, 
  */
 export function authorityKeyIdentifierExtension(keyIdentifier: Uint8Array, options: Criticality = {}): CertificateExtension {
   if (keyIdentifier.length === 0) throw new PkiError('INVALID_ARGUMENT', 'build authorityKeyIdentifier: key identifier is empty');
-  const aki = new AuthorityKeyIdentifier({ keyIdentifier: new KeyIdentifier(toArrayBuffer(keyIdentifier)) });
-  return extension(oid.id_ce_authorityKeyIdentifier, options.critical ?? false, aki);
+  // AuthorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] KeyIdentifier OPTIONAL, ... } (implicit tags)
+  return { extnID: oid.id_ce_authorityKeyIdentifier, critical: options.critical ?? false, value: derSequence(encodeDerElement(contextTag(0, false), keyIdentifier)) };
 }
 
 /** certificatePolicies (RFC 5280 §4.2.1.4): policy OIDs without qualifiers, no duplicates. */
@@ -140,28 +129,23 @@ export function certificatePoliciesExtension(policyOids: readonly string[], opti
  */
 export function crlDistributionPointsExtension(uris: readonly string[], options: Criticality = {}): CertificateExtension {
   if (uris.length === 0) throw new PkiError('INVALID_ARGUMENT', 'build cRLDistributionPoints: at least one URI is required');
-  const points = new CRLDistributionPoints(
-    uris.map(
-      (uri) =>
-        new DistributionPoint({
-          distributionPoint: new DistributionPointName({ fullName: [uriName(uri, 'build cRLDistributionPoints')] }),
-        }),
-    ),
-  );
-  return extension(oid.id_ce_cRLDistributionPoints, options.critical ?? false, points);
+  // DistributionPoint ::= SEQUENCE { distributionPoint [0] DistributionPointName OPTIONAL, ... }
+  // DistributionPointName ::= CHOICE { fullName [0] GeneralNames, ... }: a tagged CHOICE is
+  // explicitly tagged, GeneralNames implicitly (RFC 5280 Appendix A.2).
+  const points = uris.map((uri) => derSequence(encodeDerElement(contextTag(0, true), encodeDerElement(contextTag(0, true), uriName(uri, 'build cRLDistributionPoints')))));
+  return { extnID: oid.id_ce_cRLDistributionPoints, critical: options.critical ?? false, value: derSequence(...points) };
 }
 
 /** authorityInfoAccess (RFC 5280 §4.2.2.1): OCSP then caIssuers URIs. MUST be non-critical. */
 export function authorityInfoAccessExtension(access: { ocsp?: readonly string[]; caIssuers?: readonly string[] }, options: Criticality = {}): CertificateExtension {
   const operation = 'build authorityInfoAccess';
+  // AccessDescription ::= SEQUENCE { accessMethod OBJECT IDENTIFIER, accessLocation GeneralName }
   const descriptions = [
-    ...(access.ocsp ?? []).map((uri) => new AccessDescription({ accessMethod: oid.id_ad_ocsp, accessLocation: uriName(uri, operation) })),
-    ...(access.caIssuers ?? []).map(
-      (uri) => new AccessDescription({ accessMethod: oid.id_ad_caIssuers, accessLocation: uriName(uri, operation) }),
-    ),
+    ...(access.ocsp ?? []).map((uri) => derSequence(encodeOid(oid.id_ad_ocsp), uriName(uri, operation))),
+    ...(access.caIssuers ?? []).map((uri) => derSequence(encodeOid(oid.id_ad_caIssuers), uriName(uri, operation))),
   ];
   if (descriptions.length === 0) throw new PkiError('INVALID_ARGUMENT', `${operation}: at least one URI is required`);
-  return extension(oid.id_pe_authorityInfoAccess, options.critical ?? false, new AuthorityInfoAccessSyntax(descriptions));
+  return { extnID: oid.id_pe_authorityInfoAccess, critical: options.critical ?? false, value: derSequence(...descriptions) };
 }
 
 export interface DirectoryAttribute {
@@ -188,10 +172,15 @@ export function subjectDirectoryAttributesExtension(attributes: readonly Directo
     if (encoding === 'printableString' && !/^[A-Za-z0-9 '()+,\-./:=?]+$/.test(value)) {
       throw new PkiError('INVALID_ARGUMENT', `${operation}: attribute ${type} is not a PrintableString`);
     }
-    // A DirectoryString CHOICE serialises as just the chosen string's TLV.
-    return new Attribute({ type, values: [AsnConvert.serialize(new DirectoryString({ [encoding]: value }))] });
+    // Attribute ::= SEQUENCE { type AttributeType, values SET OF AttributeValue }; a DirectoryString
+    // CHOICE is just the chosen string's TLV.
+    const string =
+      encoding === 'printableString'
+        ? encodeDerElement(DerTag.PRINTABLE_STRING, Buffer.from(value, 'latin1'))
+        : encodeDerElement(DerTag.UTF8_STRING, utf8Octets(value, `${operation}: attribute ${type}`));
+    return derSequence(encodeOid(type), encodeDerElement(DerTag.SET, string));
   });
-  return extension(oid.id_ce_subjectDirectoryAttributes, options.critical ?? false, new SubjectDirectoryAttributes(items));
+  return { extnID: oid.id_ce_subjectDirectoryAttributes, critical: options.critical ?? false, value: derSequence(...items) };
 }
 
 /**
@@ -211,8 +200,7 @@ export function subjectAltNameEmailExtension(emails: readonly string[], options:
       throw new PkiError('INVALID_ARGUMENT', `${operation}: not an ASCII mailbox address`);
     }
   }
-  const san = new SubjectAlternativeName(emails.map((rfc822Name) => new GeneralName({ rfc822Name })));
-  return extension(oid.id_ce_subjectAltName, options.critical ?? false, san);
+  return { extnID: oid.id_ce_subjectAltName, critical: options.critical ?? false, value: derSequence(...emails.map(rfc822Name)) };
 }
 
 /**
@@ -251,21 +239,24 @@ export function subjectAltNameExtension(names: SubjectAltNames, options: Critica
     // RFC 5280 §4.2.1.6: the URI MUST include a scheme and a scheme-specific part, in ASCII.
     if (!/^[a-z][a-z0-9+.-]*:[\x21-\x7e]+$/.test(uri)) throw new PkiError('INVALID_ARGUMENT', `${operation}: '${uri}' is not an absolute ASCII URI`);
   }
-  const emailExtension = emails.length > 0 ? subjectAltNameEmailExtension(emails) : undefined;
-  const emailNames = emailExtension === undefined ? [] : [...AsnConvert.parse(emailExtension.value, SubjectAlternativeName)];
-  const san = new SubjectAlternativeName([
-    ...dnsNames.map((dNSName) => new GeneralName({ dNSName })),
-    ...uris.map((uniformResourceIdentifier) => new GeneralName({ uniformResourceIdentifier })),
-    ...emailNames,
-  ]);
-  return extension(oid.id_ce_subjectAltName, options.critical ?? false, san);
+  // The mailboxes are checked as subjectAltNameEmailExtension checks them.
+  if (emails.length > 0) subjectAltNameEmailExtension(emails);
+  // GeneralNames ::= SEQUENCE OF GeneralName; dNSName [2], uniformResourceIdentifier [6] and
+  // rfc822Name [1] are IA5Strings, implicitly tagged (RFC 5280 Appendix A.2).
+  const generalNames = [...dnsNames.map((name) => derIa5String(contextTag(2, false), name)), ...uris.map((uri) => derIa5String(contextTag(6, false), uri)), ...emails.map(rfc822Name)];
+  return { extnID: oid.id_ce_subjectAltName, critical: options.critical ?? false, value: derSequence(...generalNames) };
 }
 
 const HOST_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
 const DOMAIN = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/;
 
-function uriName(uri: string, operation: string): GeneralName {
+function rfc822Name(mailbox: string): Buffer {
+  return derIa5String(contextTag(1, false), mailbox);
+}
+
+/** A uniformResourceIdentifier GeneralName ([6] IA5String) for a CRL DP or AIA URI. */
+function uriName(uri: string, operation: string): Buffer {
   // uniformResourceIdentifier is an IA5String holding an absolute URI (RFC 5280 §4.2.1.6).
   let parsed: URL;
   try {
@@ -276,7 +267,7 @@ function uriName(uri: string, operation: string): GeneralName {
   if (!/^[\x21-\x7e]+$/.test(uri) || !['http:', 'https:', 'ldap:'].includes(parsed.protocol)) {
     throw new PkiError('INVALID_ARGUMENT', `${operation}: '${uri}' must be an ASCII http, https or ldap URI`);
   }
-  return new GeneralName({ uniformResourceIdentifier: uri });
+  return derIa5String(contextTag(6, false), uri);
 }
 
 function assertOid(value: string, operation: string): void {

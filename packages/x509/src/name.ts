@@ -1,6 +1,7 @@
-import { AsnConvert } from '@peculiar/asn1-schema';
 import { AttributeTypeAndValue, AttributeValue, Name, RelativeDistinguishedName } from '@peculiar/asn1-x509';
 import { PkiError } from '@pki/kit';
+import { encodeDerElement } from './der';
+import { DerTag, encodeOid, utf8Octets } from './der-encoding';
 import * as oid from './oids';
 
 /** The naming attributes the CA writes, by their RFC 4519 short names. */
@@ -53,15 +54,38 @@ const PRINTABLE = /^[A-Za-z0-9 '()+,\-./:=?]+$/;
 
 /** Builds the ASN.1 Name of a DN, checking each value against its attribute's syntax. */
 export function buildName(dn: DistinguishedName, operation = 'build name'): Name {
-  return new Name(dn.map((attribute) => new RelativeDistinguishedName([buildAttribute(attribute, operation)])));
+  return new Name(
+    dn.map((attribute) => {
+      const rule = checkAttribute(attribute, operation);
+      return new RelativeDistinguishedName([new AttributeTypeAndValue({ type: rule.oid, value: new AttributeValue({ [rule.encoding]: attribute.value }) })]);
+    }),
+  );
 }
 
-/** DER of a DN (the `Name` of RFC 5280 §4.1.2.4). */
-export function encodeName(dn: DistinguishedName): Buffer {
-  return Buffer.from(AsnConvert.serialize(buildName(dn)));
+/**
+ * DER of a DN (the `Name` of RFC 5280 §4.1.2.4), one attribute per RDN, with the same checks as
+ * {@link buildName}. Written directly: issuance encodes a subject per certificate, and the schema
+ * layer cost more than the rest of the TBS (decision 0019; name.test.ts compares both encodings
+ * over random names).
+ *
+ *   Name ::= SEQUENCE OF RelativeDistinguishedName
+ *   RelativeDistinguishedName ::= SET SIZE (1..MAX) OF AttributeTypeAndValue
+ *   AttributeTypeAndValue ::= SEQUENCE { type AttributeType, value AttributeValue }
+ */
+export function encodeName(dn: DistinguishedName, operation = 'build name'): Buffer {
+  const rdns = dn.map((attribute) => {
+    const rule = checkAttribute(attribute, operation);
+    const value =
+      rule.encoding === 'utf8String'
+        ? encodeDerElement(DerTag.UTF8_STRING, utf8Octets(attribute.value, `${operation}: ${attribute.type}`))
+        : encodeDerElement(DerTag.PRINTABLE_STRING, Buffer.from(attribute.value, 'latin1'));
+    return encodeDerElement(DerTag.SET, encodeDerElement(DerTag.SEQUENCE, encodeOid(rule.oid), value));
+  });
+  return encodeDerElement(DerTag.SEQUENCE, ...rdns);
 }
 
-function buildAttribute({ type, value }: NameAttribute, operation: string): AttributeTypeAndValue {
+/** The rule of an attribute whose value fits it; INVALID_ARGUMENT naming what does not. */
+function checkAttribute({ type, value }: NameAttribute, operation: string): AttributeRule {
   const rule = RULES[type as NameAttributeType] as AttributeRule | undefined;
   if (rule === undefined) throw new PkiError('INVALID_ARGUMENT', `${operation}: unknown name attribute type '${String(type)}'`);
   if (typeof value !== 'string' || value.length === 0) {
@@ -76,7 +100,7 @@ function buildAttribute({ type, value }: NameAttribute, operation: string): Attr
   if (rule.encoding === 'printableString' && !PRINTABLE.test(value)) {
     throw new PkiError('INVALID_ARGUMENT', `${operation}: ${type} contains characters outside PrintableString`);
   }
-  return new AttributeTypeAndValue({ type: rule.oid, value: new AttributeValue({ [rule.encoding]: value }) });
+  return rule;
 }
 
 /** Reads a DER Name back into ordered attributes (multi-valued RDNs are flattened in order). */

@@ -4,6 +4,7 @@ import { AlgorithmIdentifier, SubjectPublicKeyInfo } from '@peculiar/asn1-x509';
 import { RSAPublicKey } from '@peculiar/asn1-rsa';
 import { ECParameters } from '@peculiar/asn1-ecc';
 import { PkiError } from '@pki/kit';
+import { decodeOid, derBytes, derChildren, derContent, type DerElement, isConstructed, readDerElement } from './der';
 import * as oid from './oids';
 
 export type EcCurve = 'P-256' | 'P-384';
@@ -21,32 +22,96 @@ const POINT_LENGTH: Record<EcCurve, number> = { 'P-256': 65, 'P-384': 97 };
  * What kind of key a SubjectPublicKeyInfo holds. Besides the ASN.1 structure, the key is imported
  * by OpenSSL (through node's crypto), which rejects EC points not on the curve and malformed
  * RSA keys, so a key this function accepts is one a relying party can use.
+ *
+ * Answers are kept by the bytes of the key (a few hundred, least recently used first out): one
+ * issuance describes the card's key when it checks the request and again when the linter reads it
+ * back from the TBS, and the OpenSSL import is most of the cost.
  */
-const descriptions = new WeakMap<Uint8Array, PublicKeyDescription>();
-
 export function describePublicKey(spkiDer: Uint8Array, operation = 'describe public key'): PublicKeyDescription {
-  const known = descriptions.get(spkiDer);
-  if (known) return known;
-  const spki = parseSubjectPublicKeyInfo(spkiDer, operation);
-  const description = describeParsed(spki, operation);
+  const key = spkiDer instanceof Uint8Array ? Buffer.from(spkiDer.buffer, spkiDer.byteOffset, spkiDer.byteLength).toString('base64') : '';
+  const known = descriptions.get(key);
+  if (known !== undefined) {
+    // Refresh its place: the keys of a card in issuance are asked for again within milliseconds.
+    descriptions.delete(key);
+    descriptions.set(key, known);
+    return known;
+  }
+  const description = Object.freeze(describeSpki(readSubjectPublicKeyInfo(spkiDer, operation), operation));
   publicKeyObject(spkiDer, operation);
-  // Only for buffers that are not written to later: the signer's certificate keys. A caller's
-  // request buffer is a fresh object each time, so caching it costs nothing and helps nothing.
-  descriptions.set(spkiDer, description);
+  if (descriptions.size >= DESCRIPTIONS_KEPT) descriptions.delete(descriptions.keys().next().value!);
+  descriptions.set(key, description);
   return description;
 }
 
-function describeParsed(spki: SubjectPublicKeyInfo, operation: string): PublicKeyDescription {
-  const algorithm = spki.algorithm.algorithm;
-  if (algorithm === oid.id_rsaEncryption) {
-    let key: RSAPublicKey;
-    try {
-      key = AsnConvert.parse(spki.subjectPublicKey, RSAPublicKey);
-    } catch (err) {
-      throw new PkiError('INVALID_ARGUMENT', `${operation}: malformed RSA public key`, { cause: err });
-    }
-    const modulus = stripLeadingZeros(new Uint8Array(key.modulus));
-    const exponent = stripLeadingZeros(new Uint8Array(key.publicExponent));
+const DESCRIPTIONS_KEPT = 512;
+const descriptions = new Map<string, PublicKeyDescription>();
+
+/** A SubjectPublicKeyInfo (RFC 5280 §4.1.2.7) as read by {@link readSubjectPublicKeyInfo}. */
+export interface SubjectPublicKeyInfoParts {
+  /** The AlgorithmIdentifier's OID, dotted. */
+  algorithm: string;
+  /** The DER of the algorithm parameters, when present. */
+  parameters?: Buffer;
+  /** The subjectPublicKey BIT STRING's octets (after the unused-bits octet, which is 0). */
+  publicKey: Buffer;
+}
+
+/**
+ * Reads a SubjectPublicKeyInfo strictly: exactly one DER element, no trailing bytes, minimal
+ * lengths, a BIT STRING without unused bits. Accepts and refuses what
+ * {@link parseSubjectPublicKeyInfo} (the schema layer and a canonical re-encoding) does, without
+ * building schema objects (public-key.test.ts compares both over random and damaged keys).
+ *
+ *   SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier, subjectPublicKey BIT STRING }
+ *   AlgorithmIdentifier ::= SEQUENCE { algorithm OBJECT IDENTIFIER, parameters ANY DEFINED BY algorithm OPTIONAL }
+ */
+export function readSubjectPublicKeyInfo(spkiDer: Uint8Array, operation = 'parse public key'): SubjectPublicKeyInfoParts {
+  if (!(spkiDer instanceof Uint8Array) || spkiDer.length === 0) {
+    throw new PkiError('INVALID_ARGUMENT', `${operation}: public key must be non-empty DER bytes`);
+  }
+  const malformed = (cause?: unknown) => new PkiError('INVALID_ARGUMENT', `${operation}: malformed SubjectPublicKeyInfo`, cause === undefined ? {} : { cause });
+  const notCanonical = () => new PkiError('INVALID_ARGUMENT', `${operation}: SubjectPublicKeyInfo is not canonical DER`);
+  let top: DerElement;
+  let fields: DerElement[];
+  let algorithmFields: DerElement[];
+  try {
+    top = readDerElement(spkiDer, 0, operation);
+    if (top.tag !== 0x30) throw malformed();
+    fields = derChildren(spkiDer, top, operation);
+    if (fields.length !== 2 || fields[0]!.tag !== 0x30 || fields[1]!.tag !== 0x03) throw malformed();
+    algorithmFields = derChildren(spkiDer, fields[0]!, operation);
+    if (algorithmFields.length < 1 || algorithmFields.length > 2 || algorithmFields[0]!.tag !== 0x06) throw malformed();
+    // The parameters are an ANY: one whole element, itself well formed.
+    if (algorithmFields[1] !== undefined) checkWellFormed(spkiDer, algorithmFields[1], operation);
+  } catch (err) {
+    // Lengths that are valid BER but not minimal: the schema layer reads them and re-encodes differently.
+    if (err instanceof PkiError && /non-minimal length/.test(err.message)) throw notCanonical();
+    throw err instanceof PkiError && err.message.startsWith(`${operation}: malformed SubjectPublicKeyInfo`) ? err : malformed(err);
+  }
+  if (top.end !== spkiDer.length) throw notCanonical();
+  const bits = fields[1]!;
+  if (bits.end - bits.contentStart < 1) throw malformed();
+  // X.690 §11.2: the key is whole octets; unused bits would not survive a canonical re-encoding.
+  if (spkiDer[bits.contentStart] !== 0) throw notCanonical();
+  let algorithm: string;
+  try {
+    algorithm = decodeOid(spkiDer.subarray(algorithmFields[0]!.contentStart, algorithmFields[0]!.end), operation);
+  } catch (err) {
+    throw malformed(err);
+  }
+  const parts: SubjectPublicKeyInfoParts = { algorithm, publicKey: derContent(spkiDer, bits).subarray(1) };
+  if (algorithmFields[1] !== undefined) parts.parameters = derBytes(spkiDer, algorithmFields[1]);
+  return parts;
+}
+
+/** Refuses an element whose nested elements are not well-formed DER (any depth). */
+function checkWellFormed(bytes: Uint8Array, element: DerElement, operation: string): void {
+  if (isConstructed(element)) for (const child of derChildren(bytes, element, operation)) checkWellFormed(bytes, child, operation);
+}
+
+function describeSpki(spki: SubjectPublicKeyInfoParts, operation: string): PublicKeyDescription {
+  if (spki.algorithm === oid.id_rsaEncryption) {
+    const { modulus, exponent } = readRsaPublicKey(spki.publicKey, operation);
     if (modulus.length === 0 || (modulus[modulus.length - 1]! & 1) === 0) {
       throw new PkiError('INVALID_ARGUMENT', `${operation}: RSA modulus must be odd and non-zero`);
     }
@@ -54,25 +119,29 @@ function describeParsed(spki: SubjectPublicKeyInfo, operation: string): PublicKe
     if (exponent.length === 0 || exponent.length > 4 || (exponent[exponent.length - 1]! & 1) === 0) {
       throw new PkiError('INVALID_ARGUMENT', `${operation}: RSA public exponent must be odd and at most 32 bits`);
     }
-    const exponentValue = Number.parseInt(Buffer.from(exponent).toString('hex'), 16);
+    const exponentValue = exponent.reduce((value, octet) => value * 256 + octet, 0);
     if (exponentValue < 3) throw new PkiError('INVALID_ARGUMENT', `${operation}: RSA public exponent must be at least 3`);
     const bits = (modulus.length - 1) * 8 + (32 - Math.clz32(modulus[0]!));
     return { type: 'RSA', bits, exponent: exponentValue };
   }
-  if (algorithm === oid.id_ecPublicKey) {
-    if (!spki.algorithm.parameters) throw new PkiError('INVALID_ARGUMENT', `${operation}: EC key without curve parameters`);
-    let params: ECParameters;
-    try {
-      params = AsnConvert.parse(spki.algorithm.parameters, ECParameters);
-    } catch (err) {
-      throw new PkiError('INVALID_ARGUMENT', `${operation}: malformed EC parameters`, { cause: err });
+  if (spki.algorithm === oid.id_ecPublicKey) {
+    if (spki.parameters === undefined) throw new PkiError('INVALID_ARGUMENT', `${operation}: EC key without curve parameters`);
+    // RFC 5480 §2.1.1: ECParameters ::= CHOICE { namedCurve OID, ... }; only namedCurve is allowed in PKIX.
+    let namedCurve: string | undefined;
+    if (spki.parameters[0] === 0x06) {
+      try {
+        namedCurve = decodeOid(derContent(spki.parameters, readDerElement(spki.parameters, 0, operation)), operation);
+      } catch (err) {
+        throw new PkiError('INVALID_ARGUMENT', `${operation}: malformed EC parameters`, { cause: err });
+      }
+    } else if (spki.parameters[0] !== 0x05 && spki.parameters[0] !== 0x30) {
+      throw new PkiError('INVALID_ARGUMENT', `${operation}: malformed EC parameters`);
     }
-    // RFC 5480 §2.1.1: only namedCurve is allowed in PKIX.
-    const curve = params.namedCurve === undefined ? undefined : CURVE_BY_OID[params.namedCurve];
+    const curve = namedCurve === undefined ? undefined : CURVE_BY_OID[namedCurve];
     if (curve === undefined) {
-      throw new PkiError('INVALID_ARGUMENT', `${operation}: unsupported EC curve ${params.namedCurve ?? '(not a named curve)'}`);
+      throw new PkiError('INVALID_ARGUMENT', `${operation}: unsupported EC curve ${namedCurve ?? '(not a named curve)'}`);
     }
-    const point = new Uint8Array(spki.subjectPublicKey);
+    const point = spki.publicKey;
     // RFC 5480 §2.2: the uncompressed form MUST be supported; compressed points are refused so
     // that every relying party can read the key.
     if (point.length !== POINT_LENGTH[curve] || point[0] !== 0x04) {
@@ -80,7 +149,30 @@ function describeParsed(spki: SubjectPublicKeyInfo, operation: string): PublicKe
     }
     return { type: 'EC', curve };
   }
-  throw new PkiError('INVALID_ARGUMENT', `${operation}: unsupported public key algorithm ${algorithm}`);
+  throw new PkiError('INVALID_ARGUMENT', `${operation}: unsupported public key algorithm ${spki.algorithm}`);
+}
+
+/**
+ * RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER } (RFC 8017 A.1.1), read
+ * strictly (one element, minimal positive INTEGERs); both returned without leading zero octets.
+ */
+function readRsaPublicKey(bytes: Buffer, operation: string): { modulus: Buffer; exponent: Buffer } {
+  try {
+    const top = readDerElement(bytes, 0, operation);
+    const fields = top.tag === 0x30 && top.end === bytes.length ? derChildren(bytes, top, operation) : [];
+    if (fields.length !== 2 || fields[0]!.tag !== 0x02 || fields[1]!.tag !== 0x02) throw new Error('not a SEQUENCE of two INTEGERs');
+    const [modulus, exponent] = fields.map((field) => {
+      const content = derContent(bytes, field);
+      // X.690 §8.3.2: minimal; and a key's numbers are positive.
+      if (content.length === 0 || content[0]! & 0x80 || (content.length > 1 && content[0] === 0 && (content[1]! & 0x80) === 0)) {
+        throw new Error('an INTEGER is negative, empty or not minimal');
+      }
+      return content[0] === 0 ? content.subarray(1) : content;
+    }) as [Buffer, Buffer];
+    return { modulus, exponent };
+  } catch (err) {
+    throw new PkiError('INVALID_ARGUMENT', `${operation}: malformed RSA public key`, { cause: err });
+  }
 }
 
 /** Parses SPKI DER, refusing trailing bytes or anything that is not exactly one SPKI. */
@@ -169,8 +261,7 @@ export function namedCurveParameters(curve: EcCurve): Buffer {
  * subjectPublicKey (excluding the tag, length and number of unused bits).
  */
 export function subjectKeyIdentifierOf(spkiDer: Uint8Array): Buffer {
-  const spki = parseSubjectPublicKeyInfo(spkiDer, 'compute key identifier');
-  return createHash('sha1').update(new Uint8Array(spki.subjectPublicKey)).digest();
+  return createHash('sha1').update(readSubjectPublicKeyInfo(spkiDer, 'compute key identifier').publicKey).digest();
 }
 
 /**

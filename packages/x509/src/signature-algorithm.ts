@@ -114,7 +114,20 @@ function pssParametersOf(identifier: AlgorithmIdentifier, operation: string): Ve
 
 /** DER of {@link signatureAlgorithmIdentifier}: the exact bytes a TBS carries for `algorithm`. */
 export function signatureAlgorithmIdentifierDer(algorithm: SignatureAlgorithm): Buffer {
-  return Buffer.from(AsnConvert.serialize(signatureAlgorithmIdentifier(algorithm)));
+  return Buffer.from(algorithmIdentifierDer(algorithm));
+}
+
+// Encoded once per algorithm by the schema layer; shared, so never handed out to be written to.
+const identifierDers = new Map<SignatureAlgorithm, Buffer>();
+
+/** {@link signatureAlgorithmIdentifierDer} without the copy, for this package's encoders (read only). */
+export function algorithmIdentifierDer(algorithm: SignatureAlgorithm): Buffer {
+  let der = identifierDers.get(algorithm);
+  if (der === undefined) {
+    if (!isSignatureAlgorithm(algorithm)) throw new PkiError('INVALID_ARGUMENT', `encode signature algorithm: unknown algorithm '${String(algorithm)}'`);
+    identifierDers.set(algorithm, (der = Buffer.from(AsnConvert.serialize(signatureAlgorithmIdentifier(algorithm)))));
+  }
+  return der;
 }
 
 /**
@@ -122,6 +135,6 @@ export function signatureAlgorithmIdentifierDer(algorithm: SignatureAlgorithm): 
  * for anything else (another algorithm, or the right OID with other or wrongly encoded parameters).
  */
 export function signatureAlgorithmOfDer(der: Uint8Array): SignatureAlgorithm | undefined {
-  const bytes = Buffer.from(der);
-  return SignatureAlgorithms.find((algorithm) => signatureAlgorithmIdentifierDer(algorithm).equals(bytes));
+  const bytes = Buffer.from(der.buffer, der.byteOffset, der.byteLength);
+  return SignatureAlgorithms.find((algorithm) => algorithmIdentifierDer(algorithm).equals(bytes));
 }

@@ -23,7 +23,8 @@ import {
 } from './extensions';
 import * as oid from './oids';
 import { signatureAlgorithmIdentifierDer, signatureAlgorithmOfDer } from './signature-algorithm';
-import { decodeOid, decodeTbsCertificate } from './tbs-decoding';
+import { decodeOid } from './der';
+import { decodeTbsCertificate } from './tbs-decoding';
 
 const spki = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'der', type: 'spki' });
 

@@ -1,8 +1,7 @@
-import { AsnConvert } from '@peculiar/asn1-schema';
-import { TBSCertificate } from '@peculiar/asn1-x509';
 import { PkiError } from '@pki/kit';
-import { derBytes, derChildren, derContent, type DerElement, readDerElement } from './der';
+import { derBytes, derChildren, derContent, type DerElement, decodeOid, readDerElement } from './der';
 import * as oid from './oids';
+import { readSubjectPublicKeyInfo } from './public-key';
 
 /** The ASN.1 string types a name attribute or directory attribute value can have. */
 export type DerStringType =
@@ -62,8 +61,13 @@ export interface DecodedExtension {
  */
 export interface DecodedTbsCertificate {
   der: Buffer;
-  /** Whether a schema parse and re-serialisation gives back the same bytes (canonical DER). */
+  /**
+   * Whether the bytes are canonical DER (X.690 §10-11) in what this decoder reads: the fields a
+   * schema parse and re-serialisation would re-encode (see {@link decodeTbsCertificate}).
+   */
   canonical: boolean;
+  /** When not canonical, the first departure found, for messages. */
+  notCanonicalBecause?: string;
   /** 0 (v1), 1 (v2) or 2 (v3), as encoded; 0 when the DEFAULT is used. */
   version: number;
   /** Whether the version field was written out although it holds the DEFAULT v1 (forbidden in DER). */
@@ -105,11 +109,28 @@ const TAG = {
  * Decodes the DER of a TBSCertificate. INVALID_ARGUMENT when the bytes are not a structurally
  * valid TBSCertificate; encoding details that are legal ASN.1 but break RFC 5280 rules (wrong
  * string type, bad time format) decode and are left for the caller to judge.
+ *
+ * `canonical` says whether the bytes are what a DER encoder writes for the values they hold: the
+ * version written only when not the DEFAULT v1 (X.690 §11.5), BOOLEANs as 0xFF and a critical
+ * FALSE left out (§11.1, §11.5), minimal OBJECT IDENTIFIER arcs (§8.19.2), strings in primitive
+ * form (§10.2) and UTF8Strings that decode, UTCTime as YYMMDDHHMMSSZ and GeneralizedTime without
+ * trailing fraction zeros (§11.7, §11.8), real calendar values, BIT STRINGs without unused bits
+ * (§11.2), SET OF members in order (§11.6), and the SubjectPublicKeyInfo read strictly
+ * (readSubjectPublicKeyInfo). Minimal lengths are required of every element by readDerElement.
+ * The serial's INTEGER and the extension values are not judged here: the linter judges the serial
+ * itself, and each extension value has its own canonical reader (extension-decoding.ts).
+ * tbs-decoding.test.ts holds this to the verdict of a schema-layer parse and re-serialisation over
+ * random and damaged certificates; it replaced that round trip, which cost more than issuing the
+ * rest of the certificate (decision 0019).
  */
 export function decodeTbsCertificate(tbsDer: Uint8Array, operation = 'decode TBS certificate'): DecodedTbsCertificate {
   const bytes = Buffer.from(tbsDer);
   const fail = (why: string): never => {
     throw new PkiError('INVALID_ARGUMENT', `${operation}: ${why}`);
+  };
+  let notCanonicalBecause: string | undefined;
+  const notCanonical = (why: string): void => {
+    notCanonicalBecause ??= why;
   };
   const top = readDerElement(bytes, 0, operation);
   if (top.tag !== TAG.SEQUENCE) fail('not a SEQUENCE');
@@ -131,59 +152,85 @@ export function decodeTbsCertificate(tbsDer: Uint8Array, operation = 'decode TBS
     if (content.length !== 1 || content[0]! > 2) fail('version is not v1, v2 or v3');
     version = content[0]!;
     versionExplicitDefault = version === 0;
+    if (versionExplicitDefault) notCanonical('version v1 is written out although it is the DEFAULT');
   }
   const serialNumber = derContent(bytes, next(TAG.INTEGER, 'serialNumber'));
-  const signatureAlgorithm = derBytes(bytes, next(TAG.SEQUENCE, 'signature'));
+  const signatureElement = next(TAG.SEQUENCE, 'signature');
+  const signatureAlgorithm = derBytes(bytes, signatureElement);
+  checkAlgorithmIdentifier(bytes, signatureElement, operation, notCanonical);
   const issuerElement = next(TAG.SEQUENCE, 'issuer');
   const validity = derChildren(bytes, next(TAG.SEQUENCE, 'validity'), operation);
   if (validity.length !== 2) fail('validity does not hold two times');
   const subjectElement = next(TAG.SEQUENCE, 'subject');
   const subjectPublicKeyInfo = derBytes(bytes, next(TAG.SEQUENCE, 'subjectPublicKeyInfo'));
+  try {
+    readSubjectPublicKeyInfo(subjectPublicKeyInfo, operation);
+  } catch (err) {
+    notCanonical((err as Error).message);
+  }
   let hasIssuerUniqueId = false;
   let hasSubjectUniqueId = false;
   let extensions: DecodedExtension[] | undefined;
-  if (fields[i]?.tag === TAG.ISSUER_UID || fields[i]?.tag === (TAG.ISSUER_UID | 0x20)) {
-    hasIssuerUniqueId = true;
-    i++;
-  }
-  if (fields[i]?.tag === TAG.SUBJECT_UID || fields[i]?.tag === (TAG.SUBJECT_UID | 0x20)) {
-    hasSubjectUniqueId = true;
+  for (const [tag, name] of [[TAG.ISSUER_UID, 'issuerUniqueID'], [TAG.SUBJECT_UID, 'subjectUniqueID']] as const) {
+    const field = fields[i];
+    if (field?.tag !== tag && field?.tag !== (tag | 0x20)) continue;
+    if (tag === TAG.ISSUER_UID) hasIssuerUniqueId = true;
+    else hasSubjectUniqueId = true;
+    // UniqueIdentifier ::= BIT STRING, implicitly tagged: primitive, whole octets.
+    if (field.tag !== tag || field.end === field.contentStart || bytes[field.contentStart] !== 0) notCanonical(`${name} is not a primitive BIT STRING of whole octets`);
     i++;
   }
   if (fields[i]?.tag === TAG.EXTENSIONS) {
     const wrapper = derChildren(bytes, next(TAG.EXTENSIONS, 'extensions'), operation);
     if (wrapper.length !== 1 || wrapper[0]!.tag !== TAG.SEQUENCE) fail('extensions is not a SEQUENCE');
-    extensions = derChildren(bytes, wrapper[0]!, operation).map((ext) => decodeExtension(bytes, ext, operation));
+    extensions = derChildren(bytes, wrapper[0]!, operation).map((ext) => decodeExtension(bytes, ext, operation, notCanonical));
   }
   if (i !== fields.length) fail('unexpected fields after subjectPublicKeyInfo');
 
-  let canonical: boolean;
-  try {
-    canonical = Buffer.from(AsnConvert.serialize(AsnConvert.parse(bytes, TBSCertificate))).equals(bytes);
-  } catch {
-    canonical = false;
-  }
-  return {
+  const notBefore = decodeTime(bytes, validity[0]!, notCanonical);
+  const notAfter = decodeTime(bytes, validity[1]!, notCanonical);
+  const decoded: DecodedTbsCertificate = {
     der: bytes,
-    canonical,
+    canonical: true,
     version,
     versionExplicitDefault,
     serialNumber,
     signatureAlgorithm,
     issuerDer: derBytes(bytes, issuerElement),
-    issuer: decodeName(bytes, issuerElement, operation),
-    notBefore: decodeTime(bytes, validity[0]!),
-    notAfter: decodeTime(bytes, validity[1]!),
+    issuer: decodeName(bytes, issuerElement, operation, notCanonical),
+    notBefore,
+    notAfter,
     subjectDer: derBytes(bytes, subjectElement),
-    subject: decodeName(bytes, subjectElement, operation),
+    subject: decodeName(bytes, subjectElement, operation, notCanonical),
     subjectPublicKeyInfo,
     hasIssuerUniqueId,
     hasSubjectUniqueId,
     extensions,
   };
+  if (notCanonicalBecause !== undefined) {
+    decoded.canonical = false;
+    decoded.notCanonicalBecause = notCanonicalBecause;
+  }
+  return decoded;
 }
 
-function decodeExtension(bytes: Buffer, element: DerElement, operation: string): DecodedExtension {
+type NotCanonical = (why: string) => void;
+
+/** AlgorithmIdentifier ::= SEQUENCE { algorithm OBJECT IDENTIFIER, parameters ANY OPTIONAL } */
+function checkAlgorithmIdentifier(bytes: Buffer, element: DerElement, operation: string, notCanonical: NotCanonical): void {
+  const parts = derChildren(bytes, element, operation);
+  if (parts.length < 1 || parts.length > 2 || parts[0]!.tag !== TAG.OID) {
+    notCanonical('the signature AlgorithmIdentifier is not an OID with optional parameters');
+    return;
+  }
+  try {
+    decodeOid(derContent(bytes, parts[0]!), operation);
+  } catch (err) {
+    notCanonical((err as Error).message);
+  }
+}
+
+function decodeExtension(bytes: Buffer, element: DerElement, operation: string, notCanonical: NotCanonical): DecodedExtension {
   if (element.tag !== TAG.SEQUENCE) throw new PkiError('INVALID_ARGUMENT', `${operation}: an extension is not a SEQUENCE`);
   const parts = derChildren(bytes, element, operation);
   const [id, second, third] = parts;
@@ -194,39 +241,44 @@ function decodeExtension(bytes: Buffer, element: DerElement, operation: string):
   }
   const extnID = decodeOid(derContent(bytes, id), operation);
   const critical = withCritical ? derContent(bytes, second!)[0] !== 0x00 : false;
+  // X.690 §11.1: TRUE is 0xFF; §11.5: critical FALSE is the DEFAULT and is left out.
+  if (withCritical && (second!.end - second!.contentStart !== 1 || bytes[second!.contentStart] !== 0xff)) {
+    notCanonical(`extension ${extnID}: critical is written out but is not the DER TRUE`);
+  }
   return { extnID, critical, value: derContent(bytes, valueElement) };
 }
 
-/** The dotted form of an OBJECT IDENTIFIER's content octets (X.690 §8.19). */
-export function decodeOid(content: Uint8Array, operation = 'decode OID'): string {
-  if (content.length === 0 || (content[content.length - 1]! & 0x80) !== 0) throw new PkiError('INVALID_ARGUMENT', `${operation}: malformed OID`);
-  const arcs: bigint[] = [];
-  let value = 0n;
-  let startOfArc = true;
-  for (const byte of content) {
-    // X.690 §8.19.2: subidentifiers are minimal, so an arc never starts with 0x80.
-    if (startOfArc && byte === 0x80) throw new PkiError('INVALID_ARGUMENT', `${operation}: non-minimal OID arc`);
-    value = (value << 7n) | BigInt(byte & 0x7f);
-    startOfArc = (byte & 0x80) === 0;
-    if (startOfArc) {
-      arcs.push(value);
-      value = 0n;
-    }
-  }
-  const first = arcs[0]!;
-  const head = first < 40n ? [0n, first] : first < 80n ? [1n, first - 40n] : [2n, first - 80n];
-  return [...head, ...arcs.slice(1)].join('.');
-}
-
-function decodeName(bytes: Buffer, name: DerElement, operation: string): DecodedNameAttribute[][] {
+function decodeName(bytes: Buffer, name: DerElement, operation: string, notCanonical: NotCanonical): DecodedNameAttribute[][] {
   return derChildren(bytes, name, operation).map((rdn) => {
     if (rdn.tag !== TAG.SET) throw new PkiError('INVALID_ARGUMENT', `${operation}: an RDN is not a SET`);
-    return derChildren(bytes, rdn, operation).map((atv) => {
+    const members = derChildren(bytes, rdn, operation);
+    // X.690 §11.6: the members of a SET OF in ascending order of their encodings.
+    for (let k = 1; k < members.length; k++) {
+      if (compareEncodings(bytes.subarray(members[k - 1]!.start, members[k - 1]!.end), bytes.subarray(members[k]!.start, members[k]!.end)) > 0) {
+        notCanonical('the attributes of a multi-valued RDN are not in DER order');
+      }
+    }
+    return members.map((atv) => {
       const parts = atv.tag === TAG.SEQUENCE ? derChildren(bytes, atv, operation) : [];
       if (parts.length !== 2 || parts[0]!.tag !== TAG.OID) throw new PkiError('INVALID_ARGUMENT', `${operation}: malformed AttributeTypeAndValue`);
-      return { oid: decodeOid(derContent(bytes, parts[0]!), operation), ...decodeDerString(bytes, parts[1]!) };
+      const attributeOid = decodeOid(derContent(bytes, parts[0]!), operation);
+      const value = decodeDerString(bytes, parts[1]!);
+      const valueTag = parts[1]!.tag;
+      // X.690 §10.2: strings in the primitive form; and text that decodes in its string type.
+      if ((valueTag & 0x20) !== 0 && STRING_TYPE_BY_TAG[valueTag & ~0x20] !== undefined) notCanonical(`attribute ${attributeOid}: a string in the constructed form`);
+      else if (value.stringType !== 'other' && value.value === undefined) notCanonical(`attribute ${attributeOid}: the ${value.stringType} does not decode`);
+      return { oid: attributeOid, ...value };
     });
   });
+}
+
+/** X.690 §11.6 order: octet by octet, the shorter encoding padded with zero octets. */
+function compareEncodings(a: Uint8Array, b: Uint8Array): number {
+  for (let k = 0; k < Math.max(a.length, b.length); k++) {
+    const difference = (a[k] ?? 0) - (b[k] ?? 0);
+    if (difference !== 0) return difference;
+  }
+  return 0;
 }
 
 /** The string type and characters of a string element (see {@link DecodedString}). */
@@ -261,20 +313,27 @@ export function decodeDerString(bytes: Uint8Array, element: DerElement): Decoded
 }
 
 const UTC_TIME = /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/;
-const GENERALIZED_TIME = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/;
+// DER GeneralizedTime (X.690 §11.7): seconds present, a fraction only without trailing zeros.
+const GENERALIZED_TIME = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\.\d*[1-9])?Z$/;
 
-function decodeTime(bytes: Buffer, element: DerElement): DecodedTime {
+function decodeTime(bytes: Buffer, element: DerElement, notCanonical: NotCanonical): DecodedTime {
   const text = derContent(bytes, element).toString('latin1');
   const encoding = element.tag === TAG.UTC_TIME ? 'utcTime' : element.tag === TAG.GENERALIZED_TIME ? 'generalizedTime' : 'other';
   const match = encoding === 'utcTime' ? UTC_TIME.exec(text) : encoding === 'generalizedTime' ? GENERALIZED_TIME.exec(text) : null;
-  if (match === null) return { encoding, text, date: undefined };
-  const [, y, mo, d, h, mi, s] = match.map(Number) as [number, number, number, number, number, number, number];
+  if (match === null) {
+    notCanonical(`a validity time is not a DER ${encoding === 'other' ? 'Time' : encoding}`);
+    return { encoding, text, date: undefined };
+  }
+  const [y, mo, d, h, mi, s] = match.slice(1, 7).map(Number) as [number, number, number, number, number, number];
   // RFC 5280 §4.1.2.5.1: UTCTime YY >= 50 is 19YY, YY < 50 is 20YY.
   const year = encoding === 'utcTime' ? (y >= 50 ? 1900 + y : 2000 + y) : y;
   const date = new Date(Date.UTC(year, mo - 1, d, h, mi, s));
+  date.setUTCFullYear(year); // Date.UTC reads the years 0 to 99 as 1900 to 1999
   // Reject impossible calendar values (month 13, 31 February) that Date.UTC would roll over.
   const valid = date.getUTCFullYear() === year && date.getUTCMonth() === mo - 1 && date.getUTCDate() === d && h < 24 && mi < 60 && s < 60;
-  return { encoding, text, date: valid ? date : undefined };
+  if (!valid) notCanonical('a validity time is not a calendar time');
+  // RFC 5280 §4.1.2.5.2: GeneralizedTime in certificates MUST NOT include fractional seconds.
+  return { encoding, text, date: valid && match[7] === undefined ? date : undefined };
 }
 
 /** Short names of the naming attributes, for messages: `C`, `CN`, ... or the dotted OID. */

@@ -99,8 +99,15 @@ export class CertificateAuthority {
     // before they existed stay what they were.
     const optional = request.nationalIdLastFour || request.email ? [request.nationalIdLastFour ?? '', request.email ?? ''] : [];
     const requestHash = requestDigest(request.profile, request.publicKeySpki, JSON.stringify(request.subject), issuer.keyId, request.notAfter?.toISOString() ?? '', ...optional);
+    // A new idempotency key is the common case: it is reserved straight away and looked up only
+    // when the reservation finds it taken (a retry). While the HSM is down it is looked up first,
+    // so that a retry of a finished issuance is still answered.
+    const lookUpFirst = !(await this.#deps.keyManager.healthCheck()).healthy;
+    return this.#issueUnderKey(request, profile, issuer, requestHash, lookUpFirst);
+  }
 
-    const existing = await this.#findIssuance(request.caller, request.idempotencyKey);
+  async #issueUnderKey(request: IssueRequest, profile: CertificateProfileName, issuer: IssuerRecord, requestHash: Buffer, lookUpFirst: boolean): Promise<IssueResult> {
+    const existing = lookUpFirst ? await this.#findIssuance(request.caller, request.idempotencyKey) : undefined;
     if (existing && !existing.requestSha256.equals(requestHash)) {
       throw new PkiError('CONFLICT', `${OPERATION}: idempotency key '${request.idempotencyKey}' was already used with a different request`);
     }
@@ -151,7 +158,8 @@ export class CertificateAuthority {
     } else {
       prepared = await buildAudited(this.#deps.clock, this.#deps.serials ?? (() => randomSerial()));
       const reserved = await this.#reserve(request, requestHash, prepared, issuer);
-      if (!reserved) return this.issue(request); // a concurrent retry reserved it first
+      // The key was used before, or a concurrent retry reserved it first: answer as a retry.
+      if (!reserved) return this.#issueUnderKey(request, profile, issuer, requestHash, true);
     }
 
     let certificateDer: Buffer;
@@ -220,9 +228,11 @@ export class CertificateAuthority {
   async #reserve(request: IssueRequest, requestHash: Buffer, prepared: PreparedCertificate, issuer: IssuerRecord): Promise<boolean> {
     try {
       await withTransaction(this.#deps.pool, async (tx) => {
-        await tx.query(`INSERT INTO serials (serial_hex, issuer_key_id) VALUES ($1, $2)`, [prepared.serialHex, issuer.keyId]);
+        // Serial and issuance in one statement (one round trip); a taken key or serial still fails
+        // it with the constraint named below.
         await tx.query(
-          `INSERT INTO issuances (caller, idempotency_key, request_sha256, profile, issuer_key_id, serial_hex, not_before, not_after, state)
+          `WITH serial AS (INSERT INTO serials (serial_hex, issuer_key_id) VALUES ($6, $5))
+           INSERT INTO issuances (caller, idempotency_key, request_sha256, profile, issuer_key_id, serial_hex, not_before, not_after, state)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'RESERVED')`,
           [request.caller, request.idempotencyKey, requestHash, request.profile, issuer.keyId, prepared.serialHex, prepared.notBefore, prepared.notAfter],
         );

@@ -1,12 +1,5 @@
 import { PkiError } from '@pki/kit';
-import {
-  assembleCertificate,
-  describePublicKey,
-  parseCertificate,
-  type PublicKeyDescription,
-  type SignatureAlgorithm,
-  verifyCertificateSignature,
-} from '@pki/x509';
+import { assembleCertificate, describePublicKey, type PublicKeyDescription, type SignatureAlgorithm, verifyCertificateSignatureDer } from '@pki/x509';
 import type { KeyManager } from '../ports/key-manager';
 
 /**
@@ -36,7 +29,8 @@ export async function signCertificate(
 ): Promise<Buffer> {
   const { signature } = await keyManager.sign({ keyId: request.issuerKeyId, algorithm: request.algorithm, data: request.tbsDer });
   const certificateDer = assembleCertificate(request.tbsDer, request.algorithm, signature);
-  if (!verifyCertificateSignature(parseCertificate(certificateDer), request.issuerSpki)) {
+  // Read back from the certificate's own bytes, as a relying party will read them.
+  if (!verifyCertificateSignatureDer(certificateDer, request.issuerSpki, operation)) {
     throw new PkiError('INTERNAL', `${operation}: the signature made with key ${request.issuerKeyId} does not verify with the issuer's public key`);
   }
   return certificateDer;

@@ -114,7 +114,7 @@ const OPERATION = 'issue certificate';
 export function prepareCertificate(deps: Pick<IssuanceDeps, 'clock' | 'serials'>, request: IssueCertificateRequest): PreparedCertificate {
   const profile = certificateProfile(String(request.profile));
   if (profile === undefined) throw new PkiError('INVALID_ARGUMENT', `${OPERATION}: unknown profile '${String(request.profile)}'`);
-  const issuer = parseIssuer(request.issuer);
+  const issuer = issuerOf(request.issuer);
   checkSubject(profile, request.subject);
   checkSubjectKey(profile, request.publicKeySpki, issuer);
 
@@ -131,7 +131,7 @@ export function prepareCertificate(deps: Pick<IssuanceDeps, 'clock' | 'serials'>
   }
 
   const serial = deps.serials();
-  const signatureAlgorithm = signatureAlgorithmForIssuerSpki(issuer.certificate.subjectPublicKeyInfo);
+  const { signatureAlgorithm } = issuer;
   const publication = publicationOf(profile, request.issuer, issuer, serial);
   const tbsDer = buildTbsCertificate({
     serialNumber: serial,
@@ -184,6 +184,38 @@ export async function issueCertificate(deps: IssuanceDeps, request: IssueCertifi
 interface ParsedIssuer {
   certificate: ParsedCertificate;
   keyIdentifier: Buffer;
+  signatureAlgorithm: SignatureAlgorithm;
+  /** The extensions that depend only on a profile, this issuer and its publication points. */
+  constantExtensions: Map<string, ConstantExtensions>;
+}
+
+/** A profile's extensions other than the subject's own, in certificate order around them. */
+interface ConstantExtensions {
+  /** authorityKeyIdentifier: first, before the subjectKeyIdentifier. */
+  first: CertificateExtension;
+  /** keyUsage, extKeyUsage, basicConstraints, certificatePolicies: between the SKI and the CRL DP. */
+  beforeCrl: readonly CertificateExtension[];
+  /** authorityInfoAccess, id-pkix-ocsp-nocheck: after the CRL DP. */
+  afterCrl: readonly CertificateExtension[];
+}
+
+// The issuing generations a signer uses, parsed once each (keyed by their certificate's bytes, so
+// a caller's fresh IssuingCa object for the same generation finds it). Only issuers that passed
+// the checks of parseIssuer are kept.
+const issuers = new Map<string, ParsedIssuer>();
+const ISSUERS_KEPT = 32;
+
+function issuerOf(ca: IssuingCa): ParsedIssuer {
+  const der = ca.certificateDer;
+  const key = Buffer.isBuffer(der) ? der.toString('latin1') : undefined;
+  const known = key === undefined ? undefined : issuers.get(key);
+  if (known !== undefined) return known;
+  const parsed = parseIssuer(ca);
+  if (key !== undefined) {
+    if (issuers.size >= ISSUERS_KEPT) issuers.clear();
+    issuers.set(key, parsed);
+  }
+  return parsed;
 }
 
 function parseIssuer(issuer: IssuingCa): ParsedIssuer {
@@ -197,7 +229,8 @@ function parseIssuer(issuer: IssuingCa): ParsedIssuer {
   // issuer's SKI, which all generations need because they share one DN (domain.md).
   if (certificate.basicConstraints?.ca !== true) throw new PkiError('FAILED_PRECONDITION', `${OPERATION}: the issuer certificate is not a CA certificate`);
   const keyIdentifier = certificate.subjectKeyIdentifier ?? subjectKeyIdentifierOf(certificate.subjectPublicKeyInfo);
-  return { certificate, keyIdentifier };
+  const signatureAlgorithm = signatureAlgorithmForIssuerSpki(certificate.subjectPublicKeyInfo);
+  return { certificate, keyIdentifier, signatureAlgorithm, constantExtensions: new Map() };
 }
 
 function checkSubject(profile: CertificateProfile, subject: DistinguishedName): void {
@@ -294,23 +327,10 @@ function publicationOf(profile: CertificateProfile, ca: IssuingCa, issuer: Parse
 }
 
 function extensionsOf(profile: CertificateProfile, request: IssueCertificateRequest, issuer: ParsedIssuer, publication: Publication): CertificateExtension[] {
-  const extensions: CertificateExtension[] = [
-    authorityKeyIdentifierExtension(issuer.keyIdentifier),
-    subjectKeyIdentifierExtension(request.publicKeySpki),
-    keyUsageExtension(profile.keyUsage.usages, { critical: profile.keyUsage.critical }),
-  ];
-  if (profile.extendedKeyUsage !== undefined) {
-    extensions.push(extendedKeyUsageExtension(profile.extendedKeyUsage.purposes, { critical: profile.extendedKeyUsage.critical }));
-  }
-  if (profile.basicConstraints !== undefined) extensions.push(basicConstraintsExtension({ ca: false }, { critical: profile.basicConstraints.critical }));
-  if (profile.certificatePolicies !== undefined) {
-    extensions.push(certificatePoliciesExtension(profile.certificatePolicies.policies, { critical: profile.certificatePolicies.critical }));
-  }
+  const constant = constantExtensionsOf(profile, issuer, publication);
+  const extensions: CertificateExtension[] = [constant.first, subjectKeyIdentifierExtension(request.publicKeySpki), ...constant.beforeCrl];
   if (publication.crlUrls.length > 0) extensions.push(crlDistributionPointsExtension(publication.crlUrls));
-  if (publication.ocspUrls.length + publication.caIssuersUrls.length > 0) {
-    extensions.push(authorityInfoAccessExtension({ ocsp: publication.ocspUrls, caIssuers: publication.caIssuersUrls }));
-  }
-  if (profile.ocspNoCheck) extensions.push(ocspNoCheckExtension());
+  extensions.push(...constant.afterCrl);
   if (request.nationalIdLastFour !== undefined) {
     if (!profile.allowsNationalIdLastFour) throw new PkiError('INVALID_ARGUMENT', `${OPERATION}: profile ${profile.name} carries no national ID digits`);
     if (!/^[0-9]{4}$/.test(request.nationalIdLastFour)) throw new PkiError('INVALID_ARGUMENT', `${OPERATION}: nationalIdLastFour must be 4 digits`);
@@ -319,6 +339,38 @@ function extensionsOf(profile: CertificateProfile, request: IssueCertificateRequ
   const san = subjectAltNamesOf(profile, request);
   if (san !== undefined) extensions.push(subjectAltNameExtension(san));
   return extensions;
+}
+
+/**
+ * The extensions of a profile that are the same for every certificate of one issuer generation,
+ * built once per profile and publication points (the profile-derived bytes cost the schema layer
+ * as much as the rest of a TBS); the bytes are the builders' own, so nothing changes in them.
+ */
+function constantExtensionsOf(profile: CertificateProfile, issuer: ParsedIssuer, publication: Publication): ConstantExtensions {
+  const key = `${profile.name}\n${publication.ocspUrls.join(' ')}\n${publication.caIssuersUrls.join(' ')}`;
+  const known = issuer.constantExtensions.get(key);
+  if (known !== undefined) return known;
+  const beforeCrl = [keyUsageExtension(profile.keyUsage.usages, { critical: profile.keyUsage.critical })];
+  if (profile.extendedKeyUsage !== undefined) {
+    beforeCrl.push(extendedKeyUsageExtension(profile.extendedKeyUsage.purposes, { critical: profile.extendedKeyUsage.critical }));
+  }
+  if (profile.basicConstraints !== undefined) beforeCrl.push(basicConstraintsExtension({ ca: false }, { critical: profile.basicConstraints.critical }));
+  if (profile.certificatePolicies !== undefined) {
+    beforeCrl.push(certificatePoliciesExtension(profile.certificatePolicies.policies, { critical: profile.certificatePolicies.critical }));
+  }
+  const afterCrl: CertificateExtension[] = [];
+  if (publication.ocspUrls.length + publication.caIssuersUrls.length > 0) {
+    afterCrl.push(authorityInfoAccessExtension({ ocsp: publication.ocspUrls, caIssuers: publication.caIssuersUrls }));
+  }
+  if (profile.ocspNoCheck) afterCrl.push(ocspNoCheckExtension());
+  const constant: ConstantExtensions = Object.freeze({
+    first: Object.freeze(authorityKeyIdentifierExtension(issuer.keyIdentifier)),
+    beforeCrl: Object.freeze(beforeCrl.map((e) => Object.freeze(e))),
+    afterCrl: Object.freeze(afterCrl.map((e) => Object.freeze(e))),
+  });
+  if (issuer.constantExtensions.size >= 64) issuer.constantExtensions.clear();
+  issuer.constantExtensions.set(key, constant);
+  return constant;
 }
 
 function subjectAltNamesOf(profile: CertificateProfile, request: IssueCertificateRequest): SubjectAltNames | undefined {

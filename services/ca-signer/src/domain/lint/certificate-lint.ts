@@ -334,7 +334,7 @@ function lintExtensions(tbs: DecodedTbsCertificate, context: CertificateLintCont
     const ext = byId.get(extnID);
     if (ext === undefined || rules.get(extnID)?.presence === 'forbidden') return undefined;
     try {
-      return decode(ext.value);
+      return decodedValue(extnID, ext.value, decode);
     } catch (err) {
       findings.error(`e_ext_${EXTENSION_SLUG[extnID]!}_malformed`, (err as Error).message);
       return undefined;
@@ -445,6 +445,27 @@ function lintExtensions(tbs: DecodedTbsCertificate, context: CertificateLintCont
       /^[0-9]{4}$/.test(attributes[0]!.values[0]!.value ?? '');
     if (!ok) findings.error('e_subject_directory_attributes_content', 'subjectDirectoryAttributes must hold only the national ID last four digits, one PrintableString of 4 digits');
   }
+}
+
+/*
+ * Decoded extension values by their exact bytes. Most of a certificate's extension values are the
+ * same for every certificate of a profile and issuer generation (AKI, keyUsage, policies, AIA, the
+ * CRL partition's DP), and each one's decoding through the schema layer cost as much as building
+ * the whole TBS. A decoding is a function of the bytes alone, so reusing it for the same bytes
+ * judges exactly what reading them again would; only values that decoded are kept, and the
+ * linter only reads them.
+ */
+const decodedValues = new Map<string, unknown>();
+const DECODED_VALUES_KEPT = 4096;
+
+function decodedValue<T>(extnID: string, bytes: Buffer, decode: (bytes: Buffer) => T): T {
+  const key = `${extnID} ${bytes.toString('latin1')}`;
+  if (decodedValues.has(key)) return decodedValues.get(key) as T;
+  const decoded = decode(bytes);
+  // Oldest first out: the values that recur are met again long before they would leave.
+  if (decodedValues.size >= DECODED_VALUES_KEPT) decodedValues.delete(decodedValues.keys().next().value!);
+  decodedValues.set(key, decoded);
+  return decoded;
 }
 
 function lintSubjectAltName(names: DecodedGeneralName[], tbs: DecodedTbsCertificate, profile: CertificateProfile, findings: Findings): void {
