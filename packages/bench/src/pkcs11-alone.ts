@@ -22,6 +22,8 @@ interface Settings {
   sessions: number;
   /** Signatures requested at once: enough to keep every session busy. */
   inFlight: number;
+  /** Size of each message signed; default 250 (a ResponseData; a citizen TBSCertificate is about 1,200). */
+  dataBytes?: number;
 }
 
 async function main(): Promise<void> {
@@ -29,8 +31,8 @@ async function main(): Promise<void> {
   process.env.SOFTHSM2_CONF = settings.softhsmConfigFile;
   const keyManager = await Pkcs11KeyManager.open({ modulePath: settings.modulePath, tokenLabel: settings.tokenLabel, pin: readFileSync(settings.pinFile, 'utf8').trim(), sessionPoolSize: settings.sessions });
   try {
-    // A ResponseData-sized message, as the service signs.
-    const data = Buffer.alloc(250, 0x30);
+    // A message of the size the service signs.
+    const data = Buffer.alloc(settings.dataBytes ?? 250, 0x30);
     const sign = () => keyManager.sign({ keyId: settings.keyId, algorithm: settings.algorithm, data });
     const run = async (seconds: number) => {
       const until = Date.now() + seconds * 1000;

@@ -1,13 +1,14 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { createGrpcClient, type ServiceClient } from '@pki/grpc';
 import { createLogger, parseConfig } from '@pki/kit';
 import { caSignerV1 } from '@pki/proto';
-import { createDatabase, createServiceIdentities, createSoftHsmToken, findRepoRoot, freePort, startPostgres, useSoftHsmConfig } from '@pki/testing';
+import { rsaSubjectPublicKeyInfo } from '@pki/x509';
+import { createDatabase, createServiceIdentities, createSoftHsmToken, findRepoRoot, freePort, POSTGRES_PID_FILE, startPostgres, useSoftHsmConfig } from '@pki/testing';
 import {
   caSignerConfigSchema,
   createDelegatedSigner,
@@ -39,6 +40,24 @@ const BATCH = Number(process.env.BENCH_BATCH ?? 200);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 2);
 
 const ONLY = process.env.BENCH_ONLY?.split(',').map((s) => s.trim());
+/** Cards whose two IssueCertificate RPCs are in flight at once (BENCH_ISSUE_CARDS, default 4: 8 RPCs). */
+const ISSUE_CARDS_IN_FLIGHT = Number(process.env.BENCH_ISSUE_CARDS ?? 4);
+
+const CITIZEN_NAMES = ['王小明', '陳美玲', '林志豪', '張雅婷', '李建宏', '黃淑芬', '吳俊傑', '劉怡君', '蔡宗翰', '楊佩珊', '𠀋本𡧃', '鄭峯'];
+
+/**
+ * A distinct RSA-2048 public key for every certificate, as cards bring: a random odd 2048-bit
+ * modulus with exponent 65537. Generating real key pairs would cost the benchmark client about
+ * 100 ms each; the signer never needs the private key, and checks and encodes these exactly as it
+ * does a card's key (OpenSSL imports them: it does not test the modulus for primality). Reusing one
+ * key would let the signer's per-key work look cheaper than it is.
+ */
+function cardPublicKey(): Buffer {
+  const modulus = randomBytes(256);
+  modulus[0]! |= 0x80;
+  modulus[255]! |= 0x01;
+  return rsaSubjectPublicKeyInfo(modulus, Buffer.from([0x01, 0x00, 0x01]));
+}
 
 const ALL_ALGORITHMS: Array<{ name: string; spec: CaKeySpec; openssl: string }> = [
   { name: 'RSA-2048', spec: { type: 'RSA', bits: 2048 }, openssl: 'rsa2048' },
@@ -88,31 +107,56 @@ const TICK_US = 10_000;
 interface CpuSnapshot {
   signerUs: number;
   clientUs: number;
+  postgresUs: number;
   machineBusyUs: number;
 }
 
-/** CPU used so far by the signer process, this process and the whole machine (Linux /proc). */
-function cpuSnapshot(signerPid: number | undefined): CpuSnapshot {
-  let signerUs = 0;
-  if (signerPid !== undefined) {
-    // /proc/<pid>/stat: fields 14 and 15 are utime and stime; the command name (field 2) may hold spaces.
-    const stat = readFileSync(`/proc/${signerPid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    signerUs = (Number(fields[11]) + Number(fields[12])) * TICK_US;
+/** Fields 3 onwards of /proc/<pid>/stat (the command name, field 2, may hold spaces), or undefined once it is gone. */
+function procStat(pid: number): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
   }
+}
+
+/** utime + stime of a process (fields 14 and 15), and with `children` its reaped children's too (16 and 17). */
+function processCpuUs(fields: string[] | undefined, children = false): number {
+  if (fields === undefined) return 0;
+  const ticks = Number(fields[11]) + Number(fields[12]) + (children ? Number(fields[13]) + Number(fields[14]) : 0);
+  return ticks * TICK_US;
+}
+
+/** CPU of the benchmark's PostgreSQL: the postmaster, its live backends and those it has reaped. */
+function postgresCpuUs(postmasterPid: number | undefined): number {
+  if (postmasterPid === undefined) return 0;
+  let total = processCpuUs(procStat(postmasterPid), true);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    const fields = procStat(Number(entry));
+    if (fields !== undefined && Number(fields[1]) === postmasterPid) total += processCpuUs(fields);
+  }
+  return total;
+}
+
+/** CPU used so far by the signer process, this process, the benchmark's PostgreSQL and the whole machine (Linux /proc). */
+function cpuSnapshot(signerPid: number | undefined, postmasterPid?: number): CpuSnapshot {
+  const signerUs = signerPid === undefined ? 0 : processCpuUs(procStat(signerPid));
+  const postgresUs = postgresCpuUs(postmasterPid);
   const usage = process.cpuUsage();
   // /proc/stat "cpu user nice system idle iowait irq softirq steal ...": busy is all but idle and iowait.
   const ticks = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
   const busy = ticks.reduce((a, b) => a + b, 0) - ticks[3]! - ticks[4]!;
-  return { signerUs, clientUs: usage.user + usage.system, machineBusyUs: busy * TICK_US };
+  return { signerUs, clientUs: usage.user + usage.system, postgresUs, machineBusyUs: busy * TICK_US };
 }
 
 interface Measurement {
   perSecond: number;
   operations: number;
   elapsed: number;
-  /** CPU microseconds per operation: in the signer, in the benchmark client, and everything else (PostgreSQL, the OS, other load). */
-  cpuPerOperationUs: { signer: number; client: number; other: number };
+  /** CPU microseconds per operation: in the signer, in the benchmark client, in its PostgreSQL, and everything else (the OS, other load). */
+  cpuPerOperationUs: { signer: number; client: number; postgres: number; other: number };
   /** Busy share of all cores during the measurement. */
   machineUtilisation: number;
 }
@@ -120,7 +164,7 @@ interface Measurement {
 /** Runs `work` from `concurrency` loops for `seconds`; returns operations completed per second and where the CPU went. */
 async function measure(seconds: number, concurrency: number, work: () => Promise<number>, signerPid?: number): Promise<Measurement> {
   const until = Date.now() + seconds * 1000;
-  const before = cpuSnapshot(signerPid);
+  const before = cpuSnapshot(signerPid, postmasterPid);
   const started = process.hrtime.bigint();
   let operations = 0;
   await Promise.all(
@@ -134,19 +178,23 @@ async function measure(seconds: number, concurrency: number, work: () => Promise
     }),
   );
   const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
-  const after = cpuSnapshot(signerPid);
+  const after = cpuSnapshot(signerPid, postmasterPid);
   const per = (us: number) => Math.round(us / Math.max(operations, 1));
   const signer = after.signerUs - before.signerUs;
   const client = after.clientUs - before.clientUs;
+  const postgres = after.postgresUs - before.postgresUs;
   const machine = after.machineBusyUs - before.machineBusyUs;
   return {
     perSecond: operations / elapsed,
     operations,
     elapsed,
-    cpuPerOperationUs: { signer: per(signer), client: per(client), other: per(Math.max(0, machine - signer - client)) },
+    cpuPerOperationUs: { signer: per(signer), client: per(client), postgres: per(postgres), other: per(Math.max(0, machine - signer - client - postgres)) },
     machineUtilisation: Number((machine / (elapsed * 1e6 * os.availableParallelism())).toFixed(2)),
   };
 }
+
+/** The benchmark's own PostgreSQL server, whose CPU is reported apart from the rest of the machine. */
+let postmasterPid: number | undefined;
 
 async function main(): Promise<void> {
   const root = findRepoRoot(__dirname);
@@ -155,6 +203,7 @@ async function main(): Promise<void> {
   console.log(`signing benchmark: ${SECONDS} s per measurement, ${SESSIONS} HSM sessions, batches of ${BATCH}, ${CONCURRENCY} RPCs in flight; ${os.cpus().length} cores`);
 
   const postgres = await startPostgres({ dir: runDir });
+  postmasterPid = Number(readFileSync(path.join(postgres.dir, POSTGRES_PID_FILE), 'utf8').trim()) || undefined;
   let signer: ChildProcess | undefined;
   try {
     const databaseUrl = await createDatabase(postgres.url, 'bench');
@@ -181,6 +230,7 @@ async function main(): Promise<void> {
     const ceremony = await openCeremony(config, { pin: token.pin, attendance: DEVELOPMENT_ATTENDANCE });
     const issuers: Record<string, string> = {};
     const responderHsmKeys: Record<string, string> = {};
+    const issuingHsmKeys: string[] = [];
     let firstIssuing: string | undefined;
     try {
       const rootCa = await createRoot(ceremony.context, { generation: 'BENCH-ROOT', keySpec: { type: 'RSA', bits: 2048 }, subject: DEV_ROOT_CA_SUBJECT, validityYears: 30 });
@@ -189,6 +239,7 @@ async function main(): Promise<void> {
         const issuing = await createIssuing(ceremony.context, { generation: `BENCH-${alg.openssl.toUpperCase()}`, keySpec: { type: 'RSA', bits: 2048 }, certification: { by: 'root', rootKeyId: rootCa.keyId, validityYears: 20 } });
         if (issuing.by !== 'root') throw new Error('unexpected CSR result');
         firstIssuing ??= issuing.keyId;
+        issuingHsmKeys.push(issuing.hsmKeyId);
         const responder = await createDelegatedSigner(ceremony.context, { issuerKeyId: issuing.keyId, purpose: 'OCSP_RESPONDER', keySpec: alg.spec });
         responderHsmKeys[alg.name] = responder.hsmKeyId;
         issuers[alg.name] = issuing.keyId;
@@ -257,23 +308,59 @@ async function main(): Promise<void> {
       console.log(
         `  ${alg.name.padEnd(9)} service ${service.perSecond.toFixed(0).padStart(6)}/s   openssl speed ${reference.toFixed(0).padStart(6)}/s   ratio ${(service.perSecond / reference).toFixed(2)}\n` +
           `            PKCS#11 alone ${alone.perSecond.toFixed(0)}/s (${alone.cpuPerSignatureUs} µs CPU each; ${(alone.perSecond / reference).toFixed(2)} of openssl speed); service reaches ${(service.perSecond / alone.perSecond).toFixed(2)} of it\n` +
-          `            CPU µs per signature: signer ${cpu.signer}, client ${cpu.client}, other ${cpu.other}; machine ${Math.round(service.machineUtilisation * 100)}% busy`,
+          `            CPU µs per signature: signer ${cpu.signer}, client ${cpu.client}, PostgreSQL ${cpu.postgres}, other ${cpu.other}; machine ${Math.round(service.machineUtilisation * 100)}% busy`,
       );
     }
 
     if (ONLY === undefined || ONLY.includes('IssueCertificate')) {
-      // IssueCertificate: one certificate per RPC, with its serial reservation and audit writes.
-      const key = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'der' });
-      let n = 0;
-      const issue = async () => {
-        await ra.issueCertificate({ idempotencyKey: `bench-${process.pid}-${n++}`, profile: 'citizen-signature', publicKeySpki: key, subject: [{ type: 'C', value: 'TW' }, { type: 'CN', value: '王小明' }, { type: 'serialNumber', value: '1234567890123456' }] });
-        return 1;
+      // IssueCertificate as ra calls it for a card: the SIGN and KEYX certificates, each with the
+      // last four ID digits, the signature certificate with an e-mail address; every certificate
+      // for a key of its own (see cardPublicKey), each RPC with its own idempotency key.
+      const card = () => {
+        const digits = String(n % 10_000).padStart(4, '0');
+        const subject = [{ type: 'C', value: 'TW' }, { type: 'CN', value: CITIZEN_NAMES[n % CITIZEN_NAMES.length]! }, { type: 'serialNumber', value: String(1e15 + n) }];
+        return { digits, subject, email: `citizen${n}@example.tw`, id: n++ };
       };
-      await measure(2, CONCURRENCY * 2, issue);
-      const issued = await measure(SECONDS, CONCURRENCY * 2, issue, signer.pid);
-      const rsaReference = Number(results.find((r) => r.measurement === 'SignOcspResponses RSA-2048')?.opensslSpeedPerSecond ?? opensslSpeed('rsa2048'));
-      results.push({ measurement: 'IssueCertificate RSA-2048 issuer', servicePerSecond: Math.round(issued.perSecond), opensslSpeedPerSecond: rsaReference, ratio: Number((issued.perSecond / rsaReference).toFixed(3)), cpuPerOperationUs: issued.cpuPerOperationUs });
-      console.log(`  IssueCertificate (RSA-2048 CA) ${issued.perSecond.toFixed(0)}/s   ratio to openssl speed rsa2048 ${(issued.perSecond / rsaReference).toFixed(2)}   CPU µs per certificate: signer ${issued.cpuPerOperationUs.signer}, client ${issued.cpuPerOperationUs.client}, other ${issued.cpuPerOperationUs.other}`);
+      let n = 0;
+      const issuePair = async () => {
+        const { digits, subject, email, id } = card();
+        await Promise.all([
+          ra.issueCertificate({ idempotencyKey: `bench-${process.pid}-${id}-sign`, profile: 'citizen-signature', publicKeySpki: cardPublicKey(), subject, nationalIdLastFour: digits, email }),
+          ra.issueCertificate({ idempotencyKey: `bench-${process.pid}-${id}-keyx`, profile: 'citizen-encryption', publicKeySpki: cardPublicKey(), subject, nationalIdLastFour: digits }),
+        ]);
+        return 2;
+      };
+      await measure(2, ISSUE_CARDS_IN_FLIGHT, issuePair);
+      const issued = await measure(SECONDS, ISSUE_CARDS_IN_FLIGHT, issuePair, signer.pid);
+      // The reference: the issuing CA's own key, signing TBS-sized messages through the same adapter.
+      const alone = pkcs11Alone({
+        modulePath: token.modulePath,
+        softhsmConfigFile: token.configPath,
+        tokenLabel: token.label,
+        pinFile,
+        keyId: issuingHsmKeys[0]!,
+        algorithm: 'RSA-SHA256',
+        seconds: Math.max(3, Math.round(SECONDS / 2)),
+        sessions: SESSIONS,
+        inFlight: 4 * SESSIONS,
+        dataBytes: 1200,
+      });
+      const cpu = issued.cpuPerOperationUs;
+      results.push({
+        measurement: 'IssueCertificate RSA-2048 issuer (two per card)',
+        servicePerSecond: Math.round(issued.perSecond),
+        pkcs11AlonePerSecond: Math.round(alone.perSecond),
+        serviceToPkcs11Alone: Number((issued.perSecond / alone.perSecond).toFixed(3)),
+        pkcs11AloneCpuPerSignatureUs: alone.cpuPerSignatureUs,
+        cardsInFlight: ISSUE_CARDS_IN_FLIGHT,
+        cpuPerOperationUs: cpu,
+        machineUtilisation: issued.machineUtilisation,
+      });
+      console.log(
+        `  IssueCertificate (RSA-2048 CA, ${ISSUE_CARDS_IN_FLIGHT} cards in flight, two certificates each) ${issued.perSecond.toFixed(0)}/s\n` +
+          `            PKCS#11 alone with the issuing key ${alone.perSecond.toFixed(0)}/s (${alone.cpuPerSignatureUs} µs CPU each); service reaches ${(issued.perSecond / alone.perSecond).toFixed(2)} of it\n` +
+          `            CPU µs per certificate: signer ${cpu.signer}, client ${cpu.client}, PostgreSQL ${cpu.postgres}, other ${cpu.other}; machine ${Math.round(issued.machineUtilisation * 100)}% busy`,
+      );
     }
     ocsp.close();
     ra.close();
