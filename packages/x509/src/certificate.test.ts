@@ -4,19 +4,30 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AsnConvert } from '@peculiar/asn1-schema';
-import { Certificate } from '@peculiar/asn1-x509';
-import { assembleCertificate, buildTbsCertificate, parseCertificate, verifyCertificateSignature, type TbsCertificateSpec } from './certificate';
+import { Certificate, Extensions, Name, SubjectPublicKeyInfo, TBSCertificate, Validity, Version } from '@peculiar/asn1-x509';
+import { randomTbsSpec, SEED, seededRandom } from '../test/random-inputs';
+import {
+  assembleCertificate,
+  buildTbsCertificate,
+  parseCertificate,
+  readCertificateParts,
+  timeOf,
+  verifyCertificateSignature,
+  verifyCertificateSignatureDer,
+  type TbsCertificateSpec,
+} from './certificate';
 import {
   authorityKeyIdentifierExtension,
   basicConstraintsExtension,
   certificatePoliciesExtension,
   keyUsageExtension,
   subjectKeyIdentifierExtension,
+  toAsnExtension,
 } from './extensions';
-import { encodeName, type DistinguishedName } from './name';
+import { buildName, encodeName, type DistinguishedName } from './name';
 import { toPem } from './pem';
-import { subjectKeyIdentifierOf } from './public-key';
-import type { SignatureAlgorithm } from './signature-algorithm';
+import { subjectKeyIdentifierOf, toArrayBuffer } from './public-key';
+import { type SignatureAlgorithm, signatureAlgorithmIdentifier, signatureAlgorithmIdentifierDer } from './signature-algorithm';
 import * as oid from './oids';
 
 const issuerDn: DistinguishedName = [
@@ -163,5 +174,64 @@ describe('certificate building', () => {
         'assemble certificate: the TBS names a different signature algorithm than ECDSA-SHA384',
       );
     });
+  });
+});
+
+describe('TBSCertificate and Certificate written directly in DER (decision 0019)', () => {
+  const random = seededRandom(SEED);
+
+  /** The same spec through the schema layer, as buildTbsCertificate did before: the reference. */
+  function schemaTbs(spec: TbsCertificateSpec): Buffer {
+    const name = (n: TbsCertificateSpec['issuer']) => ('der' in n ? AsnConvert.parse(n.der, Name) : buildName(n));
+    const validity = new Validity();
+    validity.notBefore = timeOf(spec.validity.notBefore);
+    validity.notAfter = timeOf(spec.validity.notAfter);
+    const tbs = new TBSCertificate({
+      version: spec.extensions.length > 0 ? Version.v3 : Version.v1,
+      serialNumber: toArrayBuffer(spec.serialNumber),
+      signature: signatureAlgorithmIdentifier(spec.signatureAlgorithm),
+      issuer: name(spec.issuer),
+      validity,
+      subject: name(spec.subject),
+      subjectPublicKeyInfo: AsnConvert.parse(spec.subjectPublicKeyInfo, SubjectPublicKeyInfo),
+    });
+    if (spec.extensions.length > 0) tbs.extensions = new Extensions(spec.extensions.map(toAsnExtension));
+    return Buffer.from(AsnConvert.serialize(tbs));
+  }
+
+  it(`builds 200 random TBSCertificates exactly as the schema layer does, and assembles them exactly too (seed ${SEED})`, () => {
+    const seen = { generalizedTime: 0, utcTime: 0, longForm: 0, v1: 0 };
+    for (let i = 0; i < 200; i++) {
+      const spec = randomTbsSpec(random);
+      const tbs = buildTbsCertificate(spec);
+      expect(tbs.toString('hex')).toBe(schemaTbs(spec).toString('hex'));
+      const signature = random.bytes(random.pick([64, 256, 512, 71]));
+      const certificate = assembleCertificate(tbs, spec.signatureAlgorithm, signature);
+      const reference = new Certificate({ tbsCertificate: AsnConvert.parse(tbs, TBSCertificate), signatureAlgorithm: signatureAlgorithmIdentifier(spec.signatureAlgorithm), signatureValue: toArrayBuffer(signature) });
+      expect(certificate.toString('hex')).toBe(Buffer.from(AsnConvert.serialize(reference)).toString('hex'));
+      expect(readCertificateParts(certificate)).toEqual({ tbsDer: tbs, signatureAlgorithmDer: signatureAlgorithmIdentifierDer(spec.signatureAlgorithm), signature });
+      if (spec.validity.notAfter.getUTCFullYear() >= 2050) seen.generalizedTime++;
+      if (spec.validity.notBefore.getUTCFullYear() < 2050) seen.utcTime++;
+      if (tbs[1]! >= 0x82) seen.longForm++;
+      if (spec.extensions.length === 0) seen.v1++;
+    }
+    expect(Object.values(seen).every((n) => n > 5)).toBe(true);
+  });
+
+  it('signs and verifies what it assembles: verifyCertificateSignatureDer agrees with the schema path and OpenSSL', () => {
+    for (const algorithm of ['RSA-SHA256', 'RSA-PSS-SHA256', 'ECDSA-SHA256', 'ECDSA-SHA384'] as const) {
+      const { der, spki } = selfSignedCa(algorithm);
+      expect(verifyCertificateSignatureDer(der, spki)).toBe(true);
+      expect(verifyCertificateSignature(parseCertificate(der), spki)).toBe(true);
+      const tampered = Buffer.from(der);
+      tampered[tampered.length - 1] = tampered[tampered.length - 1]! ^ 1;
+      expect(verifyCertificateSignatureDer(tampered, spki)).toBe(false);
+    }
+    expect(() => readCertificateParts(Buffer.from('3003020101', 'hex'))).toThrow('read certificate: not a DER certificate');
+  });
+
+  it('refuses a TBS that is not one, before assembling anything', () => {
+    expect(() => assembleCertificate(Buffer.from('3000', 'hex'), 'RSA-SHA256', Buffer.from([1]))).toThrow('assemble certificate: TBS is not a DER TBSCertificate');
+    expect(() => assembleCertificate(Buffer.concat([selfSignedCa('RSA-SHA256').tbs, Buffer.from([0])]), 'RSA-SHA256', Buffer.from([1]))).toThrow('TBS is not a DER TBSCertificate');
   });
 });

@@ -2,7 +2,24 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import {
+  AccessDescription,
+  Attribute,
+  AuthorityInfoAccessSyntax,
+  AuthorityKeyIdentifier,
+  CRLDistributionPoints,
+  DirectoryString,
+  DistributionPoint,
+  DistributionPointName,
+  GeneralName,
+  KeyIdentifier,
+  SubjectAlternativeName,
+  SubjectDirectoryAttributes,
+  SubjectKeyIdentifier,
+} from '@peculiar/asn1-x509';
 import { PkiError } from '@pki/kit';
+import { randomAttributeValue, randomEmail, randomSpki, randomUri, SEED, seededRandom } from '../test/random-inputs';
 import {
   authorityInfoAccessExtension,
   authorityKeyIdentifierExtension,
@@ -13,11 +30,13 @@ import {
   keyUsageExtension,
   subjectAltNameEmailExtension,
   subjectDirectoryAttributesExtension,
+  subjectAltNameExtension,
   subjectKeyIdentifierExtension,
 } from './extensions';
 import * as oid from './oids';
 import { fromPem } from './pem';
 import { parseCertificate } from './certificate';
+import { subjectKeyIdentifierOf, toArrayBuffer } from './public-key';
 
 const ascii = (s: string) => Buffer.from(s, 'ascii').toString('hex');
 
@@ -109,3 +128,57 @@ describe('extension builders', () => {
 function hex1(n: number): string {
   return n.toString(16).padStart(2, '0');
 }
+
+describe('per-certificate extensions written directly in DER (decision 0019)', () => {
+  const random = seededRandom(SEED);
+  const schema = (value: object) => Buffer.from(AsnConvert.serialize(value));
+  const uri = (uniformResourceIdentifier: string) => new GeneralName({ uniformResourceIdentifier });
+
+  // The same values through the schema layer: the references the direct encodings must match.
+  const references = {
+    ski: (spki: Buffer) => schema(new SubjectKeyIdentifier(toArrayBuffer(subjectKeyIdentifierOf(spki)))),
+    aki: (keyId: Buffer) => schema(new AuthorityKeyIdentifier({ keyIdentifier: new KeyIdentifier(toArrayBuffer(keyId)) })),
+    crlDp: (uris: string[]) => schema(new CRLDistributionPoints(uris.map((u) => new DistributionPoint({ distributionPoint: new DistributionPointName({ fullName: [uri(u)] }) })))),
+    aia: (ocsp: string[], caIssuers: string[]) =>
+      schema(
+        new AuthorityInfoAccessSyntax([
+          ...ocsp.map((u) => new AccessDescription({ accessMethod: oid.id_ad_ocsp, accessLocation: uri(u) })),
+          ...caIssuers.map((u) => new AccessDescription({ accessMethod: oid.id_ad_caIssuers, accessLocation: uri(u) })),
+        ]),
+      ),
+    sda: (attributes: Array<{ type: string; value: string; encoding: 'printableString' | 'utf8String' }>) =>
+      schema(new SubjectDirectoryAttributes(attributes.map(({ type, value, encoding }) => new Attribute({ type, values: [AsnConvert.serialize(new DirectoryString({ [encoding]: value }))] })))),
+    san: (names: { dnsNames: string[]; uris: string[]; emails: string[] }) =>
+      schema(
+        new SubjectAlternativeName([
+          ...names.dnsNames.map((dNSName) => new GeneralName({ dNSName })),
+          ...names.uris.map(uri),
+          ...names.emails.map((rfc822Name) => new GeneralName({ rfc822Name })),
+        ]),
+      ),
+  };
+  const some = <T>(make: () => T, min = 1, max = 3) => Array.from({ length: random.int(min, max) }, make);
+  const hostName = () => some(() => Array.from({ length: random.int(1, random.chance(0.1) ? 63 : 10) }, () => random.pick([...'abcdefghijklmnopqrstuvwxyz0123456789'])).join(''), 1, 4).join('.');
+
+  it(`encodes 300 random sets of values exactly as the schema layer does (seed ${SEED})`, () => {
+    for (let i = 0; i < 300; i++) {
+      const spki = randomSpki(random);
+      expect(subjectKeyIdentifierExtension(spki).value).toEqual(references.ski(spki));
+      const keyId = random.bytes(random.pick([20, 32, 1, 200]));
+      expect(authorityKeyIdentifierExtension(keyId).value).toEqual(references.aki(keyId));
+      const crlUris = some(() => randomUri(random));
+      expect(crlDistributionPointsExtension(crlUris).value).toEqual(references.crlDp(crlUris));
+      const [ocsp, caIssuers] = [some(() => randomUri(random), 0, 2), some(() => randomUri(random), 0, 2)];
+      if (ocsp.length + caIssuers.length > 0) expect(authorityInfoAccessExtension({ ocsp, caIssuers }).value).toEqual(references.aia(ocsp, caIssuers));
+      const attributes = some(() => {
+        const encoding = random.pick(['printableString', 'utf8String'] as const);
+        const value = encoding === 'printableString' ? String(random.int(0, 9999)).padStart(4, '0') : randomAttributeValue(random, random.pick(['CN', 'O', 'givenName'] as const));
+        return { type: random.pick([oid.id_tw_gca_nationalIdLastFour, oid.id_tw_gca_subjectType, '1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18.19.20']), value, encoding };
+      });
+      expect(subjectDirectoryAttributesExtension(attributes).value).toEqual(references.sda(attributes));
+      const names = { dnsNames: some(hostName, 0, 3), uris: some(() => `spiffe://pki.internal/${hostName()}`, 0, 2), emails: some(() => randomEmail(random), 0, 3) };
+      if (names.dnsNames.length + names.uris.length + names.emails.length > 0) expect(subjectAltNameExtension(names).value).toEqual(references.san(names));
+      if (names.emails.length > 0) expect(subjectAltNameEmailExtension(names.emails).value).toEqual(references.san({ dnsNames: [], uris: [], emails: names.emails }));
+    }
+  });
+});

@@ -1,7 +1,8 @@
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { Name } from '@peculiar/asn1-x509';
 import { PkiError } from '@pki/kit';
-import { buildName, encodeName, formatName, parseName, type DistinguishedName } from './name';
+import { NAME_ATTRIBUTE_TYPES, outcome, randomDn, SEED, seededRandom } from '../test/random-inputs';
+import { buildName, encodeName, formatName, parseName, type DistinguishedName, type NameAttribute } from './name';
 
 const utf8 = (s: string) => Buffer.from(s, 'utf8').toString('hex');
 
@@ -63,5 +64,50 @@ describe('distinguished names', () => {
     const build = () => encodeName(dn as unknown as DistinguishedName);
     expect(build).toThrow(PkiError);
     expect(build).toThrow(message);
+  });
+});
+
+describe('encodeName, written directly in DER (decision 0019)', () => {
+  const random = seededRandom(SEED);
+  const schemaEncoding = (dn: DistinguishedName) => Buffer.from(AsnConvert.serialize(buildName(dn)));
+
+  it(`encodes 1,000 random names exactly as the schema layer does (seed ${SEED})`, () => {
+    let longForm = 0;
+    for (let i = 0; i < 1000; i++) {
+      const dn = randomDn(random);
+      const direct = encodeName(dn);
+      expect({ dn, hex: direct.toString('hex') }).toEqual({ dn, hex: schemaEncoding(dn).toString('hex') });
+      if (direct[1]! > 0x81) longForm++;
+    }
+    // Names long enough for two- and three-octet lengths were among them.
+    expect(longForm).toBeGreaterThan(25);
+  });
+
+  it('covers every attribute type and the rare characters of citizens names', () => {
+    for (const type of NAME_ATTRIBUTE_TYPES) {
+      const value = type === 'C' ? 'TW' : type === 'serialNumber' ? "0000-1234 (a'b)+,./:=?" : '𠀋本𡧃 鄭峯 e\u0301 😀';
+      expect(encodeName([{ type, value }])).toEqual(schemaEncoding([{ type, value }]));
+    }
+    const longest = [{ type: 'givenName', value: '𪚥'.repeat(32768) }] as const;
+    expect(encodeName(longest)).toEqual(schemaEncoding(longest));
+  });
+
+  it('refuses what the schema layer refuses, with the same message (a lone surrogate more clearly)', () => {
+    const bad: NameAttribute[][] = [
+      [{ type: 'CN', value: '' }],
+      [{ type: 'CN', value: '名'.repeat(65) }],
+      [{ type: 'C', value: 'tw' }],
+      [{ type: 'serialNumber', value: '1234@' }],
+      [{ type: 'X' as NameAttribute['type'], value: 'x' }],
+    ];
+    for (const dn of bad) {
+      const schema = outcome(() => schemaEncoding(dn));
+      expect(schema.ok).toBe(false);
+      expect(outcome(() => encodeName(dn))).toEqual(schema);
+    }
+    for (const value of ['a\uD800b', '\uDC00', 'x\uD83D']) {
+      expect(outcome(() => schemaEncoding([{ type: 'CN', value }])).ok).toBe(false);
+      expect(() => encodeName([{ type: 'CN', value }])).toThrow(new PkiError('INVALID_ARGUMENT', 'build name: CN: the text holds a lone UTF-16 surrogate, which UTF-8 cannot carry'));
+    }
   });
 });

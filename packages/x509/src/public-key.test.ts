@@ -1,6 +1,16 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { PkiError } from '@pki/kit';
-import { describePublicKey, ecSubjectPublicKeyInfo, namedCurveParameters, rsaSubjectPublicKeyInfo, subjectKeyIdentifierOf, uncompressedEcPoint } from './public-key';
+import { damaged, outcome, randomSpki, REAL_KEYS, SEED, seededRandom } from '../test/random-inputs';
+import {
+  describePublicKey,
+  ecSubjectPublicKeyInfo,
+  namedCurveParameters,
+  parseSubjectPublicKeyInfo,
+  readSubjectPublicKeyInfo,
+  rsaSubjectPublicKeyInfo,
+  subjectKeyIdentifierOf,
+  uncompressedEcPoint,
+} from './public-key';
 
 const rsaSpki = (bits: number) => generateKeyPairSync('rsa', { modulusLength: bits }).publicKey.export({ format: 'der', type: 'spki' });
 const ecSpki = (curve: string) => generateKeyPairSync('ec', { namedCurve: curve }).publicKey.export({ format: 'der', type: 'spki' });
@@ -74,5 +84,63 @@ describe('uncompressedEcPoint', () => {
     expect(uncompressedEcPoint(Buffer.concat([Buffer.from('0441', 'hex'), point]), 'P-256')).toEqual(point);
     expect(uncompressedEcPoint(point, 'P-256')).toEqual(point);
     expect(() => uncompressedEcPoint(point, 'P-384')).toThrow('not an uncompressed P-384 point');
+  });
+});
+
+describe('readSubjectPublicKeyInfo: the strict reader that replaced the schema round trip (decision 0019)', () => {
+  const random = seededRandom(SEED);
+  /** Accepted (with its parts) or refused, by the schema layer and a canonical re-encoding. */
+  const schemaVerdict = (der: Buffer) =>
+    outcome(() => {
+      const spki = parseSubjectPublicKeyInfo(der);
+      return { algorithm: spki.algorithm.algorithm, publicKey: Buffer.from(spki.subjectPublicKey).toString('hex') };
+    });
+  const directVerdict = (der: Buffer) =>
+    outcome(() => {
+      const spki = readSubjectPublicKeyInfo(der);
+      return { algorithm: spki.algorithm, publicKey: spki.publicKey.toString('hex') };
+    });
+
+  it(`accepts and refuses 3,000 keys, valid and damaged, exactly as the schema layer does (seed ${SEED})`, () => {
+    let accepted = 0;
+    for (let i = 0; i < 3000; i++) {
+      const valid = randomSpki(random);
+      const der = i % 5 === 0 ? valid : damaged(random, valid);
+      const schema = schemaVerdict(der);
+      const direct = directVerdict(der);
+      expect({ hex: der.toString('hex'), accepted: direct.ok }).toEqual({ hex: der.toString('hex'), accepted: schema.ok });
+      if (schema.ok && direct.ok) {
+        expect(direct.value).toEqual(schema.value);
+        accepted++;
+      }
+    }
+    expect(accepted).toBeGreaterThan(600);
+  });
+
+  it('describes every damaged key that it accepts the way OpenSSL imports it, and refuses the rest with INVALID_ARGUMENT', () => {
+    for (let i = 0; i < 1000; i++) {
+      const der = damaged(random, Buffer.from(random.pick(Object.values(REAL_KEYS))));
+      let imported = true;
+      try {
+        createPublicKey({ key: der, format: 'der', type: 'spki' });
+      } catch {
+        imported = false;
+      }
+      try {
+        const description = describePublicKey(der);
+        // What this CA accepts, OpenSSL can use.
+        expect({ hex: der.toString('hex'), description, imported }).toEqual({ hex: der.toString('hex'), description, imported: true });
+      } catch (err) {
+        expect(err).toBeInstanceOf(PkiError);
+        expect((err as PkiError).code).toBe('INVALID_ARGUMENT');
+      }
+    }
+  });
+
+  it('keeps its answers by the bytes of the key, not the buffer', () => {
+    const spki = rsaSpki(2048);
+    const first = describePublicKey(Buffer.from(spki));
+    expect(describePublicKey(Buffer.from(spki))).toBe(first);
+    expect(Object.isFrozen(first)).toBe(true);
   });
 });

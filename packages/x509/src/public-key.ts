@@ -4,7 +4,7 @@ import { AlgorithmIdentifier, SubjectPublicKeyInfo } from '@peculiar/asn1-x509';
 import { RSAPublicKey } from '@peculiar/asn1-rsa';
 import { ECParameters } from '@peculiar/asn1-ecc';
 import { PkiError } from '@pki/kit';
-import { decodeOid, derBytes, derChildren, derContent, type DerElement, isConstructed, readDerElement } from './der';
+import { decodeOid, derBytes, derChildren, derContent, type DerElement, readDerElement } from './der';
 import * as oid from './oids';
 
 export type EcCurve = 'P-256' | 'P-384';
@@ -81,8 +81,6 @@ export function readSubjectPublicKeyInfo(spkiDer: Uint8Array, operation = 'parse
     if (fields.length !== 2 || fields[0]!.tag !== 0x30 || fields[1]!.tag !== 0x03) throw malformed();
     algorithmFields = derChildren(spkiDer, fields[0]!, operation);
     if (algorithmFields.length < 1 || algorithmFields.length > 2 || algorithmFields[0]!.tag !== 0x06) throw malformed();
-    // The parameters are an ANY: one whole element, itself well formed.
-    if (algorithmFields[1] !== undefined) checkWellFormed(spkiDer, algorithmFields[1], operation);
   } catch (err) {
     // Lengths that are valid BER but not minimal: the schema layer reads them and re-encodes differently.
     if (err instanceof PkiError && /non-minimal length/.test(err.message)) throw notCanonical();
@@ -100,17 +98,30 @@ export function readSubjectPublicKeyInfo(spkiDer: Uint8Array, operation = 'parse
     throw malformed(err);
   }
   const parts: SubjectPublicKeyInfoParts = { algorithm, publicKey: derContent(spkiDer, bits).subarray(1) };
-  if (algorithmFields[1] !== undefined) parts.parameters = derBytes(spkiDer, algorithmFields[1]);
+  const parameters = algorithmFields[1];
+  if (parameters !== undefined) {
+    parts.parameters = derBytes(spkiDer, parameters);
+    // The parameters are an ANY. The keys this CA sees carry NULL (RSA) or a curve OID (EC), read
+    // here; anything else is judged by the schema layer, as before.
+    const plain = (parameters.tag === 0x05 && parameters.end === parameters.contentStart) || (parameters.tag === 0x06 && isOid(spkiDer.subarray(parameters.contentStart, parameters.end)));
+    if (!plain) parseSubjectPublicKeyInfo(spkiDer, operation);
+  }
   return parts;
 }
 
-/** Refuses an element whose nested elements are not well-formed DER (any depth). */
-function checkWellFormed(bytes: Uint8Array, element: DerElement, operation: string): void {
-  if (isConstructed(element)) for (const child of derChildren(bytes, element, operation)) checkWellFormed(bytes, child, operation);
+function isOid(content: Uint8Array): boolean {
+  try {
+    decodeOid(content);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function describeSpki(spki: SubjectPublicKeyInfoParts, operation: string): PublicKeyDescription {
   if (spki.algorithm === oid.id_rsaEncryption) {
+    // RFC 3279 §2.3.1: "The parameters field MUST have ASN.1 type NULL for this algorithm identifier."
+    if (spki.parameters === undefined || !isDerNullElement(spki.parameters)) throw new PkiError('INVALID_ARGUMENT', `${operation}: RSA key parameters must be NULL (RFC 3279 §2.3.1)`);
     const { modulus, exponent } = readRsaPublicKey(spki.publicKey, operation);
     if (modulus.length === 0 || (modulus[modulus.length - 1]! & 1) === 0) {
       throw new PkiError('INVALID_ARGUMENT', `${operation}: RSA modulus must be odd and non-zero`);
@@ -150,6 +161,10 @@ function describeSpki(spki: SubjectPublicKeyInfoParts, operation: string): Publi
     return { type: 'EC', curve };
   }
   throw new PkiError('INVALID_ARGUMENT', `${operation}: unsupported public key algorithm ${spki.algorithm}`);
+}
+
+function isDerNullElement(der: Buffer): boolean {
+  return der.length === 2 && der[0] === 0x05 && der[1] === 0x00;
 }
 
 /**

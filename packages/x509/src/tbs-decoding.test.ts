@@ -1,5 +1,8 @@
 import { generateKeyPairSync } from 'node:crypto';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { GeneralName, SubjectAlternativeName, SubjectDirectoryAttributes, SubjectKeyIdentifier, TBSCertificate } from '@peculiar/asn1-x509';
 import { PkiError } from '@pki/kit';
+import { damaged, mutatedDer, outcome, randomEmail, randomSpki, randomTbsSpec, SEED, seededRandom } from '../test/random-inputs';
 import { buildTbsCertificate } from './certificate';
 import { derChildren, readDerElement } from './der';
 import {
@@ -9,6 +12,7 @@ import {
   decodeKeyUsage,
   decodeSubjectAltName,
   decodeSubjectDirectoryAttributes,
+  decodeSubjectKeyIdentifier,
   isDerNull,
 } from './extension-decoding';
 import {
@@ -24,7 +28,7 @@ import {
 import * as oid from './oids';
 import { signatureAlgorithmIdentifierDer, signatureAlgorithmOfDer } from './signature-algorithm';
 import { decodeOid } from './der';
-import { decodeTbsCertificate } from './tbs-decoding';
+import { decodeDerString, decodeTbsCertificate } from './tbs-decoding';
 
 const spki = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'der', type: 'spki' });
 
@@ -128,5 +132,92 @@ describe('extension builders and readers', () => {
     expect(signatureAlgorithmOfDer(signatureAlgorithmIdentifierDer('RSA-PSS-SHA256'))).toBe('RSA-PSS-SHA256');
     // sha256WithRSAEncryption without the NULL parameters RFC 4055 §5 requires.
     expect(signatureAlgorithmOfDer(Buffer.from('300b06092a864886f70d01010b', 'hex'))).toBeUndefined();
+  });
+});
+
+describe('the canonical-DER verdict that replaced the schema round trip (decision 0019)', () => {
+  const random = seededRandom(SEED);
+  /** The verdict the linter used to take: a schema parse and re-serialisation gives the same bytes. */
+  const schemaCanonical = (der: Buffer) => {
+    try {
+      return Buffer.from(AsnConvert.serialize(AsnConvert.parse(der, TBSCertificate))).equals(der);
+    } catch {
+      return false;
+    }
+  };
+
+  it(`judges 3,000 TBSCertificates, valid, altered and damaged, as the schema layer does (seed ${SEED})`, () => {
+    const tally = { canonical: 0, notCanonical: 0, refused: 0 };
+    for (let i = 0; i < 3000; i++) {
+      const valid = buildTbsCertificate({ ...randomTbsSpec(random), subject: [{ type: 'CN', value: random.pick(['王小明', '𠀋本𡧃', 'Wang']) }] });
+      const der = i % 10 === 0 ? valid : i % 10 < 8 ? mutatedDer(random, valid) : damaged(random, valid);
+      let decoded: ReturnType<typeof decodeTbsCertificate>;
+      try {
+        decoded = decodeTbsCertificate(der);
+      } catch (err) {
+        // What the structural reader refuses, the linter reports as e_tbs_malformed.
+        expect(err).toBeInstanceOf(PkiError);
+        tally.refused++;
+        continue;
+      }
+      expect({ hex: der.toString('hex'), canonical: decoded.canonical, why: decoded.notCanonicalBecause }).toEqual({ hex: der.toString('hex'), canonical: schemaCanonical(der), why: decoded.notCanonicalBecause });
+      tally[decoded.canonical ? 'canonical' : 'notCanonical']++;
+    }
+    expect(tally.canonical).toBeGreaterThan(300);
+    expect(tally.notCanonical).toBeGreaterThan(300);
+  });
+});
+
+describe('direct readers of per-certificate extension values (decision 0019)', () => {
+  const random = seededRandom(SEED + 1);
+  // The schema layer's reading of the same value, as the readers did before (the reference).
+  const canonical = <T extends object>(value: Buffer, type: new () => T): T => {
+    const parsed = AsnConvert.parse(value, type);
+    if (!Buffer.from(AsnConvert.serialize(parsed)).equals(value)) throw new Error('not canonical DER');
+    return parsed;
+  };
+  const generalName = (name: GeneralName) => {
+    if (name.uniformResourceIdentifier !== undefined) return { type: 'uri', value: name.uniformResourceIdentifier };
+    if (name.dNSName !== undefined) return { type: 'dns', value: name.dNSName };
+    if (name.rfc822Name !== undefined) return { type: 'email', value: name.rfc822Name };
+    if (name.iPAddress !== undefined) return { type: 'ip', value: name.iPAddress };
+    for (const type of ['directoryName', 'otherName', 'registeredID', 'ediPartyName'] as const) if (name[type] !== undefined) return { type };
+    return { type: 'x400Address' };
+  };
+  const references = {
+    ski: (value: Buffer) => Buffer.from(canonical(value, SubjectKeyIdentifier).buffer),
+    san: (value: Buffer) => [...canonical(value, SubjectAlternativeName)].map(generalName),
+    sda: (value: Buffer) =>
+      [...canonical(value, SubjectDirectoryAttributes)].map((attribute) => ({
+        type: attribute.type,
+        values: attribute.values.map((v) => {
+          const bytes = new Uint8Array(v);
+          return decodeDerString(bytes, readDerElement(bytes, 0));
+        }),
+      })),
+  };
+
+  it(`read 3,000 values, valid, altered and damaged, as the schema layer reads them (seed ${SEED + 1})`, () => {
+    let read = 0;
+    for (let i = 0; i < 3000; i++) {
+      const kind = random.pick(['ski', 'san', 'sda'] as const);
+      const valid =
+        kind === 'ski'
+          ? subjectKeyIdentifierExtension(randomSpki(random)).value
+          : kind === 'san'
+            ? subjectAltNameExtension({ emails: [randomEmail(random)], dnsNames: random.chance(0.3) ? ['a.example.tw'] : [], uris: random.chance(0.3) ? ['spiffe://pki.internal/ra'] : [] }).value
+            : subjectDirectoryAttributesExtension([{ type: oid.id_tw_gca_nationalIdLastFour, value: String(random.int(0, 9999)).padStart(4, '0'), encoding: random.pick(['printableString', 'utf8String'] as const) }]).value;
+      const value = i % 5 === 0 ? valid : i % 5 < 4 ? mutatedDer(random, valid) : damaged(random, valid);
+      const direct = outcome(() => ({ ski: decodeSubjectKeyIdentifier, san: decodeSubjectAltName, sda: decodeSubjectDirectoryAttributes })[kind](value));
+      const reference = outcome(() => references[kind](value));
+      expect({ kind, hex: value.toString('hex'), read: direct.ok, value: direct.ok ? direct.value : undefined }).toEqual({
+        kind,
+        hex: value.toString('hex'),
+        read: reference.ok,
+        value: reference.ok ? reference.value : undefined,
+      });
+      if (direct.ok) read++;
+    }
+    expect(read).toBeGreaterThan(600);
   });
 });

@@ -1,7 +1,10 @@
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { AlgorithmIdentifier, AttributeTypeAndValue } from '@peculiar/asn1-x509';
 import { PkiError } from '@pki/kit';
 import { derBytes, derChildren, derContent, type DerElement, decodeOid, readDerElement } from './der';
 import * as oid from './oids';
 import { readSubjectPublicKeyInfo } from './public-key';
+import { signatureAlgorithmOfDer } from './signature-algorithm';
 
 /** The ASN.1 string types a name attribute or directory attribute value can have. */
 export type DerStringType =
@@ -113,10 +116,9 @@ const TAG = {
  * `canonical` says whether the bytes are what a DER encoder writes for the values they hold: the
  * version written only when not the DEFAULT v1 (X.690 §11.5), BOOLEANs as 0xFF and a critical
  * FALSE left out (§11.1, §11.5), minimal OBJECT IDENTIFIER arcs (§8.19.2), strings in primitive
- * form (§10.2) and UTF8Strings that decode, UTCTime as YYMMDDHHMMSSZ and GeneralizedTime without
+ * form (§10.2) where the schema fixes the type, name values that decode in their string type, UTCTime as YYMMDDHHMMSSZ and GeneralizedTime without
  * trailing fraction zeros (§11.7, §11.8), real calendar values, BIT STRINGs without unused bits
- * (§11.2), SET OF members in order (§11.6), and the SubjectPublicKeyInfo read strictly
- * (readSubjectPublicKeyInfo). Minimal lengths are required of every element by readDerElement.
+ * (§11.2), and the SubjectPublicKeyInfo read strictly (readSubjectPublicKeyInfo). Minimal lengths are required of every element by readDerElement.
  * The serial's INTEGER and the extension values are not judged here: the linter judges the serial
  * itself, and each extension value has its own canonical reader (extension-decoding.ts).
  * tbs-decoding.test.ts holds this to the verdict of a schema-layer parse and re-serialisation over
@@ -157,7 +159,7 @@ export function decodeTbsCertificate(tbsDer: Uint8Array, operation = 'decode TBS
   const serialNumber = derContent(bytes, next(TAG.INTEGER, 'serialNumber'));
   const signatureElement = next(TAG.SEQUENCE, 'signature');
   const signatureAlgorithm = derBytes(bytes, signatureElement);
-  checkAlgorithmIdentifier(bytes, signatureElement, operation, notCanonical);
+  checkAlgorithmIdentifier(bytes, signatureElement, notCanonical);
   const issuerElement = next(TAG.SEQUENCE, 'issuer');
   const validity = derChildren(bytes, next(TAG.SEQUENCE, 'validity'), operation);
   if (validity.length !== 2) fail('validity does not hold two times');
@@ -216,17 +218,23 @@ export function decodeTbsCertificate(tbsDer: Uint8Array, operation = 'decode TBS
 
 type NotCanonical = (why: string) => void;
 
-/** AlgorithmIdentifier ::= SEQUENCE { algorithm OBJECT IDENTIFIER, parameters ANY OPTIONAL } */
-function checkAlgorithmIdentifier(bytes: Buffer, element: DerElement, operation: string, notCanonical: NotCanonical): void {
-  const parts = derChildren(bytes, element, operation);
-  if (parts.length < 1 || parts.length > 2 || parts[0]!.tag !== TAG.OID) {
-    notCanonical('the signature AlgorithmIdentifier is not an OID with optional parameters');
-    return;
-  }
+/**
+ * AlgorithmIdentifier ::= SEQUENCE { algorithm OBJECT IDENTIFIER, parameters ANY OPTIONAL }. The
+ * CA's own algorithms are canonical as written; anything else (which the linter refuses anyway)
+ * is judged by a schema-layer round trip of the AlgorithmIdentifier alone.
+ */
+function checkAlgorithmIdentifier(bytes: Buffer, element: DerElement, notCanonical: NotCanonical): void {
+  const der = bytes.subarray(element.start, element.end);
+  if (signatureAlgorithmOfDer(der) !== undefined) return;
+  if (!reencodesIdentically(der, AlgorithmIdentifier)) notCanonical('the signature AlgorithmIdentifier does not re-encode identically');
+}
+
+/** A schema-layer parse and re-serialisation of `der` gives it back unchanged (for the rare shapes). */
+function reencodesIdentically(der: Uint8Array, type: new () => object): boolean {
   try {
-    decodeOid(derContent(bytes, parts[0]!), operation);
-  } catch (err) {
-    notCanonical((err as Error).message);
+    return Buffer.from(AsnConvert.serialize(AsnConvert.parse(der, type))).equals(der);
+  } catch {
+    return false;
   }
 }
 
@@ -251,34 +259,23 @@ function decodeExtension(bytes: Buffer, element: DerElement, operation: string, 
 function decodeName(bytes: Buffer, name: DerElement, operation: string, notCanonical: NotCanonical): DecodedNameAttribute[][] {
   return derChildren(bytes, name, operation).map((rdn) => {
     if (rdn.tag !== TAG.SET) throw new PkiError('INVALID_ARGUMENT', `${operation}: an RDN is not a SET`);
-    const members = derChildren(bytes, rdn, operation);
-    // X.690 §11.6: the members of a SET OF in ascending order of their encodings.
-    for (let k = 1; k < members.length; k++) {
-      if (compareEncodings(bytes.subarray(members[k - 1]!.start, members[k - 1]!.end), bytes.subarray(members[k]!.start, members[k]!.end)) > 0) {
-        notCanonical('the attributes of a multi-valued RDN are not in DER order');
-      }
-    }
-    return members.map((atv) => {
+    // Multi-valued RDNs and values that are no string type (a constructed string among them) are
+    // left to the linter, which refuses both; the schema layer carries them through unchanged.
+    return derChildren(bytes, rdn, operation).map((atv) => {
       const parts = atv.tag === TAG.SEQUENCE ? derChildren(bytes, atv, operation) : [];
       if (parts.length !== 2 || parts[0]!.tag !== TAG.OID) throw new PkiError('INVALID_ARGUMENT', `${operation}: malformed AttributeTypeAndValue`);
       const attributeOid = decodeOid(derContent(bytes, parts[0]!), operation);
       const value = decodeDerString(bytes, parts[1]!);
-      const valueTag = parts[1]!.tag;
-      // X.690 §10.2: strings in the primitive form; and text that decodes in its string type.
-      if ((valueTag & 0x20) !== 0 && STRING_TYPE_BY_TAG[valueTag & ~0x20] !== undefined) notCanonical(`attribute ${attributeOid}: a string in the constructed form`);
-      else if (value.stringType !== 'other' && value.value === undefined) notCanonical(`attribute ${attributeOid}: the ${value.stringType} does not decode`);
+      if (value.stringType === 'utf8String' || value.stringType === 'printableString') {
+        // The CA's two string types: UTF-8 that does not decode would be re-encoded differently.
+        if (value.value === undefined) notCanonical(`attribute ${attributeOid}: the ${value.stringType} does not decode`);
+      } else if (!reencodesIdentically(bytes.subarray(atv.start, atv.end), AttributeTypeAndValue)) {
+        // Any other type (which the linter refuses) is judged by the schema layer, as before.
+        notCanonical(`attribute ${attributeOid}: the ${value.stringType} value does not re-encode identically`);
+      }
       return { oid: attributeOid, ...value };
     });
   });
-}
-
-/** X.690 §11.6 order: octet by octet, the shorter encoding padded with zero octets. */
-function compareEncodings(a: Uint8Array, b: Uint8Array): number {
-  for (let k = 0; k < Math.max(a.length, b.length); k++) {
-    const difference = (a[k] ?? 0) - (b[k] ?? 0);
-    if (difference !== 0) return difference;
-  }
-  return 0;
 }
 
 /** The string type and characters of a string element (see {@link DecodedString}). */

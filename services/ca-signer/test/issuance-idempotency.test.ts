@@ -52,7 +52,7 @@ let issuingSpki: Buffer;
 
 beforeAll(async () => {
   pool = createPool({ url: await createTestDatabase('ca_signer_idempotency'), schema: 'ca_signer', maxConnections: 10 });
-  await migrateServiceSchema(pool, 'ca_signer', MIGRATIONS_DIRECTORY);
+  await migrateServiceSchema(pool, 'ca_signer', MIGRATIONS_DIRECTORY, createLogger({ service: 'test', level: 'silent' }));
   fake = new FakeKeyManager();
   hsm = new FlakyKeyManager(fake);
   const hierarchy = await createCaHierarchy(fake, { clock: systemClock });
