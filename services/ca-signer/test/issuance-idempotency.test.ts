@@ -1,6 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { fromBinary } from '@bufbuild/protobuf';
-import { createPool, withTransaction, type Pool } from '@pki/db';
+import { createPool, withTransaction, type Pool, type Tx } from '@pki/db';
 import { createLogger, PkiError, systemClock } from '@pki/kit';
 import { migrateServiceSchema } from '@pki/outbox';
 import { eventsV1 } from '@pki/proto';
@@ -10,6 +10,7 @@ import { FakeKeyManager } from '../src/adapters/fake';
 import { MIGRATIONS_DIRECTORY } from '../src/app';
 import { createCaHierarchy } from '../src/domain/ca-hierarchy';
 import { CertificateAuthority, recordIssuer, type IssueRequest } from '../src/domain/certificate-authority';
+import { GroupCommit } from '../src/domain/group-commit';
 import { IssuerRegistry } from '../src/domain/issuer-registry';
 import type { KeyManager, SignRequest, SignResponse } from '../src/ports/key-manager';
 
@@ -49,6 +50,7 @@ let fake: FakeKeyManager;
 let hsm: FlakyKeyManager;
 let authority: CertificateAuthority;
 let issuingSpki: Buffer;
+let makeAuthority: (serials?: () => Buffer) => CertificateAuthority;
 
 beforeAll(async () => {
   pool = createPool({ url: await createTestDatabase('ca_signer_idempotency'), schema: 'ca_signer', maxConnections: 10 });
@@ -63,15 +65,18 @@ beforeAll(async () => {
   issuingSpki = (await fake.getPublicKey({ keyId: hierarchy.issuing.keyId })).publicKeySpki;
   const registry = new IssuerRegistry(pool);
   await registry.load();
-  authority = new CertificateAuthority({
-    pool,
-    registry,
-    keyManager: hsm,
-    clock: systemClock,
-    logger: createLogger({ service: 'test', level: 'silent' }),
-    producer: 'ca-signer',
-    publication: { crlBaseUrl: 'http://crl.pki.test/crl', crlPartitions: 16, ocspUrl: 'http://ocsp.pki.test/', caIssuersUrl: 'http://pki.test/ca' },
-  });
+  makeAuthority = (serials) =>
+    new CertificateAuthority({
+      pool,
+      registry,
+      keyManager: hsm,
+      clock: systemClock,
+      logger: createLogger({ service: 'test', level: 'silent' }),
+      producer: 'ca-signer',
+      publication: { crlBaseUrl: 'http://crl.pki.test/crl', crlPartitions: 16, ocspUrl: 'http://ocsp.pki.test/', caIssuersUrl: 'http://pki.test/ca' },
+      ...(serials ? { serials } : {}),
+    });
+  authority = makeAuthority();
 });
 afterAll(async () => {
   await pool?.end();
@@ -150,5 +155,35 @@ describe('IssueCertificate idempotency and serial reservation', () => {
     } finally {
       fake.simulateOutage(undefined);
     }
+  });
+
+  it('refuses a serial that was used before (INTERNAL), while the issuances committed alongside it go through', async () => {
+    const used = (await authority.issue(request('card-6/SIGN'))).serialHex;
+    const repeating = makeAuthority(() => Buffer.from(used, 'hex'));
+    const [issuances, serials] = [await count('issuances'), await count('serials')];
+    const [again, ...others] = await Promise.allSettled([repeating.issue(request('card-7/SIGN')), ...['card-8/SIGN', 'card-9/SIGN', 'card-10/SIGN'].map((key) => authority.issue(request(key)))]);
+    expect(again).toMatchObject({ status: 'rejected', reason: { code: 'INTERNAL', message: expect.stringContaining(`serial ${used} was already used`) } });
+    for (const other of others) expect(other.status).toBe('fulfilled');
+    expect([await count('issuances'), await count('serials')]).toEqual([issuances + 3, serials + 3]);
+    expect((await pool.query(`SELECT count(*) FROM issuances WHERE idempotency_key = 'card-7/SIGN'`)).rows[0].count).toBe('0');
+  });
+});
+
+describe('GroupCommit', () => {
+  it('commits concurrent work in shared transactions, and gives each caller its own outcome when one fails', async () => {
+    const commits = new GroupCommit(pool);
+    await pool.query('CREATE TABLE IF NOT EXISTS group_commit_probe (id int PRIMARY KEY, tx bigint NOT NULL)');
+    const write = (id: number) => (tx: Tx) => tx.query('INSERT INTO group_commit_probe (id, tx) VALUES ($1, txid_current())', [id]).then(() => id);
+    await Promise.all([1, 2, 3, 4, 5, 6].map((id) => commits.transaction(write(id))));
+    const first = (await pool.query('SELECT tx FROM group_commit_probe')).rows.map((r) => r.tx);
+    // Fewer transactions than writes: the first ran alone, the rest queued behind it and went together.
+    expect(new Set(first).size).toBeLessThan(first.length);
+
+    const outcomes = await Promise.allSettled([7, 8, 3, 9, 10].map((id) => commits.transaction(write(id))));
+    // The duplicate id fails its own caller only; the others, in its batch, committed all the same.
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+    expect(outcomes[2]).toMatchObject({ reason: { constraint: 'group_commit_probe_pkey' } });
+    const { rows } = await pool.query('SELECT id FROM group_commit_probe ORDER BY id');
+    expect(rows.map((r) => r.id)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
   });
 });

@@ -8,6 +8,7 @@ import type { IssuerRecord, IssuerRegistry } from './issuer-registry';
 import { lintCodes } from './lint';
 import { sha256Hex } from './digest';
 import { assertIdempotencyKey } from './requests';
+import { GroupCommit } from './group-commit';
 
 export type { IssuerRecord };
 import type { KeyManager } from '../ports/key-manager';
@@ -82,10 +83,13 @@ function requestDigest(...parts: Array<string | Uint8Array>): Buffer {
 export class CertificateAuthority {
   readonly #deps: CertificateAuthorityDeps;
   readonly #audit: AuditChannel;
+  /** Reservations and results of concurrent issuances, committed together. */
+  readonly #commits: GroupCommit;
 
   constructor(deps: CertificateAuthorityDeps) {
     this.#deps = deps;
     this.#audit = { producer: deps.producer, clock: deps.clock };
+    this.#commits = new GroupCommit(deps.pool);
   }
 
   async issue(request: IssueRequest): Promise<IssueResult> {
@@ -180,12 +184,12 @@ export class CertificateAuthority {
       throw failure;
     }
 
-    await withTransaction(this.#deps.pool, async (tx) => {
-      await tx.query(`UPDATE issuances SET state = 'ISSUED', certificate_der = $3, issued_at = now() WHERE caller = $1 AND idempotency_key = $2`, [
-        request.caller,
-        request.idempotencyKey,
-        certificateDer,
-      ]);
+    await this.#commits.transaction(async (tx) => {
+      await tx.query({
+        name: 'ca-signer.issuance-issued',
+        text: `UPDATE issuances SET state = 'ISSUED', certificate_der = $3, issued_at = now() WHERE caller = $1 AND idempotency_key = $2`,
+        values: [request.caller, request.idempotencyKey, certificateDer],
+      });
       await appendAuditEvent(tx, this.#audit, {
         action: 'certificate.issue.result',
         outcome: AuditOutcome.SUCCESS,
@@ -224,18 +228,27 @@ export class CertificateAuthority {
     };
   }
 
-  /** Reserves the serial and records the audit intent in one transaction; false if the key was taken meanwhile. */
+  /**
+   * Reserves the serial and records the audit intent in one transaction (committed with the other
+   * issuances' of the moment); false, with nothing written, if the key was taken.
+   */
   async #reserve(request: IssueRequest, requestHash: Buffer, prepared: PreparedCertificate, issuer: IssuerRecord): Promise<boolean> {
     try {
-      await withTransaction(this.#deps.pool, async (tx) => {
-        // Serial and issuance in one statement (one round trip); a taken key or serial still fails
-        // it with the constraint named below.
-        await tx.query(
-          `WITH serial AS (INSERT INTO serials (serial_hex, issuer_key_id) VALUES ($6, $5))
-           INSERT INTO issuances (caller, idempotency_key, request_sha256, profile, issuer_key_id, serial_hex, not_before, not_after, state)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'RESERVED')`,
-          [request.caller, request.idempotencyKey, requestHash, request.profile, issuer.keyId, prepared.serialHex, prepared.notBefore, prepared.notAfter],
-        );
+      return await this.#commits.transaction(async (tx) => {
+        // Issuance and serial in one statement (one round trip). A taken key inserts neither and
+        // writes no intent; a used serial fails the statement (constraints are checked at its end,
+        // so the issuance may name the serial inserted after it).
+        const { rowCount } = await tx.query({
+          name: 'ca-signer.reserve-issuance',
+          text: `WITH issuance AS (
+                   INSERT INTO issuances (caller, idempotency_key, request_sha256, profile, issuer_key_id, serial_hex, not_before, not_after, state)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'RESERVED')
+                   ON CONFLICT (caller, idempotency_key) DO NOTHING
+                   RETURNING serial_hex, issuer_key_id)
+                 INSERT INTO serials (serial_hex, issuer_key_id) SELECT serial_hex, issuer_key_id FROM issuance`,
+          values: [request.caller, request.idempotencyKey, requestHash, request.profile, issuer.keyId, prepared.serialHex, prepared.notBefore, prepared.notAfter],
+        });
+        if (rowCount !== 1) return false;
         // The intent names what is about to be signed without personal data: the hash of the key
         // and of the exact TBS bytes the HSM will sign. No hash of the subject alone: names and
         // 16-digit serials are few enough to guess, so an unkeyed hash of them would disclose them;
@@ -258,13 +271,14 @@ export class CertificateAuthority {
             notAfter: prepared.notAfter.toISOString(),
           },
         });
+        return true;
       });
-      return true;
     } catch (err) {
       const constraint = (err as { constraint?: string }).constraint;
-      if (constraint === 'issuances_pkey') return false;
       // 128 random bits colliding means the random source is broken: refuse rather than retry.
-      if (constraint === 'serials_pkey') throw new PkiError('INTERNAL', `${OPERATION}: serial ${prepared.serialHex} was already used`, { cause: err });
+      if (constraint === 'serials_pkey' || constraint === 'issuances_serial_hex_key') {
+        throw new PkiError('INTERNAL', `${OPERATION}: serial ${prepared.serialHex} was already used`, { cause: err });
+      }
       throw err;
     }
   }
