@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -14,6 +14,31 @@ export function processCpuUs(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) * TICK_US;
+}
+
+/**
+ * CPU microseconds a benchmark's own PostgreSQL server has used so far: the postmaster with the
+ * backends it has reaped, and its live backends (processes whose parent it is). Reported apart
+ * from "other", which on these shared machines also holds everybody else's load.
+ */
+export function postgresCpuUs(postmasterPid: number): number {
+  const stat = (pid: number): string[] | undefined => {
+    try {
+      const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return text.slice(text.lastIndexOf(')') + 2).split(' ');
+    } catch {
+      return undefined; // gone meanwhile
+    }
+  };
+  // Fields 14 to 17: utime, stime, and the children's cutime, cstime once reaped.
+  const postmaster = stat(postmasterPid);
+  let ticks = postmaster === undefined ? 0 : Number(postmaster[11]) + Number(postmaster[12]) + Number(postmaster[13]) + Number(postmaster[14]);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    const fields = stat(Number(entry));
+    if (fields !== undefined && Number(fields[1]) === postmasterPid) ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks * TICK_US;
 }
 
 /** Busy CPU microseconds of the whole machine so far (all but idle and iowait), from /proc/stat. */

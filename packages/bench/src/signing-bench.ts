@@ -1,6 +1,6 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
@@ -19,6 +19,7 @@ import {
   openCeremony,
   type CaKeySpec,
 } from '@pki/ca-signer';
+import { machineBusyUs, opensslSpeed as commonOpensslSpeed, pkcs11Alone, postgresCpuUs, processCpuUs } from './common';
 
 /* eslint-disable no-console -- a benchmark reports to its operator */
 
@@ -66,26 +67,9 @@ const ALL_ALGORITHMS: Array<{ name: string; spec: CaKeySpec; openssl: string }> 
 ];
 const ALGORITHMS = ALL_ALGORITHMS.filter((a) => ONLY === undefined || ONLY.includes(a.name));
 
-/** `openssl speed` signing rate for one algorithm, single process. */
+/** `openssl speed` signing rate for one algorithm, single process, for half the measurement time. */
 function opensslSpeed(algorithm: string): number {
-  const out = execFileSync('openssl', ['speed', '-seconds', String(Math.max(3, Math.round(SECONDS / 2))), algorithm], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-  // rsa:   "rsa 2048 bits 0.000344s 0.000018s   2904.7  54090.0"  (sign/s is the third number)
-  // ecdsa: " 256 bits ecdsa (nistp256)   0.0000s   0.0001s  40000.0  13000.0"
-  const line = out.split('\n').reverse().find((l) => (algorithm.startsWith('rsa') ? /^rsa\s+\d+ bits/.test(l) : /ecdsa \(nistp256\)/.test(l)));
-  const numbers = line?.trim().split(/\s+/).map(Number).filter((n) => !Number.isNaN(n)) ?? [];
-  const rate = numbers[numbers.length - 2];
-  if (rate === undefined) throw new Error(`cannot read openssl speed ${algorithm} output:\n${out}`);
-  return rate;
-}
-
-/** The PKCS#11 adapter alone, in a process of its own with the signer's thread count (see pkcs11-alone.ts). */
-function pkcs11Alone(settings: Record<string, unknown>): { perSecond: number; cpuPerSignatureUs: number } {
-  const out = execFileSync(process.execPath, [path.join(__dirname, 'pkcs11-alone.js'), JSON.stringify(settings)], {
-    encoding: 'utf8',
-    env: { ...process.env, UV_THREADPOOL_SIZE: String(os.availableParallelism()) },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return JSON.parse(out.trim().split('\n').pop()!) as { perSecond: number; cpuPerSignatureUs: number };
+  return commonOpensslSpeed(algorithm, Math.max(3, Math.round(SECONDS / 2)));
 }
 
 async function waitReady(url: string, child: ChildProcess): Promise<void> {
@@ -101,9 +85,6 @@ async function waitReady(url: string, child: ChildProcess): Promise<void> {
   throw new Error('ca-signer did not become ready');
 }
 
-// /proc times are in clock ticks; Linux reports USER_HZ = 100 to user space on every architecture.
-const TICK_US = 10_000;
-
 interface CpuSnapshot {
   signerUs: number;
   clientUs: number;
@@ -111,44 +92,15 @@ interface CpuSnapshot {
   machineBusyUs: number;
 }
 
-/** Fields 3 onwards of /proc/<pid>/stat (the command name, field 2, may hold spaces), or undefined once it is gone. */
-function procStat(pid: number): string[] | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  } catch {
-    return undefined;
-  }
-}
-
-/** utime + stime of a process (fields 14 and 15), and with `children` its reaped children's too (16 and 17). */
-function processCpuUs(fields: string[] | undefined, children = false): number {
-  if (fields === undefined) return 0;
-  const ticks = Number(fields[11]) + Number(fields[12]) + (children ? Number(fields[13]) + Number(fields[14]) : 0);
-  return ticks * TICK_US;
-}
-
-/** CPU of the benchmark's PostgreSQL: the postmaster, its live backends and those it has reaped. */
-function postgresCpuUs(postmasterPid: number | undefined): number {
-  if (postmasterPid === undefined) return 0;
-  let total = processCpuUs(procStat(postmasterPid), true);
-  for (const entry of readdirSync('/proc')) {
-    if (!/^[0-9]+$/.test(entry)) continue;
-    const fields = procStat(Number(entry));
-    if (fields !== undefined && Number(fields[1]) === postmasterPid) total += processCpuUs(fields);
-  }
-  return total;
-}
-
 /** CPU used so far by the signer process, this process, the benchmark's PostgreSQL and the whole machine (Linux /proc). */
 function cpuSnapshot(signerPid: number | undefined, postmasterPid?: number): CpuSnapshot {
-  const signerUs = signerPid === undefined ? 0 : processCpuUs(procStat(signerPid));
-  const postgresUs = postgresCpuUs(postmasterPid);
   const usage = process.cpuUsage();
-  // /proc/stat "cpu user nice system idle iowait irq softirq steal ...": busy is all but idle and iowait.
-  const ticks = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
-  const busy = ticks.reduce((a, b) => a + b, 0) - ticks[3]! - ticks[4]!;
-  return { signerUs, clientUs: usage.user + usage.system, postgresUs, machineBusyUs: busy * TICK_US };
+  return {
+    signerUs: signerPid === undefined ? 0 : processCpuUs(signerPid),
+    clientUs: usage.user + usage.system,
+    postgresUs: postmasterPid === undefined ? 0 : postgresCpuUs(postmasterPid),
+    machineBusyUs: machineBusyUs(),
+  };
 }
 
 interface Measurement {
