@@ -8,6 +8,7 @@ import { createGrpcClient, type ServiceClient } from '@pki/grpc';
 import { createLogger, parseConfig } from '@pki/kit';
 import { caSignerV1 } from '@pki/proto';
 import { rsaSubjectPublicKeyInfo } from '@pki/x509';
+import pg from 'pg';
 import { createDatabase, createServiceIdentities, createSoftHsmToken, findRepoRoot, freePort, POSTGRES_PID_FILE, startPostgres, useSoftHsmConfig } from '@pki/testing';
 import {
   caSignerConfigSchema,
@@ -283,7 +284,18 @@ async function main(): Promise<void> {
         return 2;
       };
       await measure(2, ISSUE_CARDS_IN_FLIGHT, issuePair);
+      // Transactions the signer's database committed per certificate (its outbox relay's included),
+      // from PostgreSQL's statistics; they reach the view within a second of each commit.
+      const stats = new pg.Client({ connectionString: databaseUrl });
+      await stats.connect();
+      const commits = async () => {
+        await new Promise((r) => setTimeout(r, 1500));
+        return Number((await stats.query(`SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()`)).rows[0].xact_commit);
+      };
+      const commitsBefore = await commits();
       const issued = await measure(SECONDS, ISSUE_CARDS_IN_FLIGHT, issuePair, signer.pid);
+      const commitsPerCertificate = Number(((await commits()) - commitsBefore - 2) / issued.operations).toFixed(2);
+      await stats.end();
       // The reference: the issuing CA's own key, signing TBS-sized messages through the same adapter.
       const alone = pkcs11Alone({
         modulePath: token.modulePath,
@@ -305,13 +317,15 @@ async function main(): Promise<void> {
         serviceToPkcs11Alone: Number((issued.perSecond / alone.perSecond).toFixed(3)),
         pkcs11AloneCpuPerSignatureUs: alone.cpuPerSignatureUs,
         cardsInFlight: ISSUE_CARDS_IN_FLIGHT,
+        databaseCommitsPerCertificate: Number(commitsPerCertificate),
         cpuPerOperationUs: cpu,
         machineUtilisation: issued.machineUtilisation,
       });
       console.log(
         `  IssueCertificate (RSA-2048 CA, ${ISSUE_CARDS_IN_FLIGHT} cards in flight, two certificates each) ${issued.perSecond.toFixed(0)}/s\n` +
           `            PKCS#11 alone with the issuing key ${alone.perSecond.toFixed(0)}/s (${alone.cpuPerSignatureUs} µs CPU each); service reaches ${(issued.perSecond / alone.perSecond).toFixed(2)} of it\n` +
-          `            CPU µs per certificate: signer ${cpu.signer}, client ${cpu.client}, PostgreSQL ${cpu.postgres}, other ${cpu.other}; machine ${Math.round(issued.machineUtilisation * 100)}% busy`,
+          `            CPU µs per certificate: signer ${cpu.signer}, client ${cpu.client}, PostgreSQL ${cpu.postgres}, other ${cpu.other}; machine ${Math.round(issued.machineUtilisation * 100)}% busy\n` +
+          `            database commits per certificate: ${commitsPerCertificate}; ${2 * n} certificates issued in this run, warm-up included (for per-certificate figures from a --cpu-prof profile)`,
       );
     }
     ocsp.close();
