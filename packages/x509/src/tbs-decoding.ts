@@ -113,17 +113,19 @@ const TAG = {
  * valid TBSCertificate; encoding details that are legal ASN.1 but break RFC 5280 rules (wrong
  * string type, bad time format) decode and are left for the caller to judge.
  *
- * `canonical` says whether the bytes are what a DER encoder writes for the values they hold: the
- * version written only when not the DEFAULT v1 (X.690 §11.5), BOOLEANs as 0xFF and a critical
- * FALSE left out (§11.1, §11.5), minimal OBJECT IDENTIFIER arcs (§8.19.2), strings in primitive
- * form (§10.2) where the schema fixes the type, name values that decode in their string type, UTCTime as YYMMDDHHMMSSZ and GeneralizedTime without
- * trailing fraction zeros (§11.7, §11.8), real calendar values, BIT STRINGs without unused bits
- * (§11.2), and the SubjectPublicKeyInfo read strictly (readSubjectPublicKeyInfo). Minimal lengths are required of every element by readDerElement.
- * The serial's INTEGER and the extension values are not judged here: the linter judges the serial
- * itself, and each extension value has its own canonical reader (extension-decoding.ts).
- * tbs-decoding.test.ts holds this to the verdict of a schema-layer parse and re-serialisation over
- * random and damaged certificates; it replaced that round trip, which cost more than issuing the
- * rest of the certificate (decision 0019).
+ * `canonical` says whether a schema-layer parse and re-serialisation would give the bytes back
+ * (what the linter judged before, decision 0019), computed directly: the version written only
+ * when it is not the DEFAULT v1 (X.690 §11.5), a critical BOOLEAN only as TRUE, 0xFF (§11.1,
+ * §11.5), UTCTime as YYMMDDHHMMSSZ and GeneralizedTime without trailing fraction zeros (§11.7,
+ * §11.8) on real calendar values, UTF8String and PrintableString name values that decode, and the
+ * SubjectPublicKeyInfo read strictly (readSubjectPublicKeyInfo); rare shapes (a signature
+ * algorithm that is not one of the CA's, a name value of another type) go to the schema layer
+ * itself. Lengths are minimal everywhere, or the reader refuses the bytes (readDerElement), as it
+ * refuses non-minimal OID arcs. The serial's INTEGER and the extension values are not judged
+ * here: the linter judges the serial itself, and each extension value has its own canonical
+ * reader (extension-decoding.ts). tbs-decoding.test.ts holds the verdict to the schema layer's
+ * over random, altered and damaged certificates; the round trip itself cost more than issuing the
+ * rest of the certificate.
  */
 export function decodeTbsCertificate(tbsDer: Uint8Array, operation = 'decode TBS certificate'): DecodedTbsCertificate {
   const bytes = Buffer.from(tbsDer);
