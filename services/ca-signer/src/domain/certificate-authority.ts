@@ -83,6 +83,8 @@ function requestDigest(...parts: Array<string | Uint8Array>): Buffer {
 export class CertificateAuthority {
   readonly #deps: CertificateAuthorityDeps;
   readonly #audit: AuditChannel;
+  /** The last issuance started under each (caller, key) still running in this process. */
+  readonly #inFlight = new Map<string, Promise<IssueResult>>();
   /** Reservations and results of concurrent issuances, committed together. */
   readonly #commits: GroupCommit;
 
@@ -107,7 +109,19 @@ export class CertificateAuthority {
     // when the reservation finds it taken (a retry). While the HSM is down it is looked up first,
     // so that a retry of a finished issuance is still answered.
     const lookUpFirst = !(await this.#deps.keyManager.healthCheck()).healthy;
-    return this.#issueUnderKey(request, profile, issuer, requestHash, lookUpFirst);
+    // Requests under one key run one after another in this process: two concurrent retries of an
+    // unfinished reservation would otherwise both sign it (the same bytes with RSA; with an ECDSA
+    // issuer, two different certificates with one serial). The later one then finds the finished
+    // issuance. (Replicas of the signer are not serialised against each other: see decision 0019.)
+    const slot = `${request.caller}\u0000${request.idempotencyKey}`;
+    const previous = this.#inFlight.get(slot);
+    const work = (previous ? previous.catch(() => undefined) : Promise.resolve()).then(() => this.#issueUnderKey(request, profile, issuer, requestHash, lookUpFirst || previous !== undefined));
+    this.#inFlight.set(slot, work);
+    const forget = () => {
+      if (this.#inFlight.get(slot) === work) this.#inFlight.delete(slot);
+    };
+    work.then(forget, forget);
+    return work;
   }
 
   async #issueUnderKey(request: IssueRequest, profile: CertificateProfileName, issuer: IssuerRecord, requestHash: Buffer, lookUpFirst: boolean): Promise<IssueResult> {
