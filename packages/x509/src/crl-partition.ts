@@ -36,25 +36,65 @@ export function crlPartitionOf(serial: Uint8Array | string, count: number): numb
  */
 export function crlPartitionUrl(baseUrl: string, issuerKeyId: string, partition: number): string {
   const operation = 'build CRL partition URL';
-  if (!/^(?:[0-9a-f]{2}){1,64}$/.test(issuerKeyId)) throw new PkiError('INVALID_ARGUMENT', `${operation}: issuer key identifier must be lower-case hex`);
+  checkedKeyId(issuerKeyId, operation);
   if (!Number.isInteger(partition) || partition < 0 || partition >= MAX_CRL_PARTITIONS) {
     throw new PkiError('INVALID_ARGUMENT', `${operation}: partition must be an integer from 0 to ${MAX_CRL_PARTITIONS - 1}`);
   }
-  let url: URL;
-  try {
-    url = new URL(baseUrl);
-  } catch {
-    throw new PkiError('INVALID_ARGUMENT', `${operation}: base URL is not an absolute URL`);
-  }
   // RFC 5280 §4.2.1.13 / §8: CRLs are fetched over HTTP without TLS (which would need revocation
   // checking of its own); HTTPS is accepted for deployments that want it.
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new PkiError('INVALID_ARGUMENT', `${operation}: base URL must be http or https`);
-  if (url.search !== '' || url.hash !== '') throw new PkiError('INVALID_ARGUMENT', `${operation}: base URL must not have a query or fragment`);
-  return `${baseUrl.replace(/\/+$/, '')}/${issuerKeyId}/p${partition}.crl`;
+  return `${checkedBase(baseUrl, operation)}/${issuerKeyId}/p${partition}.crl`;
 }
 
 function assertPartitionCount(count: number, operation: string): void {
   if (!Number.isInteger(count) || count < 1 || count > MAX_CRL_PARTITIONS) {
     throw new PkiError('INVALID_ARGUMENT', `${operation}: partition count must be an integer from 1 to ${MAX_CRL_PARTITIONS}`);
   }
+}
+
+function checkedBase(baseUrl: string, operation: string): string {
+  let url: URL;
+  try {
+    url = new URL(baseUrl);
+  } catch {
+    throw new PkiError('INVALID_ARGUMENT', `${operation}: base URL is not an absolute URL`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new PkiError('INVALID_ARGUMENT', `${operation}: base URL must be http or https`);
+  if (url.search !== '' || url.hash !== '') throw new PkiError('INVALID_ARGUMENT', `${operation}: base URL must not have a query or fragment`);
+  return baseUrl.replace(/\/+$/, '');
+}
+
+function checkedKeyId(keyId: string, operation: string): string {
+  if (!/^(?:[0-9a-f]{2}){1,64}$/.test(keyId)) throw new PkiError('INVALID_ARGUMENT', `${operation}: key identifier must be lower-case hex`);
+  return keyId;
+}
+
+/**
+ * Where the complete CRL of a CA generation (or the ARL of a root) is published:
+ * `<baseUrl>/<keyId>.crl`, named by the CA certificate's subjectKeyIdentifier.
+ */
+export function fullCrlUrl(baseUrl: string, keyId: string): string {
+  const operation = 'build CRL URL';
+  return `${checkedBase(baseUrl, operation)}/${checkedKeyId(keyId, operation)}.crl`;
+}
+
+/** Where the latest delta CRL of a CA generation is published (its full CRL's freshestCRL). */
+export function deltaCrlUrl(baseUrl: string, keyId: string): string {
+  const operation = 'build delta CRL URL';
+  return `${checkedBase(baseUrl, operation)}/${checkedKeyId(keyId, operation)}/delta.crl`;
+}
+
+/** The partition's name as CRL scopes and URLs spell it: `p<number>`. */
+export function crlPartitionName(partition: number): string {
+  if (!Number.isInteger(partition) || partition < 0 || partition >= MAX_CRL_PARTITIONS) {
+    throw new PkiError('INVALID_ARGUMENT', `name CRL partition: partition must be an integer from 0 to ${MAX_CRL_PARTITIONS - 1}`);
+  }
+  return `p${partition}`;
+}
+
+/** The partition number of a name `p<number>` (no leading zeros), or undefined. */
+export function parseCrlPartitionName(name: string): number | undefined {
+  const match = /^p(0|[1-9][0-9]{0,3})$/.exec(name);
+  if (!match) return undefined;
+  const n = Number(match[1]);
+  return n < MAX_CRL_PARTITIONS ? n : undefined;
 }
