@@ -1,4 +1,4 @@
-import { fromBinary, toBinary, type DescMessage, type DescMethodUnary, type DescService } from '@bufbuild/protobuf';
+import { fromBinary, toBinary, type DescMessage, type DescMethodClientStreaming, type DescMethodUnary, type DescService } from '@bufbuild/protobuf';
 import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
 
 /**
@@ -7,6 +7,16 @@ import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
  */
 export function unaryMethods(service: DescService): DescMethodUnary[] {
   return service.methods.filter((m): m is DescMethodUnary => m.methodKind === 'unary');
+}
+
+/** Methods whose request is a stream of messages and whose response is one message. */
+export function clientStreamingMethods(service: DescService): DescMethodClientStreaming[] {
+  return service.methods.filter((m): m is DescMethodClientStreaming => m.methodKind === 'client_streaming');
+}
+
+/** The methods this adapter serves: unary and client-streaming (no server or bidi streams yet). */
+export function servedMethods(service: DescService): Array<DescMethodUnary | DescMethodClientStreaming> {
+  return [...unaryMethods(service), ...clientStreamingMethods(service)];
 }
 
 export function methodPath(service: DescService, method: { name: string }): string {
@@ -20,10 +30,10 @@ function deserializer<D extends DescMessage>(desc: D) {
   return (bytes: Buffer) => fromBinary(desc, bytes);
 }
 
-export function methodDefinition(service: DescService, method: DescMethodUnary): MethodDefinition<unknown, unknown> {
+export function methodDefinition(service: DescService, method: DescMethodUnary | DescMethodClientStreaming): MethodDefinition<unknown, unknown> {
   return {
     path: methodPath(service, method),
-    requestStream: false,
+    requestStream: method.methodKind === 'client_streaming',
     responseStream: false,
     requestSerialize: serializer(method.input) as (value: unknown) => Buffer,
     requestDeserialize: deserializer(method.input),
@@ -34,6 +44,6 @@ export function methodDefinition(service: DescService, method: DescMethodUnary):
 
 export function serviceDefinition(service: DescService): ServiceDefinition {
   const def: Record<string, MethodDefinition<unknown, unknown>> = {};
-  for (const method of unaryMethods(service)) def[method.localName] = methodDefinition(service, method);
+  for (const method of servedMethods(service)) def[method.localName] = methodDefinition(service, method);
   return def;
 }

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import { create, type DescMethodUnary, type DescService, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
+import { create, type DescMethodClientStreaming, type DescMethodUnary, type DescService, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
 import { PkiError } from '@pki/kit';
-import { methodDefinition, unaryMethods } from './adapter';
+import { clientStreamingMethods, methodDefinition, unaryMethods } from './adapter';
 import { fromServiceError } from './errors';
 import { spiffeIdOf } from './identity';
 import type { TlsFiles } from './server';
@@ -17,8 +17,23 @@ export type UnaryClientMethod<M extends DescMethodUnary> = (
   options?: CallOptions,
 ) => Promise<MessageShape<M['output']>>;
 
+/**
+ * A client-streaming method: the requests are written as the iterable yields them, each only
+ * once the transport has room for it (backpressure), so a producer of millions of entries never
+ * runs ahead of the network. Resolves with the one response; rejects with the server's error as
+ * soon as it arrives, and then stops pulling from the iterable.
+ */
+export type ClientStreamingClientMethod<M extends DescMethodClientStreaming> = (
+  requests: AsyncIterable<MessageInitShape<M['input']>> | Iterable<MessageInitShape<M['input']>>,
+  options?: CallOptions,
+) => Promise<MessageShape<M['output']>>;
+
 export type ServiceClient<S extends DescService> = {
-  [K in keyof S['method']]: S['method'][K] extends DescMethodUnary ? UnaryClientMethod<S['method'][K]> : never;
+  [K in keyof S['method']]: S['method'][K] extends DescMethodUnary
+    ? UnaryClientMethod<S['method'][K]>
+    : S['method'][K] extends DescMethodClientStreaming
+      ? ClientStreamingClientMethod<S['method'][K]>
+      : never;
 } & { close(): void };
 
 export interface GrpcClientOptions {
@@ -70,6 +85,47 @@ export function createGrpcClient<S extends DescService>(service: S, options: Grp
           (err, response) => (err ? reject(fromServiceError(err, operation)) : resolve(response)),
         );
       });
+    };
+  }
+  for (const method of clientStreamingMethods(service)) {
+    const def = methodDefinition(service, method);
+    methods[method.localName] = async (requests: AsyncIterable<MessageInitShape<DescMethodClientStreaming['input']>>, callOptions: CallOptions = {}) => {
+      const ceiling = Date.now() + options.deadlineMs;
+      const deadline = callOptions.deadline && callOptions.deadline.getTime() < ceiling ? callOptions.deadline : new Date(ceiling);
+      const operation = `${service.name}.${method.name}`;
+      if (deadline.getTime() <= Date.now()) throw new PkiError('DEADLINE_EXCEEDED', `${operation}: the caller's deadline has already passed`);
+      let failed: PkiError | undefined;
+      let wake: (() => void) | undefined;
+      const response = new Promise<unknown>((resolve, reject) => {
+        const stream = client.makeClientStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, new grpc.Metadata(), { deadline }, (err, value) => {
+          if (err) {
+            failed = fromServiceError(err, operation);
+            reject(failed);
+          } else resolve(value);
+          wake?.();
+        });
+        void (async () => {
+          try {
+            for await (const request of requests) {
+              if (failed) return;
+              if (!stream.write(create(method.input, request))) {
+                await new Promise<void>((resume) => {
+                  wake = resume;
+                  stream.once('drain', resume);
+                });
+                wake = undefined;
+              }
+            }
+            if (!failed) stream.end();
+          } catch (err) {
+            // The producer failed: abandon the call so the server signs nothing.
+            stream.cancel();
+            failed = PkiError.from(err, operation);
+            reject(failed);
+          }
+        })();
+      });
+      return response;
     };
   }
   return methods as ServiceClient<S>;

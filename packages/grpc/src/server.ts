@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import { create, type DescMethodUnary, type DescService, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
+import { create, type DescMethodClientStreaming, type DescMethodUnary, type DescService, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
 import { PkiError, type Logger, type ReadinessCheck } from '@pki/kit';
 import { healthV1 } from '@pki/proto';
-import { serviceDefinition, unaryMethods } from './adapter';
+import { serviceDefinition, servedMethods } from './adapter';
 import { isAllowed, spiffeIdOf, type AllowList } from './identity';
 import { toServiceError } from './errors';
 import type { Counter, Histogram, Registry } from 'prom-client';
@@ -25,9 +25,23 @@ export type UnaryHandler<M extends DescMethodUnary> = (
   context: CallContext,
 ) => Promise<MessageInitShape<M['output']>>;
 
-/** Handlers of every unary method of a service, keyed by the generated local name. */
+/**
+ * A client-streaming method's handler: it reads the requests as they arrive (the stream applies
+ * backpressure: an unread message is not followed by more than grpc-js and HTTP/2 flow control
+ * buffer) and answers once. Throwing ends the call with the error, whatever is still unread.
+ */
+export type ClientStreamingHandler<M extends DescMethodClientStreaming> = (
+  requests: AsyncIterable<MessageShape<M['input']>>,
+  context: CallContext,
+) => Promise<MessageInitShape<M['output']>>;
+
+/** Handlers of every unary and client-streaming method of a service, keyed by the generated local name. */
 export type ServiceHandlers<S extends DescService> = {
-  [K in keyof S['method']]: S['method'][K] extends DescMethodUnary ? UnaryHandler<S['method'][K]> : never;
+  [K in keyof S['method']]: S['method'][K] extends DescMethodUnary
+    ? UnaryHandler<S['method'][K]>
+    : S['method'][K] extends DescMethodClientStreaming
+      ? ClientStreamingHandler<S['method'][K]>
+      : never;
 };
 
 export interface ServiceRegistration<S extends DescService = DescService> {
@@ -106,7 +120,7 @@ export class GrpcServer {
 
   #register<S extends DescService>(registration: ServiceRegistration<S>): void {
     const { service, handlers, allow } = registration;
-    const methods = unaryMethods(service);
+    const methods = servedMethods(service);
     const known = new Set(methods.map((m) => m.name));
     for (const name of Object.keys(allow)) {
       if (!known.has(name)) throw new PkiError('INVALID_ARGUMENT', `register ${service.typeName}: allow-list names unknown RPC '${name}'`);
@@ -115,16 +129,20 @@ export class GrpcServer {
     for (const method of methods) {
       const list = allow[method.name];
       if (!list) throw new PkiError('INVALID_ARGUMENT', `register ${service.typeName}: RPC '${method.name}' has no allow-list`);
-      const handler = (handlers as Record<string, UnaryHandler<DescMethodUnary>>)[method.localName];
+      const handler = (handlers as Record<string, (request: never, context: CallContext) => Promise<unknown>>)[method.localName];
       if (!handler) throw new PkiError('INVALID_ARGUMENT', `register ${service.typeName}: RPC '${method.name}' has no handler`);
       impl[method.localName] = this.#wrap(method, list, handler);
     }
     this.#server.addService(serviceDefinition(service), impl);
   }
 
-  #wrap(method: DescMethodUnary, allow: AllowList, handler: UnaryHandler<DescMethodUnary>): grpc.handleUnaryCall<unknown, unknown> {
+  #wrap(
+    method: DescMethodUnary | DescMethodClientStreaming,
+    allow: AllowList,
+    handler: (request: never, context: CallContext) => Promise<unknown>,
+  ): grpc.handleUnaryCall<unknown, unknown> | grpc.handleClientStreamingCall<unknown, unknown> {
     const logger = this.#options.logger;
-    return (call, callback) => {
+    return (call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerReadableStream<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       const stopTimer = this.#latency.startTimer({ method: method.name });
       const finish = (code: grpc.status, err: Partial<grpc.ServiceError> | null, response?: unknown): void => {
         stopTimer();
@@ -141,9 +159,12 @@ export class GrpcServer {
       const rawDeadline = call.getDeadline();
       const deadline = rawDeadline instanceof Date ? rawDeadline : Number.isFinite(rawDeadline) ? new Date(rawDeadline) : undefined;
       const context: CallContext = { caller: caller!, method: method.name, deadline, logger: logger.child({ method: method.name, caller }) };
-      handler(call.request as MessageShape<DescMethodUnary['input']>, context).then(
-        (init) => finish(grpc.status.OK, null, create(method.output, init)),
+      const input = method.methodKind === 'unary' ? (call as grpc.ServerUnaryCall<unknown, unknown>).request : (call as grpc.ServerReadableStream<unknown, unknown>);
+      handler(input as never, context).then(
+        (init) => finish(grpc.status.OK, null, create(method.output, init as MessageInitShape<typeof method.output>)),
         (err: unknown) => {
+          // A client stream the handler stopped reading early: drop what is still coming.
+          if (method.methodKind === 'client_streaming') (call as grpc.ServerReadableStream<unknown, unknown>).resume();
           if (err instanceof PkiError) {
             if (err.code === 'INTERNAL') context.logger.error({ err }, 'RPC failed');
             const serviceError = toServiceError(err);

@@ -15,3 +15,4 @@ export * from './der';
 export * from './tbs-decoding';
 export * from './extension-decoding';
 export * from './crl-partition';
+export * from './crl-decoding';

@@ -1,4 +1,4 @@
-import { constants, verify } from 'node:crypto';
+import { constants, createVerify, verify } from 'node:crypto';
 import type { AlgorithmIdentifier } from '@peculiar/asn1-x509';
 import { PkiError } from '@pki/kit';
 import { describePublicKey, publicKeyObject } from './public-key';
@@ -52,4 +52,22 @@ export async function verifySignatureAsync(check: SignatureCheck, operation = 'v
   return new Promise((resolve, reject) =>
     verify(hash, check.data, key, check.signature, (err, valid) => (err ? reject(new PkiError('INTERNAL', `${operation}: ${err.message}`, { cause: err })) : resolve(valid))),
   );
+}
+
+/**
+ * A signature check over data that arrives in pieces (a CRL of millions of entries, checked as it
+ * streams past): `update` with each piece in order, then `verify` once with the signature.
+ */
+export interface StreamingSignatureVerifier {
+  update(data: Uint8Array): void;
+  verify(signature: Uint8Array): boolean;
+}
+
+export function streamingSignatureVerifier(check: Omit<SignatureCheck, 'data' | 'signature'>, operation = 'verify signature'): StreamingSignatureVerifier {
+  const { hash, key } = prepare({ ...check, data: new Uint8Array(0), signature: new Uint8Array(0) }, operation);
+  const verifier = createVerify(hash);
+  return {
+    update: (data) => void verifier.update(data),
+    verify: (signature) => verifier.verify(key as Parameters<typeof verifier.verify>[0], signature),
+  };
 }

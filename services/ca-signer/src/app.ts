@@ -11,6 +11,8 @@ import type { KeyManager } from './ports/key-manager';
 import { CertificateAuthority } from './domain/certificate-authority';
 import { IssuerRegistry } from './domain/issuer-registry';
 import { RevocationSigner } from './domain/revocation-signing';
+import { CrlSigner } from './domain/crl-signing';
+import { recordMissingCrlPublication } from './domain/crl-publication';
 import { AuditCheckpointSigner } from './domain/audit-checkpoint';
 import { caSignerHandlers, type CaSignerDomain } from './grpc/ca-signer-service';
 
@@ -81,13 +83,15 @@ export async function startCaSigner(config: CaSignerConfig, deps: CaSignerDepend
   await startOutboxRelay(runtime, pool, config.database, config.events);
   const clock = deps.clock ?? systemClock;
   const producer = config.events.producer;
+  await recordMissingCrlPublication(pool, config.publication, logger);
   const registry = new IssuerRegistry(pool);
   await registry.load();
   const domain: CaSignerDomain = {
     pool,
     registry,
     authority: new CertificateAuthority({ pool, registry, keyManager, clock, logger, producer, publication: config.publication }),
-    revocation: new RevocationSigner({ pool, registry, keyManager, clock, logger, producer, crlBaseUrl: config.publication.crlBaseUrl }),
+    revocation: new RevocationSigner({ pool, registry, keyManager, clock, logger, producer }),
+    crls: new CrlSigner({ pool, registry, keyManager, clock, logger, producer }),
     checkpoints: new AuditCheckpointSigner({ pool, registry, keyManager, clock, logger, producer }),
   };
   const issuers = registry.all();

@@ -10,7 +10,7 @@ import { streamProgress } from './ceremony/progress';
 import { parseSubject } from './ceremony/subject';
 import { custodyRequired, openCeremony, type PinSource, readPinFile, readShareFiles, resolveCeremonyPin, type ResolvedPin } from './ceremony/session';
 import { splitTokenPin } from './ceremony/split-pin';
-import { activateIssuer, createDelegatedSigner, createIssuing, createRoot, importIssuing, listHierarchy } from './ceremony/steps';
+import { activateIssuer, createDelegatedSigner, createIssuing, createRoot, importIssuing, listHierarchy, parseArlReason, revokeIssuing, signArl } from './ceremony/steps';
 import type { CeremonyContext } from './ceremony/steps';
 import { parseKeySpec } from './domain/ca-hierarchy';
 
@@ -38,6 +38,10 @@ Steps:
   activate --issuer <key id>
   create-ocsp-responder --issuer <key id> [--key p-256|rsa-2048|...] [--validity-days N] [--cert-out <file.pem>]
   create-audit-signer --issuer <key id> [--key <spec>] [--validity-days N] [--cert-out <file.pem>]
+  sign-arl --root <root key id> [--validity-days 365]
+            the root's authority revocation list over the CA certificates revoked under it
+  revoke-issuing --issuer <key id> --reason ca-compromise|key-compromise|superseded|cessation-of-operation|affiliation-changed|unspecified
+            [--validity-days 365]   revokes an inactive issuing generation and signs the root's new ARL
   list [--json]              generations, active flag, pending requests, delegated signers, expiry
   init-dev --out <dir>       embedded deployment only: a development hierarchy, no custodians
 
@@ -65,6 +69,8 @@ const OPTIONS = {
   cert: { type: 'string' },
   'issuer-cert': { type: 'string' },
   issuer: { type: 'string' },
+  root: { type: 'string' },
+  reason: { type: 'string' },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
@@ -251,6 +257,16 @@ async function runStep(step: string, values: Values): Promise<void> {
       const result = await withCeremony(config, values, (ctx) => createDelegatedSigner(ctx, { issuerKeyId, purpose, keySpec, validityDays, subject }));
       await writePem(values['cert-out'], result.certificateDer, 'CERTIFICATE');
       console.log(JSON.stringify({ purpose, keyId: result.keyId, hsmKeyId: result.hsmKeyId, issuerKeyId: result.issuerKeyId, serial: result.serialHex }, null, 2));
+      return;
+    }
+    case 'sign-arl':
+    case 'revoke-issuing': {
+      const validityDays = values['validity-days'] === undefined ? undefined : integer(values['validity-days'], 'validity-days');
+      const result =
+        step === 'sign-arl'
+          ? await withCeremony(config, values, (ctx) => signArl(ctx, { rootKeyId: need(values, 'root'), validityDays }))
+          : await withCeremony(config, values, (ctx) => revokeIssuing(ctx, { issuerKeyId: need(values, 'issuer'), reason: parseArlReason(need(values, 'reason'), step), validityDays }));
+      console.log(JSON.stringify({ rootKeyId: result.rootKeyId, crlNumber: result.crlNumber, nextUpdate: result.nextUpdate.toISOString(), next: 'the crl service publishes it at its next GetIssuers refresh' }, null, 2));
       return;
     }
     case 'list': {

@@ -47,7 +47,9 @@ export const caSignerConfigSchema = baseServiceConfig.extend({
     SignOcspResponses: allowList,
     SignAuditCheckpoint: allowList,
     ListIssuances: allowList,
-  }),
+    /** The streamed form of SignCrl (large CRLs); when not listed, the same callers as SignCrl. */
+    SignCrlStream: allowList.optional(),
+  }).transform((allow) => ({ ...allow, SignCrlStream: allow.SignCrlStream ?? allow.SignCrl })),
   /**
    * Key ceremonies: with requireCustody (the default), every ceremony step that uses the HSM takes
    * the token PIN only from m-of-n custodian shares, never from a PIN file.

@@ -44,6 +44,7 @@ describe('ensureDevHierarchy', () => {
       'ceremony.activate.result SUCCESS',
       'ceremony.create-ocsp-responder.result SUCCESS',
       'ceremony.create-audit-signer.result SUCCESS',
+      'ceremony.sign-arl.result SUCCESS',
     ]);
   });
 

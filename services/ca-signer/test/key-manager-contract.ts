@@ -1,4 +1,4 @@
-import { constants, createPublicKey, verify } from 'node:crypto';
+import { createHash, constants, createPublicKey, verify } from 'node:crypto';
 import { PkiError } from '@pki/kit';
 import { describePublicKey } from '@pki/x509';
 import type { KeyManager, SignatureAlgorithm } from '../src/ports/key-manager';
@@ -51,6 +51,21 @@ export function describeKeyManagerContract(name: string, open: () => Promise<Key
       expect(verifiers[algorithm](spki, data, signature)).toBe(true);
       expect(verifiers[algorithm](spki, Buffer.from('other data'), signature)).toBe(false);
       if (algorithm.startsWith('ECDSA')) expect(signature[0]).toBe(0x30); // DER Ecdsa-Sig-Value, not r || s
+    });
+
+    it.each(['RSA-SHA256', 'RSA-PSS-SHA256', 'ECDSA-SHA256', 'ECDSA-SHA384'] as const)('signs a %s digest made outside the HSM as it signs the data', async (algorithm) => {
+      const [keyId, spki] = algorithm.startsWith('RSA') ? [rsaKeyId, rsaSpki] : [ecKeyId, ecSpki];
+      const data = Buffer.from(`a CRL too large to pass whole, signed with ${algorithm}`);
+      const digest = createHash(algorithm === 'ECDSA-SHA384' ? 'sha384' : 'sha256').update(data).digest();
+      const result = keyManager.signDigest({ keyId, algorithm, digest });
+      if (algorithm !== 'RSA-SHA256' && name === 'in-memory fake') {
+        await expectPkiError(result, 'INVALID_ARGUMENT', 'signs only RSA-SHA256 digests');
+        return;
+      }
+      const { signature } = await result;
+      expect(verifiers[algorithm](spki, data, signature)).toBe(true);
+      expect(verifiers[algorithm](spki, Buffer.from('other data'), signature)).toBe(false);
+      await expectPkiError(keyManager.signDigest({ keyId, algorithm, digest: digest.subarray(1) }), 'INVALID_ARGUMENT', 'digest is');
     });
 
     it('answers an unknown key with NOT_FOUND', async () => {

@@ -8,7 +8,7 @@ import type { KeyManager } from '../ports/key-manager';
 import { DEVELOPMENT_ATTENDANCE } from './audit';
 import { callbackProgress, silentProgress } from './progress';
 import { openCeremony } from './session';
-import { activateIssuer, createDelegatedSigner, createIssuing, createRoot, type DelegatedPurpose, delegatedSignerProfile } from './steps';
+import { activateIssuer, createDelegatedSigner, createIssuing, createRoot, type DelegatedPurpose, delegatedSignerProfile, signArl } from './steps';
 
 export interface DevHierarchyResult {
   created: boolean;
@@ -21,7 +21,8 @@ export interface DevHierarchyResult {
  * steps without custodians (actor "development ceremony (no custodians)", PIN from the config's
  * PIN file): a root (generation DEV-ROOT) and an issuing CA certified by it (DEV-G1, activated),
  * RSA-2048 for speed. Then makes sure the active issuing CA has a delegated OCSP responder and an
- * audit checkpoint key, also on a hierarchy made by an older version. Writes root.pem,
+ * audit checkpoint key, and that the root has a current authority revocation list (ARL), also on a
+ * hierarchy made by an older version. Writes root.pem,
  * issuing.pem and chain.pem (issuing CA, then root) to `outDir` either way. Production
  * hierarchies come from the custodian ceremonies (docs/runbooks/key-ceremony.md).
  */
@@ -66,6 +67,11 @@ export async function ensureDevHierarchy(
       const { rows: signers } = await pool.query(`SELECT 1 FROM delegated_signers WHERE active AND purpose = $1 AND issuer_key_id = $2`, [purpose, issuing.key_id]);
       if (signers.length === 0) await createDelegatedSigner(context, { issuerKeyId: issuing.key_id, purpose });
     }
+
+    // The root's ARL, so that validators checking the whole chain (openssl -crl_check_all) find
+    // one; renewed a month before it runs out.
+    const { rows: arls } = await pool.query(`SELECT 1 FROM authority_revocation_lists WHERE root_key_id = $1 AND next_update > now() + interval '30 days'`, [root.key_id]);
+    if (arls.length === 0) await signArl(context, { rootKeyId: root.key_id, validityDays: 365 });
 
     const rootPem = toPem(root.certificate_der, 'CERTIFICATE');
     const issuingPem = toPem(issuing.certificate_der, 'CERTIFICATE');

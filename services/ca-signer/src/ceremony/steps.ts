@@ -2,7 +2,25 @@ import type { Pool } from 'pg';
 import { PkiError, type Clock } from '@pki/kit';
 import { withTransaction, type Tx } from '@pki/db';
 import { generateKeyPairSync } from 'node:crypto';
-import { type DistinguishedName, formatName, type NameAttribute, parseCertificate, type ParsedCertificate, parseName, randomSerial, rsaSubjectPublicKeyInfo } from '@pki/x509';
+import {
+  assembleCrl,
+  buildTbsCertList,
+  compareSerials,
+  type CrlEntry,
+  CRLReasons,
+  type DistinguishedName,
+  formatName,
+  fullCrlUrl,
+  type NameAttribute,
+  parseCertificate,
+  type ParsedCertificate,
+  parseName,
+  randomSerial,
+  rsaSubjectPublicKeyInfo,
+  signatureAlgorithmIdentifier,
+  verifyCertificateSignature,
+  verifySignature,
+} from '@pki/x509';
 import {
   CITIZEN_CA_SUBJECT,
   checkCaCertificate,
@@ -14,9 +32,13 @@ import {
   signCaCertificate,
 } from '../domain/ca-hierarchy';
 import { recordIssuer, type PublicationUrls } from '../domain/certificate-authority';
+import { recordCrlPublication } from '../domain/crl-publication';
 import { type CertificateProfile, type CertificateProfileName, certificateProfiles } from '../domain/certificate-profiles';
 import { AuditOutcome } from '../domain/audit';
 import { prepareCertificate, signPreparedCertificate, type IssuingCa } from '../domain/issuance';
+import { signatureAlgorithmForIssuerSpki, wholeSecond } from '../domain/certificate-signing';
+import { reserveCrlNumber } from '../domain/crl-signing';
+import { assertLintClean, CrlEntryLinter, lintCrlFrame } from '../domain/lint';
 import type { CaKeySpec, GenerateKeyPairResponse, KeyManager } from '../ports/key-manager';
 import { type CeremonyAudit, sha256Hex, type StepScope } from './audit';
 import { prepareCsr, signCsr } from './csr';
@@ -88,6 +110,7 @@ export async function createRoot(ctx: CeremonyContext, request: CreateRootReques
     const result = { hsmKeyId: key.keyId, generation, certificateDer, keyId: '' };
     await scope.complete(certificateFacts(certificateDer), async (tx) => {
       result.keyId = (await recordIssuer(tx, { role: 'ROOT', hsmKeyId: key.keyId, certificateDer, active: false, generation })).keyId;
+      await recordCrlPublication(tx, result.keyId, ctx.publication, 'ROOT');
       await reserveSerial(tx, prepared.serialHex, result.keyId);
     });
     ctx.progress.say(`root ${generation} recorded: key identifier ${result.keyId}`);
@@ -159,6 +182,7 @@ export async function createIssuing(ctx: CeremonyContext, request: CreateIssuing
         validityYears: certification.validityYears,
         policies: certification.policies,
         serial: ctx.serials?.(),
+        publication: rootPublication(ctx.publication, r.keyId),
       },
       step,
     );
@@ -167,6 +191,7 @@ export async function createIssuing(ctx: CeremonyContext, request: CreateIssuing
     const result = { by: 'root' as const, hsmKeyId: key.keyId, generation, certificateDer, keyId: '' };
     await scope.complete({ ...certificateFacts(certificateDer), active: 'false' }, async (tx) => {
       result.keyId = (await recordIssuer(tx, { role: 'ISSUING', hsmKeyId: key.keyId, certificateDer, active: false, generation })).keyId;
+      await recordCrlPublication(tx, result.keyId, ctx.publication, 'ISSUING');
     });
     ctx.progress.say(`issuing CA ${generation} recorded (inactive): key identifier ${result.keyId}`);
     return result;
@@ -212,6 +237,7 @@ export async function importIssuing(ctx: CeremonyContext, request: ImportIssuing
     const result = { hsmKeyId: pending.hsmKeyId, generation: pending.generation, certificateDer: request.certificateDer, keyId: '' };
     await scope.complete({ ...certificateFacts(request.certificateDer), active: 'false' }, async (tx) => {
       result.keyId = (await recordIssuer(tx, { role: 'ISSUING', hsmKeyId: pending.hsmKeyId, certificateDer: request.certificateDer, active: false, generation: pending.generation })).keyId;
+      await recordCrlPublication(tx, result.keyId, ctx.publication, 'ISSUING');
       await tx.query(`UPDATE ca_key_requests SET state = 'IMPORTED', issuer_key_id = $2, imported_at = now() WHERE hsm_key_id = $1`, [pending.hsmKeyId, result.keyId]);
     });
     ctx.progress.say(`issuing CA ${pending.generation} imported (inactive): key identifier ${result.keyId}`);
@@ -394,6 +420,139 @@ export async function listHierarchy(pool: Pool, clock: Clock): Promise<Hierarchy
       certificateDer: r.certificate_der,
     })),
   };
+}
+
+/** The root's ARL and certificate, as its issuing CA certificates point to them. */
+function rootPublication(publication: PublicationUrls, rootKeyId: string): { crlUrls: string[]; caIssuersUrls: string[] } {
+  return { crlUrls: [fullCrlUrl(publication.crlBaseUrl, rootKeyId)], caIssuersUrls: [`${publication.caIssuersUrl.replace(/\/$/, '')}/${rootKeyId}.crt`] };
+}
+
+// --- authority revocation lists ------------------------------------------------------------------
+
+export interface SignArlRequest {
+  rootKeyId: string;
+  /** nextUpdate = thisUpdate + this many days; the next ceremony must come before. Default 365. */
+  validityDays?: number;
+}
+
+export interface SignArlResult {
+  rootKeyId: string;
+  crlNumber: string;
+  crlDer: Buffer;
+  nextUpdate: Date;
+}
+
+const ARL_REASONS: Readonly<Record<string, CRLReasons>> = {
+  'key-compromise': CRLReasons.keyCompromise,
+  'ca-compromise': CRLReasons.cACompromise,
+  'affiliation-changed': CRLReasons.affiliationChanged,
+  superseded: CRLReasons.superseded,
+  'cessation-of-operation': CRLReasons.cessationOfOperation,
+  unspecified: CRLReasons.unspecified,
+};
+
+/** The reason names revoke-issuing accepts (RFC 5280 §5.3.1 CRLReason, as words). */
+export function parseArlReason(name: string, operation: string): CRLReasons {
+  const reason = ARL_REASONS[name];
+  if (reason === undefined) throw new PkiError('INVALID_ARGUMENT', `${operation}: reason must be one of ${Object.keys(ARL_REASONS).join(', ')}`);
+  return reason;
+}
+
+/**
+ * Signs the root's authority revocation list (RFC 5280 §5, an ARL: issuingDistributionPoint with
+ * onlyContainsCACerts, §5.2.5) over the CA certificates revoked under it, with the root key, at a
+ * ceremony. The crl service publishes the latest one at <crl base URL>/<root key id>.crl, where
+ * the issuing CA certificates' CRL distribution point names it. The same pre-signing lint as every
+ * CRL runs on it before the HSM is asked.
+ */
+export async function signArl(ctx: CeremonyContext, request: SignArlRequest): Promise<SignArlResult> {
+  const step = 'sign-arl';
+  const root = await findIssuer(ctx.pool, request.rootKeyId, 'ROOT', step);
+  const validityDays = request.validityDays ?? 365;
+  if (!Number.isInteger(validityDays) || validityDays < 1 || validityDays > 3660) throw new PkiError('INVALID_ARGUMENT', `${step}: validity must be 1 to 3660 days`);
+  const base = (await ctx.pool.query(`SELECT crl_base_url FROM issuers WHERE key_id = $1`, [root.keyId])).rows[0]?.crl_base_url ?? ctx.publication.crlBaseUrl;
+  const thisUpdate = wholeSecond(ctx.clock.now());
+  const nextUpdate = new Date(Math.min(thisUpdate.getTime() + validityDays * 86_400_000, root.certificate.notAfter.getTime()));
+  const { rows: revoked } = await ctx.pool.query(`SELECT serial_hex, reason, revoked_at FROM ca_revocations WHERE root_key_id = $1`, [root.keyId]);
+  const entries: CrlEntry[] = revoked.map((r) => ({ serial: Buffer.from(r.serial_hex, 'hex'), revocationDate: wholeSecond(r.revoked_at), ...(r.reason !== 0 ? { reason: r.reason as CRLReasons } : {}) }));
+  const last = (await ctx.pool.query(`SELECT last_number::text AS last FROM crl_numbers WHERE issuer_key_id = $1 AND partition = ''`, [root.keyId])).rows[0]?.last;
+  const crlNumber = nextCrlNumber(last === undefined ? undefined : BigInt(last), thisUpdate);
+  const algorithm = signatureAlgorithmForIssuerSpki(root.certificate.subjectPublicKeyInfo);
+  const uri = fullCrlUrl(base, root.keyId);
+  const spec = {
+    signatureAlgorithm: algorithm,
+    issuerDer: root.certificate.subjectDer,
+    authorityKeyIdentifier: root.certificate.subjectKeyIdentifier ?? Buffer.from(root.keyId, 'hex'),
+    thisUpdate,
+    nextUpdate,
+    crlNumber,
+    issuingDistributionPoint: { uri, onlyContains: 'caCerts' as const },
+  };
+  const tbsDer = buildTbsCertList({ ...spec, entries });
+  const bare = buildTbsCertList({ ...spec, entries: [] });
+  const lint = lintCrlFrame(bare, { issuer: root.certificate, signatureAlgorithm: algorithm, distributionPointUri: uri, authorityRevocationList: true, delta: false, now: ctx.clock.now(), allowedClockSkewSeconds: 60 });
+  assertLintClean(lint, step);
+  const entryLint = new CrlEntryLinter({ delta: false, authorityRevocationList: true, thisUpdate });
+  for (const e of [...entries].sort((a, b) => compareSerials(a.serial, b.serial))) {
+    const problem = entryLint.check({ serial: Buffer.from(e.serial), revocationDate: e.revocationDate.getTime() / 1000, ...(e.reason !== undefined ? { reason: e.reason } : {}), end: 0 });
+    if (problem) throw new PkiError('INTERNAL', `${step}: ${problem}`);
+  }
+  return ctx.audit.step(step, { rootKeyId: root.keyId, crlNumber: String(crlNumber), entries: String(entries.length), nextUpdate: nextUpdate.toISOString() }, async (scope) => {
+    const hsm = await ctx.hsm();
+    await withTransaction(ctx.pool, async (tx) => {
+      await reserveCrlNumber(tx, root.keyId, '', crlNumber, thisUpdate, step);
+      await scope.note('sign.intent', AuditOutcome.INTENT, { what: 'authority revocation list', signerHsmKeyId: root.hsmKeyId, tbsSha256: sha256Hex(tbsDer) }, tx);
+    });
+    const { signature } = await hsm.sign({ keyId: root.hsmKeyId, algorithm, data: tbsDer });
+    const crlDer = assembleCrl(tbsDer, algorithm, signature);
+    if (!verifySignature({ publicKeySpki: root.certificate.subjectPublicKeyInfo, algorithm: signatureAlgorithmIdentifier(algorithm), data: tbsDer, signature }, step)) {
+      throw new PkiError('INTERNAL', `${step}: the root key ${root.hsmKeyId} does not match the root certificate`);
+    }
+    await scope.complete({ crlSha256: sha256Hex(crlDer), crlNumber: String(crlNumber) }, async (tx) => {
+      await tx.query(`INSERT INTO authority_revocation_lists (root_key_id, crl_number, this_update, next_update, crl_der) VALUES ($1, $2, $3, $4, $5)`, [
+        root.keyId,
+        crlNumber.toString(),
+        thisUpdate,
+        nextUpdate,
+        crlDer,
+      ]);
+    });
+    ctx.progress.say(`ARL ${crlNumber} of root ${root.generation ?? root.keyId} signed (${entries.length} revoked CA certificates), valid until ${nextUpdate.toISOString()}`);
+    return { rootKeyId: root.keyId, crlNumber: String(crlNumber), crlDer, nextUpdate };
+  });
+}
+
+/**
+ * Revokes an issuing CA generation under its root and signs the root's new ARL in the same step.
+ * The active generation is refused: activate its successor first, so issuance never runs under a
+ * revoked CA.
+ */
+export async function revokeIssuing(ctx: CeremonyContext, request: { issuerKeyId: string; reason: CRLReasons; validityDays?: number }): Promise<SignArlResult> {
+  const step = 'revoke-issuing';
+  const issuer = await findIssuer(ctx.pool, request.issuerKeyId, 'ISSUING', step);
+  const { rows } = await ctx.pool.query(`SELECT active FROM issuers WHERE key_id = $1`, [issuer.keyId]);
+  if (rows[0]?.active) throw new PkiError('FAILED_PRECONDITION', `${step}: ${issuer.keyId} is the active generation; activate its successor first`);
+  if (request.reason === CRLReasons.certificateHold || request.reason === CRLReasons.removeFromCRL) throw new PkiError('INVALID_ARGUMENT', `${step}: CA certificates are revoked, not suspended`);
+  const root = (await ctx.pool.query(`SELECT key_id, certificate_der FROM issuers WHERE role = 'ROOT'`)).rows.find((r) => verifyCertificateSignature(issuer.certificate, parseCertificate(r.certificate_der).subjectPublicKeyInfo));
+  if (!root) throw new PkiError('FAILED_PRECONDITION', `${step}: the root that certified ${issuer.keyId} is not in this signer (an external root revokes it on its own ARL)`);
+  await ctx.audit.step(step, { issuerKeyId: issuer.keyId, rootKeyId: root.key_id, reason: String(request.reason) }, async (scope) => {
+    await scope.complete({ revoked: 'true' }, async (tx) => {
+      await tx.query(`INSERT INTO ca_revocations (issuer_key_id, root_key_id, serial_hex, reason, revoked_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (issuer_key_id) DO NOTHING`, [
+        issuer.keyId,
+        root.key_id,
+        issuer.certificate.serialNumber.toString('hex'),
+        request.reason,
+        wholeSecond(ctx.clock.now()),
+      ]);
+    });
+  });
+  return signArl(ctx, { rootKeyId: root.key_id, validityDays: request.validityDays });
+}
+
+/** RFC 5280 §5.2.3 numbers in the domain's YYYYMMDD form, followed by a counter: above `last`, never below today's. */
+export function nextCrlNumber(last: bigint | undefined, now: Date): bigint {
+  const day = BigInt(now.toISOString().slice(0, 10).replace(/-/g, '')) * 10_000_000n;
+  return last === undefined || last < day ? day : last + 1n;
 }
 
 // --- helpers -----------------------------------------------------------------------------------

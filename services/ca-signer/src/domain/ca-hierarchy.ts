@@ -1,8 +1,10 @@
 import type { Clock } from '@pki/kit';
 import { PkiError } from '@pki/kit';
 import {
+  authorityInfoAccessExtension,
   authorityKeyIdentifierExtension,
   basicConstraintsExtension,
+  crlDistributionPointsExtension,
   buildTbsCertificate,
   certificatePoliciesExtension,
   describePublicKey,
@@ -99,6 +101,12 @@ export interface IssuingCaCertificateSpec {
   /** Default the class 3 assurance policy, which subscriber certificates assert. */
   policies?: readonly string[];
   serial?: Buffer;
+  /**
+   * Where relying parties find the root's authority revocation list and the root certificate:
+   * the issuing CA certificate's cRLDistributionPoints and AIA caIssuers (RFC 5280 §4.2.1.13,
+   * §4.2.2.1), so that a validator checking the whole chain can check the issuing CA too.
+   */
+  publication?: { crlUrls: readonly string[]; caIssuersUrls: readonly string[] };
 }
 
 /**
@@ -134,6 +142,8 @@ export function prepareIssuingCaCertificate(spec: IssuingCaCertificateSpec, oper
       subjectKeyIdentifierExtension(spec.publicKeySpki),
       authorityKeyIdentifierExtension(root.subjectKeyIdentifier ?? subjectKeyIdentifierOf(root.subjectPublicKeyInfo)),
       certificatePoliciesExtension(spec.policies ?? [id_tw_gpki_certpolicy_class3Assurance]),
+      ...(spec.publication && spec.publication.crlUrls.length > 0 ? [crlDistributionPointsExtension(spec.publication.crlUrls)] : []),
+      ...(spec.publication && spec.publication.caIssuersUrls.length > 0 ? [authorityInfoAccessExtension({ caIssuers: spec.publication.caIssuersUrls })] : []),
     ],
   });
   return { signerKeyId: spec.root.keyId, signerSpki: root.subjectPublicKeyInfo, signatureAlgorithm, serialHex: serial.toString('hex'), notBefore, notAfter, tbsDer };

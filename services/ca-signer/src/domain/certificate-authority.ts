@@ -222,7 +222,9 @@ export class CertificateAuthority {
       keyId: issuer.hsmKeyId,
       certificateDer: issuer.certificateDer,
       // One CRL and one issuer certificate per generation, named by its key identifier.
-      crl: { baseUrl: crlBaseUrl, partitions: this.#deps.publication.crlPartitions },
+      // The generation's recorded publication, not today's config: its CRLs stay where its
+      // certificates already point (migrations/006).
+      crl: { baseUrl: issuer.crlBaseUrl ?? crlBaseUrl, partitions: issuer.crlPartitions ?? this.#deps.publication.crlPartitions },
       ocspUrls: [ocspUrl],
       caIssuersUrls: [`${caIssuersUrl.replace(/\/$/, '')}/${issuer.keyId}.crt`],
     };

@@ -12,6 +12,10 @@ export interface IssuerRecord {
   certificate: ParsedCertificate;
   generation: string | null;
   active: boolean;
+  /** CRL partitions of this generation, fixed for its life (migrations/006); null for roots. */
+  crlPartitions: number | null;
+  /** Base URL of this generation's CRLs (or a root's ARL), fixed for its life. */
+  crlBaseUrl: string | null;
 }
 
 export type DelegatedPurpose = 'OCSP_RESPONDER' | 'AUDIT_CHECKPOINT';
@@ -40,7 +44,7 @@ export class IssuerRegistry {
   }
 
   async load(): Promise<void> {
-    const issuers = await this.#pool.query(`SELECT key_id, role, hsm_key_id, certificate_der, generation, active FROM issuers ORDER BY created_at`);
+    const issuers = await this.#pool.query(`SELECT key_id, role, hsm_key_id, certificate_der, generation, active, crl_partitions, crl_base_url FROM issuers ORDER BY created_at`);
     const delegated = await this.#pool.query(
       `SELECT key_id, purpose, issuer_key_id, hsm_key_id, certificate_der FROM delegated_signers WHERE active ORDER BY created_at`,
     );
@@ -52,6 +56,8 @@ export class IssuerRegistry {
       certificate: parseCertificate(r.certificate_der, 'load issuers'),
       generation: r.generation,
       active: r.active,
+      crlPartitions: r.crl_partitions,
+      crlBaseUrl: r.crl_base_url,
     }));
     this.#delegated = delegated.rows.map((r) => ({
       keyId: r.key_id,
@@ -61,6 +67,12 @@ export class IssuerRegistry {
       certificateDer: r.certificate_der,
       certificate: parseCertificate(r.certificate_der, 'load delegated signers'),
     }));
+  }
+
+  /** The latest authority revocation list of each root, read afresh (ceremonies sign new ones). */
+  async authorityRevocationLists(): Promise<Map<string, Buffer>> {
+    const { rows } = await this.#pool.query(`SELECT DISTINCT ON (root_key_id) root_key_id, crl_der FROM authority_revocation_lists ORDER BY root_key_id, crl_number DESC`);
+    return new Map(rows.map((r) => [r.root_key_id as string, r.crl_der as Buffer]));
   }
 
   all(): readonly IssuerRecord[] {

@@ -2,18 +2,20 @@ import { timestampDate, timestampFromDate, type Timestamp } from '@bufbuild/prot
 import { PkiError } from '@pki/kit';
 import type { ServiceHandlers } from '@pki/grpc';
 import { caSignerV1 } from '@pki/proto';
-import type { CertIdHash } from '@pki/x509';
+import { signatureAlgorithmIdentifierDer, type CertIdHash } from '@pki/x509';
 import { listIssuances, type CertificateAuthority } from '../domain/certificate-authority';
 import type { Pool } from 'pg';
 import type { IssuerRegistry } from '../domain/issuer-registry';
 import type { OcspRequestItem, RevocationSigner } from '../domain/revocation-signing';
 import type { AuditCheckpointSigner } from '../domain/audit-checkpoint';
+import type { CrlHeader, CrlSigner } from '../domain/crl-signing';
 
 export interface CaSignerDomain {
   pool: Pool;
   registry: IssuerRegistry;
   authority: CertificateAuthority;
   revocation: RevocationSigner;
+  crls: CrlSigner;
   checkpoints: AuditCheckpointSigner;
 }
 
@@ -56,14 +58,19 @@ export function caSignerHandlers(domain: CaSignerDomain): ServiceHandlers<typeof
 
     getIssuers: async () => {
       const issuers = domain.registry.all();
+      const arls = await domain.registry.authorityRevocationLists();
+      const roots = issuers.filter((i) => i.role === 'ROOT');
       return {
-        issuers: issuers.filter((i) => i.role === 'ISSUING').map((i) => ({ keyId: i.keyId, certificate: i.certificateDer, active: i.active })),
-        chain: issuers.filter((i) => i.role === 'ROOT').map((i) => i.certificateDer),
+        issuers: issuers
+          .filter((i) => i.role === 'ISSUING')
+          .map((i) => ({ keyId: i.keyId, certificate: i.certificateDer, active: i.active, crlPartitions: i.crlPartitions ?? 0, crlBaseUrl: i.crlBaseUrl ?? '' })),
+        chain: roots.map((i) => i.certificateDer),
+        roots: roots.map((r) => ({ keyId: r.keyId, certificate: r.certificateDer, authorityRevocationList: arls.get(r.keyId) ?? new Uint8Array() })),
       };
     },
 
     signCrl: async (request, context) => ({
-      crl: await domain.revocation.signCrl({
+      crl: await domain.crls.sign({
         caller: context.caller,
         idempotencyKey: request.idempotencyKey,
         issuerKeyId: request.issuerKeyId,
@@ -72,9 +79,40 @@ export function caSignerHandlers(domain: CaSignerDomain): ServiceHandlers<typeof
         deltaBaseCrlNumber: request.deltaBaseCrlNumber || undefined,
         thisUpdate: dateOf(request.thisUpdate),
         nextUpdate: dateOf(request.nextUpdate),
-        entries: request.entries.map((e) => ({ serialHex: e.serialHex, revocationDate: dateOf(e.revocationDate), reason: e.reason })),
+        expiredCertsOnCrl: dateOf(request.expiredCertsOnCrl),
+        announceDeltaCrl: request.announceDeltaCrl,
+        entries: request.entries.map((e) => ({ serialHex: e.serialHex, revocationDate: dateOf(e.revocationDate), reason: e.reason, invalidityDate: dateOf(e.invalidityDate) })),
       }),
     }),
+
+    signCrlStream: async (requests, context) => {
+      const messages = requests[Symbol.asyncIterator]();
+      const first = await messages.next();
+      if (first.done || first.value.part.case !== 'header') throw new PkiError('INVALID_ARGUMENT', 'sign CRL: the first message must be the header');
+      const h = first.value.part.value;
+      const header: CrlHeader = {
+        caller: context.caller,
+        idempotencyKey: h.idempotencyKey,
+        issuerKeyId: h.issuerKeyId,
+        partition: h.partition,
+        crlNumber: h.crlNumber,
+        deltaBaseCrlNumber: h.deltaBaseCrlNumber || undefined,
+        thisUpdate: dateOf(h.thisUpdate),
+        nextUpdate: dateOf(h.nextUpdate),
+        expiredCertsOnCrl: dateOf(h.expiredCertsOnCrl),
+        announceDeltaCrl: h.announceDeltaCrl,
+        entryCount: h.entryCount,
+        entriesLength: h.entriesLength,
+      };
+      async function* chunks(): AsyncIterable<Uint8Array> {
+        for (let next = await messages.next(); !next.done; next = await messages.next()) {
+          if (next.value.part.case !== 'revokedCertificates') throw new PkiError('INVALID_ARGUMENT', 'sign CRL: only the first message is a header; the rest carry entries');
+          yield next.value.part.value;
+        }
+      }
+      const signed = await domain.crls.signStream(header, chunks());
+      return { signature: signed.signature, signatureAlgorithm: signatureAlgorithmIdentifierDer(signed.signatureAlgorithm), tbsSha256: signed.tbsSha256, tbsLength: BigInt(signed.tbsLength) };
+    },
 
     signOcspResponses: async (request, context) => ({
       responses: await domain.revocation.signOcspResponses(

@@ -34,6 +34,18 @@ export interface SignRequest {
   data: Uint8Array;
 }
 
+/**
+ * Signs a digest computed outside the HSM: for data too large to pass whole (a CRL of millions of
+ * entries is hashed as it streams through the signer). `digest` is the algorithm's own hash of the
+ * data (SHA-256, or SHA-384 for ECDSA-SHA384); the signature is the one {@link KeyManager.sign}
+ * would make over the data.
+ */
+export interface SignDigestRequest {
+  keyId: string;
+  algorithm: SignatureAlgorithm;
+  digest: Uint8Array;
+}
+
 export interface SignResponse {
   /** The signature as X.509 carries it: RSA octets, or for ECDSA the DER Ecdsa-Sig-Value. */
   signature: Buffer;
@@ -57,6 +69,7 @@ export interface KeyManager {
   generateKeyPair(request: GenerateKeyPairRequest): Promise<GenerateKeyPairResponse>;
   getPublicKey(request: GetPublicKeyRequest): Promise<GetPublicKeyResponse>;
   sign(request: SignRequest): Promise<SignResponse>;
+  signDigest(request: SignDigestRequest): Promise<SignResponse>;
   healthCheck(): Promise<KeyManagerHealth>;
   /** Finishes in-flight operations, then releases the HSM. Later calls fail with UNAVAILABLE. */
   close(): Promise<void>;
@@ -101,6 +114,29 @@ export function validateSignRequest(request: SignRequest, operation: string): Bu
     throw new PkiError('INVALID_ARGUMENT', `${operation}: data must be non-empty bytes`);
   }
   return id;
+}
+
+/** The hash each algorithm signs, and its digest length in octets. */
+export function digestOfAlgorithm(algorithm: SignatureAlgorithm): { hash: 'sha256' | 'sha384'; length: number } {
+  return algorithm === 'ECDSA-SHA384' ? { hash: 'sha384', length: 48 } : { hash: 'sha256', length: 32 };
+}
+
+/** Checks a digest-signing request; returns the CKA_ID bytes. */
+export function validateSignDigestRequest(request: SignDigestRequest, operation: string): Buffer {
+  const id = keyIdBytes(request.keyId, operation);
+  if (!isSignatureAlgorithm(request.algorithm)) {
+    throw new PkiError('INVALID_ARGUMENT', `${operation}: unsupported signature algorithm '${String(request.algorithm)}'`);
+  }
+  const { length, hash } = digestOfAlgorithm(request.algorithm);
+  if (!(request.digest instanceof Uint8Array) || request.digest.length !== length) {
+    throw new PkiError('INVALID_ARGUMENT', `${operation}: a ${request.algorithm} digest is ${length} octets of ${hash.toUpperCase()}`);
+  }
+  return id;
+}
+
+/** DigestInfo (RFC 8017 §9.2) of a SHA-256 digest: what RSASSA-PKCS1-v1_5 pads and signs. */
+export function sha256DigestInfo(digest: Uint8Array): Buffer {
+  return Buffer.concat([Buffer.from('3031300d060960864801650304020105000420', 'hex'), digest]);
 }
 
 /** INVALID_ARGUMENT when the key cannot make signatures of this algorithm. */

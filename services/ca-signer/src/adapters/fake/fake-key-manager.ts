@@ -1,4 +1,4 @@
-import { constants, generateKeyPair, type KeyObject, randomBytes, sign } from 'node:crypto';
+import { constants, generateKeyPair, type KeyObject, privateEncrypt, randomBytes, sign } from 'node:crypto';
 import { promisify } from 'node:util';
 import { PkiError } from '@pki/kit';
 import type {
@@ -8,10 +8,11 @@ import type {
   GetPublicKeyResponse,
   KeyManager,
   KeyManagerHealth,
+  SignDigestRequest,
   SignRequest,
   SignResponse,
 } from '../../ports/key-manager';
-import { assertAlgorithmFitsKey, keyIdBytes, validateGenerateKeyPairRequest, validateSignRequest } from '../../ports/key-manager';
+import { assertAlgorithmFitsKey, keyIdBytes, sha256DigestInfo, validateGenerateKeyPairRequest, validateSignDigestRequest, validateSignRequest } from '../../ports/key-manager';
 
 const generate = promisify(generateKeyPair);
 
@@ -94,6 +95,27 @@ export class FakeKeyManager implements KeyManager {
         break;
     }
     this.#signatures.push({ keyId: request.keyId, algorithm: request.algorithm, data });
+    return { signature };
+  }
+
+  async signDigest(request: SignDigestRequest): Promise<SignResponse> {
+    const operation = 'sign digest';
+    this.#assertUsable(operation);
+    validateSignDigestRequest(request, operation);
+    const key = this.#key(request.keyId, operation);
+    assertAlgorithmFitsKey(request.algorithm, key.type, request.keyId, operation);
+    const digest = Buffer.from(request.digest);
+    let signature: Buffer;
+    switch (request.algorithm) {
+      case 'RSA-SHA256':
+        // RSASSA-PKCS1-v1_5 over a DigestInfo is the private-key operation with type-1 padding.
+        signature = privateEncrypt({ key: key.privateKey, padding: constants.RSA_PKCS1_PADDING }, sha256DigestInfo(digest));
+        break;
+      default:
+        // node's crypto has no raw-digest RSA-PSS or ECDSA signing (sign(null, ...) hashes again).
+        throw new PkiError('INVALID_ARGUMENT', `${operation}: the fake key manager signs only RSA-SHA256 digests`);
+    }
+    this.#signatures.push({ keyId: request.keyId, algorithm: request.algorithm, data: digest });
     return { signature };
   }
 

@@ -10,10 +10,11 @@ import type {
   GetPublicKeyResponse,
   KeyManager,
   KeyManagerHealth,
+  SignDigestRequest,
   SignRequest,
   SignResponse,
 } from '../../ports/key-manager';
-import { assertAlgorithmFitsKey, keyIdBytes, validateGenerateKeyPairRequest, validateSignRequest } from '../../ports/key-manager';
+import { assertAlgorithmFitsKey, keyIdBytes, sha256DigestInfo, validateGenerateKeyPairRequest, validateSignDigestRequest, validateSignRequest } from '../../ports/key-manager';
 import { toPkiError } from './pkcs11-errors';
 import { SessionPool } from './session-pool';
 
@@ -213,12 +214,39 @@ export class Pkcs11KeyManager implements KeyManager {
       algorithm === 'ECDSA-SHA256' || algorithm === 'ECDSA-SHA384'
         ? createHash(algorithm === 'ECDSA-SHA256' ? 'sha256' : 'sha384').update(request.data).digest()
         : Buffer.from(request.data);
+    return this.#signWith(operation, id, keyId, algorithm, mechanismOf(algorithm), toSign);
+  }
+
+  /**
+   * Signs a digest made outside the token: RSASSA-PKCS1-v1_5 as CKM_RSA_PKCS over the DigestInfo
+   * (RFC 8017 §9.2), RSASSA-PSS as CKM_RSA_PKCS_PSS with the same parameters as
+   * CKM_SHA256_RSA_PKCS_PSS, ECDSA as CKM_ECDSA (PKCS#11 v2.40 §2.1.6, §2.1.13, §2.3.6). The
+   * signatures are the ones {@link sign} makes over the data itself.
+   */
+  async signDigest(request: SignDigestRequest): Promise<SignResponse> {
+    const operation = 'sign digest';
+    this.#assertOpen(operation);
+    const id = validateSignDigestRequest(request, operation);
+    const { algorithm, keyId } = request;
+    const digest = Buffer.from(request.digest);
+    switch (algorithm) {
+      case 'RSA-SHA256':
+        return this.#signWith(operation, id, keyId, algorithm, 'RSA_PKCS', sha256DigestInfo(digest));
+      case 'RSA-PSS-SHA256':
+        return this.#signWith(operation, id, keyId, algorithm, { name: 'RSA_PKCS_PSS', params: new graphene.RsaPssParams(graphene.MechanismEnum.SHA256, graphene.RsaMgf.MGF1_SHA256, 32) }, digest);
+      case 'ECDSA-SHA256':
+      case 'ECDSA-SHA384':
+        return this.#signWith(operation, id, keyId, algorithm, 'ECDSA', digest);
+    }
+  }
+
+  #signWith(operation: string, id: Buffer, keyId: string, algorithm: SignRequest['algorithm'], mechanism: graphene.MechanismType, toSign: Buffer): Promise<SignResponse> {
     return this.#pool.use(operation, async (session) => {
       try {
         const key = this.#findPrivateKey(session, id, keyId, operation);
         assertAlgorithmFitsKey(algorithm, key.type, keyId, operation);
         // C_SignInit runs here (cheap); C_Sign runs on a libuv worker thread.
-        const signer = session.createSign(mechanismOf(algorithm), key.privateKey);
+        const signer = session.createSign(mechanism, key.privateKey);
         const signature = await new Promise<Buffer>((resolve, reject) =>
           signer.once(toSign, (err, data) => (err ? reject(err) : resolve(Buffer.from(data)))),
         );

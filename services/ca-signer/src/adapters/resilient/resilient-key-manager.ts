@@ -7,6 +7,7 @@ import type {
   GetPublicKeyResponse,
   KeyManager,
   KeyManagerHealth,
+  SignDigestRequest,
   SignRequest,
   SignResponse,
 } from '../../ports/key-manager';
@@ -201,6 +202,10 @@ export class ResilientKeyManager implements KeyManager {
 
   sign(request: SignRequest): Promise<SignResponse> {
     return this.#call('sign', 'sign', this.#options.operationTimeoutMs, (km) => km.sign(request));
+  }
+
+  signDigest(request: SignDigestRequest): Promise<SignResponse> {
+    return this.#call('sign digest', 'sign', this.#options.operationTimeoutMs, (km) => km.signDigest(request));
   }
 
   /** No HSM call: the circuit's state and the last test signature. */

@@ -1,2 +1,3 @@
 export * from './lint-result';
 export * from './certificate-lint';
+export * from './crl-lint';

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pki/ca_signer/v1/ca_signer.proto.
  */
 export const file_pki_ca_signer_v1_ca_signer: GenFile = /*@__PURE__*/
-  fileDesc("CiBwa2kvY2Ffc2lnbmVyL3YxL2NhX3NpZ25lci5wcm90bxIQcGtpLmNhX3NpZ25lci52MSKLAQoMUmV2b2tlZEVudHJ5EhIKCnNlcmlhbF9oZXgYASABKAkSMwoPcmV2b2NhdGlvbl9kYXRlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCgZyZWFzb24YAyABKA4yIi5wa2kuY2Ffc2lnbmVyLnYxLlJldm9jYXRpb25SZWFzb24imQIKDlNpZ25DcmxSZXF1ZXN0EhcKD2lkZW1wb3RlbmN5X2tleRgBIAEoCRIVCg1pc3N1ZXJfa2V5X2lkGAIgASgJEhEKCXBhcnRpdGlvbhgDIAEoCRISCgpjcmxfbnVtYmVyGAQgASgJEh0KFWRlbHRhX2Jhc2VfY3JsX251bWJlchgFIAEoCRIvCgt0aGlzX3VwZGF0ZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLbmV4dF91cGRhdGUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KB2VudHJpZXMYCCADKAsyHi5wa2kuY2Ffc2lnbmVyLnYxLlJldm9rZWRFbnRyeSIeCg9TaWduQ3JsUmVzcG9uc2USCwoDY3JsGAEgASgMIosDChJPY3NwUmVzcG9uc2VUb1NpZ24SFQoNaXNzdWVyX2tleV9pZBgBIAEoCRISCgpzZXJpYWxfaGV4GAIgASgJEjsKDGNlcnRfaWRfaGFzaBgDIAEoDjIlLnBraS5jYV9zaWduZXIudjEuQ2VydElkSGFzaEFsZ29yaXRobRI3CgZzdGF0dXMYBCABKA4yJy5wa2kuY2Ffc2lnbmVyLnYxLkNlcnRpZmljYXRlU3RhdHVzS2luZBIzCg9yZXZvY2F0aW9uX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEj0KEXJldm9jYXRpb25fcmVhc29uGAYgASgOMiIucGtpLmNhX3NpZ25lci52MS5SZXZvY2F0aW9uUmVhc29uEi8KC3RoaXNfdXBkYXRlGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtuZXh0X3VwZGF0ZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUwoYU2lnbk9jc3BSZXNwb25zZXNSZXF1ZXN0EjcKCXJlc3BvbnNlcxgBIAMoCzIkLnBraS5jYV9zaWduZXIudjEuT2NzcFJlc3BvbnNlVG9TaWduIi4KGVNpZ25PY3NwUmVzcG9uc2VzUmVzcG9uc2USEQoJcmVzcG9uc2VzGAEgAygMIlsKGlNpZ25BdWRpdENoZWNrcG9pbnRSZXF1ZXN0EhAKCHByb2R1Y2VyGAEgASgJEhAKCHNlcXVlbmNlGAIgASgEEhkKEWNoYWluX2hlYWRfc2hhMjU2GAMgASgMIn0KG1NpZ25BdWRpdENoZWNrcG9pbnRSZXNwb25zZRISCgpjaGVja3BvaW50GAEgASgMEhEKCXNpZ25hdHVyZRgCIAEoDBIaChJzaWduZXJfY2VydGlmaWNhdGUYAyABKAwSGwoTc2lnbmF0dXJlX2FsZ29yaXRobRgEIAEoCSIsCg1OYW1lQXR0cmlidXRlEgwKBHR5cGUYASABKAkSDQoFdmFsdWUYAiABKAkiggIKF0lzc3VlQ2VydGlmaWNhdGVSZXF1ZXN0EhcKD2lkZW1wb3RlbmN5X2tleRgBIAEoCRIPCgdwcm9maWxlGAIgASgJEhcKD3B1YmxpY19rZXlfc3BraRgDIAEoDBIwCgdzdWJqZWN0GAQgAygLMh8ucGtpLmNhX3NpZ25lci52MS5OYW1lQXR0cmlidXRlEhUKDWlzc3Vlcl9rZXlfaWQYBSABKAkSLQoJbm90X2FmdGVyGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIdChVuYXRpb25hbF9pZF9sYXN0X2ZvdXIYByABKAkSDQoFZW1haWwYCCABKAkiuQEKGElzc3VlQ2VydGlmaWNhdGVSZXNwb25zZRITCgtjZXJ0aWZpY2F0ZRgBIAEoDBISCgpzZXJpYWxfaGV4GAIgASgJEhUKDWlzc3Vlcl9rZXlfaWQYAyABKAkSLgoKbm90X2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJbm90X2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCITChFHZXRJc3N1ZXJzUmVxdWVzdCI9CgZJc3N1ZXISDgoGa2V5X2lkGAEgASgJEhMKC2NlcnRpZmljYXRlGAIgASgMEg4KBmFjdGl2ZRgDIAEoCCJOChJHZXRJc3N1ZXJzUmVzcG9uc2USKQoHaXNzdWVycxgBIAMoCzIYLnBraS5jYV9zaWduZXIudjEuSXNzdWVyEg0KBWNoYWluGAIgAygMIj0KFExpc3RJc3N1YW5jZXNSZXF1ZXN0EhIKCnBhZ2VfdG9rZW4YASABKAkSEQoJcGFnZV9zaXplGAIgASgNIroCCg5Jc3N1YW5jZVJlY29yZBIXCg9pZGVtcG90ZW5jeV9rZXkYASABKAkSDwoHcHJvZmlsZRgCIAEoCRISCgpzZXJpYWxfaGV4GAMgASgJEhUKDWlzc3Vlcl9rZXlfaWQYBCABKAkSLgoFc3RhdGUYBSABKA4yHy5wa2kuY2Ffc2lnbmVyLnYxLklzc3VhbmNlU3RhdGUSEwoLY2VydGlmaWNhdGUYBiABKAwSLgoKbm90X2JlZm9yZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJbm90X2FmdGVyGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXNlcnZlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZQoVTGlzdElzc3VhbmNlc1Jlc3BvbnNlEjMKCWlzc3VhbmNlcxgBIAMoCzIgLnBraS5jYV9zaWduZXIudjEuSXNzdWFuY2VSZWNvcmQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKpoDChBSZXZvY2F0aW9uUmVhc29uEiEKHVJFVk9DQVRJT05fUkVBU09OX1VOU1BFQ0lGSUVEEAASJAogUkVWT0NBVElPTl9SRUFTT05fS0VZX0NPTVBST01JU0UQARIjCh9SRVZPQ0FUSU9OX1JFQVNPTl9DQV9DT01QUk9NSVNFEAISKQolUkVWT0NBVElPTl9SRUFTT05fQUZGSUxJQVRJT05fQ0hBTkdFRBADEiAKHFJFVk9DQVRJT05fUkVBU09OX1NVUEVSU0VERUQQBBIsCihSRVZPQ0FUSU9OX1JFQVNPTl9DRVNTQVRJT05fT0ZfT1BFUkFUSU9OEAUSJgoiUkVWT0NBVElPTl9SRUFTT05fQ0VSVElGSUNBVEVfSE9MRBAGEiUKIVJFVk9DQVRJT05fUkVBU09OX1JFTU9WRV9GUk9NX0NSTBAIEikKJVJFVk9DQVRJT05fUkVBU09OX1BSSVZJTEVHRV9XSVRIRFJBV04QCRIjCh9SRVZPQ0FUSU9OX1JFQVNPTl9BQV9DT01QUk9NSVNFEAoqrAEKFUNlcnRpZmljYXRlU3RhdHVzS2luZBInCiNDRVJUSUZJQ0FURV9TVEFUVVNfS0lORF9VTlNQRUNJRklFRBAAEiAKHENFUlRJRklDQVRFX1NUQVRVU19LSU5EX0dPT0QQARIjCh9DRVJUSUZJQ0FURV9TVEFUVVNfS0lORF9SRVZPS0VEEAISIwofQ0VSVElGSUNBVEVfU1RBVFVTX0tJTkRfVU5LTk9XThADKoEBChNDZXJ0SWRIYXNoQWxnb3JpdGhtEiYKIkNFUlRfSURfSEFTSF9BTEdPUklUSE1fVU5TUEVDSUZJRUQQABIfChtDRVJUX0lEX0hBU0hfQUxHT1JJVEhNX1NIQTEQARIhCh1DRVJUX0lEX0hBU0hfQUxHT1JJVEhNX1NIQTI1NhACKmcKDUlzc3VhbmNlU3RhdGUSHgoaSVNTVUFOQ0VfU1RBVEVfVU5TUEVDSUZJRUQQABIbChdJU1NVQU5DRV9TVEFURV9SRVNFUlZFRBABEhkKFUlTU1VBTkNFX1NUQVRFX0lTU1VFRBACMukECg9DYVNpZ25lclNlcnZpY2USaQoQSXNzdWVDZXJ0aWZpY2F0ZRIpLnBraS5jYV9zaWduZXIudjEuSXNzdWVDZXJ0aWZpY2F0ZVJlcXVlc3QaKi5wa2kuY2Ffc2lnbmVyLnYxLklzc3VlQ2VydGlmaWNhdGVSZXNwb25zZRJXCgpHZXRJc3N1ZXJzEiMucGtpLmNhX3NpZ25lci52MS5HZXRJc3N1ZXJzUmVxdWVzdBokLnBraS5jYV9zaWduZXIudjEuR2V0SXNzdWVyc1Jlc3BvbnNlEk4KB1NpZ25DcmwSIC5wa2kuY2Ffc2lnbmVyLnYxLlNpZ25DcmxSZXF1ZXN0GiEucGtpLmNhX3NpZ25lci52MS5TaWduQ3JsUmVzcG9uc2USbAoRU2lnbk9jc3BSZXNwb25zZXMSKi5wa2kuY2Ffc2lnbmVyLnYxLlNpZ25PY3NwUmVzcG9uc2VzUmVxdWVzdBorLnBraS5jYV9zaWduZXIudjEuU2lnbk9jc3BSZXNwb25zZXNSZXNwb25zZRJyChNTaWduQXVkaXRDaGVja3BvaW50EiwucGtpLmNhX3NpZ25lci52MS5TaWduQXVkaXRDaGVja3BvaW50UmVxdWVzdBotLnBraS5jYV9zaWduZXIudjEuU2lnbkF1ZGl0Q2hlY2twb2ludFJlc3BvbnNlEmAKDUxpc3RJc3N1YW5jZXMSJi5wa2kuY2Ffc2lnbmVyLnYxLkxpc3RJc3N1YW5jZXNSZXF1ZXN0GicucGtpLmNhX3NpZ25lci52MS5MaXN0SXNzdWFuY2VzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("CiBwa2kvY2Ffc2lnbmVyL3YxL2NhX3NpZ25lci5wcm90bxIQcGtpLmNhX3NpZ25lci52MSLAAQoMUmV2b2tlZEVudHJ5EhIKCnNlcmlhbF9oZXgYASABKAkSMwoPcmV2b2NhdGlvbl9kYXRlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCgZyZWFzb24YAyABKA4yIi5wa2kuY2Ffc2lnbmVyLnYxLlJldm9jYXRpb25SZWFzb24SMwoPaW52YWxpZGl0eV9kYXRlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLvAgoOU2lnbkNybFJlcXVlc3QSFwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJEhUKDWlzc3Vlcl9rZXlfaWQYAiABKAkSEQoJcGFydGl0aW9uGAMgASgJEhIKCmNybF9udW1iZXIYBCABKAkSHQoVZGVsdGFfYmFzZV9jcmxfbnVtYmVyGAUgASgJEi8KC3RoaXNfdXBkYXRlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtuZXh0X3VwZGF0ZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoHZW50cmllcxgIIAMoCzIeLnBraS5jYV9zaWduZXIudjEuUmV2b2tlZEVudHJ5EjgKFGV4cGlyZWRfY2VydHNfb25fY3JsGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIaChJhbm5vdW5jZV9kZWx0YV9jcmwYCiABKAgi5gIKCUNybEhlYWRlchIXCg9pZGVtcG90ZW5jeV9rZXkYASABKAkSFQoNaXNzdWVyX2tleV9pZBgCIAEoCRIRCglwYXJ0aXRpb24YAyABKAkSEgoKY3JsX251bWJlchgEIAEoCRIdChVkZWx0YV9iYXNlX2NybF9udW1iZXIYBSABKAkSLwoLdGhpc191cGRhdGUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC25leHRfdXBkYXRlGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI4ChRleHBpcmVkX2NlcnRzX29uX2NybBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGgoSYW5ub3VuY2VfZGVsdGFfY3JsGAkgASgIEhMKC2VudHJ5X2NvdW50GAogASgEEhYKDmVudHJpZXNfbGVuZ3RoGAsgASgEIm0KFFNpZ25DcmxTdHJlYW1SZXF1ZXN0Ei0KBmhlYWRlchgBIAEoCzIbLnBraS5jYV9zaWduZXIudjEuQ3JsSGVhZGVySAASHgoUcmV2b2tlZF9jZXJ0aWZpY2F0ZXMYAiABKAxIAEIGCgRwYXJ0Im8KFVNpZ25DcmxTdHJlYW1SZXNwb25zZRIRCglzaWduYXR1cmUYASABKAwSGwoTc2lnbmF0dXJlX2FsZ29yaXRobRgCIAEoDBISCgp0YnNfc2hhMjU2GAMgASgMEhIKCnRic19sZW5ndGgYBCABKAQiHgoPU2lnbkNybFJlc3BvbnNlEgsKA2NybBgBIAEoDCKLAwoST2NzcFJlc3BvbnNlVG9TaWduEhUKDWlzc3Vlcl9rZXlfaWQYASABKAkSEgoKc2VyaWFsX2hleBgCIAEoCRI7CgxjZXJ0X2lkX2hhc2gYAyABKA4yJS5wa2kuY2Ffc2lnbmVyLnYxLkNlcnRJZEhhc2hBbGdvcml0aG0SNwoGc3RhdHVzGAQgASgOMicucGtpLmNhX3NpZ25lci52MS5DZXJ0aWZpY2F0ZVN0YXR1c0tpbmQSMwoPcmV2b2NhdGlvbl90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI9ChFyZXZvY2F0aW9uX3JlYXNvbhgGIAEoDjIiLnBraS5jYV9zaWduZXIudjEuUmV2b2NhdGlvblJlYXNvbhIvCgt0aGlzX3VwZGF0ZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLbmV4dF91cGRhdGUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlMKGFNpZ25PY3NwUmVzcG9uc2VzUmVxdWVzdBI3CglyZXNwb25zZXMYASADKAsyJC5wa2kuY2Ffc2lnbmVyLnYxLk9jc3BSZXNwb25zZVRvU2lnbiIuChlTaWduT2NzcFJlc3BvbnNlc1Jlc3BvbnNlEhEKCXJlc3BvbnNlcxgBIAMoDCJbChpTaWduQXVkaXRDaGVja3BvaW50UmVxdWVzdBIQCghwcm9kdWNlchgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBBIZChFjaGFpbl9oZWFkX3NoYTI1NhgDIAEoDCJ9ChtTaWduQXVkaXRDaGVja3BvaW50UmVzcG9uc2USEgoKY2hlY2twb2ludBgBIAEoDBIRCglzaWduYXR1cmUYAiABKAwSGgoSc2lnbmVyX2NlcnRpZmljYXRlGAMgASgMEhsKE3NpZ25hdHVyZV9hbGdvcml0aG0YBCABKAkiLAoNTmFtZUF0dHJpYnV0ZRIMCgR0eXBlGAEgASgJEg0KBXZhbHVlGAIgASgJIoICChdJc3N1ZUNlcnRpZmljYXRlUmVxdWVzdBIXCg9pZGVtcG90ZW5jeV9rZXkYASABKAkSDwoHcHJvZmlsZRgCIAEoCRIXCg9wdWJsaWNfa2V5X3Nwa2kYAyABKAwSMAoHc3ViamVjdBgEIAMoCzIfLnBraS5jYV9zaWduZXIudjEuTmFtZUF0dHJpYnV0ZRIVCg1pc3N1ZXJfa2V5X2lkGAUgASgJEi0KCW5vdF9hZnRlchgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHQoVbmF0aW9uYWxfaWRfbGFzdF9mb3VyGAcgASgJEg0KBWVtYWlsGAggASgJIrkBChhJc3N1ZUNlcnRpZmljYXRlUmVzcG9uc2USEwoLY2VydGlmaWNhdGUYASABKAwSEgoKc2VyaWFsX2hleBgCIAEoCRIVCg1pc3N1ZXJfa2V5X2lkGAMgASgJEi4KCm5vdF9iZWZvcmUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCW5vdF9hZnRlchgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiEwoRR2V0SXNzdWVyc1JlcXVlc3QiawoGSXNzdWVyEg4KBmtleV9pZBgBIAEoCRITCgtjZXJ0aWZpY2F0ZRgCIAEoDBIOCgZhY3RpdmUYAyABKAgSFgoOY3JsX3BhcnRpdGlvbnMYBCABKA0SFAoMY3JsX2Jhc2VfdXJsGAUgASgJIncKEkdldElzc3VlcnNSZXNwb25zZRIpCgdpc3N1ZXJzGAEgAygLMhgucGtpLmNhX3NpZ25lci52MS5Jc3N1ZXISDQoFY2hhaW4YAiADKAwSJwoFcm9vdHMYAyADKAsyGC5wa2kuY2Ffc2lnbmVyLnYxLlJvb3RDYSJQCgZSb290Q2ESDgoGa2V5X2lkGAEgASgJEhMKC2NlcnRpZmljYXRlGAIgASgMEiEKGWF1dGhvcml0eV9yZXZvY2F0aW9uX2xpc3QYAyABKAwiPQoUTGlzdElzc3VhbmNlc1JlcXVlc3QSEgoKcGFnZV90b2tlbhgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0iugIKDklzc3VhbmNlUmVjb3JkEhcKD2lkZW1wb3RlbmN5X2tleRgBIAEoCRIPCgdwcm9maWxlGAIgASgJEhIKCnNlcmlhbF9oZXgYAyABKAkSFQoNaXNzdWVyX2tleV9pZBgEIAEoCRIuCgVzdGF0ZRgFIAEoDjIfLnBraS5jYV9zaWduZXIudjEuSXNzdWFuY2VTdGF0ZRITCgtjZXJ0aWZpY2F0ZRgGIAEoDBIuCgpub3RfYmVmb3JlGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglub3RfYWZ0ZXIYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jlc2VydmVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJlChVMaXN0SXNzdWFuY2VzUmVzcG9uc2USMwoJaXNzdWFuY2VzGAEgAygLMiAucGtpLmNhX3NpZ25lci52MS5Jc3N1YW5jZVJlY29yZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkqmgMKEFJldm9jYXRpb25SZWFzb24SIQodUkVWT0NBVElPTl9SRUFTT05fVU5TUEVDSUZJRUQQABIkCiBSRVZPQ0FUSU9OX1JFQVNPTl9LRVlfQ09NUFJPTUlTRRABEiMKH1JFVk9DQVRJT05fUkVBU09OX0NBX0NPTVBST01JU0UQAhIpCiVSRVZPQ0FUSU9OX1JFQVNPTl9BRkZJTElBVElPTl9DSEFOR0VEEAMSIAocUkVWT0NBVElPTl9SRUFTT05fU1VQRVJTRURFRBAEEiwKKFJFVk9DQVRJT05fUkVBU09OX0NFU1NBVElPTl9PRl9PUEVSQVRJT04QBRImCiJSRVZPQ0FUSU9OX1JFQVNPTl9DRVJUSUZJQ0FURV9IT0xEEAYSJQohUkVWT0NBVElPTl9SRUFTT05fUkVNT1ZFX0ZST01fQ1JMEAgSKQolUkVWT0NBVElPTl9SRUFTT05fUFJJVklMRUdFX1dJVEhEUkFXThAJEiMKH1JFVk9DQVRJT05fUkVBU09OX0FBX0NPTVBST01JU0UQCiqsAQoVQ2VydGlmaWNhdGVTdGF0dXNLaW5kEicKI0NFUlRJRklDQVRFX1NUQVRVU19LSU5EX1VOU1BFQ0lGSUVEEAASIAocQ0VSVElGSUNBVEVfU1RBVFVTX0tJTkRfR09PRBABEiMKH0NFUlRJRklDQVRFX1NUQVRVU19LSU5EX1JFVk9LRUQQAhIjCh9DRVJUSUZJQ0FURV9TVEFUVVNfS0lORF9VTktOT1dOEAMqgQEKE0NlcnRJZEhhc2hBbGdvcml0aG0SJgoiQ0VSVF9JRF9IQVNIX0FMR09SSVRITV9VTlNQRUNJRklFRBAAEh8KG0NFUlRfSURfSEFTSF9BTEdPUklUSE1fU0hBMRABEiEKHUNFUlRfSURfSEFTSF9BTEdPUklUSE1fU0hBMjU2EAIqZwoNSXNzdWFuY2VTdGF0ZRIeChpJU1NVQU5DRV9TVEFURV9VTlNQRUNJRklFRBAAEhsKF0lTU1VBTkNFX1NUQVRFX1JFU0VSVkVEEAESGQoVSVNTVUFOQ0VfU1RBVEVfSVNTVUVEEAIyzQUKD0NhU2lnbmVyU2VydmljZRJpChBJc3N1ZUNlcnRpZmljYXRlEikucGtpLmNhX3NpZ25lci52MS5Jc3N1ZUNlcnRpZmljYXRlUmVxdWVzdBoqLnBraS5jYV9zaWduZXIudjEuSXNzdWVDZXJ0aWZpY2F0ZVJlc3BvbnNlElcKCkdldElzc3VlcnMSIy5wa2kuY2Ffc2lnbmVyLnYxLkdldElzc3VlcnNSZXF1ZXN0GiQucGtpLmNhX3NpZ25lci52MS5HZXRJc3N1ZXJzUmVzcG9uc2USTgoHU2lnbkNybBIgLnBraS5jYV9zaWduZXIudjEuU2lnbkNybFJlcXVlc3QaIS5wa2kuY2Ffc2lnbmVyLnYxLlNpZ25DcmxSZXNwb25zZRJiCg1TaWduQ3JsU3RyZWFtEiYucGtpLmNhX3NpZ25lci52MS5TaWduQ3JsU3RyZWFtUmVxdWVzdBonLnBraS5jYV9zaWduZXIudjEuU2lnbkNybFN0cmVhbVJlc3BvbnNlKAESbAoRU2lnbk9jc3BSZXNwb25zZXMSKi5wa2kuY2Ffc2lnbmVyLnYxLlNpZ25PY3NwUmVzcG9uc2VzUmVxdWVzdBorLnBraS5jYV9zaWduZXIudjEuU2lnbk9jc3BSZXNwb25zZXNSZXNwb25zZRJyChNTaWduQXVkaXRDaGVja3BvaW50EiwucGtpLmNhX3NpZ25lci52MS5TaWduQXVkaXRDaGVja3BvaW50UmVxdWVzdBotLnBraS5jYV9zaWduZXIudjEuU2lnbkF1ZGl0Q2hlY2twb2ludFJlc3BvbnNlEmAKDUxpc3RJc3N1YW5jZXMSJi5wa2kuY2Ffc2lnbmVyLnYxLkxpc3RJc3N1YW5jZXNSZXF1ZXN0GicucGtpLmNhX3NpZ25lci52MS5MaXN0SXNzdWFuY2VzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message pki.ca_signer.v1.RevokedEntry
@@ -36,11 +36,18 @@ export type RevokedEntry = Message<"pki.ca_signer.v1.RevokedEntry"> & {
   /**
    * UNSPECIFIED omits the reasonCode extension (RFC 5280 §5.3.1 recommends omitting it then).
    *
-   * Next unused field number: 4
-   *
    * @generated from field: pki.ca_signer.v1.RevocationReason reason = 3;
    */
   reason: RevocationReason;
+
+  /**
+   * RFC 5280 §5.3.2 invalidityDate, when known.
+   *
+   * Next unused field number: 5
+   *
+   * @generated from field: google.protobuf.Timestamp invalidity_date = 4;
+   */
+  invalidityDate?: Timestamp | undefined;
 };
 
 /**
@@ -102,11 +109,26 @@ export type SignCrlRequest = Message<"pki.ca_signer.v1.SignCrlRequest"> & {
   nextUpdate?: Timestamp | undefined;
 
   /**
-   * Next unused field number: 9
-   *
    * @generated from field: repeated pki.ca_signer.v1.RevokedEntry entries = 8;
    */
   entries: RevokedEntry[];
+
+  /**
+   * ExpiredCertsOnCRL (X.509 §9.6.2.10): the CRL keeps revoked certificates that expired on or
+   * after this time. Unset when expired certificates leave at once.
+   *
+   * @generated from field: google.protobuf.Timestamp expired_certs_on_crl = 9;
+   */
+  expiredCertsOnCrl?: Timestamp | undefined;
+
+  /**
+   * A complete CRL that announces this generation's delta CRLs (freshestCRL, RFC 5280 §5.2.6).
+   *
+   * Next unused field number: 11
+   *
+   * @generated from field: bool announce_delta_crl = 10;
+   */
+  announceDeltaCrl: boolean;
 };
 
 /**
@@ -115,6 +137,158 @@ export type SignCrlRequest = Message<"pki.ca_signer.v1.SignCrlRequest"> & {
  */
 export const SignCrlRequestSchema: GenMessage<SignCrlRequest> = /*@__PURE__*/
   messageDesc(file_pki_ca_signer_v1_ca_signer, 1);
+
+/**
+ * Everything about a streamed CRL but its entries; see SignCrlStream. The fields mean what the
+ * fields of the same name in SignCrlRequest mean.
+ *
+ * @generated from message pki.ca_signer.v1.CrlHeader
+ */
+export type CrlHeader = Message<"pki.ca_signer.v1.CrlHeader"> & {
+  /**
+   * @generated from field: string idempotency_key = 1;
+   */
+  idempotencyKey: string;
+
+  /**
+   * @generated from field: string issuer_key_id = 2;
+   */
+  issuerKeyId: string;
+
+  /**
+   * "" for the complete CRL and its deltas, "p<N>" for partition N.
+   *
+   * @generated from field: string partition = 3;
+   */
+  partition: string;
+
+  /**
+   * @generated from field: string crl_number = 4;
+   */
+  crlNumber: string;
+
+  /**
+   * @generated from field: string delta_base_crl_number = 5;
+   */
+  deltaBaseCrlNumber: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp this_update = 6;
+   */
+  thisUpdate?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp next_update = 7;
+   */
+  nextUpdate?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expired_certs_on_crl = 8;
+   */
+  expiredCertsOnCrl?: Timestamp | undefined;
+
+  /**
+   * @generated from field: bool announce_delta_crl = 9;
+   */
+  announceDeltaCrl: boolean;
+
+  /**
+   * How many entries follow and how many octets their DER adds up to: the TBSCertList's length
+   * octets come before its entries, so the signer needs both to hash as the entries arrive.
+   *
+   * @generated from field: uint64 entry_count = 10;
+   */
+  entryCount: bigint;
+
+  /**
+   * Next unused field number: 12
+   *
+   * @generated from field: uint64 entries_length = 11;
+   */
+  entriesLength: bigint;
+};
+
+/**
+ * Describes the message pki.ca_signer.v1.CrlHeader.
+ * Use `create(CrlHeaderSchema)` to create a new message.
+ */
+export const CrlHeaderSchema: GenMessage<CrlHeader> = /*@__PURE__*/
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 2);
+
+/**
+ * @generated from message pki.ca_signer.v1.SignCrlStreamRequest
+ */
+export type SignCrlStreamRequest = Message<"pki.ca_signer.v1.SignCrlStreamRequest"> & {
+  /**
+   * @generated from oneof pki.ca_signer.v1.SignCrlStreamRequest.part
+   */
+  part: {
+    /**
+     * First message, exactly once.
+     *
+     * @generated from field: pki.ca_signer.v1.CrlHeader header = 1;
+     */
+    value: CrlHeader;
+    case: "header";
+  } | {
+    /**
+     * Then any number: consecutive RevokedCertificate DER encodings (RFC 5280 §5.1.2.6) in
+     * ascending serial order, each exactly as @pki/x509 encodeRevokedCertificate writes it, at
+     * most 4 MiB per message.
+     *
+     * @generated from field: bytes revoked_certificates = 2;
+     */
+    value: Uint8Array;
+    case: "revokedCertificates";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message pki.ca_signer.v1.SignCrlStreamRequest.
+ * Use `create(SignCrlStreamRequestSchema)` to create a new message.
+ */
+export const SignCrlStreamRequestSchema: GenMessage<SignCrlStreamRequest> = /*@__PURE__*/
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 3);
+
+/**
+ * @generated from message pki.ca_signer.v1.SignCrlStreamResponse
+ */
+export type SignCrlStreamResponse = Message<"pki.ca_signer.v1.SignCrlStreamResponse"> & {
+  /**
+   * The signature over the TBSCertList (RSA octets, or the DER Ecdsa-Sig-Value).
+   *
+   * @generated from field: bytes signature = 1;
+   */
+  signature: Uint8Array;
+
+  /**
+   * The CertificateList's signatureAlgorithm, DER (the same as the TBS's signature field).
+   *
+   * @generated from field: bytes signature_algorithm = 2;
+   */
+  signatureAlgorithm: Uint8Array;
+
+  /**
+   * SHA-256 of the TBSCertList the signer built: the caller compares it with its own.
+   *
+   * @generated from field: bytes tbs_sha256 = 3;
+   */
+  tbsSha256: Uint8Array;
+
+  /**
+   * Next unused field number: 5
+   *
+   * @generated from field: uint64 tbs_length = 4;
+   */
+  tbsLength: bigint;
+};
+
+/**
+ * Describes the message pki.ca_signer.v1.SignCrlStreamResponse.
+ * Use `create(SignCrlStreamResponseSchema)` to create a new message.
+ */
+export const SignCrlStreamResponseSchema: GenMessage<SignCrlStreamResponse> = /*@__PURE__*/
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 4);
 
 /**
  * @generated from message pki.ca_signer.v1.SignCrlResponse
@@ -135,7 +309,7 @@ export type SignCrlResponse = Message<"pki.ca_signer.v1.SignCrlResponse"> & {
  * Use `create(SignCrlResponseSchema)` to create a new message.
  */
 export const SignCrlResponseSchema: GenMessage<SignCrlResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 2);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 5);
 
 /**
  * @generated from message pki.ca_signer.v1.OcspResponseToSign
@@ -189,7 +363,7 @@ export type OcspResponseToSign = Message<"pki.ca_signer.v1.OcspResponseToSign"> 
  * Use `create(OcspResponseToSignSchema)` to create a new message.
  */
 export const OcspResponseToSignSchema: GenMessage<OcspResponseToSign> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 3);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 6);
 
 /**
  * @generated from message pki.ca_signer.v1.SignOcspResponsesRequest
@@ -210,7 +384,7 @@ export type SignOcspResponsesRequest = Message<"pki.ca_signer.v1.SignOcspRespons
  * Use `create(SignOcspResponsesRequestSchema)` to create a new message.
  */
 export const SignOcspResponsesRequestSchema: GenMessage<SignOcspResponsesRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 4);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 7);
 
 /**
  * @generated from message pki.ca_signer.v1.SignOcspResponsesResponse
@@ -231,7 +405,7 @@ export type SignOcspResponsesResponse = Message<"pki.ca_signer.v1.SignOcspRespon
  * Use `create(SignOcspResponsesResponseSchema)` to create a new message.
  */
 export const SignOcspResponsesResponseSchema: GenMessage<SignOcspResponsesResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 5);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 8);
 
 /**
  * @generated from message pki.ca_signer.v1.SignAuditCheckpointRequest
@@ -266,7 +440,7 @@ export type SignAuditCheckpointRequest = Message<"pki.ca_signer.v1.SignAuditChec
  * Use `create(SignAuditCheckpointRequestSchema)` to create a new message.
  */
 export const SignAuditCheckpointRequestSchema: GenMessage<SignAuditCheckpointRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 6);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 9);
 
 /**
  * @generated from message pki.ca_signer.v1.SignAuditCheckpointResponse
@@ -309,7 +483,7 @@ export type SignAuditCheckpointResponse = Message<"pki.ca_signer.v1.SignAuditChe
  * Use `create(SignAuditCheckpointResponseSchema)` to create a new message.
  */
 export const SignAuditCheckpointResponseSchema: GenMessage<SignAuditCheckpointResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 7);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 10);
 
 /**
  * One attribute of a distinguished name, in order (RFC 5280 §4.1.2.4).
@@ -337,7 +511,7 @@ export type NameAttribute = Message<"pki.ca_signer.v1.NameAttribute"> & {
  * Use `create(NameAttributeSchema)` to create a new message.
  */
 export const NameAttributeSchema: GenMessage<NameAttribute> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 8);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 11);
 
 /**
  * @generated from message pki.ca_signer.v1.IssueCertificateRequest
@@ -406,7 +580,7 @@ export type IssueCertificateRequest = Message<"pki.ca_signer.v1.IssueCertificate
  * Use `create(IssueCertificateRequestSchema)` to create a new message.
  */
 export const IssueCertificateRequestSchema: GenMessage<IssueCertificateRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 9);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 12);
 
 /**
  * @generated from message pki.ca_signer.v1.IssueCertificateResponse
@@ -449,7 +623,7 @@ export type IssueCertificateResponse = Message<"pki.ca_signer.v1.IssueCertificat
  * Use `create(IssueCertificateResponseSchema)` to create a new message.
  */
 export const IssueCertificateResponseSchema: GenMessage<IssueCertificateResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 10);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 13);
 
 /**
  * Next unused field number: 1
@@ -464,7 +638,7 @@ export type GetIssuersRequest = Message<"pki.ca_signer.v1.GetIssuersRequest"> & 
  * Use `create(GetIssuersRequestSchema)` to create a new message.
  */
 export const GetIssuersRequestSchema: GenMessage<GetIssuersRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 11);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 14);
 
 /**
  * @generated from message pki.ca_signer.v1.Issuer
@@ -487,11 +661,28 @@ export type Issuer = Message<"pki.ca_signer.v1.Issuer"> & {
   /**
    * Whether new certificates are issued under this generation.
    *
-   * Next unused field number: 4
-   *
    * @generated from field: bool active = 3;
    */
   active: boolean;
+
+  /**
+   * CRL partitions of this generation, recorded when it was created and fixed for its life: a
+   * certificate's CRL distribution point names partition (serial mod crl_partitions).
+   *
+   * @generated from field: uint32 crl_partitions = 4;
+   */
+  crlPartitions: number;
+
+  /**
+   * Base URL of this generation's CRLs, recorded with it: the complete CRL is
+   * <crl_base_url>/<key_id>.crl, partition N <crl_base_url>/<key_id>/pN.crl, the delta
+   * <crl_base_url>/<key_id>/delta.crl (@pki/x509 fullCrlUrl, crlPartitionUrl, deltaCrlUrl).
+   *
+   * Next unused field number: 6
+   *
+   * @generated from field: string crl_base_url = 5;
+   */
+  crlBaseUrl: string;
 };
 
 /**
@@ -499,7 +690,7 @@ export type Issuer = Message<"pki.ca_signer.v1.Issuer"> & {
  * Use `create(IssuerSchema)` to create a new message.
  */
 export const IssuerSchema: GenMessage<Issuer> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 12);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 15);
 
 /**
  * @generated from message pki.ca_signer.v1.GetIssuersResponse
@@ -513,11 +704,19 @@ export type GetIssuersResponse = Message<"pki.ca_signer.v1.GetIssuersResponse"> 
   /**
    * The chain above the issuers (root first), DER.
    *
-   * Next unused field number: 3
-   *
    * @generated from field: repeated bytes chain = 2;
    */
   chain: Uint8Array[];
+
+  /**
+   * The roots in `chain`, each with its latest authority revocation list (the CA certificates
+   * it revoked), signed at a key ceremony; published at <crl_base_url>/<key_id>.crl.
+   *
+   * Next unused field number: 4
+   *
+   * @generated from field: repeated pki.ca_signer.v1.RootCa roots = 3;
+   */
+  roots: RootCa[];
 };
 
 /**
@@ -525,7 +724,40 @@ export type GetIssuersResponse = Message<"pki.ca_signer.v1.GetIssuersResponse"> 
  * Use `create(GetIssuersResponseSchema)` to create a new message.
  */
 export const GetIssuersResponseSchema: GenMessage<GetIssuersResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 13);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 16);
+
+/**
+ * @generated from message pki.ca_signer.v1.RootCa
+ */
+export type RootCa = Message<"pki.ca_signer.v1.RootCa"> & {
+  /**
+   * Subject key identifier of the root certificate, hex.
+   *
+   * @generated from field: string key_id = 1;
+   */
+  keyId: string;
+
+  /**
+   * @generated from field: bytes certificate = 2;
+   */
+  certificate: Uint8Array;
+
+  /**
+   * Latest ARL (DER); empty when no ceremony has signed one yet.
+   *
+   * Next unused field number: 4
+   *
+   * @generated from field: bytes authority_revocation_list = 3;
+   */
+  authorityRevocationList: Uint8Array;
+};
+
+/**
+ * Describes the message pki.ca_signer.v1.RootCa.
+ * Use `create(RootCaSchema)` to create a new message.
+ */
+export const RootCaSchema: GenMessage<RootCa> = /*@__PURE__*/
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 17);
 
 /**
  * @generated from message pki.ca_signer.v1.ListIssuancesRequest
@@ -553,7 +785,7 @@ export type ListIssuancesRequest = Message<"pki.ca_signer.v1.ListIssuancesReques
  * Use `create(ListIssuancesRequestSchema)` to create a new message.
  */
 export const ListIssuancesRequestSchema: GenMessage<ListIssuancesRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 14);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 18);
 
 /**
  * @generated from message pki.ca_signer.v1.IssuanceRecord
@@ -614,7 +846,7 @@ export type IssuanceRecord = Message<"pki.ca_signer.v1.IssuanceRecord"> & {
  * Use `create(IssuanceRecordSchema)` to create a new message.
  */
 export const IssuanceRecordSchema: GenMessage<IssuanceRecord> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 15);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 19);
 
 /**
  * @generated from message pki.ca_signer.v1.ListIssuancesResponse
@@ -640,7 +872,7 @@ export type ListIssuancesResponse = Message<"pki.ca_signer.v1.ListIssuancesRespo
  * Use `create(ListIssuancesResponseSchema)` to create a new message.
  */
 export const ListIssuancesResponseSchema: GenMessage<ListIssuancesResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 16);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 20);
 
 /**
  * RFC 5280 §5.3.1 CRLReason. certificateHold is suspension (停用); removeFromCRL lifts it in a delta.
@@ -837,6 +1069,22 @@ export const CaSignerService: GenService<{
     methodKind: "unary";
     input: typeof SignCrlRequestSchema;
     output: typeof SignCrlResponseSchema;
+  },
+  /**
+   * Signs one CRL whose entries stream in, for CRLs too large for one message (a national CA's
+   * complete CRL holds over a million entries, tens of MB). The first message is the header, the
+   * rest carry the entries as DER. The signer builds the same TBSCertList as the caller from the
+   * header and the generation's recorded publication (GetIssuers: crl_base_url, crl_partitions),
+   * checks every entry as it passes (canonical encoding, ascending serials, reasons, dates),
+   * hashes as it goes and signs the digest, holding one message at a time; it answers with the
+   * signature, and the caller, who kept the entries, assembles the CRL. Allowed callers: crl.
+   *
+   * @generated from rpc pki.ca_signer.v1.CaSignerService.SignCrlStream
+   */
+  signCrlStream: {
+    methodKind: "client_streaming";
+    input: typeof SignCrlStreamRequestSchema;
+    output: typeof SignCrlStreamResponseSchema;
   },
   /**
    * Signs a batch of pre-computed OCSP responses (RFC 6960, RFC 5019 profile: no nonce) with the
