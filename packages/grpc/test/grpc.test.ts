@@ -39,6 +39,18 @@ describe('gRPC server and client over mTLS', () => {
     listIssuances: async () => {
       throw new PkiError('FAILED_PRECONDITION', 'list issuances: not part of this test');
     },
+    // A client stream: counts what arrives, refuses a message that is not a header first.
+    signCrlStream: async (requests, context) => {
+      lastContext = context;
+      let octets = 0;
+      let first = true;
+      for await (const message of requests) {
+        if (first && message.part.case !== 'header') throw new PkiError('INVALID_ARGUMENT', 'sign CRL: the first message must be the header');
+        if (message.part.case === 'revokedCertificates') octets += message.part.value.length;
+        first = false;
+      }
+      return { tbsLength: BigInt(octets) };
+    },
   };
   const otherRpcs = { SignCrl: ['*'], SignOcspResponses: ['*'], SignAuditCheckpoint: ['*'], ListIssuances: ['*'] };
 
@@ -47,7 +59,7 @@ describe('gRPC server and client over mTLS', () => {
     ids = await createServiceIdentities(dir, ['ca-signer', 'ra', 'ocsp'] as const);
     server = new GrpcServer(
       { host: '127.0.0.1', port: 0, tls: ids['ca-signer'], logger, readiness: [{ name: 'hsm', check: async () => { if (!ready) throw new Error('down'); } }] },
-      [{ service: CaSignerService, handlers, allow: { IssueCertificate: [ids.ra.identity], GetIssuers: ['*'], ...otherRpcs } }],
+      [{ service: CaSignerService, handlers, allow: { IssueCertificate: [ids.ra.identity], GetIssuers: ['*'], SignCrlStream: [ids.ra.identity], ...otherRpcs } }],
     );
     address = (await server.listen()).address;
   });
@@ -65,6 +77,43 @@ describe('gRPC server and client over mTLS', () => {
     expect(response.serialHex).toBe('7f01');
     expect(lastContext?.caller).toBe('spiffe://pki.internal/ra');
     client.close();
+  });
+
+  it('streams many messages to a client-streaming RPC with backpressure, and answers once', async () => {
+    const client = clientAs('ra');
+    const chunk = new Uint8Array(1024 * 1024).fill(7);
+    let produced = 0;
+    async function* messages() {
+      yield { part: { case: 'header' as const, value: { issuerKeyId: 'ab' } } };
+      // 64 MiB in all: far more than one message may carry, and more than any buffer holds.
+      for (let i = 0; i < 64; i++) {
+        produced++;
+        yield { part: { case: 'revokedCertificates' as const, value: chunk } };
+      }
+    }
+    const response = await client.signCrlStream(messages());
+    expect(response.tbsLength).toBe(64n * 1024n * 1024n);
+    expect(produced).toBe(64);
+    expect(lastContext?.caller).toBe('spiffe://pki.internal/ra');
+    client.close();
+  });
+
+  it('ends a client stream with the handler\'s error as soon as it throws, and with PERMISSION_DENIED for a caller not allowed', async () => {
+    const client = clientAs('ra');
+    let produced = 0;
+    async function* endless() {
+      for (;;) {
+        produced++;
+        yield { part: { case: 'revokedCertificates' as const, value: new Uint8Array(100_000) } };
+      }
+    }
+    await expect(client.signCrlStream(endless())).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('the first message must be the header') });
+    // The producer was stopped instead of streaming forever.
+    expect(produced).toBeLessThan(10_000);
+    client.close();
+    const other = clientAs('ocsp');
+    await expect(other.signCrlStream([{ part: { case: 'header' as const, value: {} } }])).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
+    other.close();
   });
 
   it('refuses a caller that is not on the RPC allow-list with PERMISSION_DENIED, without running the handler', async () => {

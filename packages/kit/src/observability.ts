@@ -15,6 +15,11 @@ export interface OpsServerOptions {
   port: number;
   registry: Registry;
   readiness: ReadinessCheck[];
+  /**
+   * Checks served at /healthz for monitoring (e.g. "the published CRL is within its schedule"):
+   * reported, never used for routing or restarts, since a stale answer served is better than none.
+   */
+  health?: ReadinessCheck[];
   logger: Logger;
   /** Readiness checks that take longer than this count as failed. */
   checkTimeoutMs?: number;
@@ -71,10 +76,16 @@ export class OpsServer {
 
   /** Runs every readiness check; the result names each failing dependency. */
   async readiness(): Promise<{ ready: boolean; checks: Record<string, string> }> {
+    const checks = await this.#run(this.#options.readiness);
+    if (this.#draining) checks.shutdown = 'draining';
+    return { ready: Object.values(checks).every((v) => v === 'ok'), checks };
+  }
+
+  async #run(list: ReadinessCheck[]): Promise<Record<string, string>> {
     const timeout = this.#options.checkTimeoutMs ?? 2_000;
     const checks: Record<string, string> = {};
     await Promise.all(
-      this.#options.readiness.map(async (c) => {
+      list.map(async (c) => {
         try {
           await Promise.race([
             c.check(),
@@ -86,8 +97,7 @@ export class OpsServer {
         }
       }),
     );
-    if (this.#draining) checks.shutdown = 'draining';
-    return { ready: Object.values(checks).every((v) => v === 'ok'), checks };
+    return checks;
   }
 
   async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -103,6 +113,12 @@ export class OpsServer {
     if (url === '/readyz') {
       const result = await this.readiness();
       res.writeHead(result.ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(result));
+      return;
+    }
+    if (url === '/healthz') {
+      const checks = await this.#run(this.#options.health ?? []);
+      const healthy = Object.values(checks).every((v) => v === 'ok');
+      res.writeHead(healthy ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ healthy, checks }));
       return;
     }
     if (url === '/metrics') {

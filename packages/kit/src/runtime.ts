@@ -16,6 +16,7 @@ export class ServiceRuntime {
   readonly registry: Registry;
   readonly lifecycle: Lifecycle;
   readonly readiness: ReadinessCheck[] = [];
+  readonly health: ReadinessCheck[] = [];
   readonly #ops: OpsServer;
   #opsUrl: string | undefined;
 
@@ -24,7 +25,7 @@ export class ServiceRuntime {
     this.logger = logger ?? createLogger({ service, level: config.log.level });
     this.registry = createMetricsRegistry(service);
     this.lifecycle = new Lifecycle(this.logger);
-    this.#ops = new OpsServer({ service, host: config.ops.host, port: config.ops.port, registry: this.registry, readiness: this.readiness, logger: this.logger });
+    this.#ops = new OpsServer({ service, host: config.ops.host, port: config.ops.port, registry: this.registry, readiness: this.readiness, health: this.health, logger: this.logger });
     // Readiness fails first so that load balancers stop routing before listeners close.
     this.lifecycle.onShutdownBegins(() => this.#ops.markDraining());
     this.lifecycle.onClose({ name: 'ops endpoint', stop: () => this.#ops.close() });
@@ -32,6 +33,11 @@ export class ServiceRuntime {
 
   addReadinessCheck(check: ReadinessCheck): void {
     this.readiness.push(check);
+  }
+
+  /** A check reported at /healthz for monitoring; unlike readiness it never takes the service out of routing. */
+  addHealthCheck(check: ReadinessCheck): void {
+    this.health.push(check);
   }
 
   /** Serves /metrics, /livez and /readyz; returns the base URL. */

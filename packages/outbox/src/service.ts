@@ -1,7 +1,7 @@
 import type { Pool } from 'pg';
 import { Gauge, Counter } from 'prom-client';
 import { databaseConfig, eventTransportConfig, type Logger, type ServiceRuntime, type z } from '@pki/kit';
-import { checkDatabase, createPool, migrate } from '@pki/db';
+import { checkDatabase, createPool, migrate, type Migration } from '@pki/db';
 import { outboxMigration } from './schema';
 import { OutboxRelay } from './relay';
 import { createEventTransport, type EventTransport } from './transport';
@@ -13,9 +13,12 @@ export function databaseUrl(config: DatabaseSettings): string {
   return config.urlFile ? config.urlFile.reveal() : config.url!;
 }
 
-/** Applies a service's schema: the outbox tables as migration 1, then its own files (002 on). */
-export async function migrateServiceSchema(pool: Pool, schema: string, migrationsDirectory: string | undefined, logger: Logger): Promise<void> {
-  await migrate(pool, { schema, directory: migrationsDirectory, migrations: [outboxMigration(1)], logger });
+/**
+ * Applies a service's schema: the outbox tables as migration 1, then `shared` (migrations from
+ * packages, e.g. a consumer's inboxMigration(2)), then its own files.
+ */
+export async function migrateServiceSchema(pool: Pool, schema: string, migrationsDirectory: string | undefined, logger: Logger, shared: Migration[] = []): Promise<void> {
+  await migrate(pool, { schema, directory: migrationsDirectory, migrations: [outboxMigration(1), ...shared], logger });
 }
 
 /**
@@ -23,7 +26,7 @@ export async function migrateServiceSchema(pool: Pool, schema: string, migration
  * every service) and the service's own migrations (files numbered from 002), adds the database
  * readiness check and closes the pool last on shutdown.
  */
-export async function connectServiceDatabase(runtime: ServiceRuntime, config: DatabaseSettings, migrationsDirectory?: string): Promise<Pool> {
+export async function connectServiceDatabase(runtime: ServiceRuntime, config: DatabaseSettings, migrationsDirectory?: string, sharedMigrations: Migration[] = []): Promise<Pool> {
   const pool = createPool({
     url: databaseUrl(config),
     schema: config.schema,
@@ -32,7 +35,7 @@ export async function connectServiceDatabase(runtime: ServiceRuntime, config: Da
     applicationName: runtime.service,
   });
   runtime.lifecycle.onClose({ name: 'database pool', stop: () => pool.end() });
-  await migrateServiceSchema(pool, config.schema, migrationsDirectory, runtime.logger);
+  await migrateServiceSchema(pool, config.schema, migrationsDirectory, runtime.logger, sharedMigrations);
   runtime.addReadinessCheck({ name: 'database', check: () => checkDatabase(pool) });
   return pool;
 }

@@ -48,7 +48,7 @@ function schemaTbs(spec: TbsCertListSpec): Buffer {
   const entries = [...spec.entries]
     .sort((a, b) => compareSerials(a.serial, b.serial))
     .map((e) => {
-      const extensions: Extension[] = [];
+      const extensions: ReturnType<typeof toAsnExtension>[] = [];
       if (e.reason !== undefined && e.reason !== CRLReasons.unspecified) extensions.push(ext(id_ce_cRLReasons, false, AsnConvert.serialize(new CRLReason(e.reason))));
       if (e.invalidityDate) extensions.push(ext(id_ce_invalidityDate, false, AsnConvert.serialize(new InvalidityDate(e.invalidityDate))));
       return new RevokedCertificate({ userCertificate: positiveInteger(e.serial), revocationDate: timeOf(e.revocationDate), crlEntryExtensions: extensions.length ? extensions : undefined });

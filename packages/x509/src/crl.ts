@@ -405,3 +405,13 @@ export function assembleCrl(tbsDer: Uint8Array, signatureAlgorithm: SignatureAlg
   }
   return der;
 }
+
+/**
+ * The next cRLNumber of a scope (RFC 5280 §5.2.3: it only increases) in the citizen CA's
+ * YYYYMMDD form (domain.md) followed by a 7-digit counter, e.g. 202612040000003: above `last`
+ * always, and never below today's first number, so numbers still read as dates after a quiet day.
+ */
+export function nextCrlNumber(last: bigint | undefined, now: Date): bigint {
+  const day = BigInt(now.toISOString().slice(0, 10).replace(/-/g, '')) * 10_000_000n;
+  return last === undefined || last < day ? day : last + 1n;
+}

@@ -6,6 +6,6 @@ export type { KeyManager } from './ports/key-manager';
 export { Pkcs11KeyManager } from './adapters/pkcs11';
 export * from './ceremony/dev-hierarchy';
 export { openCeremony, type OpenCeremony } from './ceremony/session';
-export { createRoot, createIssuing, importIssuing, activateIssuer, createDelegatedSigner, signArl, revokeIssuing, nextCrlNumber, type CeremonyContext } from './ceremony/steps';
+export { createRoot, createIssuing, importIssuing, activateIssuer, createDelegatedSigner, signArl, revokeIssuing, type CeremonyContext } from './ceremony/steps';
 export { DEVELOPMENT_ATTENDANCE } from './ceremony/audit';
 export type { CaKeySpec } from './ports/key-manager';

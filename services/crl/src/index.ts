@@ -1,2 +1,3 @@
 export * from './config';
 export * from './app';
+export type { CrlStore, CrlRecord, KnownIssuer } from './ports/crl-store';

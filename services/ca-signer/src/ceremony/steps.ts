@@ -11,6 +11,7 @@ import {
   type DistinguishedName,
   formatName,
   fullCrlUrl,
+  nextCrlNumber,
   type NameAttribute,
   parseCertificate,
   type ParsedCertificate,
@@ -547,12 +548,6 @@ export async function revokeIssuing(ctx: CeremonyContext, request: { issuerKeyId
     });
   });
   return signArl(ctx, { rootKeyId: root.key_id, validityDays: request.validityDays });
-}
-
-/** RFC 5280 §5.2.3 numbers in the domain's YYYYMMDD form, followed by a counter: above `last`, never below today's. */
-export function nextCrlNumber(last: bigint | undefined, now: Date): bigint {
-  const day = BigInt(now.toISOString().slice(0, 10).replace(/-/g, '')) * 10_000_000n;
-  return last === undefined || last < day ? day : last + 1n;
 }
 
 // --- helpers -----------------------------------------------------------------------------------
