@@ -34,7 +34,9 @@ export interface CaSignerFixture {
  * fresh SoftHSM token with a development CA hierarchy generated inside it, mTLS identities from a
  * fresh internal service CA, and the outbox delivered through the PostgreSQL bus.
  */
-export async function startCaSignerFixture(options: { logger?: Logger; databaseUrl?: string; extraGenerations?: number; clock?: Clock } = {}): Promise<CaSignerFixture> {
+export async function startCaSignerFixture(
+  options: { logger?: Logger; databaseUrl?: string; extraGenerations?: number; clock?: Clock; /** CRL partitions per generation (ca-signer's default otherwise). */ crlPartitions?: number } = {},
+): Promise<CaSignerFixture> {
   const dir = await mkdtemp(join(tmpdir(), 'ca-signer-service-'));
   const databaseUrl = options.databaseUrl ?? (await createTestDatabase('ca_signer_service'));
   const identities = await createServiceIdentities(join(dir, 'identities'), SERVICES);
@@ -57,7 +59,7 @@ export async function startCaSignerFixture(options: { logger?: Logger; databaseU
       SignAuditCheckpoint: [identities.audit.identity],
       ListIssuances: [identities.ra.identity],
     },
-    publication: { crlBaseUrl: 'http://crl.pki.test/crl', ocspUrl: 'http://ocsp.pki.test/', caIssuersUrl: 'http://pki.test/ca' },
+    publication: { crlBaseUrl: 'http://crl.pki.test/crl', ocspUrl: 'http://ocsp.pki.test/', caIssuersUrl: 'http://pki.test/ca', ...(options.crlPartitions ? { crlPartitions: options.crlPartitions } : {}) },
     events: { transport: { type: 'postgres' }, producer: 'ca-signer', pollIntervalMs: 100 },
   });
   const caDir = join(dir, 'ca');

@@ -132,3 +132,16 @@ CREATE TABLE regeneration_requests (
   UNIQUE (caller, idempotency_key)
 );
 CREATE INDEX regeneration_requests_pending ON regeneration_requests (id) WHERE state = 'PENDING';
+
+-- Status events of generations this service does not know yet (created since its last look at
+-- ca-signer): kept, in order, and applied once the generation is known, so that they neither
+-- stall the stream nor get lost.
+CREATE TABLE parked_status_events (
+  producer      text NOT NULL,
+  seq           bigint NOT NULL,
+  issuer_key_id text NOT NULL,
+  payload       bytea NOT NULL,
+  parked_at     timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (producer, seq)
+);
+CREATE INDEX parked_status_events_issuer ON parked_status_events (issuer_key_id, producer, seq);

@@ -58,7 +58,20 @@ export async function startCrl(config: CrlConfig, depsOrLogger: CrlDependencies 
 
   const metrics = crlMetrics(runtime, store, config, clock);
   const generator = new CrlGenerator({ store, signer, schedule: config.schedule, clock, logger, metrics });
-  const scheduler = new CrlScheduler({ store, signer, generator, schedule: config.schedule, clock, logger, ...(deps.holder ? { holder: deps.holder } : {}) });
+  const changeOf = (payload: Uint8Array) => revocationChangeOf(fromBinary(eventsV1.CertificateStatusChangedSchema, payload));
+  const scheduler = new CrlScheduler({
+    store,
+    signer,
+    generator,
+    schedule: config.schedule,
+    clock,
+    logger,
+    ...(deps.holder ? { holder: deps.holder } : {}),
+    afterIssuerRefresh: async () => {
+      const applied = await store.applyParkedEvents(changeOf);
+      if (applied > 0) logger.info({ applied }, 'applied status events parked for generations now known');
+    },
+  });
   new Gauge({ name: 'crl_generator_lease_held', help: '1 when this pod holds the generator lease', registers: [runtime.registry], collect() {
     this.set(scheduler.leaseHeld ? 1 : 0);
   } });
@@ -78,17 +91,22 @@ export async function startCrl(config: CrlConfig, depsOrLogger: CrlDependencies 
     topic: Topics.certificateStatus,
     group: config.events.group,
     handler: skipRedeliveries(async (event) => {
-      const change = revocationChangeOf(fromBinary(eventsV1.CertificateStatusChangedSchema, event.payload));
+      const change = changeOf(event.payload);
       if (change.kind === 'rejected') {
         // Retrying would fail the same way; it is logged, counted and alerted on instead.
         logger.error({ producer: event.producer, seq: event.seq, key: event.key, why: change.why }, 'status event cannot be put on a CRL; skipped');
         events.inc({ outcome: 'rejected' });
       }
       if ((change.kind === 'listed' || change.kind === 'unlisted') && !partitions.has(change.issuerKeyId)) {
-        // A generation created since the last refresh.
-        await scheduler.refreshIssuers();
+        // A generation created since the last refresh: look again, and if ca-signer does not know
+        // it either, keep the event until it does (the stream must not stall on it).
+        await scheduler.refreshIssuers().catch((err: unknown) => logger.warn({ err }, 'could not read the CA generations from ca-signer'));
         partitions = new Map((await store.issuers()).map((i) => [i.keyId, i.crlPartitions ?? undefined]));
-        if (!partitions.has(change.issuerKeyId)) throw new PkiError('FAILED_PRECONDITION', `status event for unknown CA generation ${change.issuerKeyId}; retried`);
+        if (!partitions.has(change.issuerKeyId)) {
+          logger.warn({ producer: event.producer, seq: event.seq, issuerKeyId: change.issuerKeyId }, 'status event of an unknown CA generation parked until ca-signer reports it');
+          events.inc({ outcome: await store.parkStatusEvent(event, change.issuerKeyId) });
+          return;
+        }
       }
       const issuer = change.kind === 'listed' || change.kind === 'unlisted' ? change.issuerKeyId : undefined;
       const outcome = await store.applyStatusChange(event, change, issuer ? partitions.get(issuer) : undefined);

@@ -460,9 +460,12 @@ export function parseArlReason(name: string, operation: string): CRLReasons {
 }
 
 /**
- * Signs the root's authority revocation list (RFC 5280 §5, an ARL: issuingDistributionPoint with
- * onlyContainsCACerts, §5.2.5) over the CA certificates revoked under it, with the root key, at a
- * ceremony. The crl service publishes the latest one at <crl base URL>/<root key id>.crl, where
+ * Signs the root's authority revocation list over the CA certificates revoked under it, with the
+ * root key, at a ceremony. It is a complete CRL of the root, without an issuingDistributionPoint:
+ * the root certifies only CA certificates, so it lists nothing else, and a scoped ARL
+ * (onlyContainsCACerts, RFC 5280 §5.2.5) would be out of scope for the root certificate itself,
+ * which carries no CRL distribution point: `openssl verify -crl_check_all` refuses the chain with
+ * "different CRL scope" at the root. The crl service publishes the latest one at <crl base URL>/<root key id>.crl, where
  * the issuing CA certificates' CRL distribution point names it. The same pre-signing lint as every
  * CRL runs on it before the HSM is asked.
  */
@@ -471,7 +474,6 @@ export async function signArl(ctx: CeremonyContext, request: SignArlRequest): Pr
   const root = await findIssuer(ctx.pool, request.rootKeyId, 'ROOT', step);
   const validityDays = request.validityDays ?? 365;
   if (!Number.isInteger(validityDays) || validityDays < 1 || validityDays > 3660) throw new PkiError('INVALID_ARGUMENT', `${step}: validity must be 1 to 3660 days`);
-  const base = (await ctx.pool.query(`SELECT crl_base_url FROM issuers WHERE key_id = $1`, [root.keyId])).rows[0]?.crl_base_url ?? ctx.publication.crlBaseUrl;
   const thisUpdate = wholeSecond(ctx.clock.now());
   const nextUpdate = new Date(Math.min(thisUpdate.getTime() + validityDays * 86_400_000, root.certificate.notAfter.getTime()));
   const { rows: revoked } = await ctx.pool.query(`SELECT serial_hex, reason, revoked_at FROM ca_revocations WHERE root_key_id = $1`, [root.keyId]);
@@ -479,7 +481,6 @@ export async function signArl(ctx: CeremonyContext, request: SignArlRequest): Pr
   const last = (await ctx.pool.query(`SELECT last_number::text AS last FROM crl_numbers WHERE issuer_key_id = $1 AND partition = ''`, [root.keyId])).rows[0]?.last;
   const crlNumber = nextCrlNumber(last === undefined ? undefined : BigInt(last), thisUpdate);
   const algorithm = signatureAlgorithmForIssuerSpki(root.certificate.subjectPublicKeyInfo);
-  const uri = fullCrlUrl(base, root.keyId);
   const spec = {
     signatureAlgorithm: algorithm,
     issuerDer: root.certificate.subjectDer,
@@ -487,11 +488,10 @@ export async function signArl(ctx: CeremonyContext, request: SignArlRequest): Pr
     thisUpdate,
     nextUpdate,
     crlNumber,
-    issuingDistributionPoint: { uri, onlyContains: 'caCerts' as const },
   };
   const tbsDer = buildTbsCertList({ ...spec, entries });
   const bare = buildTbsCertList({ ...spec, entries: [] });
-  const lint = lintCrlFrame(bare, { issuer: root.certificate, signatureAlgorithm: algorithm, distributionPointUri: uri, authorityRevocationList: true, delta: false, now: ctx.clock.now(), allowedClockSkewSeconds: 60 });
+  const lint = lintCrlFrame(bare, { issuer: root.certificate, signatureAlgorithm: algorithm, authorityRevocationList: true, delta: false, now: ctx.clock.now(), allowedClockSkewSeconds: 60 });
   assertLintClean(lint, step);
   const entryLint = new CrlEntryLinter({ delta: false, authorityRevocationList: true, thisUpdate });
   for (const e of [...entries].sort((a, b) => compareSerials(a.serial, b.serial))) {

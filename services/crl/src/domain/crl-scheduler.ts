@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { PkiError, type Clock, type Logger } from '@pki/kit';
 import type { CrlSchedule } from '../config';
 import type { CrlSigningClient } from '../ports/crl-signer';
@@ -14,6 +15,8 @@ export interface CrlSchedulerDeps {
   logger: Logger;
   /** This pod's name in the lease (default a random id). */
   holder?: string;
+  /** After each look at ca-signer: apply status events parked for generations now known. */
+  afterIssuerRefresh?: () => Promise<void>;
 }
 
 const ageSeconds = (now: Date, since: Date) => (now.getTime() - since.getTime()) / 1000;
@@ -38,7 +41,7 @@ export class CrlScheduler {
 
   constructor(deps: CrlSchedulerDeps) {
     this.#deps = deps;
-    this.holder = deps.holder ?? `crl-${randomUUID()}`;
+    this.holder = deps.holder ?? `crl-${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
   }
 
   get leaseHeld(): boolean {
@@ -123,6 +126,7 @@ export class CrlScheduler {
     this.#issuers = await this.#deps.store.issuers();
     this.#arls = arls;
     this.#lastIssuerRefresh = this.#deps.clock.now().getTime();
+    await this.#deps.afterIssuerRefresh?.();
     return this.#issuers;
   }
 

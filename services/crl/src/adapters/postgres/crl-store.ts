@@ -89,6 +89,35 @@ export class PostgresCrlStore implements CrlStore {
   async applyStatusChange(event: { producer: string; seq: number }, change: RevocationChange, partitions: number | undefined): Promise<'applied' | 'duplicate' | 'stale' | 'ignored'> {
     return withTransaction(this.#pool, async (tx) => {
       if (!(await acceptEventOnce(tx, CONSUMER, event))) return 'duplicate';
+      return this.#apply(tx, change, partitions);
+    });
+  }
+
+  /** Keeps an event of a generation not known yet (recorded as applied: the stream moves on). */
+  async parkStatusEvent(event: { producer: string; seq: number; payload: Uint8Array }, issuerKeyId: string): Promise<'parked' | 'duplicate'> {
+    return withTransaction(this.#pool, async (tx) => {
+      if (!(await acceptEventOnce(tx, CONSUMER, event))) return 'duplicate';
+      await tx.query(`INSERT INTO parked_status_events (producer, seq, issuer_key_id, payload) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, [event.producer, event.seq, issuerKeyId, Buffer.from(event.payload)]);
+      return 'parked';
+    });
+  }
+
+  /** Applies, in order, the parked events of generations now known; returns how many. */
+  async applyParkedEvents(changeOf: (payload: Buffer) => RevocationChange): Promise<number> {
+    const { rows } = await this.#pool.query(
+      `SELECT p.producer, p.seq::text, p.payload, i.crl_partitions FROM parked_status_events p JOIN issuers i ON i.key_id = p.issuer_key_id ORDER BY p.producer, p.seq`,
+    );
+    for (const r of rows) {
+      await withTransaction(this.#pool, async (tx) => {
+        const gone = await tx.query(`DELETE FROM parked_status_events WHERE producer = $1 AND seq = $2`, [r.producer, r.seq]);
+        if (gone.rowCount === 1) await this.#apply(tx, changeOf(r.payload), r.crl_partitions);
+      });
+    }
+    return rows.length;
+  }
+
+  async #apply(tx: Tx, change: RevocationChange, partitions: number | undefined): Promise<'applied' | 'stale' | 'ignored'> {
+    {
       if (change.kind === 'ignored' || change.kind === 'rejected') return 'ignored';
       const { rows } = await tx.query(
         `SELECT status, entry_der, not_after, revocation_time, changed_at FROM revocations WHERE issuer_key_id = $1 AND serial = $2 FOR UPDATE`,
@@ -124,7 +153,7 @@ export class PostgresCrlStore implements CrlStore {
       await tx.query(`UPDATE crl_scopes SET changed_seq = $3 WHERE issuer_key_id = $1 AND scope = ANY($2::text[])`, [change.issuerKeyId, ['full', `p${partition}`], seq.toString()]);
       await tx.query(`SELECT pg_notify('pki_crl_changes', $1)`, [change.issuerKeyId]);
       return 'applied';
-    });
+    }
   }
 
   async claimLease(holder: string, leaseSeconds: number, current: LeaseClaim | undefined): Promise<LeaseClaim | undefined> {
