@@ -34,6 +34,8 @@ export function buildDevConfigs(inputs: DevConfigInputs): Record<ServiceName, Re
   // Embedded mode: the outbox is delivered through PostgreSQL, no Kafka needed.
   const events = (service: ServiceName) => ({ transport: { type: 'postgres' }, producer: service });
   const raHttp = `http://127.0.0.1:${ports.raHttp}`;
+  // Certificates name the crl service's URLs: CRLs under /crl, CA certificates under /ca.
+  const crlHttp = `http://127.0.0.1:${ports.crlHttp}`;
   const configs: Record<ServiceName, Record<string, unknown>> = {
     'ca-signer': {
       ...base('ca-signer'),
@@ -47,7 +49,7 @@ export function buildDevConfigs(inputs: DevConfigInputs): Record<ServiceName, Re
         SignAuditCheckpoint: [serviceIdentity('audit')],
         ListIssuances: [serviceIdentity('ra')],
       },
-      publication: { crlBaseUrl: `${raHttp}/crl`, ocspUrl: `${raHttp}/ocsp`, caIssuersUrl: `${raHttp}/ca` },
+      publication: { crlBaseUrl: `${crlHttp}/crl`, ocspUrl: `${raHttp}/ocsp`, caIssuersUrl: `${crlHttp}/ca` },
       events: events('ca-signer'),
     },
     ra: {
@@ -74,7 +76,25 @@ export function buildDevConfigs(inputs: DevConfigInputs): Record<ServiceName, Re
     },
     'card-mgmt': base('card-mgmt'),
     ocsp: base('ocsp'),
-    crl: base('crl'),
+    crl: {
+      ...base('crl'),
+      http: { host: '127.0.0.1', port: ports.crlHttp },
+      // Operators authenticate with a certificate of the internal CA naming spiffe://pki.internal/operator.
+      admin: { host: '127.0.0.1', port: ports.crlAdmin, tls: inputs.tls.crl, allow: [serviceIdentity('operator')] },
+      tls: inputs.tls.crl,
+      caSigner: { address: `127.0.0.1:${ports.caSignerGrpc}`, serverIdentity: serviceIdentity('ca-signer'), deadlineMs: 10_000 },
+      events: events('crl'),
+      // A development pace: complete CRLs hourly, deltas every minute, partitions hourly and soon after a change.
+      schedule: {
+        fullIntervalSeconds: 3_600,
+        fullValiditySeconds: 4 * 3_600,
+        deltaIntervalSeconds: 60,
+        deltaValiditySeconds: 600,
+        partitionIntervalSeconds: 3_600,
+        partitionValiditySeconds: 4 * 3_600,
+        expiredGraceSeconds: 3_600,
+      },
+    },
     audit: base('audit'),
   };
   for (const s of SERVICES) if (!configs[s]) throw new Error(`no dev config for ${s}`);

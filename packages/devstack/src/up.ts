@@ -103,7 +103,8 @@ async function prepare(layout: DevLayout, databaseUrl: string): Promise<Prepared
     configFiles,
     ra,
     endpoints: {
-      http: { ra: raHttp },
+      http: { ra: raHttp, crl: `http://127.0.0.1:${ports.crlHttp}/crl`, caCertificates: `http://127.0.0.1:${ports.crlHttp}/ca` },
+      admin: { crl: `https://127.0.0.1:${ports.crlAdmin}` },
       // curl --cacert <serviceCa> --cert <officer>.crt --key <officer>.key (README walks through it)
       officers: Object.fromEntries(ra.principals.map((p) => [p.id, { certFile: p.certFile, keyFile: p.keyFile, ...('role' in p ? { role: p.role, office: p.office } : {}) }])),
       grpc: { 'ca-signer': `127.0.0.1:${ports.caSignerGrpc}` },

@@ -38,7 +38,8 @@ function notFound(what: string): PkiError {
  * each also as PEM with `.pem` appended; CA certificates under `http.caPath` as <keyId>.crt.
  */
 export function buildPublicationApp(deps: PublicationDeps): FastifyInstance {
-  const app = Fastify({ loggerInstance: deps.logger as FastifyBaseLogger, disableRequestLogging: true });
+  // Requests are not logged one by one (relying parties fetch CRLs by the million): warnings and errors only.
+  const app = Fastify({ loggerInstance: deps.logger.child({ component: 'publication' }, { level: 'warn' }) as FastifyBaseLogger });
   const { store, clock, http } = deps;
   const crlPath = http.crlPath.replace(/\/+$/, '');
   const caPath = http.caPath.replace(/\/+$/, '');
