@@ -135,7 +135,9 @@ async function main(): Promise<void> {
     restoreEnv();
     const signerFile = path.join(runDir, 'ca-signer.json');
     writeFileSync(signerFile, JSON.stringify(signerConfig));
-    const signer = spawn(process.execPath, [path.join(root, 'services', 'ca-signer', 'dist', 'main.js'), signerFile], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, SOFTHSM2_CONF: token.configPath } });
+    // BENCH_PROFILE=1: each service writes a .cpuprofile under var/bench/ on exit.
+    const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${path.join(root, 'var', 'bench')}`] : [];
+    const signer = spawn(process.execPath, [...profile, path.join(root, 'services', 'ca-signer', 'dist', 'main.js'), signerFile], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, SOFTHSM2_CONF: token.configPath } });
     children.push(signer);
     await waitReady(`http://127.0.0.1:${signerPorts.ops}`, signer, 'ca-signer');
 
@@ -154,7 +156,7 @@ async function main(): Promise<void> {
     };
     const crlFile = path.join(runDir, 'crl.json');
     writeFileSync(crlFile, JSON.stringify(crlConfig));
-    const crl = spawn(process.execPath, [path.join(root, 'services', 'crl', 'dist', 'main.js'), crlFile], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const crl = spawn(process.execPath, [...profile, path.join(root, 'services', 'crl', 'dist', 'main.js'), crlFile], { stdio: ['ignore', 'ignore', 'inherit'] });
     children.push(crl);
     await waitReady(`http://127.0.0.1:${crlPorts.ops}`, crl, 'crl');
     const db = createPool({ url: databaseUrl, schema: 'crl', maxConnections: 2 });
@@ -199,7 +201,13 @@ async function main(): Promise<void> {
       );
     }
     closeSync(index);
-    await db.query('ANALYZE revocations');
+    // What autovacuum does to a table after a bulk load: statistics and the visibility map (the
+    // CRL is read index-only).
+    await db.query('VACUUM (ANALYZE) revocations');
+    if (process.env.BENCH_EXPLAIN) {
+      const plan = await db.query(`EXPLAIN ANALYZE SELECT sort_key, entry_der FROM revocations WHERE issuer_key_id = $1 AND status <> 'VALID' AND not_after > now() AND revocation_time <= now() AND sort_key > '\\x1040'::bytea ORDER BY sort_key LIMIT 10000`, [issuerKeyId]);
+      console.log(plan.rows.map((r) => r['QUERY PLAN']).join('\n'));
+    }
 
     // The complete CRL: from the operator's request to publication.
     console.log(`load ${load()}; generating the complete CRL...`);

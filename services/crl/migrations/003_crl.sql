@@ -29,13 +29,21 @@ CREATE TABLE revocations (
   entry_der       bytea,                                -- the RevokedCertificate DER, while listed
   change_seq      bigint NOT NULL,
   changed_at      timestamptz NOT NULL,
+  -- CRL order is the serials' integer order: shorter first, then bytewise; one octet of length
+  -- before the serial gives exactly that order to a plain bytea comparison.
+  sort_key        bytea GENERATED ALWAYS AS (decode(lpad(to_hex(octet_length(serial)), 2, '0'), 'hex') || serial) STORED,
   PRIMARY KEY (issuer_key_id, serial),
   CHECK ((status = 'VALID') = (entry_der IS NULL))
 );
--- CRL order is integer order: shorter serials first, then bytewise.
-CREATE INDEX revocations_listed ON revocations (issuer_key_id, (octet_length(serial)), serial) WHERE status <> 'VALID';
-CREATE INDEX revocations_listed_partition ON revocations (issuer_key_id, partition, (octet_length(serial)), serial) WHERE status <> 'VALID';
+-- A CRL is read in this order straight from the index (index-only: the entries are in it), not
+-- by a million random visits to the table.
+CREATE INDEX revocations_listed ON revocations (issuer_key_id, sort_key) INCLUDE (entry_der, not_after, revocation_time) WHERE status <> 'VALID';
+CREATE INDEX revocations_listed_partition ON revocations (issuer_key_id, partition, sort_key) INCLUDE (entry_der, not_after, revocation_time) WHERE status <> 'VALID';
 CREATE INDEX revocations_changes ON revocations (issuer_key_id, change_seq);
+-- Deltas find rows that time moved on or off the CRL (expired past the grace period, or revoked
+-- with a date after the base's thisUpdate) by these dates.
+CREATE INDEX revocations_expiry ON revocations (issuer_key_id, not_after) WHERE status <> 'VALID';
+CREATE INDEX revocations_effective ON revocations (issuer_key_id, revocation_time) WHERE status <> 'VALID';
 ALTER TABLE revocations ALTER COLUMN entry_der SET STORAGE MAIN;
 
 -- The state of a row just before each change (its before-image), so that a delta CRL can tell

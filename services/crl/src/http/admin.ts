@@ -160,7 +160,7 @@ export function buildAdminApp(deps: AdminDeps): FastifyInstance {
       const until = Date.now() + deps.waitMs;
       let current = row.row;
       while (current.state === 'PENDING' && Date.now() < until) {
-        await new Promise((r) => setTimeout(r, 200));
+        await new Promise((r) => setTimeout(r, 25));
         current = (await regeneration(current.id)) ?? current;
       }
       reply.header('location', `/v1/regenerations/${current.id}`);

@@ -9,6 +9,7 @@ import type { CrlKind, CrlRecord, CrlStore, DeltaEntry, EntryFilter, EntrySnapsh
 
 const CONSUMER = 'crl';
 
+
 interface CrlRow {
   id: string;
   issuer_key_id: string;
@@ -220,23 +221,16 @@ export class PostgresCrlStore implements CrlStore {
       const count = Number(totals.rows[0].n);
       const length = Number(totals.rows[0].len);
       const next = params.length + 1;
-      const batchSql = `SELECT string_agg(entry_der, ''::bytea ORDER BY slen, serial) AS der, count(*)::int AS n, max(slen) AS last_len,
-                               (array_agg(serial ORDER BY slen DESC, serial DESC))[1] AS last_serial
-                          FROM (SELECT octet_length(serial) AS slen, serial, entry_der FROM revocations
-                                 WHERE ${where} AND (octet_length(serial), serial) > ($${next}::int, $${next + 1}::bytea)
-                                 ORDER BY octet_length(serial), serial LIMIT $${next + 2}) b`;
+      const batchSql = `SELECT string_agg(entry_der, ''::bytea ORDER BY sort_key) AS der, count(*)::int AS n, (array_agg(sort_key ORDER BY sort_key DESC))[1] AS last_key
+                          FROM (SELECT sort_key, entry_der FROM revocations WHERE ${where} AND sort_key > $${next}::bytea ORDER BY sort_key LIMIT $${next + 1}) b`;
       async function* batches(): AsyncIterable<Buffer> {
-        let lastLen = 0;
-        let lastSerial = Buffer.alloc(0);
         // One batch ahead: the database prepares the next while this one travels.
-        const fetch = (len: number, serial: Buffer) => client.query(batchSql, [...params, len, serial, batchEntries]);
-        let pending = fetch(lastLen, lastSerial);
+        const fetch = (after: Buffer) => client.query<{ der: Buffer; n: number; last_key: Buffer }>(batchSql, [...params, after, batchEntries]);
+        let pending = fetch(Buffer.alloc(0));
         for (;;) {
           const row = (await pending).rows[0];
           if (!row || row.n === 0) return;
-          lastLen = row.last_len;
-          lastSerial = row.last_serial;
-          pending = row.n < batchEntries ? Promise.resolve({ rows: [] } as never) : fetch(lastLen, lastSerial);
+          pending = row.n < batchEntries ? Promise.resolve({ rows: [] } as never) : fetch(row.last_key as Buffer);
           yield row.der as Buffer;
         }
       }
