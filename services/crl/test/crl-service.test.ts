@@ -31,11 +31,12 @@ function entriesOf(crlFile: string): Map<string, string> {
   for (const block of text.split(/Serial Number: /).slice(1)) {
     const serial = block.slice(0, block.indexOf('\n')).trim().toLowerCase();
     const reason = /CRL Reason Code:\s*\n\s*(.+)/.exec(block)?.[1]?.trim() ?? 'unspecified';
-    entries.set(serial.replace(/^0+(?=..)/, '').padStart(serial.length % 2 ? serial.length + 1 : serial.length, '0'), reason);
+    entries.set(serialKey(serial), reason);
   }
   return entries;
 }
-const serialKey = (hex: string) => hex.replace(/^0+(?=..)/, '');
+/** A serial's integer value in hex without leading zeros: how OpenSSL prints it, whatever the DER. */
+const serialKey = (hex: string) => hex.toLowerCase().replace(/^0+(?=.)/, '');
 const numberOf = (crlFile: string) => BigInt(/X509v3 CRL Number: \s*\n\s*(\d+)/.exec(openssl(['crl', '-inform', 'DER', '-in', crlFile, '-noout', '-text']))![1]!);
 
 async function latestNumber(issuer: string, scope: string, kind: string): Promise<bigint> {

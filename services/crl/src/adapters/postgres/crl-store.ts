@@ -211,27 +211,39 @@ export class PostgresCrlStore implements CrlStore {
     };
     try {
       // One snapshot for the count, the length and every batch: the CRL lists exactly one state.
+      // The count and length (a pass over the entries) run on a second connection that shares
+      // the snapshot, while the first batch is already being read on this one.
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      const seq = BigInt((await client.query(`SELECT value::text FROM change_counter`)).rows[0].value);
+      const exported = (await client.query(`SELECT pg_export_snapshot() AS snapshot, value::text FROM change_counter`)).rows[0];
+      const seq = BigInt(exported.value);
       const partitionClause = filter.partition === undefined ? '' : 'AND partition = $4';
       const params: unknown[] = [filter.issuerKeyId, filter.expiredBefore, filter.revokedBy];
       if (filter.partition !== undefined) params.push(filter.partition);
       const where = `issuer_key_id = $1 AND status <> 'VALID' AND not_after > $2 AND revocation_time <= $3 ${partitionClause}`;
-      const totals = await client.query(`SELECT count(*)::text AS n, coalesce(sum(octet_length(entry_der)), 0)::text AS len FROM revocations WHERE ${where}`, params);
-      const count = Number(totals.rows[0].n);
-      const length = Number(totals.rows[0].len);
       const next = params.length + 1;
       const batchSql = `SELECT string_agg(entry_der, ''::bytea ORDER BY sort_key) AS der, count(*)::int AS n, (array_agg(sort_key ORDER BY sort_key DESC))[1] AS last_key
                           FROM (SELECT sort_key, entry_der FROM revocations WHERE ${where} AND sort_key > $${next}::bytea ORDER BY sort_key LIMIT $${next + 1}) b`;
+      const fetch = (after: Buffer) => client.query<{ der: Buffer; n: number; last_key: Buffer }>(batchSql, [...params, after, batchEntries]);
+      const first = fetch(Buffer.alloc(0));
+      first.catch(() => undefined);
+      const totals = await withTransaction(
+        this.#pool,
+        async (tx) => {
+          await tx.query(`SET TRANSACTION SNAPSHOT '${String(exported.snapshot).replace(/[^0-9A-Fa-f-]/g, '')}'`);
+          return (await tx.query(`SELECT count(*)::text AS n, coalesce(sum(octet_length(entry_der)), 0)::text AS len FROM revocations WHERE ${where}`, params)).rows[0];
+        },
+        { isolation: 'repeatable read', readOnly: true },
+      );
+      const count = Number(totals.n);
+      const length = Number(totals.len);
       async function* batches(): AsyncIterable<Buffer> {
         // One batch ahead: the database prepares the next while this one travels.
-        const fetch = (after: Buffer) => client.query<{ der: Buffer; n: number; last_key: Buffer }>(batchSql, [...params, after, batchEntries]);
-        let pending = fetch(Buffer.alloc(0));
+        let pending = first;
         for (;;) {
           const row = (await pending).rows[0];
           if (!row || row.n === 0) return;
-          pending = row.n < batchEntries ? Promise.resolve({ rows: [] } as never) : fetch(row.last_key as Buffer);
-          yield row.der as Buffer;
+          pending = row.n < batchEntries ? Promise.resolve({ rows: [] } as never) : fetch(row.last_key);
+          yield row.der;
         }
       }
       return { seq, count, length, batches, close: () => release() };
