@@ -205,9 +205,6 @@ describe('CRLs of two generations', () => {
     }
     expect([...merged.entries()].sort()).toEqual([...entriesOf(next).entries()].sort());
     expect(merged.get(serialKey(certs.c!.serialHex))).toBe('Key Compromise');
-    if (merged.get(serialKey(certs.d!.serialHex)) !== 'Cessation Of Operation') {
-      console.log(JSON.stringify((await crl.store.pool.query(`SELECT encode(serial,'hex') s, status, change_seq, changed_at FROM revocations`)).rows), certs.d!.serialHex, JSON.stringify((await crl.store.pool.query(`SELECT * FROM change_counter`)).rows));
-    }
     expect(merged.get(serialKey(certs.d!.serialHex))).toBe('Cessation Of Operation');
   });
 });

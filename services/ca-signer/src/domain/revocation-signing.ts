@@ -16,7 +16,6 @@ import type { KeyManager } from '../ports/key-manager';
 import { appendAuditEvent, assertHsmAvailable, AuditOutcome, serviceActor, type AuditChannel } from './audit';
 import { signatureAlgorithmForIssuerSpki, wholeSecond } from './certificate-signing';
 import { sha256Hex } from './digest';
-import { assertIdempotencyKey } from './requests';
 import type { IssuerRecord, IssuerRegistry } from './issuer-registry';
 
 export interface RevocationSigningDeps {
