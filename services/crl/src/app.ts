@@ -87,6 +87,8 @@ export async function startCrl(config: CrlConfig, depsOrLogger: CrlDependencies 
   // Status events from ra: each applied once, in the same transaction as its effect.
   const events = new Counter({ name: 'crl_status_events_total', help: 'Certificate status events by outcome', labelNames: ['outcome'] as const, registers: [runtime.registry] });
   let partitions = new Map((await store.issuers()).map((i) => [i.keyId, i.crlPartitions ?? undefined]));
+  // Unknown generations make the consumer ask ca-signer again, at most this often.
+  let lastUnknownRefresh = 0;
   await transport.subscriber.subscribe({
     topic: Topics.certificateStatus,
     group: config.events.group,
@@ -100,7 +102,10 @@ export async function startCrl(config: CrlConfig, depsOrLogger: CrlDependencies 
       if ((change.kind === 'listed' || change.kind === 'unlisted') && !partitions.has(change.issuerKeyId)) {
         // A generation created since the last refresh: look again, and if ca-signer does not know
         // it either, keep the event until it does (the stream must not stall on it).
-        await scheduler.refreshIssuers().catch((err: unknown) => logger.warn({ err }, 'could not read the CA generations from ca-signer'));
+        if (Date.now() - lastUnknownRefresh > 10_000) {
+          lastUnknownRefresh = Date.now();
+          await scheduler.refreshIssuers().catch((err: unknown) => logger.warn({ err }, 'could not read the CA generations from ca-signer'));
+        }
         partitions = new Map((await store.issuers()).map((i) => [i.keyId, i.crlPartitions ?? undefined]));
         if (!partitions.has(change.issuerKeyId)) {
           logger.warn({ producer: event.producer, seq: event.seq, issuerKeyId: change.issuerKeyId }, 'status event of an unknown CA generation parked until ca-signer reports it');
