@@ -97,9 +97,12 @@ it('never publishes a lower or repeated CRL number for a scope, with the lease h
 
   let killedMidway = 0;
   let froze: { holder: string; token: string; thawedAt: Date } | undefined;
-  const until = Date.now() + 45_000;
+  // Until enough has happened (not for a fixed time: the machine may be loaded), within a
+  // generous deadline.
+  const deadline = Date.now() + 240_000;
+  const publishedSoFar = async () => Number((await db.query(`SELECT count(*) FROM crls WHERE state = 'PUBLISHED'`)).rows[0].count);
   let events = 0;
-  while (Date.now() < until) {
+  while (Date.now() < deadline && !(killedMidway >= 3 && froze && (await publishedSoFar()) >= 30)) {
     // Status events keep arriving: deltas and partitions follow them.
     for (let i = 0; i < 3; i++) {
       const serial = randomBytes(16);
@@ -133,7 +136,7 @@ it('never publishes a lower or repeated CRL number for a scope, with the lease h
     await new Promise((r) => holder.child.once('exit', r));
     generators.splice(generators.indexOf(holder), 1, await startGenerator(`gen-${++started}`));
   }
-  expect(killedMidway).toBeGreaterThanOrEqual(2);
+  expect(killedMidway).toBeGreaterThanOrEqual(3);
   expect(froze).toBeDefined();
   expect(events).toBeGreaterThan(10);
   // Let the survivors run a little longer after the last kill, then stop them cleanly.
@@ -144,7 +147,7 @@ it('never publishes a lower or repeated CRL number for a scope, with the lease h
   const published = (
     await db.query(`SELECT issuer_key_id, scope, crl_number::text AS n, holder, lease_token::text AS token, published_at FROM crls WHERE state = 'PUBLISHED' ORDER BY published_at, id`)
   ).rows as Array<{ issuer_key_id: string; scope: string; n: string; holder: string; token: string; published_at: Date }>;
-  expect(published.length).toBeGreaterThan(20);
+  expect(published.length).toBeGreaterThanOrEqual(30);
   const last = new Map<string, bigint>();
   for (const crl of published) {
     const key = `${crl.issuer_key_id}/${crl.scope}`;
@@ -171,4 +174,4 @@ it('never publishes a lower or repeated CRL number for a scope, with the lease h
   const issuing = join(env.signer.caDir, 'issuing.pem');
   expect(opensslResult(['crl', '-inform', 'DER', '-in', file, '-CAfile', issuing, '-noout', '-verify']).output.trim()).toBe('verify OK');
   writeFileSync(join(env.signer.dir, 'summary.json'), JSON.stringify({ killedMidway, published: published.length, unfinished, events }));
-}, 300_000);
+}, 420_000);
