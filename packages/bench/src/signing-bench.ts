@@ -150,8 +150,6 @@ async function measure(seconds: number, concurrency: number, work: () => Promise
 let postmasterPid: number | undefined;
 
 async function main(): Promise<void> {
-  // BENCH_ONLY naming none of these measurements (e.g. CRL, which crl-bench.ts runs): nothing to do here.
-  if (ONLY !== undefined && !ONLY.some((name) => ALL_ALGORITHMS.some((a) => a.name === name) || name === 'IssueCertificate')) return;
   const root = findRepoRoot(__dirname);
   const runDir = path.join(root, 'var', 'bench', `run-${process.pid}`);
   mkdirSync(runDir, { recursive: true });
