@@ -119,11 +119,6 @@ describe('issuance in SoftHSM refuses bad input and signs nothing', () => {
         signed++;
         return response;
       },
-      signDigest: async (r) => {
-        const response = await keyManager.signDigest(r);
-        signed++;
-        return response;
-      },
       healthCheck: () => keyManager.healthCheck(),
       close: () => keyManager.close(),
     };

@@ -1,16 +1,16 @@
 import { createHash, constants, createPublicKey, verify } from 'node:crypto';
 import { PkiError } from '@pki/kit';
 import { describePublicKey } from '@pki/x509';
-import type { KeyManager, SignatureAlgorithm } from '../src/ports/key-manager';
+import type { DigestSigningKeyManager, SignatureAlgorithm } from '../src/ports/key-manager';
 
 /**
  * The behaviour every KeyManager adapter promises, run against the in-memory fake in unit tests
  * and against a real SoftHSM token in integration tests (smallstep's pattern: one suite, two
  * backends). `open` gives a fresh manager; the suite closes it.
  */
-export function describeKeyManagerContract(name: string, open: () => Promise<KeyManager>): void {
+export function describeKeyManagerContract(name: string, open: () => Promise<DigestSigningKeyManager>): void {
   describe(`KeyManager contract: ${name}`, () => {
-    let keyManager: KeyManager;
+    let keyManager: DigestSigningKeyManager;
     let rsaKeyId: string;
     let rsaSpki: Buffer;
     let ecKeyId: string;

@@ -19,7 +19,7 @@ import {
   type ParsedCertificate,
   type SignatureAlgorithm,
 } from '@pki/x509';
-import { digestOfAlgorithm, type KeyManager } from '../ports/key-manager';
+import { digestOfAlgorithm, supportsDigestSigning, type KeyManager } from '../ports/key-manager';
 import { appendAuditEvent, assertHsmAvailable, AuditOutcome, serviceActor, type AuditChannel } from './audit';
 import { signatureAlgorithmForIssuerSpki } from './certificate-signing';
 import { sha256Hex } from './digest';
@@ -330,7 +330,9 @@ export class CrlSigner {
     });
     let signature: Buffer;
     try {
-      ({ signature } = await this.#deps.keyManager.signDigest({ keyId: prepared.hsmKeyId, algorithm: prepared.algorithm, digest }));
+      const keyManager = this.#deps.keyManager;
+      if (!supportsDigestSigning(keyManager)) throw new PkiError('FAILED_PRECONDITION', `${operation}: the key manager cannot sign digests (needed for streamed CRLs)`);
+      ({ signature } = await keyManager.signDigest({ keyId: prepared.hsmKeyId, algorithm: prepared.algorithm, digest }));
       // Checked over the bytes themselves, not the digest: a key that does not match the
       // certificate, or a faulty HSM signature, never leaves the signer.
       if (!verifier.verify(signature)) throw new PkiError('INTERNAL', `${operation}: the HSM key ${prepared.hsmKeyId} does not match the certificate it signs for`);

@@ -69,10 +69,22 @@ export interface KeyManager {
   generateKeyPair(request: GenerateKeyPairRequest): Promise<GenerateKeyPairResponse>;
   getPublicKey(request: GetPublicKeyRequest): Promise<GetPublicKeyResponse>;
   sign(request: SignRequest): Promise<SignResponse>;
-  signDigest(request: SignDigestRequest): Promise<SignResponse>;
   healthCheck(): Promise<KeyManagerHealth>;
   /** Finishes in-flight operations, then releases the HSM. Later calls fail with UNAVAILABLE. */
   close(): Promise<void>;
+}
+
+/**
+ * An optional capability (smallstep's pattern: one small interface per capability): signing a
+ * digest made outside the HSM, for data too large to pass whole. The PKCS#11 adapter, the
+ * circuit breaker around it and the fake have it; CRL signing requires it.
+ */
+export interface DigestSigningKeyManager extends KeyManager {
+  signDigest(request: SignDigestRequest): Promise<SignResponse>;
+}
+
+export function supportsDigestSigning(keyManager: KeyManager): keyManager is DigestSigningKeyManager {
+  return typeof (keyManager as Partial<DigestSigningKeyManager>).signDigest === 'function';
 }
 
 /** The key type a signature algorithm needs. */

@@ -6,7 +6,7 @@ import type {
   GenerateKeyPairResponse,
   GetPublicKeyRequest,
   GetPublicKeyResponse,
-  KeyManager,
+  DigestSigningKeyManager,
   KeyManagerHealth,
   SignDigestRequest,
   SignRequest,
@@ -35,7 +35,7 @@ export interface FakeSignature {
  * It validates requests exactly like the PKCS#11 adapter (same shared checks, same error codes)
  * and records every signature it makes. Never used outside tests: its keys are in process memory.
  */
-export class FakeKeyManager implements KeyManager {
+export class FakeKeyManager implements DigestSigningKeyManager {
   readonly #keys = new Map<string, FakeKey>();
   readonly #signatures: FakeSignature[] = [];
   #closed = false;

@@ -8,7 +8,7 @@ import type {
   GenerateKeyPairResponse,
   GetPublicKeyRequest,
   GetPublicKeyResponse,
-  KeyManager,
+  DigestSigningKeyManager,
   KeyManagerHealth,
   SignDigestRequest,
   SignRequest,
@@ -82,7 +82,7 @@ interface ProbeKey {
  * after the HSM goes away is {@link ResilientKeyManager}'s job: it closes this instance and opens a
  * new one, and it opens the circuit on exactly the errors {@link toPkiError} maps to UNAVAILABLE.
  */
-export class Pkcs11KeyManager implements KeyManager {
+export class Pkcs11KeyManager implements DigestSigningKeyManager {
   readonly #module: graphene.Module;
   readonly #slot: graphene.Slot;
   readonly #pool: SessionPool<graphene.Session>;

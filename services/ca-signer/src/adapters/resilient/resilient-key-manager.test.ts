@@ -48,12 +48,6 @@ class FakeHsm {
         if (this.hang) await this.hang;
         return this.token.sign(r);
       },
-      signDigest: async (r) => {
-        guard('sign digest');
-        this.calls.sign++;
-        if (this.hang) await this.hang;
-        return this.token.signDigest(r);
-      },
       healthCheck: async () => (this.calls.healthCheck++, this.token.healthCheck()),
       close: async () => {
         if (closed) return;

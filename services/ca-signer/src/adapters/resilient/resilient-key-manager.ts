@@ -1,10 +1,12 @@
 import { performance } from 'node:perf_hooks';
 import { type Clock, type Logger, PkiError, systemClock } from '@pki/kit';
+import { supportsDigestSigning } from '../../ports/key-manager';
 import type {
   GenerateKeyPairRequest,
   GenerateKeyPairResponse,
   GetPublicKeyRequest,
   GetPublicKeyResponse,
+  DigestSigningKeyManager,
   KeyManager,
   KeyManagerHealth,
   SignDigestRequest,
@@ -113,7 +115,7 @@ export interface ResilientKeyManagerStats {
  * healthCheck() is cheap (no HSM call): it reports the state and the last test signature, which
  * a timer repeats every `probeIntervalMs` while closed, so an idle signer notices a dead HSM too.
  */
-export class ResilientKeyManager implements KeyManager {
+export class ResilientKeyManager implements DigestSigningKeyManager {
   readonly #options: ResilientKeyManagerOptions;
   readonly #clock: Clock;
   readonly #logger: Logger | undefined;
@@ -205,7 +207,10 @@ export class ResilientKeyManager implements KeyManager {
   }
 
   signDigest(request: SignDigestRequest): Promise<SignResponse> {
-    return this.#call('sign digest', 'sign', this.#options.operationTimeoutMs, (km) => km.signDigest(request));
+    return this.#call('sign digest', 'sign', this.#options.operationTimeoutMs, (km) => {
+      if (!supportsDigestSigning(km)) throw new PkiError('FAILED_PRECONDITION', 'sign digest: this HSM adapter cannot sign digests');
+      return km.signDigest(request);
+    });
   }
 
   /** No HSM call: the circuit's state and the last test signature. */
