@@ -96,7 +96,7 @@ export class Checkpointer {
     } catch (err) {
       // ca-signer's last checkpoint for this log differs from ours (ours was lost after it signed,
       // or the database was restored): prove consistency from the one it holds instead.
-      const signedSize = err instanceof PkiError && err.code === 'FAILED_PRECONDITION' ? Number(err.details.signedTreeSize) : NaN;
+      const signedSize = err instanceof PkiError && err.code === 'FAILED_PRECONDITION' ? Number(err.details.signed_tree_size) : NaN;
       if (!Number.isSafeInteger(signedSize) || signedSize === previous || signedSize > head.size) throw err;
       this.#o.logger.warn({ ours: previous, signers: signedSize }, `${operation}: ca-signer's last checkpoint differs from ours; proving from its size`);
       signed = await this.#o.signer.sign({ ...request, previousTreeSize: signedSize, consistencyProof: await log.consistencyProof(signedSize, head.size) });

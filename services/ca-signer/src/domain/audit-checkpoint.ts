@@ -170,7 +170,7 @@ export class AuditCheckpointSigner {
     const signedSize = head?.treeSize ?? 0n;
     if (request.previousTreeSize !== signedSize) {
       throw new PkiError('FAILED_PRECONDITION', `${operation}: the last checkpoint signed for ${request.origin} has tree size ${signedSize}, not ${request.previousTreeSize}: prove consistency from ${signedSize}`, {
-        details: { signedTreeSize: signedSize.toString() },
+        details: { signed_tree_size: signedSize.toString() },
       });
     }
     if (request.treeSize < signedSize) {
