@@ -12,6 +12,7 @@ import { startCaSignerFixture, type CaSignerFixture } from '../../ca-signer/test
 import { certificatesFromPem } from '../src/domain/checkpoint';
 import { ExportVerifier, type CheckpointLine, type VerificationReport } from '../src/verify/verifier';
 import type { RunningAudit } from '../src/app';
+import { createRecordPool } from '../src/adapters/postgres/audit-log';
 import { auditConfig, call, createEventTransport, createOfficerCa, registerAuditor, startTestAudit, TestProducer, waitFor, type ClientCredential } from './audit-fixture';
 
 let dir: string;
@@ -24,6 +25,7 @@ let auditor: ClientCredential;
 let stranger: ClientCredential;
 let closeTransport: () => Promise<void>;
 let serverCa: string;
+let databaseUrl: string;
 
 const get = (path: string, credential: ClientCredential | null = auditor, method = 'GET', headers?: Record<string, string>) => call(audit.httpUrl, path, { credential: credential ?? undefined, serverCa, method, headers });
 const treeSize = async () => (await audit.log.treeHead()).size;
@@ -40,7 +42,7 @@ function verify(text: string, kept?: CheckpointLine): VerificationReport {
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'audit-log-test-'));
   signer = await startCaSignerFixture();
-  const databaseUrl = await createTestDatabase('audit_log');
+  databaseUrl = await createTestDatabase('audit_log');
   const officers = createOfficerCa(join(dir, 'officers'));
   auditor = officers.issue('auditor-1');
   stranger = officers.issue('not-registered');
@@ -85,6 +87,13 @@ describe('the audit log', () => {
   });
 
   it('cannot change or delete what it recorded: no privilege for its role, a trigger for everyone', async () => {
+    const recordPool = createRecordPool({ url: databaseUrl, schema: 'audit', maxConnections: 1, statementTimeoutMs: 5000 });
+    try {
+      expect((await recordPool.query('SELECT current_user AS who')).rows[0].who).toBe('pki_audit_appender');
+      await expect(recordPool.query('DELETE FROM records')).rejects.toThrow(/permission denied/);
+    } finally {
+      await recordPool.end();
+    }
     const asAppender = await owner.connect();
     try {
       await asAppender.query('SET ROLE pki_audit_appender');

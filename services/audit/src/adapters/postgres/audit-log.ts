@@ -1,8 +1,8 @@
-import type { Pool } from 'pg';
+import { Pool as PgPool, type Pool } from 'pg';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { PkiError, type Clock } from '@pki/kit';
-import { createPool, withTransaction, type Tx } from '@pki/db';
+import { assertSchemaName, withTransaction, type Tx } from '@pki/db';
 import { appendEvent } from '@pki/outbox';
 import { appendAuditEvent, AuditOutcome, serviceActor } from '@pki/audit-events';
 import { CompactRange, consistencyProofRanges, inclusionProofRanges, nodeKey, nodesOfRanges, perfectSubtrees, rangeHash, type LeafRange, type NodeAddress } from '@pki/merkle';
@@ -19,11 +19,18 @@ export const APPENDER_ROLE = 'pki_audit_appender';
  * migrations: the service itself cannot update or delete what it recorded.
  */
 export function createRecordPool(options: { url: string; schema: string; maxConnections: number; statementTimeoutMs: number }): Pool {
-  const pool = createPool({ url: options.url, schema: options.schema, maxConnections: options.maxConnections, statementTimeoutMs: options.statementTimeoutMs, applicationName: 'audit-records' });
-  pool.on('connect', (client) => {
-    // Queued before any query of the checkout that opened the connection.
-    void client.query(`SET ROLE ${APPENDER_ROLE}`).catch(() => undefined);
+  assertSchemaName(options.schema);
+  // The role travels in the startup packet like the search_path (see @pki/db createPool), so it
+  // holds from the first statement of every connection.
+  const pool = new PgPool({
+    connectionString: options.url,
+    max: options.maxConnections,
+    application_name: 'audit-records',
+    connectionTimeoutMillis: 10_000,
+    idleTimeoutMillis: 30_000,
+    options: `-c search_path=${options.schema} -c statement_timeout=${Math.floor(options.statementTimeoutMs)} -c role=${APPENDER_ROLE}`,
   });
+  pool.on('error', () => undefined);
   return pool;
 }
 
