@@ -168,4 +168,23 @@ describe('issuance fails closed when the audit log falls behind', () => {
     const resumed = await asRa.issueCertificate({ idempotencyKey: 'gate-2/SIGN', profile: 'citizen-signature', publicKeySpki: spki(), subject });
     expect(resumed.serialHex).toMatch(/^[0-9a-f]+$/);
   });
+
+  it('refuses to issue when its audit event cannot be written: nothing reserved, nothing signed', async () => {
+    await confirmUpTo(await lastSeq());
+    const serials = async () => Number((await db.query('SELECT count(*) FROM serials')).rows[0].count);
+    const [issuedBefore, serialsBefore] = [await issuances(), await serials()];
+    // The outbox refuses writes (a full disk, a broken constraint, a revoked privilege).
+    await db.query(`CREATE FUNCTION refuse_outbox() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'outbox unavailable'; END $$`);
+    await db.query('CREATE TRIGGER refuse_outbox BEFORE INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION refuse_outbox()');
+    try {
+      await expect(asRa.issueCertificate({ idempotencyKey: 'no-audit/SIGN', profile: 'citizen-signature', publicKeySpki: spki(), subject })).rejects.toMatchObject({ code: expect.stringMatching(/INTERNAL|UNAVAILABLE/) });
+      expect(await issuances()).toBe(issuedBefore);
+      expect(await serials()).toBe(serialsBefore);
+    } finally {
+      await db.query('DROP TRIGGER refuse_outbox ON outbox');
+      await db.query('DROP FUNCTION refuse_outbox()');
+    }
+    // With the outbox back, the same request goes through.
+    await asRa.issueCertificate({ idempotencyKey: 'no-audit/SIGN', profile: 'citizen-signature', publicKeySpki: spki(), subject });
+  });
 });
