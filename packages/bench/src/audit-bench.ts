@@ -6,7 +6,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { createLogger, parseConfig, systemClock } from '@pki/kit';
 import { createPool, migrate, withTransaction } from '@pki/db';
-import { appendAuditEvent, AuditActorType, AuditOutcome } from '@pki/audit-events';
+import { appendAuditEvent, appendAuditEvents, AuditActorType, AuditOutcome, type NewAuditEvent } from '@pki/audit-events';
 import { createEventTransport, outboxMigration, OutboxRelay } from '@pki/outbox';
 import { CompactRange, hashLeaf } from '@pki/merkle';
 import { createGrpcClient } from '@pki/grpc';
@@ -20,13 +20,13 @@ import { caSignerConfigSchema, ensureDevHierarchy, startCaSigner } from '@pki/ca
  * The audit log's two figures (issue 11), each next to its target and a same-run ceiling:
  *
  * 1. End to end: producers commit audit events through their transactional outboxes (real
- *    PostgreSQL, appendAuditEvent, several events per transaction as an officer's action writes
- *    them), relays publish them to a real Kafka broker, and the audit service (the built
+ *    PostgreSQL, appendAuditEvents: BENCH_AUDIT_PER_TX events per transaction in one statement),
+ *    relays publish them to a real Kafka broker, and the audit service (the built
  *    services/audit/dist/main.js, its own process) consumes them, checks every producer's
  *    sequence, appends each to the Merkle tree and stores leaves and nodes, while checkpoints are
  *    signed by a ca-signer with SoftHSM every few seconds. Rate = events / (last recorded - first
- *    written). Ceilings measured in the same run: the producers' outbox commit rate alone, and the
- *    audit service recording a backlog already in Kafka.
+ *    written). Also measured in the same run: the producers' commit rate with one statement per
+ *    event (appendAuditEvent), and the audit service alone recording a backlog already in Kafka.
  * 2. Offline: the verifier CLI (services/audit/dist/verify-cli.js, its own process) on an export
  *    of BENCH_AUDIT_OFFLINE_EVENTS (default 1,000,000) leaves with a checkpoint signed by that
  *    ca-signer. Ceiling: reading the same file and hashing each line, nothing else.
@@ -111,30 +111,33 @@ async function main(): Promise<void> {
         return { name: `bench-${i}`, pool, relay };
       }),
     );
-    const write = async (events: number): Promise<number> => {
+    const event: NewAuditEvent = {
+      action: 'certificate.suspend',
+      outcome: AuditOutcome.SUCCESS,
+      actor: { type: AuditActorType.OFFICER, id: 'officer-0042', office: '63000000', role: 'registrar' },
+      objects: [{ type: 'certificate', id: '7f3a9c0e5b2d4f6a8c1e3b5d7f9a0c2e' }],
+      reason: 'CERTIFICATE_HOLD',
+      attributes: { channel: 'counter' },
+    };
+    const events = Array.from({ length: PER_TX }, () => event);
+    /** Writes about `total` events; `batched`: one statement per transaction (appendAuditEvents), else one per event. */
+    const write = async (total: number, batched = true): Promise<{ ms: number; written: number }> => {
       const started = Date.now();
-      const perWriter = Math.ceil(events / (PRODUCERS * WRITERS) / PER_TX);
+      const perWriter = Math.ceil(total / (PRODUCERS * WRITERS) / PER_TX);
       await Promise.all(
         producers.flatMap((p) =>
           Array.from({ length: WRITERS }, async () => {
+            const channel = { producer: p.name, clock: systemClock };
             for (let t = 0; t < perWriter; t++) {
               await withTransaction(p.pool, async (tx) => {
-                for (let j = 0; j < PER_TX; j++) {
-                  await appendAuditEvent(tx, { producer: p.name, clock: systemClock }, {
-                    action: 'certificate.suspend',
-                    outcome: AuditOutcome.SUCCESS,
-                    actor: { type: AuditActorType.OFFICER, id: 'officer-0042', office: '63000000', role: 'registrar' },
-                    objects: [{ type: 'certificate', id: '7f3a9c0e5b2d4f6a8c1e3b5d7f9a0c2e' }],
-                    reason: 'CERTIFICATE_HOLD',
-                    attributes: { channel: 'counter' },
-                  });
-                }
+                if (batched) await appendAuditEvents(tx, channel, events);
+                else for (const e of events) await appendAuditEvent(tx, channel, e);
               });
             }
           }),
         ),
       );
-      return Date.now() - started;
+      return { ms: Date.now() - started, written: perWriter * PRODUCERS * WRITERS * PER_TX };
     };
 
     const auditDb = new pg.Pool({ connectionString: databaseUrl, options: '-c search_path=audit' });
@@ -171,20 +174,23 @@ async function main(): Promise<void> {
     // 1. End to end.
     const before = await treeSize();
     const t0 = Date.now();
-    const writeMs = await write(EVENTS);
-    const written = Math.ceil(EVENTS / (PRODUCERS * WRITERS) / PER_TX) * PRODUCERS * WRITERS * PER_TX;
+    const { ms: writeMs, written } = await write(EVENTS);
     await waitFor('end to end', async () => (await treeSize()) >= before + written, 600_000);
     const e2eMs = Date.now() - t0;
     const e2e = (written / e2eMs) * 1000;
     const outboxRate = (written / writeMs) * 1000;
     console.log(`  end to end: ${written} events in ${(e2eMs / 1000).toFixed(1)} s = ${e2e.toFixed(0)} events/s (target ${TARGET_END_TO_END}: ratio ${(e2e / TARGET_END_TO_END).toFixed(2)}; Tessera POSIX 12 cores ${TESSERA_POSIX_12_CORES}: ratio ${(e2e / TESSERA_POSIX_12_CORES).toFixed(2)})`);
-    console.log(`    producers' outbox commits alone took ${(writeMs / 1000).toFixed(1)} s = ${outboxRate.toFixed(0)} events/s (the producing side's ceiling on this machine)`);
+    console.log(`    the producers' commits (${PER_TX} events per transaction, one statement) ran at ${outboxRate.toFixed(0)} events/s during it`);
+    // The producing side with one statement per event, as a single action's appendAuditEvent calls write.
+    const single = await write(Math.min(EVENTS, 30_000), false);
+    await waitFor('the per-event writes', async () => (await treeSize()) >= before + written + single.written, 600_000);
+    const singleRate = (single.written / single.ms) * 1000;
+    console.log(`    producers committing one statement per event (appendAuditEvent): ${singleRate.toFixed(0)} events/s (${single.written} events)`);
 
     // Ceiling of the audit service alone: a backlog already in Kafka, recorded from a standing start.
     await stopAudit(audit);
     audit = undefined;
-    const backlogWritten = Math.ceil(EVENTS / (PRODUCERS * WRITERS) / PER_TX) * PRODUCERS * WRITERS * PER_TX;
-    await write(EVENTS);
+    const { written: backlogWritten } = await write(EVENTS);
     const relayed = async () => (await Promise.all(producers.map((p) => p.pool.query<{ n: string }>('SELECT count(*) AS n FROM outbox WHERE published_at IS NULL')))).every((r) => Number(r.rows[0]!.n) === 0);
     await waitFor('the backlog in Kafka', relayed, 600_000);
     const backlogBefore = await treeSize();
@@ -203,7 +209,8 @@ async function main(): Promise<void> {
       target: TARGET_END_TO_END,
       ratioToTarget: Number((e2e / TARGET_END_TO_END).toFixed(2)),
       ratioToTesseraPosix12Cores: Number((e2e / TESSERA_POSIX_12_CORES).toFixed(2)),
-      outboxCommitsAlonePerSecond: Math.round(outboxRate),
+      producerCommitsDuringRunPerSecond: Math.round(outboxRate),
+      producerCommitsOneStatementPerEventPerSecond: Math.round(singleRate),
       auditServiceAloneOnBacklogPerSecond: Math.round(auditAlone),
       breaks,
     });

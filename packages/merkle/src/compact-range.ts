@@ -44,14 +44,17 @@ export class CompactRange {
     return perfectSubtrees(0, this.#size);
   }
 
-  /** Appends one leaf hash; merges equal-sized subtrees as a binary counter carries. */
+  /**
+   * Appends one leaf hash; merges equal-sized subtrees as a binary counter carries. The range
+   * keeps a view of `leafHash` (no copy): do not modify it afterwards.
+   */
   append(leafHash: Uint8Array, onCompleted?: CompletedNode): void {
-    assertHash(leafHash, 'leaf hash');
-    let hash: Buffer = Buffer.from(leafHash);
+    if (leafHash.length !== 32) assertHash(leafHash, 'leaf hash');
+    let hash: Buffer = Buffer.isBuffer(leafHash) ? leafHash : Buffer.from(leafHash.buffer, leafHash.byteOffset, leafHash.byteLength);
     let index = this.#size;
     let level = 0;
     // The trailing one bits of the old size are the subtrees this leaf completes.
-    while (Math.floor(this.#size / 2 ** level) % 2 === 1) {
+    for (let carry = this.#size; carry % 2 === 1; carry = (carry - 1) / 2) {
       hash = hashChildren(this.#nodes.pop()!, hash);
       level++;
       index = Math.floor(index / 2);

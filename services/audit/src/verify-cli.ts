@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-import { createReadStream, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { certificatesFromPem } from './domain/checkpoint';
-import { ExportVerifier, verifyStream, type CheckpointLine } from './verify/verifier';
+import { ExportVerifier, verifyFileParallel, type CheckpointLine } from './verify/verifier';
 
 /* eslint-disable no-console -- a command-line tool for auditors */
 
@@ -57,7 +57,7 @@ async function main(): Promise<number> {
   });
   let report;
   try {
-    report = await verifyStream(createReadStream(file, { highWaterMark: 4 * 1024 * 1024 }), verifier);
+    report = await verifyFileParallel(file, verifier);
   } catch (err) {
     console.error(`pki-audit-verify: cannot read ${file}: ${(err as Error).message}`);
     return 2;

@@ -1,6 +1,6 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { sign, X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -194,6 +194,27 @@ describe('the verifier detects tampering', () => {
 
   it('accepts the untouched export', () => {
     expect(verify(exported.join('\n')).failures).toEqual([]);
+  });
+
+  it('the verifier CLI (worker threads) says VERIFIED or FAILED with its exit status, and keeps the last checkpoint', () => {
+    const cli = join(__dirname, '../dist/verify-cli.js');
+    if (!existsSync(cli)) throw new Error(`${cli} is missing: run 'make build' (make test builds first)`);
+    const run = (lines: string[], ...extra: string[]) => {
+      const file = join(dir, `export-${Math.random().toString(36).slice(2)}.jsonl`);
+      writeFileSync(file, lines.join('\n') + '\n');
+      return spawnSync(process.execPath, [cli, file, '--ca', join(signer.caDir, 'root.pem'), '--ca', join(signer.caDir, 'issuing.pem'), '--quiet', ...extra], { encoding: 'utf8' });
+    };
+    const keep = join(dir, 'kept-by-cli.json');
+    const ok = run(exported, '--keep-to', keep);
+    expect(ok.stdout).toMatch(/^VERIFIED: pki\.test\/audit leaves 0\.\.\d+/);
+    expect(ok.status).toBe(0);
+    expect(JSON.parse(readFileSync(keep, 'utf8')).type).toBe('checkpoint');
+    const tampered = [...exported];
+    tampered[leafAt(6)] = tampered[leafAt(6)]!.replace('"CERTIFICATE_HOLD"', '"KEY_COMPROMISE"');
+    const bad = run(tampered);
+    expect(bad.status).toBe(1);
+    expect(bad.stdout).toMatch(/^FAILED:[\s\S]*failure: line \d+: the leaves do not hash to the root signed at tree size/);
+    expect(run(exported, '--kept', join(dir, 'missing.json')).status).toBe(2);
   });
 
   it('a changed field', () => {

@@ -2,6 +2,7 @@ import type { X509Certificate } from 'node:crypto';
 import { CompactRange, hashLeaf, verifyConsistency } from '@pki/merkle';
 import { CheckpointError, verifyCheckpointSignature, type CheckpointBody } from '../domain/checkpoint';
 import { EXPORT_FORMAT } from '../domain/export';
+import { EVENT_FIELDS, EVENT_PREFIX, type HashedBlock } from './leaf-hasher';
 
 /** A checkpoint line of an export (also what an auditor keeps between audits). */
 export interface CheckpointLine {
@@ -47,9 +48,7 @@ export interface VerifierOptions {
 }
 
 const MAX_FAILURES = 20;
-const EVENT_PREFIX = Buffer.from('{"type":"event","index":');
-// Producer names are [a-z0-9._-] (the outbox refuses others), so no escapes can occur in them.
-const EVENT_FIELDS = /^\{"type":"event","index":(0|[1-9]\d{0,15}),"producer":"([a-z0-9][a-z0-9._-]{0,99})","seq":(0|[1-9]\d{0,15}),/;
+
 
 /**
  * Verifies an export line by line, holding only the tree's compact range and the producers'
@@ -200,7 +199,32 @@ export class ExportVerifier {
     if (!this.#kept.rootHash.equals(root)) this.#fail(`the tree at size ${size} is not the one you kept a checkpoint of: the history was rewritten`);
   }
 
+  /** An event leaf a worker already hashed and read (see leaf-hasher.ts). */
+  hashedEvent(hash: Uint8Array, index: number, producer: string, seq: number): void {
+    this.#lineNo++;
+    if (this.#report.failures.length >= MAX_FAILURES) return;
+    if (this.#ended) return this.#fail('content after the end line');
+    if (!this.#header) return this.#fail('the first line is not an export header');
+    this.#appendLeaf(hash, { type: 'event', index, producer, seq });
+  }
+
+  /** A block of lines as a worker returned it, in order. */
+  block(hashed: HashedBlock): void {
+    let other = 0;
+    for (let i = 0; i < hashed.kinds.length; i++) {
+      if (hashed.kinds[i] === 1) this.hashedEvent(hashed.hashes.subarray(32 * i, 32 * i + 32), hashed.numbers[2 * i]!, hashed.producerNames[hashed.producerIds[i]!]!, hashed.numbers[2 * i + 1]!);
+      else {
+        const line = hashed.others[other++]!;
+        this.line(Buffer.from(line.buffer, line.byteOffset, line.byteLength));
+      }
+    }
+  }
+
   #onLeaf(bytes: Buffer, leaf: Record<string, unknown>): void {
+    this.#appendLeaf(hashLeaf(bytes), leaf);
+  }
+
+  #appendLeaf(hash: Uint8Array, leaf: Record<string, unknown>): void {
     const range = this.#range!;
     if (this.#expectStartCheckpoint) {
       this.#expectStartCheckpoint = false;
@@ -208,7 +232,7 @@ export class ExportVerifier {
     }
     if (leaf.index !== range.size) this.#fail(`leaf says index ${String(leaf.index)}, its place is ${range.size} (inserted, removed or swapped)`);
     this.#checkSequence(leaf);
-    range.append(hashLeaf(bytes));
+    range.append(hash);
     this.#report.leaves++;
     if (this.#kept && !this.#keptChecked && this.#kept.treeSize === range.size) this.#checkKeptAt(range.size, range.root());
     const every = this.#o.progressEvery ?? 100_000;
@@ -285,5 +309,55 @@ export async function verifyStream(stream: AsyncIterable<Buffer>, verifier: Expo
     carry = start < data.length ? Buffer.from(data.subarray(start)) : undefined;
   }
   if (carry && carry.length > 0) verifier.line(carry);
+  return verifier.finish();
+}
+
+/**
+ * Verifies a file with worker threads hashing blocks of lines in parallel (one per core by
+ * default), feeding the results to the verifier in file order.
+ */
+export async function verifyFileParallel(file: string, verifier: ExportVerifier, options: { workers?: number; blockBytes?: number } = {}): Promise<VerificationReport> {
+  const { createReadStream } = await import('node:fs');
+  const { Worker } = await import('node:worker_threads');
+  const { availableParallelism } = await import('node:os');
+  const { join } = await import('node:path');
+  const count = Math.max(1, options.workers ?? availableParallelism());
+  const workers = Array.from({ length: count }, () => new Worker(join(__dirname, 'hash-worker.js')));
+  const pending = new Map<number, (r: HashedBlock) => void>();
+  for (const w of workers) w.on('message', ({ id, result }: { id: number; result: HashedBlock }) => pending.get(id)?.(result));
+  const failed = new Promise<never>((_, reject) => workers.forEach((w) => w.once('error', reject)));
+  let next = 0;
+  const send = (block: Buffer): Promise<HashedBlock> => {
+    const id = next++;
+    const copy = new Uint8Array(block.length);
+    copy.set(block);
+    return new Promise<HashedBlock>((resolve) => {
+      pending.set(id, (r) => {
+        pending.delete(id);
+        resolve(r);
+      });
+      workers[id % count]!.postMessage({ id, block: copy }, [copy.buffer]);
+    });
+  };
+  const inFlight: Array<Promise<HashedBlock>> = [];
+  const maxInFlight = 2 * count + 2;
+  try {
+    let carry: Buffer | undefined;
+    for await (const chunk of createReadStream(file, { highWaterMark: options.blockBytes ?? 2 * 1024 * 1024 })) {
+      const data: Buffer = carry ? Buffer.concat([carry, chunk as Buffer]) : (chunk as Buffer);
+      const lastNewline = data.lastIndexOf(10);
+      if (lastNewline === -1) {
+        carry = data;
+        continue;
+      }
+      inFlight.push(send(data.subarray(0, lastNewline + 1)));
+      carry = lastNewline + 1 < data.length ? Buffer.from(data.subarray(lastNewline + 1)) : undefined;
+      while (inFlight.length >= maxInFlight) verifier.block(await Promise.race([inFlight.shift()!, failed]));
+    }
+    if (carry && carry.length > 0) inFlight.push(send(carry));
+    while (inFlight.length > 0) verifier.block(await Promise.race([inFlight.shift()!, failed]));
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
   return verifier.finish();
 }
