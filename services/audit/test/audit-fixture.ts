@@ -3,7 +3,7 @@ import { request as httpsRequest } from 'node:https';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Pool } from 'pg';
-import { createLogger, parseConfig, systemClock } from '@pki/kit';
+import { createLogger, parseConfig, systemClock, type Logger } from '@pki/kit';
 import { createPool, migrate, withTransaction } from '@pki/db';
 import { appendAuditEvent, AuditActorType, AuditOutcome } from '@pki/audit-events';
 import { createEventTransport, outboxMigration, OutboxRelay, type EventTransport, type EventTransportConfig } from '@pki/outbox';
@@ -12,7 +12,7 @@ import { auditConfigSchema, type AuditConfig } from '../src/config';
 import { startAudit, type RunningAudit } from '../src/app';
 import type { CaSignerFixture } from '../../ca-signer/test/service-fixture';
 
-export const quietLogger = createLogger({ service: 'audit-test', level: (process.env.TEST_LOG_LEVEL as 'silent' | undefined) ?? 'silent' });
+export const quietLogger: Logger = createLogger({ service: 'audit-test', level: (process.env.TEST_LOG_LEVEL as 'silent' | undefined) ?? 'silent' });
 
 /** An auditor's (or a stranger's) client certificate, made with OpenSSL from a test officer CA. */
 export interface ClientCredential {

@@ -4,16 +4,17 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { fromBinary } from '@bufbuild/protobuf';
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { createTestDatabase } from '@pki/testing';
-import { verifyConsistency, verifyInclusion } from '@pki/merkle';
+import { CompactRange, hashLeaf, verifyConsistency, verifyInclusion } from '@pki/merkle';
 import { eventsV1 } from '@pki/proto';
 import { startCaSignerFixture, type CaSignerFixture } from '../../ca-signer/test/service-fixture';
 import { certificatesFromPem } from '../src/domain/checkpoint';
 import { ExportVerifier, type CheckpointLine, type VerificationReport } from '../src/verify/verifier';
 import type { RunningAudit } from '../src/app';
 import { createRecordPool } from '../src/adapters/postgres/audit-log';
-import { auditConfig, call, createEventTransport, createOfficerCa, registerAuditor, startTestAudit, TestProducer, waitFor, type ClientCredential } from './audit-fixture';
+import { auditConfig, call, createEventTransport, createOfficerCa, quietLogger, registerAuditor, startTestAudit, TestProducer, waitFor, type ClientCredential } from './audit-fixture';
 
 let dir: string;
 let signer: CaSignerFixture;
@@ -47,7 +48,7 @@ beforeAll(async () => {
   auditor = officers.issue('auditor-1');
   stranger = officers.issue('not-registered');
   serverCa = signer.identities.audit.caFile;
-  const transport = await createEventTransport({ type: 'postgres', url: databaseUrl }, { logger: (await import('./audit-fixture')).quietLogger });
+  const transport = await createEventTransport({ type: 'postgres', url: databaseUrl }, { logger: quietLogger });
   closeTransport = () => transport.close();
   ra = await TestProducer.create(databaseUrl, 'producer_ra', 'ra.audit', transport);
   card = await TestProducer.create(databaseUrl, 'producer_card', 'card-mgmt', transport);
@@ -142,6 +143,30 @@ describe('the audit log', () => {
     expect(post.json().message).toContain('idempotency-key');
   });
 
+  it('records a sequence gap as a break leaf, with an alert event and a metric', async () => {
+    const bus = await createEventTransport({ type: 'postgres', url: databaseUrl }, { logger: quietLogger });
+    const before = await treeSize();
+    const body = (action: string) => Buffer.from(toBinary(eventsV1.AuditEventSchema, create(eventsV1.AuditEventSchema, { eventId: action, action, outcome: eventsV1.AuditOutcome.SUCCESS, actor: { type: eventsV1.AuditActorType.SERVICE, id: 'spiffe://pki.internal/rogue' }, occurredAt: timestampFromDate(new Date()) })));
+    const at = { topic: 'pki.audit.v1', key: 'rogue', headers: {}, createdAt: new Date() };
+    await bus.publisher.publish([
+      { ...at, producer: 'rogue', seq: 1, payload: body('thing.one') },
+      { ...at, producer: 'rogue', seq: 3, payload: body('thing.three') },
+    ]);
+    await bus.close();
+    await waitFor('the rogue producer recorded', async () => (await treeSize()) >= before + 3);
+    const { rows } = await owner.query<{ leaf: Buffer }>(`SELECT leaf FROM records WHERE producer = 'rogue' ORDER BY leaf_index`);
+    expect(rows.map((r) => JSON.parse(r.leaf.toString('utf8'))).map((l) => (l.type === 'break' ? `${l.kind} ${l.expectedSeq}-${l.receivedSeq}` : `event ${l.seq}`))).toEqual(['event 1', 'sequence-gap 2-3', 'event 3']);
+    // (Conflicting redeliveries and late events: ingest.test.ts; the bus itself keeps (producer, seq) unique.)
+    const alerts = await owner.query<{ payload: Buffer }>(`SELECT payload FROM outbox WHERE producer = 'audit' ORDER BY seq`);
+    const breaks = alerts.rows.map((r) => fromBinary(eventsV1.AuditEventSchema, r.payload)).filter((e) => e.action === 'audit-log.break');
+    expect(breaks.map((e) => [e.reason, e.attributes.expectedSeq, e.attributes.receivedSeq])).toEqual([['sequence-gap', '2', '3']]);
+    const metrics = await (await fetch(`${audit.opsUrl}/metrics`)).text();
+    expect(metrics).toMatch(/audit_breaks_total\{[^}]*kind="sequence-gap"[^}]*\} 1\n/);
+    expect(metrics).toMatch(/audit_events_recorded_total\{[^}]*producer="rogue"[^}]*\} 2\n/);
+    expect(metrics).toMatch(/audit_tree_size\{[^}]*\} \d+\n/);
+    expect(metrics).toMatch(/audit_checkpoint_age_seconds/);
+  });
+
   it('queries by producer, actor, action and object', async () => {
     const byObject = (await get(`/v1/events?objectType=certificate&objectId=${(5).toString(16).padStart(32, '0')}`)).json().records;
     expect(byObject.map((r: { leaf: string }) => JSON.parse(r.leaf).producer).sort()).toEqual(['card-mgmt', 'ra.audit', 'ra.audit']);
@@ -165,7 +190,11 @@ describe('the audit log', () => {
     const report = verify(whole.body);
     expect(report.failures).toEqual([]);
     expect(report.verified).toBe(true);
-    expect(report.producerHeads).toMatchObject({ 'card-mgmt': 25, 'ra.audit': 47 });
+    expect(report.producerHeads).toMatchObject({ 'card-mgmt': 25, 'ra.audit': 47, rogue: 3 });
+    expect(report.breaks).toEqual([expect.objectContaining({ kind: 'sequence-gap', producer: 'rogue' })]);
+    // Published for anyone who keeps checkpoints: one outbox event per signed checkpoint.
+    const published = await owner.query(`SELECT count(*)::int AS n FROM outbox WHERE producer = 'audit.checkpoints' AND topic = 'pki.audit-checkpoints.v1'`);
+    expect(published.rows[0].n).toBe((await owner.query('SELECT count(*)::int AS n FROM checkpoints')).rows[0].n);
     const kept = report.finalCheckpoint!;
 
     await card.write(5);
@@ -196,7 +225,7 @@ describe('the verifier detects tampering', () => {
     expect(verify(exported.join('\n')).failures).toEqual([]);
   });
 
-  it('the verifier CLI (worker threads) says VERIFIED or FAILED with its exit status, and keeps the last checkpoint', () => {
+  it('the verifier CLI (worker threads) says VERIFIED (breaks listed) or FAILED with its exit status, and keeps the last checkpoint', () => {
     const cli = join(__dirname, '../dist/verify-cli.js');
     if (!existsSync(cli)) throw new Error(`${cli} is missing: run 'make build' (make test builds first)`);
     const run = (lines: string[], ...extra: string[]) => {
@@ -207,7 +236,9 @@ describe('the verifier detects tampering', () => {
     const keep = join(dir, 'kept-by-cli.json');
     const ok = run(exported, '--keep-to', keep);
     expect(ok.stdout).toMatch(/^VERIFIED: pki\.test\/audit leaves 0\.\.\d+/);
-    expect(ok.status).toBe(0);
+    // Intact, but the log records the rogue producer's gap: exit status 3, and the break is listed.
+    expect(ok.stdout).toMatch(/the log records 1 break\(s\):\n\s+leaf \d+: sequence-gap rogue sequences 2\.\.2 never arrived/);
+    expect(ok.status).toBe(3);
     expect(JSON.parse(readFileSync(keep, 'utf8')).type).toBe('checkpoint');
     const tampered = [...exported];
     tampered[leafAt(6)] = tampered[leafAt(6)]!.replace('"CERTIFICATE_HOLD"', '"KEY_COMPROMISE"');
@@ -282,6 +313,40 @@ describe('the verifier detects tampering', () => {
     expect(failuresOf(lines)).toMatch(/checkpoint of another log \('pki.test\/audit', the export is of 'pki.test\/another-log'\)/);
   });
 
+  it('a changed field and a removed row in the database', async () => {
+    const latest = (await get('/v1/checkpoints/latest')).json();
+    const exportNow = async () => (await get(`/v1/export?to=${latest.treeSize}`)).body.trimEnd().split('\n');
+    const asSuperuser = async (work: (c: pg.PoolClient) => Promise<void>) => {
+      const c = await owner.connect();
+      try {
+        await c.query('BEGIN');
+        await c.query('SET LOCAL session_replication_role = replica'); // what it takes to get past the triggers
+        await work(c);
+        await c.query('COMMIT');
+      } finally {
+        c.release();
+      }
+    };
+    const original = (await owner.query<{ leaf: Buffer }>('SELECT leaf FROM records WHERE leaf_index = 5')).rows[0]!.leaf;
+    await asSuperuser((c) => c.query('UPDATE records SET leaf = $1 WHERE leaf_index = 5', [Buffer.from(original.toString('utf8').replace('SUCCESS', 'FAILURE'))]).then(() => undefined));
+    expect(failuresOf(await exportNow())).toMatch(/the leaves do not hash to the root signed at tree size/);
+    await asSuperuser((c) => c.query('UPDATE records SET leaf = $1 WHERE leaf_index = 5', [original]).then(() => undefined));
+    expect(verify((await exportNow()).join('\n')).failures).toEqual([]);
+
+    const row = (await owner.query('SELECT * FROM records WHERE leaf_index = 7')).rows[0];
+    const objects = (await owner.query('SELECT * FROM record_objects WHERE leaf_index = 7')).rows;
+    await asSuperuser(async (c) => {
+      await c.query('DELETE FROM record_objects WHERE leaf_index = 7');
+      await c.query('DELETE FROM records WHERE leaf_index = 7');
+    });
+    expect(failuresOf(await exportNow())).toMatch(/leaf says index 8, its place is 7/);
+    await asSuperuser(async (c) => {
+      const columns = Object.keys(row);
+      await c.query(`INSERT INTO records (${columns.join(', ')}) VALUES (${columns.map((_, i) => `$${i + 1}`).join(', ')})`, columns.map((k) => row[k]));
+      for (const o of objects) await c.query('INSERT INTO record_objects VALUES ($1, $2, $3)', [o.object_type, o.object_id, o.leaf_index]);
+    });
+  });
+
   it('a history rewritten after a checkpoint the auditor kept (consistency fails)', async () => {
     // The auditor kept the first checkpoint. An operator with database access rewrites an event
     // before it, recomputes the whole tree, and exports from a later point with a fresh proof.
@@ -292,7 +357,6 @@ describe('the verifier detects tampering', () => {
       await client.query('SET LOCAL session_replication_role = replica'); // triggers off (superuser)
       const { rows } = await client.query<{ leaf: Buffer }>('SELECT leaf FROM records WHERE leaf_index = 1');
       const rewritten = Buffer.from(rows[0]!.leaf.toString('utf8').replace('"officer-17"', '"officer-99"'));
-      const { hashLeaf, CompactRange } = await import('@pki/merkle');
       await client.query('UPDATE records SET leaf = $1, leaf_hash = $2 WHERE leaf_index = 1', [rewritten, hashLeaf(rewritten)]);
       // Rebuild every stored node and the head from the rewritten leaves.
       const all = await client.query<{ leaf_hash: Buffer }>('SELECT leaf_hash FROM records ORDER BY leaf_index');

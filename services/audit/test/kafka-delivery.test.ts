@@ -5,7 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { createServiceIdentities, createTestDatabase, startKafka, type TestKafka } from '@pki/testing';
+import { parseConfig } from '@pki/kit';
 import { startAudit, type RunningAudit } from '../src/app';
+import { auditConfigSchema } from '../src/config';
 import { createEventTransport, createOfficerCa, quietLogger, TestProducer, waitFor } from './audit-fixture';
 import type { EventTransport } from '@pki/outbox';
 
@@ -73,10 +75,7 @@ async function expectExactlyTheOutboxes(): Promise<void> {
 
 describe('audit log over Kafka', () => {
   it('records every event exactly once, in order, while the broker is stopped and restarted under writing services', async () => {
-    const audit: RunningAudit = await startAudit(
-      (await import('@pki/kit')).parseConfig((await import('../src/config')).auditConfigSchema, { ...rawConfig, log: { level: 'silent' } }),
-      { logger: quietLogger },
-    );
+    const audit: RunningAudit = await startAudit(parseConfig(auditConfigSchema, { ...rawConfig, log: { level: 'silent' } }), { logger: quietLogger });
     try {
       await Promise.all(producers.map((p) => p.write(200, 5)));
       await waitFor('the first 400 events', async () => (await treeSize()) >= 400);

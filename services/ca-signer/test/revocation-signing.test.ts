@@ -1,12 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { createHash, X509Certificate } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { createGrpcClient, type ServiceClient } from '@pki/grpc';
 import { caSignerV1 } from '@pki/proto';
-import { toPem } from '@pki/x509';
 import { formatPkilintFindings, lintWithPkilint, pkilintErrors } from '@pki/testing';
 import { startCaSignerFixture, type CaSignerFixture } from './service-fixture';
 
