@@ -86,7 +86,7 @@ export async function startCaSigner(config: CaSignerConfig, deps: CaSignerDepend
   const producer = config.events.producer;
   await recordMissingCrlPublication(pool, config.publication, logger);
   const auditGate = config.auditConfirmation.required
-    ? new AuditConfirmationGate({ pool, clock, producer, maxUnconfirmedMs: config.auditConfirmation.maxUnconfirmedSeconds * 1000 })
+    ? new AuditConfirmationGate({ pool, producer, maxUnconfirmedMs: config.auditConfirmation.maxUnconfirmedSeconds * 1000 })
     : undefined;
   if (!auditGate) logger.warn('auditConfirmation.required is false: issuance does not stop when the audit log falls behind');
   const registry = new IssuerRegistry(pool);

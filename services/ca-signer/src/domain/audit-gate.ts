@@ -1,9 +1,8 @@
 import type { Pool } from 'pg';
-import { PkiError, type Clock } from '@pki/kit';
+import { PkiError } from '@pki/kit';
 
 export interface AuditConfirmationGateOptions {
   pool: Pool;
-  clock: Clock;
   /** This signer's audit producer (its outbox holds the events to be confirmed). */
   producer: string;
   /** How long an audit event may stay unconfirmed by the audit log before issuance stops. */
@@ -31,16 +30,17 @@ export class AuditConfirmationGate {
 
   /** The oldest unconfirmed event of this signer, if any: its sequence number and age. */
   async oldestUnconfirmed(): Promise<{ sequence: number; ageMs: number } | undefined> {
-    const now = this.#options.clock.now();
-    // The outbox primary key (producer, seq) makes this a short index range scan.
-    const { rows } = await this.#options.pool.query<{ seq: string; created_at: Date }>(
-      `SELECT seq, created_at FROM outbox
+    // The age is measured on the database's clock, the one that stamped created_at: a service
+    // clock that is skewed (or, in tests, moved) must not open or close the gate. The outbox
+    // primary key (producer, seq) makes this a short index range scan.
+    const { rows } = await this.#options.pool.query<{ seq: string; age_ms: string }>(
+      `SELECT seq, (extract(epoch FROM clock_timestamp() - created_at) * 1000)::bigint AS age_ms FROM outbox
         WHERE producer = $1 AND seq > COALESCE((SELECT sequence FROM audit_confirmations WHERE producer = $1), 0)
         ORDER BY seq LIMIT 1`,
       [this.#options.producer],
     );
     const row = rows[0];
-    return row && { sequence: Number(row.seq), ageMs: Math.max(0, now.getTime() - row.created_at.getTime()) };
+    return row && { sequence: Number(row.seq), ageMs: Math.max(0, Number(row.age_ms)) };
   }
 
   async assertConfirmed(operation: string): Promise<void> {
