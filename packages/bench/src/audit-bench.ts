@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createReadStream, createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import os from 'node:os';
 import path from 'node:path';
@@ -52,6 +52,43 @@ async function waitFor(what: string, condition: () => Promise<boolean>, timeoutM
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+// /proc times are in clock ticks; Linux reports USER_HZ = 100 to user space.
+const TICK_SECONDS = 0.01;
+
+/** utime + stime (+ the reaped children's, for a server whose backends come and go) of one process, in seconds. */
+function processCpu(pid: number, withReapedChildren = false): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // After the command name: state(3) ppid(4) ... utime(14) stime(15) cutime(16) cstime(17).
+    const [utime, stime, cutime, cstime] = [fields[11], fields[12], fields[13], fields[14]].map(Number);
+    return (utime! + stime! + (withReapedChildren ? cutime! + cstime! : 0)) * TICK_SECONDS;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds of a process and its living children (PostgreSQL: the postmaster and its backends). */
+function treeCpu(rootPid: number): number {
+  let total = processCpu(rootPid, true);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === rootPid) total += processCpu(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
+}
+
+function machineBusySeconds(): number {
+  const ticks = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  return (ticks.reduce((a, b) => a + b, 0) - ticks[3]! - ticks[4]!) * TICK_SECONDS;
 }
 
 async function waitReady(url: string, child: ChildProcess): Promise<void> {
@@ -171,16 +208,31 @@ async function main(): Promise<void> {
     await write(2000);
     await waitFor('the warm-up', async () => (await treeSize()) >= 2000, 120_000);
 
-    // 1. End to end.
+    // 1. End to end, with the CPU each part spent on it.
+    const postmasterPid = Number(readFileSync(path.join(postgres.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const brokerPid = Number(readFileSync(path.join(kafka.dir, 'harness.pid'), 'utf8').trim());
+    const cpuNow = () => ({ postgres: treeCpu(postmasterPid), kafka: processCpu(brokerPid), audit: processCpu(audit!.pid!), producers: process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6, machine: machineBusySeconds() });
     const before = await treeSize();
+    const cpu0 = cpuNow();
     const t0 = Date.now();
     const { ms: writeMs, written } = await write(EVENTS);
     await waitFor('end to end', async () => (await treeSize()) >= before + written, 600_000);
     const e2eMs = Date.now() - t0;
+    const cpu1 = cpuNow();
+    const perEventUs = (k: keyof typeof cpu0) => Math.round(((cpu1[k] - cpu0[k]) / written) * 1e6);
+    const cpuPerEventUs = {
+      postgres: perEventUs('postgres'),
+      kafkaBroker: perEventUs('kafka'),
+      auditService: perEventUs('audit'),
+      producersAndRelays: perEventUs('producers'),
+      // The whole machine, other engineers' work included, divided by these events.
+      machine: perEventUs('machine'),
+    };
     const e2e = (written / e2eMs) * 1000;
     const outboxRate = (written / writeMs) * 1000;
     console.log(`  end to end: ${written} events in ${(e2eMs / 1000).toFixed(1)} s = ${e2e.toFixed(0)} events/s (target ${TARGET_END_TO_END}: ratio ${(e2e / TARGET_END_TO_END).toFixed(2)}; Tessera POSIX 12 cores ${TESSERA_POSIX_12_CORES}: ratio ${(e2e / TESSERA_POSIX_12_CORES).toFixed(2)})`);
     console.log(`    the producers' commits (${PER_TX} events per transaction, one statement) ran at ${outboxRate.toFixed(0)} events/s during it`);
+    console.log(`    CPU µs per event: PostgreSQL ${cpuPerEventUs.postgres}, Kafka broker ${cpuPerEventUs.kafkaBroker}, audit service ${cpuPerEventUs.auditService}, producers and relays ${cpuPerEventUs.producersAndRelays}; the whole machine ${cpuPerEventUs.machine} (2 cores = ${Math.round(2e6 / cpuPerEventUs.machine)} events/s if it all were ours)`);
     // The producing side with one statement per event, as a single action's appendAuditEvent calls write.
     const single = await write(Math.min(EVENTS, 30_000), false);
     await waitFor('the per-event writes', async () => (await treeSize()) >= before + written + single.written, 600_000);
@@ -210,6 +262,7 @@ async function main(): Promise<void> {
       ratioToTarget: Number((e2e / TARGET_END_TO_END).toFixed(2)),
       ratioToTesseraPosix12Cores: Number((e2e / TESSERA_POSIX_12_CORES).toFixed(2)),
       producerCommitsDuringRunPerSecond: Math.round(outboxRate),
+      cpuPerEventUs,
       producerCommitsOneStatementPerEventPerSecond: Math.round(singleRate),
       auditServiceAloneOnBacklogPerSecond: Math.round(auditAlone),
       breaks,
