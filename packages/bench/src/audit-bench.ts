@@ -1,4 +1,4 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createReadStream, createWriteStream, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import os from 'node:os';
@@ -308,10 +308,20 @@ async function main(): Promise<void> {
     const bytes = readFileSync(exportFile).length;
 
     const t2 = Date.now();
-    const verifyOut = execFileSync(process.execPath, [path.join(root, 'services', 'audit', 'dist', 'verify-cli.js'), exportFile, '--ca', path.join(caDir, 'root.pem'), '--ca', path.join(caDir, 'issuing.pem'), '--quiet', '--json'], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+    const machine2 = machineBusySeconds();
+    const verifier = spawn(process.execPath, [path.join(root, 'services', 'audit', 'dist', 'verify-cli.js'), exportFile, '--ca', path.join(caDir, 'root.pem'), '--ca', path.join(caDir, 'issuing.pem'), '--quiet', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let verifyOut = '';
+    verifier.stdout!.on('data', (d: Buffer) => (verifyOut += d.toString()));
+    // Its CPU time (all threads), sampled until it exits: at most one sample interval is missed.
+    let verifierCpu = 0;
+    const sampler = setInterval(() => (verifierCpu = Math.max(verifierCpu, processCpu(verifier.pid!))), 20);
+    await once(verifier, 'exit');
+    clearInterval(sampler);
     const verifyMs = Date.now() - t2;
+    const machineDuringVerify = machineBusySeconds() - machine2;
     const report = JSON.parse(verifyOut) as { verified: boolean; leaves: number };
     if (!report.verified || report.leaves !== OFFLINE_EVENTS) throw new Error(`the verifier did not verify the benchmark export: ${verifyOut.slice(0, 2000)}`);
+    const verifierCpuPerLeafUs = (verifierCpu / OFFLINE_EVENTS) * 1e6;
     const offline = (OFFLINE_EVENTS / verifyMs) * 1000;
 
     // Ceiling: read the file and hash each line, nothing else (same process start cost excluded).
@@ -330,6 +340,7 @@ async function main(): Promise<void> {
     }
     const hashOnly = (hashed / (Date.now() - t3)) * 1000;
     console.log(`  offline verification (verifier CLI, its own process): ${OFFLINE_EVENTS} leaves, ${(bytes / 1e6).toFixed(0)} MB in ${(verifyMs / 1000).toFixed(2)} s = ${offline.toFixed(0)} events/s (target ${TARGET_OFFLINE}: ratio ${(offline / TARGET_OFFLINE).toFixed(2)}); read-and-hash-only ceiling ${hashOnly.toFixed(0)} lines/s (ratio ${(offline / hashOnly).toFixed(2)})`);
+    console.log(`    verifier CPU ${verifierCpuPerLeafUs.toFixed(2)} µs per leaf (all threads; 2 cores = ${Math.round(2e6 / verifierCpuPerLeafUs)} leaves/s if they were its alone); the machine was ${Math.round((100 * machineDuringVerify) / (2 * (verifyMs / 1000)))}% busy meanwhile`);
     results.push({
       measurement: 'audit offline verification (verifier CLI)',
       events: OFFLINE_EVENTS,
@@ -339,6 +350,8 @@ async function main(): Promise<void> {
       target: TARGET_OFFLINE,
       ratioToTarget: Number((offline / TARGET_OFFLINE).toFixed(2)),
       readAndHashOnlyPerSecond: Math.round(hashOnly),
+      verifierCpuPerLeafUs: Number(verifierCpuPerLeafUs.toFixed(2)),
+      machineBusyPercentDuringVerify: Math.round((100 * machineDuringVerify) / (2 * (verifyMs / 1000))),
       ratioToReadAndHashOnly: Number((offline / hashOnly).toFixed(2)),
     });
 
