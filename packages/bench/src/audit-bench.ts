@@ -231,8 +231,9 @@ async function main(): Promise<void> {
     const e2e = (written / e2eMs) * 1000;
     const outboxRate = (written / writeMs) * 1000;
     console.log(`  end to end: ${written} events in ${(e2eMs / 1000).toFixed(1)} s = ${e2e.toFixed(0)} events/s (target ${TARGET_END_TO_END}: ratio ${(e2e / TARGET_END_TO_END).toFixed(2)}; Tessera POSIX 12 cores ${TESSERA_POSIX_12_CORES}: ratio ${(e2e / TESSERA_POSIX_12_CORES).toFixed(2)})`);
+    const ours = cpuPerEventUs.postgres + cpuPerEventUs.kafkaBroker + cpuPerEventUs.auditService + cpuPerEventUs.producersAndRelays;
     console.log(`    the producers' commits (${PER_TX} events per transaction, one statement) ran at ${outboxRate.toFixed(0)} events/s during it`);
-    console.log(`    CPU µs per event: PostgreSQL ${cpuPerEventUs.postgres}, Kafka broker ${cpuPerEventUs.kafkaBroker}, audit service ${cpuPerEventUs.auditService}, producers and relays ${cpuPerEventUs.producersAndRelays}; the whole machine ${cpuPerEventUs.machine} (2 cores = ${Math.round(2e6 / cpuPerEventUs.machine)} events/s if it all were ours)`);
+    console.log(`    CPU µs per event: PostgreSQL ${cpuPerEventUs.postgres}, Kafka broker ${cpuPerEventUs.kafkaBroker}, audit service ${cpuPerEventUs.auditService}, producers and relays ${cpuPerEventUs.producersAndRelays}; together ${ours} (2 cores = ${Math.round(2e6 / ours)} events/s if the machine were the pipeline's alone); the whole machine, other load included, ${cpuPerEventUs.machine}`);
     // The producing side with one statement per event, as a single action's appendAuditEvent calls write.
     const single = await write(Math.min(EVENTS, 30_000), false);
     await waitFor('the per-event writes', async () => (await treeSize()) >= before + written + single.written, 600_000);
@@ -263,6 +264,8 @@ async function main(): Promise<void> {
       ratioToTesseraPosix12Cores: Number((e2e / TESSERA_POSIX_12_CORES).toFixed(2)),
       producerCommitsDuringRunPerSecond: Math.round(outboxRate),
       cpuPerEventUs,
+      pipelineCpuPerEventUs: ours,
+      eventsPerSecondIfTheMachineWereThePipelines: Math.round(2e6 / ours),
       producerCommitsOneStatementPerEventPerSecond: Math.round(singleRate),
       auditServiceAloneOnBacklogPerSecond: Math.round(auditAlone),
       breaks,
