@@ -174,6 +174,11 @@ describe('the audit log', () => {
     expect(byProducer.records).toHaveLength(10);
     expect(byProducer.nextAfterIndex).toBe(byProducer.records[9].index);
     expect((await get('/v1/events?actorType=OFFICER&actorId=officer-17&action=certificate.suspend&limit=1')).json().records).toHaveLength(1);
+    // By occurrence time: nothing happened tomorrow, everything since yesterday.
+    const day = 86_400_000;
+    expect((await get(`/v1/events?from=${new Date(Date.now() + day).toISOString()}`)).json().records).toHaveLength(0);
+    expect((await get(`/v1/events?from=${new Date(Date.now() - day).toISOString()}&producer=card-mgmt&limit=1000`)).json().records).toHaveLength(25);
+    expect((await get('/v1/events?from=yesterday')).status).toBe(400);
   });
 
   it('signs a checkpoint on demand, once per idempotency key', async () => {
