@@ -28,7 +28,7 @@ const issue = (key: string) => asRa.issueCertificate({ idempotencyKey: key, prof
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'audit-gate-'));
   const databaseUrl = await createTestDatabase('audit_gate');
-  signer = await startCaSignerFixture({ databaseUrl, auditConfirmation: { required: true, maxUnconfirmedSeconds: 2 } });
+  signer = await startCaSignerFixture({ databaseUrl, auditConfirmation: { required: true, maxUnconfirmedSeconds: 5 } });
   asRa = createGrpcClient(caSignerV1.CaSignerService, { address: signer.signer.grpcAddress, serverIdentity: signer.identities['ca-signer'].identity, tls: signer.identities.ra, deadlineMs: 30_000 });
   const officers = createOfficerCa(join(dir, 'officers'));
   config = auditConfig({ databaseUrl, dir, signer, officerCaFile: officers.caFile, transport: { type: 'postgres', url: databaseUrl }, intervalMs: 300 });

@@ -46,8 +46,9 @@ const file = (name: string, data: string | Uint8Array) => {
 const origin = 'pki.test/audit-log';
 
 beforeAll(async () => {
-  // A bound of one second, so that the fail-closed gate can be seen closing within the test.
-  fixture = await startCaSignerFixture({ auditConfirmation: { required: true, maxUnconfirmedSeconds: 1 } });
+  // The gate's bound; the test ages events in the outbox rather than waiting, so that a loaded
+  // machine cannot close the gate early or late.
+  fixture = await startCaSignerFixture({ auditConfirmation: { required: true, maxUnconfirmedSeconds: 60 } });
   db = new pg.Pool({ connectionString: fixture.databaseUrl, options: '-c search_path=ca_signer' });
   const connect = (who: 'ocsp' | 'audit' | 'ra') =>
     createGrpcClient(caSignerV1.CaSignerService, { address: fixture.signer.grpcAddress, serverIdentity: fixture.identities['ca-signer'].identity, tls: fixture.identities[who], deadlineMs: 30_000 });
@@ -155,12 +156,12 @@ describe('issuance fails closed when the audit log falls behind', () => {
   it('refuses new issuance with a clear error while its audit events stay unconfirmed past the bound, then resumes', async () => {
     await confirmUpTo(await lastSeq());
     await asRa.issueCertificate({ idempotencyKey: 'gate-1/SIGN', profile: 'citizen-signature', publicKeySpki: spki(), subject });
-    // Its intent and result are now waiting for the audit log; the bound is one second.
-    await new Promise((r) => setTimeout(r, 1500));
+    // Its intent and result now wait for the audit log; say they have waited two minutes.
+    await db.query(`UPDATE outbox SET created_at = created_at - interval '2 minutes' WHERE producer = 'ca-signer' AND seq > (SELECT sequence FROM audit_confirmations WHERE producer = 'ca-signer')`);
     const before = await issuances();
     await expect(asRa.issueCertificate({ idempotencyKey: 'gate-2/SIGN', profile: 'citizen-signature', publicKeySpki: spki(), subject })).rejects.toMatchObject({
       code: 'UNAVAILABLE',
-      message: expect.stringMatching(/issue certificate: refused because the audit log has not confirmed this signer's audit events for \d+ s \(bound 1 s\)/),
+      message: expect.stringMatching(/issue certificate: refused because the audit log has not confirmed this signer's audit events for 1[23]\d s \(bound 60 s\)/),
     });
     expect(await issuances()).toBe(before); // nothing reserved, nothing signed
     // The audit log catches up: its next checkpoint confirms every event so far.
