@@ -209,6 +209,14 @@ describe('the audit log', () => {
     const incremental = verify(increment.body, kept);
     expect(incremental.failures).toEqual([]);
     expect(incremental.leaves).toBe(next.treeSize - kept.treeSize);
+
+    // An export that starts after the kept checkpoint needs a consistency proof from it.
+    const oldest = (await get('/v1/checkpoints?limit=1000')).json().checkpoints.at(-1);
+    expect(oldest.treeSize).toBeLessThan(kept.treeSize);
+    const keptEarlier = { type: 'checkpoint' as const, treeSize: oldest.treeSize, checkpoint: oldest.checkpoint, signature: oldest.signature, signatureAlgorithm: oldest.signatureAlgorithm, signerCertificate: oldest.signerCertificate };
+    expect(verify(increment.body, keptEarlier).failures.join('\n')).toMatch(/carries no consistency proof from it \(export with consistencyFrom=\d+\)/);
+    const proven = await get(`/v1/export?from=${kept.treeSize}&to=${next.treeSize}&consistencyFrom=${oldest.treeSize}`);
+    expect(verify(proven.body, keptEarlier).failures).toEqual([]);
   });
 });
 
