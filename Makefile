@@ -48,7 +48,8 @@ test: bootstrap-test proto-check build lint
 	@pnpm exec jest --ci
 
 # Results go to var/bench/*-latest.json; docs/benchmarks.md summarises a run.
-# BENCH_ONLY selects measurements: RSA-2048, RSA-4096, P-256, IssueCertificate (signing), issuance (end to end), CRL.
+# BENCH_ONLY selects measurements: RSA-2048, RSA-4096, P-256, IssueCertificate (signing), issuance (end to end), CRL,
+# audit (the audit log end to end and offline).
 bench: bootstrap-test build
 	@node packages/bench/dist/run.js
 
