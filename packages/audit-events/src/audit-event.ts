@@ -3,7 +3,7 @@ import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { PkiError, type Clock } from '@pki/kit';
 import type { Tx } from '@pki/db';
-import { appendEvent } from '@pki/outbox';
+import { appendEvent, appendEvents } from '@pki/outbox';
 import { eventsV1, Topics } from '@pki/proto';
 
 export const AuditOutcome = eventsV1.AuditOutcome;
@@ -52,6 +52,23 @@ const ACTION = /^[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)+$/;
  * a caller that could not write its intent does not act. Returns the event id.
  */
 export async function appendAuditEvent(tx: Tx, channel: AuditChannel, event: NewAuditEvent): Promise<string> {
+  const { eventId, payload } = encodeAuditEvent(channel, event);
+  await appendEvent(tx, { producer: channel.producer, topic: Topics.audit, key: channel.producer, payload });
+  return eventId;
+}
+
+/**
+ * Writes several audit events of one action into the caller's transaction in one statement, in
+ * order (a bulk operation: a batch of revocations, an import). Same rules as
+ * {@link appendAuditEvent}; returns the event ids.
+ */
+export async function appendAuditEvents(tx: Tx, channel: AuditChannel, events: readonly NewAuditEvent[]): Promise<string[]> {
+  const encoded = events.map((e) => encodeAuditEvent(channel, e));
+  await appendEvents(tx, encoded.map((e) => ({ producer: channel.producer, topic: Topics.audit, key: channel.producer, payload: e.payload })));
+  return encoded.map((e) => e.eventId);
+}
+
+function encodeAuditEvent(channel: AuditChannel, event: NewAuditEvent): { eventId: string; payload: Uint8Array } {
   if (!ACTION.test(event.action)) throw new PkiError('INTERNAL', `append audit event: action '${event.action}' is not '<object>.<verb>[.<phase>]'`);
   if (event.outcome === AuditOutcome.UNSPECIFIED) throw new PkiError('INTERNAL', `append audit event ${event.action}: no outcome`);
   if (event.actor.type === AuditActorType.UNSPECIFIED || event.actor.id === '') {
@@ -68,8 +85,7 @@ export async function appendAuditEvent(tx: Tx, channel: AuditChannel, event: New
     attributes: event.attributes ?? {},
     occurredAt: timestampFromDate(channel.clock.now()),
   });
-  await appendEvent(tx, { producer: channel.producer, topic: Topics.audit, key: channel.producer, payload: toBinary(eventsV1.AuditEventSchema, message) });
-  return eventId;
+  return { eventId, payload: toBinary(eventsV1.AuditEventSchema, message) };
 }
 
 export function decodeAuditEvent(payload: Uint8Array): eventsV1.AuditEvent {

@@ -1,5 +1,6 @@
 export {
   appendAuditEvent,
+  appendAuditEvents,
   decodeAuditEvent,
   serviceActor,
   AuditOutcome,

@@ -12,6 +12,7 @@ const BENCHMARKS: Array<{ script: string; measurements: string[] }> = [
   { script: 'signing-bench.js', measurements: ['RSA-2048', 'RSA-4096', 'P-256', 'IssueCertificate'] },
   { script: 'issuance-bench.js', measurements: ['issuance'] },
   { script: 'crl-bench.js', measurements: ['CRL'] },
+  { script: 'audit-bench.js', measurements: ['audit'] },
 ];
 
 const only = process.env.BENCH_ONLY?.split(',').map((s) => s.trim()).filter(Boolean);

@@ -175,6 +175,8 @@ async function main(): Promise<void> {
       allow: { IssueCertificate: [ids.ra.identity], GetIssuers: ['*'], SignCrl: [ids.ra.identity], SignOcspResponses: [ids.ocsp.identity], SignAuditCheckpoint: [ids.ra.identity], ListIssuances: [ids.ra.identity] },
       publication: { crlBaseUrl: 'http://crl.bench.test/crl', ocspUrl: 'http://ocsp.bench.test/', caIssuersUrl: 'http://bench.test/ca' },
       events: { transport: { type: 'postgres' }, producer: 'ca-signer' },
+      // No audit service runs here to confirm the signer's audit events: issuance must not stop.
+      auditConfirmation: { required: false },
     };
     const config = parseConfig(caSignerConfigSchema, rawConfig);
 

@@ -25,6 +25,13 @@ export async function withTransaction<T>(pool: Pool, work: (tx: Tx) => Promise<T
     throw toDatabaseError(err, 'begin transaction');
   }
   let broken: Error | undefined;
+  // A connection the server ends while it is checked out (PostgreSQL stopped during `work`) emits
+  // 'error' on the client, which no pool listener handles then: without this, the process would
+  // die of an unhandled error instead of the next query failing UNAVAILABLE.
+  const onError = (err: Error) => {
+    broken = err;
+  };
+  client.on('error', onError);
   try {
     await client.query(beginStatement(options));
     const result = await work(client);
@@ -38,6 +45,7 @@ export async function withTransaction<T>(pool: Pool, work: (tx: Tx) => Promise<T
     }
     throw toDatabaseError(err, 'transaction');
   } finally {
+    client.off('error', onError);
     client.release(broken);
   }
 }

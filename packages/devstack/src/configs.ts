@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { serviceIdentity } from '@pki/internal-ca';
 import { SERVICES, type ServiceName, devPorts } from './layout';
 
@@ -18,6 +19,8 @@ export interface DevConfigInputs {
     officerCaFile: string;
     personalData: { encryptionKeyFile: string; lookupKeyFile: string; referenceKeyFile: string };
   };
+  /** Where the CA certificates (root.pem, issuing.pem) are written; default: `ca` beside the secrets folder (devLayout). */
+  caDir?: string;
 }
 
 /**
@@ -36,6 +39,7 @@ export function buildDevConfigs(inputs: DevConfigInputs): Record<ServiceName, Re
   const raHttp = `http://127.0.0.1:${ports.raHttp}`;
   // Certificates name the crl service's URLs: CRLs under /crl, CA certificates under /ca.
   const crlHttp = `http://127.0.0.1:${ports.crlHttp}`;
+  const caDir = inputs.caDir ?? path.join(path.dirname(path.dirname(inputs.databaseUrlFile)), 'ca');
   const configs: Record<ServiceName, Record<string, unknown>> = {
     'ca-signer': {
       ...base('ca-signer'),
@@ -95,7 +99,17 @@ export function buildDevConfigs(inputs: DevConfigInputs): Record<ServiceName, Re
         expiredGraceSeconds: 3_600,
       },
     },
-    audit: base('audit'),
+    audit: {
+      ...base('audit'),
+      // Auditors present client certificates from the officer CA, as ra's officers do (decision 0018).
+      http: { host: '127.0.0.1', port: ports.auditHttps, certFile: inputs.tls.audit.certFile, keyFile: inputs.tls.audit.keyFile, clientCaFiles: [inputs.ra.officerCaFile] },
+      tls: inputs.tls.audit,
+      caSigner: { address: `127.0.0.1:${ports.caSignerGrpc}`, serverIdentity: serviceIdentity('ca-signer'), deadlineMs: 10_000 },
+      auditLog: { origin: 'dev.citizen-pki.local/audit' },
+      // Well under ca-signer's auditConfirmation bound (300 s by default).
+      checkpoints: { intervalMs: 10_000, trustAnchorFiles: [path.join(caDir, 'root.pem'), path.join(caDir, 'issuing.pem')] },
+      events: events('audit'),
+    },
   };
   for (const s of SERVICES) if (!configs[s]) throw new Error(`no dev config for ${s}`);
   return configs;

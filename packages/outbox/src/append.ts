@@ -48,6 +48,40 @@ export async function appendEvent(tx: Tx, event: NewEvent): Promise<number> {
   return Number(rows[0]!.seq);
 }
 
+/**
+ * Appends several events of one producer in one statement (one round trip), numbered in array
+ * order; the same guarantees as {@link appendEvent}. For an action that records several events at
+ * once (a batch of revocations, an import), where per-event round trips would dominate.
+ */
+export async function appendEvents(tx: Tx, events: readonly NewEvent[]): Promise<number[]> {
+  if (events.length === 0) return [];
+  const producer = events[0]!.producer;
+  for (const event of events) {
+    validate(event);
+    if (event.producer !== producer) throw new PkiError('INVALID_ARGUMENT', `append events: one producer per call (${producer} and ${event.producer})`);
+  }
+  const { rows } = await tx.query<{ seq: string }>(
+    `WITH head AS (
+       INSERT INTO outbox_head (producer, last_seq) VALUES ($1, $2)
+       ON CONFLICT (producer) DO UPDATE SET last_seq = outbox_head.last_seq + $2
+       RETURNING last_seq
+     )
+     INSERT INTO outbox (producer, seq, topic, key, payload, headers)
+     SELECT $1, head.last_seq - $2 + e.ord, e.topic, e.key, e.payload, e.headers
+       FROM head, unnest($3::text[], $4::text[], $5::bytea[], $6::jsonb[]) WITH ORDINALITY AS e(topic, key, payload, headers, ord)
+     RETURNING seq, pg_notify('pki_outbox.' || current_schema(), producer)`,
+    [
+      producer,
+      events.length,
+      events.map((e) => e.topic),
+      events.map((e) => e.key),
+      events.map((e) => Buffer.from(e.payload.buffer, e.payload.byteOffset, e.payload.byteLength)),
+      events.map((e) => JSON.stringify(e.headers ?? {})),
+    ],
+  );
+  return rows.map((r) => Number(r.seq)).sort((a, b) => a - b);
+}
+
 function validate(event: NewEvent): void {
   const fail = (reason: string) => new PkiError('INVALID_ARGUMENT', `append event: ${reason}`);
   if (!PRODUCER_NAME.test(event.producer)) throw fail(`producer ${JSON.stringify(event.producer)} must match ${PRODUCER_NAME}`);

@@ -1,5 +1,5 @@
 import { migrate, withTransaction, type Pool } from '@pki/db';
-import { acceptEventOnce, appendEvent, inboxMigration } from '../src';
+import { acceptEventOnce, appendEvent, appendEvents, inboxMigration } from '../src';
 import { producerDatabase } from './delivery-scenario';
 
 describe('appendEvent', () => {
@@ -24,6 +24,19 @@ describe('appendEvent', () => {
     const second = await withTransaction(pool, async (tx) => [await appendEvent(tx, event), await appendEvent(tx, event)]);
     const otherProducer = await withTransaction(pool, (tx) => appendEvent(tx, { ...event, producer: 'ra.audit' }));
     expect([first, ...second, otherProducer]).toEqual([1, 2, 3, 1]);
+  });
+
+  it('appends several events of one producer in one statement, numbered in order after single appends', async () => {
+    const seqs = await withTransaction(pool, async (tx) => [
+      await appendEvent(tx, { ...event, producer: 'card-mgmt.audit' }),
+      ...(await appendEvents(tx, [1, 2, 3].map((n) => ({ ...event, producer: 'card-mgmt.audit', key: `k${n}`, payload: new Uint8Array([n]) })))),
+      await appendEvent(tx, { ...event, producer: 'card-mgmt.audit' }),
+    ]);
+    expect(seqs).toEqual([1, 2, 3, 4, 5]);
+    const { rows } = await pool.query(`SELECT seq::int, key, payload FROM outbox WHERE producer = 'card-mgmt.audit' ORDER BY seq`);
+    expect(rows.slice(1, 4).map((r) => [r.seq, r.key, [...r.payload]])).toEqual([[2, 'k1', [1]], [3, 'k2', [2]], [4, 'k3', [3]]]);
+    await expect(withTransaction(pool, (tx) => appendEvents(tx, [event, { ...event, producer: 'other' }]))).rejects.toThrow(/one producer per call/);
+    await expect(withTransaction(pool, (tx) => appendEvents(tx, [{ ...event, topic: 'bad topic!' }]))).rejects.toThrow(/topic/);
   });
 
   it('makes a second writer of the same producer wait for the first to end: seq order is commit order', async () => {

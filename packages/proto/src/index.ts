@@ -8,4 +8,5 @@ export * as healthV1 from './gen/grpc/health/v1/health_pb';
 export const Topics = {
   certificateStatus: 'pki.certificate-status.v1',
   audit: 'pki.audit.v1',
+  auditCheckpoints: 'pki.audit-checkpoints.v1',
 } as const;

@@ -14,6 +14,7 @@ import { RevocationSigner } from './domain/revocation-signing';
 import { CrlSigner } from './domain/crl-signing';
 import { recordMissingCrlPublication } from './domain/crl-publication';
 import { AuditCheckpointSigner } from './domain/audit-checkpoint';
+import { AuditConfirmationGate } from './domain/audit-gate';
 import { caSignerHandlers, type CaSignerDomain } from './grpc/ca-signer-service';
 
 export const MIGRATIONS_DIRECTORY = path.join(__dirname, '..', 'migrations');
@@ -84,12 +85,16 @@ export async function startCaSigner(config: CaSignerConfig, deps: CaSignerDepend
   const clock = deps.clock ?? systemClock;
   const producer = config.events.producer;
   await recordMissingCrlPublication(pool, config.publication, logger);
+  const auditGate = config.auditConfirmation.required
+    ? new AuditConfirmationGate({ pool, producer, maxUnconfirmedMs: config.auditConfirmation.maxUnconfirmedSeconds * 1000 })
+    : undefined;
+  if (!auditGate) logger.warn('auditConfirmation.required is false: issuance does not stop when the audit log falls behind');
   const registry = new IssuerRegistry(pool);
   await registry.load();
   const domain: CaSignerDomain = {
     pool,
     registry,
-    authority: new CertificateAuthority({ pool, registry, keyManager, clock, logger, producer, publication: config.publication }),
+    authority: new CertificateAuthority({ pool, registry, keyManager, clock, logger, producer, publication: config.publication, auditGate }),
     revocation: new RevocationSigner({ pool, registry, keyManager, clock, logger, producer }),
     crls: new CrlSigner({ pool, registry, keyManager, clock, logger, producer }),
     checkpoints: new AuditCheckpointSigner({ pool, registry, keyManager, clock, logger, producer }),

@@ -66,6 +66,17 @@ export const caSignerConfigSchema = baseServiceConfig.extend({
      */
     crlPartitions: z.number().int().min(1).max(4096).default(16),
   }),
+  /**
+   * Fail closed: issuance stops while this signer's own audit events have waited longer than
+   * maxUnconfirmedSeconds for the audit log to confirm them (in a checkpoint it had signed). The
+   * audit service's checkpoint interval must be well below the bound.
+   */
+  auditConfirmation: z
+    .strictObject({
+      required: z.boolean().default(true),
+      maxUnconfirmedSeconds: z.number().int().min(1).max(86_400).default(300),
+    })
+    .default({ required: true, maxUnconfirmedSeconds: 300 }),
   events: z.strictObject({
     transport: eventTransportConfig,
     producer: z.string().min(1).default('ca-signer'),

@@ -1,12 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { createHash, X509Certificate } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { createGrpcClient, type ServiceClient } from '@pki/grpc';
 import { caSignerV1 } from '@pki/proto';
-import { toPem } from '@pki/x509';
 import { formatPkilintFindings, lintWithPkilint, pkilintErrors } from '@pki/testing';
 import { startCaSignerFixture, type CaSignerFixture } from './service-fixture';
 
@@ -181,29 +179,5 @@ describe('SignOcspResponses', () => {
     await expect(asOcsp.signOcspResponses({ responses: [] })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('the batch is empty') });
     await expect(asRa.signOcspResponses({ responses: [good] })).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
     expect(await auditCount()).toBe(before);
-  });
-});
-
-describe('SignAuditCheckpoint', () => {
-  it('signs a checkpoint an auditor verifies with OpenSSL alone', async () => {
-    const head = createHash('sha256').update('chain head').digest();
-    const signed = await asAudit.signAuditCheckpoint({ producer: 'ra', sequence: 4711n, chainHeadSha256: head });
-    const text = Buffer.from(signed.checkpoint).toString('utf8');
-    expect(text).toContain('producer: ra\nsequence: 4711\n');
-    expect(text).toContain(`chain-head-sha256: ${head.toString('hex')}`);
-    const cert = new X509Certificate(Buffer.from(signed.signerCertificate));
-    const pub = file('checkpoint-signer.pub', cert.publicKey.export({ type: 'spki', format: 'pem' }) as string);
-    const out = openssl(['dgst', '-sha256', '-verify', pub, '-signature', file('checkpoint.sig', signed.signature), file('checkpoint.txt', signed.checkpoint)]);
-    expect(out.trim()).toBe('Verified OK');
-    // and the checkpoint key is certified by the CA hierarchy
-    const verify = openssl(['verify', '-CAfile', join(fixture.caDir, 'root.pem'), '-untrusted', join(fixture.caDir, 'issuing.pem'), file('checkpoint-signer.pem', toPem(signed.signerCertificate, 'CERTIFICATE'))]);
-    expect(verify).toContain(': OK');
-  });
-
-  it('refuses malformed checkpoints and callers other than audit', async () => {
-    await expect(asAudit.signAuditCheckpoint({ producer: 'ra', sequence: 1n, chainHeadSha256: new Uint8Array(31) })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('must be 32 bytes') });
-    await expect(asAudit.signAuditCheckpoint({ producer: 'Ra Service', sequence: 1n, chainHeadSha256: new Uint8Array(32) })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
-    await expect(asAudit.signAuditCheckpoint({ producer: 'ra', sequence: 0n, chainHeadSha256: new Uint8Array(32) })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('sequence must be at least 1') });
-    await expect(asOcsp.signAuditCheckpoint({ producer: 'ra', sequence: 1n, chainHeadSha256: new Uint8Array(32) })).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
   });
 });

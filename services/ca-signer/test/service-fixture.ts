@@ -35,7 +35,7 @@ export interface CaSignerFixture {
  * fresh internal service CA, and the outbox delivered through the PostgreSQL bus.
  */
 export async function startCaSignerFixture(
-  options: { logger?: Logger; databaseUrl?: string; extraGenerations?: number; clock?: Clock; /** CRL partitions per generation (ca-signer's default otherwise). */ crlPartitions?: number } = {},
+  options: { logger?: Logger; databaseUrl?: string; extraGenerations?: number; clock?: Clock; /** CRL partitions per generation (ca-signer's default otherwise). */ crlPartitions?: number; auditConfirmation?: { required: boolean; maxUnconfirmedSeconds?: number } } = {},
 ): Promise<CaSignerFixture> {
   const dir = await mkdtemp(join(tmpdir(), 'ca-signer-service-'));
   const databaseUrl = options.databaseUrl ?? (await createTestDatabase('ca_signer_service'));
@@ -61,6 +61,7 @@ export async function startCaSignerFixture(
     },
     publication: { crlBaseUrl: 'http://crl.pki.test/crl', ocspUrl: 'http://ocsp.pki.test/', caIssuersUrl: 'http://pki.test/ca', ...(options.crlPartitions ? { crlPartitions: options.crlPartitions } : {}) },
     events: { transport: { type: 'postgres' }, producer: 'ca-signer', pollIntervalMs: 100 },
+    ...(options.auditConfirmation ? { auditConfirmation: options.auditConfirmation } : {}),
   });
   const caDir = join(dir, 'ca');
   await ensureDevHierarchy(config, caDir);

@@ -9,6 +9,7 @@ import { lintCodes } from './lint';
 import { sha256Hex } from './digest';
 import { assertIdempotencyKey } from './requests';
 import { GroupCommit } from './group-commit';
+import type { AuditConfirmationGate } from './audit-gate';
 
 export type { IssuerRecord };
 import type { KeyManager } from '../ports/key-manager';
@@ -63,6 +64,8 @@ export interface CertificateAuthorityDeps {
   producer: string;
   publication: PublicationUrls;
   serials?: () => Buffer;
+  /** Refuses issuance while the audit log has not confirmed this signer's events (fail closed); absent only where the config disables it. */
+  auditGate?: Pick<AuditConfirmationGate, 'assertConfirmed'>;
 }
 
 const OPERATION = 'issue certificate';
@@ -148,6 +151,8 @@ export class CertificateAuthority {
       );
 
     await assertHsmAvailable(this.#deps.keyManager, OPERATION);
+    // Before anything is reserved or signed: no new certificate while the audit log is behind.
+    await this.#deps.auditGate?.assertConfirmed(OPERATION);
     // A lint refusal means the CA itself was about to produce a bad certificate: that is audited,
     // unlike a request that breaks its profile (refused as bad input, nothing about to be signed).
     const buildAudited = async (clock: Clock, serial: () => Buffer): Promise<PreparedCertificate> => {

@@ -149,7 +149,15 @@ export function caSignerHandlers(domain: CaSignerDomain): ServiceHandlers<typeof
     },
 
     signAuditCheckpoint: async (request, context) => {
-      const signed = await domain.checkpoints.sign({ caller: context.caller, producer: request.producer, sequence: request.sequence, chainHeadSha256: request.chainHeadSha256 });
+      const signed = await domain.checkpoints.sign({
+        caller: context.caller,
+        origin: request.origin,
+        treeSize: request.treeSize,
+        rootHash: request.rootHash,
+        previousTreeSize: request.previousTreeSize,
+        consistencyProof: request.consistencyProof,
+        producerHeads: request.producerHeads.map((h) => ({ producer: h.producer, sequence: h.sequence })),
+      });
       return { checkpoint: signed.checkpoint, signature: signed.signature, signerCertificate: signed.signerCertificateDer, signatureAlgorithm: signed.signatureAlgorithm };
     },
   };

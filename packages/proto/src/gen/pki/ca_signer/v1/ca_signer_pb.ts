@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pki/ca_signer/v1/ca_signer.proto.
  */
 export const file_pki_ca_signer_v1_ca_signer: GenFile = /*@__PURE__*/
-  fileDesc("CiBwa2kvY2Ffc2lnbmVyL3YxL2NhX3NpZ25lci5wcm90bxIQcGtpLmNhX3NpZ25lci52MSLAAQoMUmV2b2tlZEVudHJ5EhIKCnNlcmlhbF9oZXgYASABKAkSMwoPcmV2b2NhdGlvbl9kYXRlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCgZyZWFzb24YAyABKA4yIi5wa2kuY2Ffc2lnbmVyLnYxLlJldm9jYXRpb25SZWFzb24SMwoPaW52YWxpZGl0eV9kYXRlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLvAgoOU2lnbkNybFJlcXVlc3QSFwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJEhUKDWlzc3Vlcl9rZXlfaWQYAiABKAkSEQoJcGFydGl0aW9uGAMgASgJEhIKCmNybF9udW1iZXIYBCABKAkSHQoVZGVsdGFfYmFzZV9jcmxfbnVtYmVyGAUgASgJEi8KC3RoaXNfdXBkYXRlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtuZXh0X3VwZGF0ZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoHZW50cmllcxgIIAMoCzIeLnBraS5jYV9zaWduZXIudjEuUmV2b2tlZEVudHJ5EjgKFGV4cGlyZWRfY2VydHNfb25fY3JsGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIaChJhbm5vdW5jZV9kZWx0YV9jcmwYCiABKAgi5gIKCUNybEhlYWRlchIXCg9pZGVtcG90ZW5jeV9rZXkYASABKAkSFQoNaXNzdWVyX2tleV9pZBgCIAEoCRIRCglwYXJ0aXRpb24YAyABKAkSEgoKY3JsX251bWJlchgEIAEoCRIdChVkZWx0YV9iYXNlX2NybF9udW1iZXIYBSABKAkSLwoLdGhpc191cGRhdGUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC25leHRfdXBkYXRlGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI4ChRleHBpcmVkX2NlcnRzX29uX2NybBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGgoSYW5ub3VuY2VfZGVsdGFfY3JsGAkgASgIEhMKC2VudHJ5X2NvdW50GAogASgEEhYKDmVudHJpZXNfbGVuZ3RoGAsgASgEIm0KFFNpZ25DcmxTdHJlYW1SZXF1ZXN0Ei0KBmhlYWRlchgBIAEoCzIbLnBraS5jYV9zaWduZXIudjEuQ3JsSGVhZGVySAASHgoUcmV2b2tlZF9jZXJ0aWZpY2F0ZXMYAiABKAxIAEIGCgRwYXJ0Im8KFVNpZ25DcmxTdHJlYW1SZXNwb25zZRIRCglzaWduYXR1cmUYASABKAwSGwoTc2lnbmF0dXJlX2FsZ29yaXRobRgCIAEoDBISCgp0YnNfc2hhMjU2GAMgASgMEhIKCnRic19sZW5ndGgYBCABKAQiHgoPU2lnbkNybFJlc3BvbnNlEgsKA2NybBgBIAEoDCKLAwoST2NzcFJlc3BvbnNlVG9TaWduEhUKDWlzc3Vlcl9rZXlfaWQYASABKAkSEgoKc2VyaWFsX2hleBgCIAEoCRI7CgxjZXJ0X2lkX2hhc2gYAyABKA4yJS5wa2kuY2Ffc2lnbmVyLnYxLkNlcnRJZEhhc2hBbGdvcml0aG0SNwoGc3RhdHVzGAQgASgOMicucGtpLmNhX3NpZ25lci52MS5DZXJ0aWZpY2F0ZVN0YXR1c0tpbmQSMwoPcmV2b2NhdGlvbl90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI9ChFyZXZvY2F0aW9uX3JlYXNvbhgGIAEoDjIiLnBraS5jYV9zaWduZXIudjEuUmV2b2NhdGlvblJlYXNvbhIvCgt0aGlzX3VwZGF0ZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLbmV4dF91cGRhdGUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlMKGFNpZ25PY3NwUmVzcG9uc2VzUmVxdWVzdBI3CglyZXNwb25zZXMYASADKAsyJC5wa2kuY2Ffc2lnbmVyLnYxLk9jc3BSZXNwb25zZVRvU2lnbiIuChlTaWduT2NzcFJlc3BvbnNlc1Jlc3BvbnNlEhEKCXJlc3BvbnNlcxgBIAMoDCJbChpTaWduQXVkaXRDaGVja3BvaW50UmVxdWVzdBIQCghwcm9kdWNlchgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBBIZChFjaGFpbl9oZWFkX3NoYTI1NhgDIAEoDCJ9ChtTaWduQXVkaXRDaGVja3BvaW50UmVzcG9uc2USEgoKY2hlY2twb2ludBgBIAEoDBIRCglzaWduYXR1cmUYAiABKAwSGgoSc2lnbmVyX2NlcnRpZmljYXRlGAMgASgMEhsKE3NpZ25hdHVyZV9hbGdvcml0aG0YBCABKAkiLAoNTmFtZUF0dHJpYnV0ZRIMCgR0eXBlGAEgASgJEg0KBXZhbHVlGAIgASgJIoICChdJc3N1ZUNlcnRpZmljYXRlUmVxdWVzdBIXCg9pZGVtcG90ZW5jeV9rZXkYASABKAkSDwoHcHJvZmlsZRgCIAEoCRIXCg9wdWJsaWNfa2V5X3Nwa2kYAyABKAwSMAoHc3ViamVjdBgEIAMoCzIfLnBraS5jYV9zaWduZXIudjEuTmFtZUF0dHJpYnV0ZRIVCg1pc3N1ZXJfa2V5X2lkGAUgASgJEi0KCW5vdF9hZnRlchgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHQoVbmF0aW9uYWxfaWRfbGFzdF9mb3VyGAcgASgJEg0KBWVtYWlsGAggASgJIrkBChhJc3N1ZUNlcnRpZmljYXRlUmVzcG9uc2USEwoLY2VydGlmaWNhdGUYASABKAwSEgoKc2VyaWFsX2hleBgCIAEoCRIVCg1pc3N1ZXJfa2V5X2lkGAMgASgJEi4KCm5vdF9iZWZvcmUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCW5vdF9hZnRlchgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiEwoRR2V0SXNzdWVyc1JlcXVlc3QiawoGSXNzdWVyEg4KBmtleV9pZBgBIAEoCRITCgtjZXJ0aWZpY2F0ZRgCIAEoDBIOCgZhY3RpdmUYAyABKAgSFgoOY3JsX3BhcnRpdGlvbnMYBCABKA0SFAoMY3JsX2Jhc2VfdXJsGAUgASgJIncKEkdldElzc3VlcnNSZXNwb25zZRIpCgdpc3N1ZXJzGAEgAygLMhgucGtpLmNhX3NpZ25lci52MS5Jc3N1ZXISDQoFY2hhaW4YAiADKAwSJwoFcm9vdHMYAyADKAsyGC5wa2kuY2Ffc2lnbmVyLnYxLlJvb3RDYSJQCgZSb290Q2ESDgoGa2V5X2lkGAEgASgJEhMKC2NlcnRpZmljYXRlGAIgASgMEiEKGWF1dGhvcml0eV9yZXZvY2F0aW9uX2xpc3QYAyABKAwiPQoUTGlzdElzc3VhbmNlc1JlcXVlc3QSEgoKcGFnZV90b2tlbhgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0iugIKDklzc3VhbmNlUmVjb3JkEhcKD2lkZW1wb3RlbmN5X2tleRgBIAEoCRIPCgdwcm9maWxlGAIgASgJEhIKCnNlcmlhbF9oZXgYAyABKAkSFQoNaXNzdWVyX2tleV9pZBgEIAEoCRIuCgVzdGF0ZRgFIAEoDjIfLnBraS5jYV9zaWduZXIudjEuSXNzdWFuY2VTdGF0ZRITCgtjZXJ0aWZpY2F0ZRgGIAEoDBIuCgpub3RfYmVmb3JlGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglub3RfYWZ0ZXIYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jlc2VydmVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJlChVMaXN0SXNzdWFuY2VzUmVzcG9uc2USMwoJaXNzdWFuY2VzGAEgAygLMiAucGtpLmNhX3NpZ25lci52MS5Jc3N1YW5jZVJlY29yZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkqmgMKEFJldm9jYXRpb25SZWFzb24SIQodUkVWT0NBVElPTl9SRUFTT05fVU5TUEVDSUZJRUQQABIkCiBSRVZPQ0FUSU9OX1JFQVNPTl9LRVlfQ09NUFJPTUlTRRABEiMKH1JFVk9DQVRJT05fUkVBU09OX0NBX0NPTVBST01JU0UQAhIpCiVSRVZPQ0FUSU9OX1JFQVNPTl9BRkZJTElBVElPTl9DSEFOR0VEEAMSIAocUkVWT0NBVElPTl9SRUFTT05fU1VQRVJTRURFRBAEEiwKKFJFVk9DQVRJT05fUkVBU09OX0NFU1NBVElPTl9PRl9PUEVSQVRJT04QBRImCiJSRVZPQ0FUSU9OX1JFQVNPTl9DRVJUSUZJQ0FURV9IT0xEEAYSJQohUkVWT0NBVElPTl9SRUFTT05fUkVNT1ZFX0ZST01fQ1JMEAgSKQolUkVWT0NBVElPTl9SRUFTT05fUFJJVklMRUdFX1dJVEhEUkFXThAJEiMKH1JFVk9DQVRJT05fUkVBU09OX0FBX0NPTVBST01JU0UQCiqsAQoVQ2VydGlmaWNhdGVTdGF0dXNLaW5kEicKI0NFUlRJRklDQVRFX1NUQVRVU19LSU5EX1VOU1BFQ0lGSUVEEAASIAocQ0VSVElGSUNBVEVfU1RBVFVTX0tJTkRfR09PRBABEiMKH0NFUlRJRklDQVRFX1NUQVRVU19LSU5EX1JFVk9LRUQQAhIjCh9DRVJUSUZJQ0FURV9TVEFUVVNfS0lORF9VTktOT1dOEAMqgQEKE0NlcnRJZEhhc2hBbGdvcml0aG0SJgoiQ0VSVF9JRF9IQVNIX0FMR09SSVRITV9VTlNQRUNJRklFRBAAEh8KG0NFUlRfSURfSEFTSF9BTEdPUklUSE1fU0hBMRABEiEKHUNFUlRfSURfSEFTSF9BTEdPUklUSE1fU0hBMjU2EAIqZwoNSXNzdWFuY2VTdGF0ZRIeChpJU1NVQU5DRV9TVEFURV9VTlNQRUNJRklFRBAAEhsKF0lTU1VBTkNFX1NUQVRFX1JFU0VSVkVEEAESGQoVSVNTVUFOQ0VfU1RBVEVfSVNTVUVEEAIyzQUKD0NhU2lnbmVyU2VydmljZRJpChBJc3N1ZUNlcnRpZmljYXRlEikucGtpLmNhX3NpZ25lci52MS5Jc3N1ZUNlcnRpZmljYXRlUmVxdWVzdBoqLnBraS5jYV9zaWduZXIudjEuSXNzdWVDZXJ0aWZpY2F0ZVJlc3BvbnNlElcKCkdldElzc3VlcnMSIy5wa2kuY2Ffc2lnbmVyLnYxLkdldElzc3VlcnNSZXF1ZXN0GiQucGtpLmNhX3NpZ25lci52MS5HZXRJc3N1ZXJzUmVzcG9uc2USTgoHU2lnbkNybBIgLnBraS5jYV9zaWduZXIudjEuU2lnbkNybFJlcXVlc3QaIS5wa2kuY2Ffc2lnbmVyLnYxLlNpZ25DcmxSZXNwb25zZRJiCg1TaWduQ3JsU3RyZWFtEiYucGtpLmNhX3NpZ25lci52MS5TaWduQ3JsU3RyZWFtUmVxdWVzdBonLnBraS5jYV9zaWduZXIudjEuU2lnbkNybFN0cmVhbVJlc3BvbnNlKAESbAoRU2lnbk9jc3BSZXNwb25zZXMSKi5wa2kuY2Ffc2lnbmVyLnYxLlNpZ25PY3NwUmVzcG9uc2VzUmVxdWVzdBorLnBraS5jYV9zaWduZXIudjEuU2lnbk9jc3BSZXNwb25zZXNSZXNwb25zZRJyChNTaWduQXVkaXRDaGVja3BvaW50EiwucGtpLmNhX3NpZ25lci52MS5TaWduQXVkaXRDaGVja3BvaW50UmVxdWVzdBotLnBraS5jYV9zaWduZXIudjEuU2lnbkF1ZGl0Q2hlY2twb2ludFJlc3BvbnNlEmAKDUxpc3RJc3N1YW5jZXMSJi5wa2kuY2Ffc2lnbmVyLnYxLkxpc3RJc3N1YW5jZXNSZXF1ZXN0GicucGtpLmNhX3NpZ25lci52MS5MaXN0SXNzdWFuY2VzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("CiBwa2kvY2Ffc2lnbmVyL3YxL2NhX3NpZ25lci5wcm90bxIQcGtpLmNhX3NpZ25lci52MSLAAQoMUmV2b2tlZEVudHJ5EhIKCnNlcmlhbF9oZXgYASABKAkSMwoPcmV2b2NhdGlvbl9kYXRlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCgZyZWFzb24YAyABKA4yIi5wa2kuY2Ffc2lnbmVyLnYxLlJldm9jYXRpb25SZWFzb24SMwoPaW52YWxpZGl0eV9kYXRlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLvAgoOU2lnbkNybFJlcXVlc3QSFwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJEhUKDWlzc3Vlcl9rZXlfaWQYAiABKAkSEQoJcGFydGl0aW9uGAMgASgJEhIKCmNybF9udW1iZXIYBCABKAkSHQoVZGVsdGFfYmFzZV9jcmxfbnVtYmVyGAUgASgJEi8KC3RoaXNfdXBkYXRlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtuZXh0X3VwZGF0ZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoHZW50cmllcxgIIAMoCzIeLnBraS5jYV9zaWduZXIudjEuUmV2b2tlZEVudHJ5EjgKFGV4cGlyZWRfY2VydHNfb25fY3JsGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIaChJhbm5vdW5jZV9kZWx0YV9jcmwYCiABKAgi5gIKCUNybEhlYWRlchIXCg9pZGVtcG90ZW5jeV9rZXkYASABKAkSFQoNaXNzdWVyX2tleV9pZBgCIAEoCRIRCglwYXJ0aXRpb24YAyABKAkSEgoKY3JsX251bWJlchgEIAEoCRIdChVkZWx0YV9iYXNlX2NybF9udW1iZXIYBSABKAkSLwoLdGhpc191cGRhdGUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC25leHRfdXBkYXRlGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI4ChRleHBpcmVkX2NlcnRzX29uX2NybBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGgoSYW5ub3VuY2VfZGVsdGFfY3JsGAkgASgIEhMKC2VudHJ5X2NvdW50GAogASgEEhYKDmVudHJpZXNfbGVuZ3RoGAsgASgEIm0KFFNpZ25DcmxTdHJlYW1SZXF1ZXN0Ei0KBmhlYWRlchgBIAEoCzIbLnBraS5jYV9zaWduZXIudjEuQ3JsSGVhZGVySAASHgoUcmV2b2tlZF9jZXJ0aWZpY2F0ZXMYAiABKAxIAEIGCgRwYXJ0Im8KFVNpZ25DcmxTdHJlYW1SZXNwb25zZRIRCglzaWduYXR1cmUYASABKAwSGwoTc2lnbmF0dXJlX2FsZ29yaXRobRgCIAEoDBISCgp0YnNfc2hhMjU2GAMgASgMEhIKCnRic19sZW5ndGgYBCABKAQiHgoPU2lnbkNybFJlc3BvbnNlEgsKA2NybBgBIAEoDCKLAwoST2NzcFJlc3BvbnNlVG9TaWduEhUKDWlzc3Vlcl9rZXlfaWQYASABKAkSEgoKc2VyaWFsX2hleBgCIAEoCRI7CgxjZXJ0X2lkX2hhc2gYAyABKA4yJS5wa2kuY2Ffc2lnbmVyLnYxLkNlcnRJZEhhc2hBbGdvcml0aG0SNwoGc3RhdHVzGAQgASgOMicucGtpLmNhX3NpZ25lci52MS5DZXJ0aWZpY2F0ZVN0YXR1c0tpbmQSMwoPcmV2b2NhdGlvbl90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI9ChFyZXZvY2F0aW9uX3JlYXNvbhgGIAEoDjIiLnBraS5jYV9zaWduZXIudjEuUmV2b2NhdGlvblJlYXNvbhIvCgt0aGlzX3VwZGF0ZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLbmV4dF91cGRhdGUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlMKGFNpZ25PY3NwUmVzcG9uc2VzUmVxdWVzdBI3CglyZXNwb25zZXMYASADKAsyJC5wa2kuY2Ffc2lnbmVyLnYxLk9jc3BSZXNwb25zZVRvU2lnbiIuChlTaWduT2NzcFJlc3BvbnNlc1Jlc3BvbnNlEhEKCXJlc3BvbnNlcxgBIAMoDCL/AQoaU2lnbkF1ZGl0Q2hlY2twb2ludFJlcXVlc3QSDgoGb3JpZ2luGAQgASgJEhEKCXRyZWVfc2l6ZRgFIAEoBBIRCglyb290X2hhc2gYBiABKAwSGgoScHJldmlvdXNfdHJlZV9zaXplGAcgASgEEhkKEWNvbnNpc3RlbmN5X3Byb29mGAggAygMEjsKDnByb2R1Y2VyX2hlYWRzGAkgAygLMiMucGtpLmNhX3NpZ25lci52MS5BdWRpdFByb2R1Y2VySGVhZEoECAEQAkoECAIQA0oECAMQBFIIcHJvZHVjZXJSCHNlcXVlbmNlUhFjaGFpbl9oZWFkX3NoYTI1NiI3ChFBdWRpdFByb2R1Y2VySGVhZBIQCghwcm9kdWNlchgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBCJ9ChtTaWduQXVkaXRDaGVja3BvaW50UmVzcG9uc2USEgoKY2hlY2twb2ludBgBIAEoDBIRCglzaWduYXR1cmUYAiABKAwSGgoSc2lnbmVyX2NlcnRpZmljYXRlGAMgASgMEhsKE3NpZ25hdHVyZV9hbGdvcml0aG0YBCABKAkiLAoNTmFtZUF0dHJpYnV0ZRIMCgR0eXBlGAEgASgJEg0KBXZhbHVlGAIgASgJIoICChdJc3N1ZUNlcnRpZmljYXRlUmVxdWVzdBIXCg9pZGVtcG90ZW5jeV9rZXkYASABKAkSDwoHcHJvZmlsZRgCIAEoCRIXCg9wdWJsaWNfa2V5X3Nwa2kYAyABKAwSMAoHc3ViamVjdBgEIAMoCzIfLnBraS5jYV9zaWduZXIudjEuTmFtZUF0dHJpYnV0ZRIVCg1pc3N1ZXJfa2V5X2lkGAUgASgJEi0KCW5vdF9hZnRlchgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHQoVbmF0aW9uYWxfaWRfbGFzdF9mb3VyGAcgASgJEg0KBWVtYWlsGAggASgJIrkBChhJc3N1ZUNlcnRpZmljYXRlUmVzcG9uc2USEwoLY2VydGlmaWNhdGUYASABKAwSEgoKc2VyaWFsX2hleBgCIAEoCRIVCg1pc3N1ZXJfa2V5X2lkGAMgASgJEi4KCm5vdF9iZWZvcmUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCW5vdF9hZnRlchgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiEwoRR2V0SXNzdWVyc1JlcXVlc3QiawoGSXNzdWVyEg4KBmtleV9pZBgBIAEoCRITCgtjZXJ0aWZpY2F0ZRgCIAEoDBIOCgZhY3RpdmUYAyABKAgSFgoOY3JsX3BhcnRpdGlvbnMYBCABKA0SFAoMY3JsX2Jhc2VfdXJsGAUgASgJIncKEkdldElzc3VlcnNSZXNwb25zZRIpCgdpc3N1ZXJzGAEgAygLMhgucGtpLmNhX3NpZ25lci52MS5Jc3N1ZXISDQoFY2hhaW4YAiADKAwSJwoFcm9vdHMYAyADKAsyGC5wa2kuY2Ffc2lnbmVyLnYxLlJvb3RDYSJQCgZSb290Q2ESDgoGa2V5X2lkGAEgASgJEhMKC2NlcnRpZmljYXRlGAIgASgMEiEKGWF1dGhvcml0eV9yZXZvY2F0aW9uX2xpc3QYAyABKAwiPQoUTGlzdElzc3VhbmNlc1JlcXVlc3QSEgoKcGFnZV90b2tlbhgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0iugIKDklzc3VhbmNlUmVjb3JkEhcKD2lkZW1wb3RlbmN5X2tleRgBIAEoCRIPCgdwcm9maWxlGAIgASgJEhIKCnNlcmlhbF9oZXgYAyABKAkSFQoNaXNzdWVyX2tleV9pZBgEIAEoCRIuCgVzdGF0ZRgFIAEoDjIfLnBraS5jYV9zaWduZXIudjEuSXNzdWFuY2VTdGF0ZRITCgtjZXJ0aWZpY2F0ZRgGIAEoDBIuCgpub3RfYmVmb3JlGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglub3RfYWZ0ZXIYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jlc2VydmVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJlChVMaXN0SXNzdWFuY2VzUmVzcG9uc2USMwoJaXNzdWFuY2VzGAEgAygLMiAucGtpLmNhX3NpZ25lci52MS5Jc3N1YW5jZVJlY29yZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkqmgMKEFJldm9jYXRpb25SZWFzb24SIQodUkVWT0NBVElPTl9SRUFTT05fVU5TUEVDSUZJRUQQABIkCiBSRVZPQ0FUSU9OX1JFQVNPTl9LRVlfQ09NUFJPTUlTRRABEiMKH1JFVk9DQVRJT05fUkVBU09OX0NBX0NPTVBST01JU0UQAhIpCiVSRVZPQ0FUSU9OX1JFQVNPTl9BRkZJTElBVElPTl9DSEFOR0VEEAMSIAocUkVWT0NBVElPTl9SRUFTT05fU1VQRVJTRURFRBAEEiwKKFJFVk9DQVRJT05fUkVBU09OX0NFU1NBVElPTl9PRl9PUEVSQVRJT04QBRImCiJSRVZPQ0FUSU9OX1JFQVNPTl9DRVJUSUZJQ0FURV9IT0xEEAYSJQohUkVWT0NBVElPTl9SRUFTT05fUkVNT1ZFX0ZST01fQ1JMEAgSKQolUkVWT0NBVElPTl9SRUFTT05fUFJJVklMRUdFX1dJVEhEUkFXThAJEiMKH1JFVk9DQVRJT05fUkVBU09OX0FBX0NPTVBST01JU0UQCiqsAQoVQ2VydGlmaWNhdGVTdGF0dXNLaW5kEicKI0NFUlRJRklDQVRFX1NUQVRVU19LSU5EX1VOU1BFQ0lGSUVEEAASIAocQ0VSVElGSUNBVEVfU1RBVFVTX0tJTkRfR09PRBABEiMKH0NFUlRJRklDQVRFX1NUQVRVU19LSU5EX1JFVk9LRUQQAhIjCh9DRVJUSUZJQ0FURV9TVEFUVVNfS0lORF9VTktOT1dOEAMqgQEKE0NlcnRJZEhhc2hBbGdvcml0aG0SJgoiQ0VSVF9JRF9IQVNIX0FMR09SSVRITV9VTlNQRUNJRklFRBAAEh8KG0NFUlRfSURfSEFTSF9BTEdPUklUSE1fU0hBMRABEiEKHUNFUlRfSURfSEFTSF9BTEdPUklUSE1fU0hBMjU2EAIqZwoNSXNzdWFuY2VTdGF0ZRIeChpJU1NVQU5DRV9TVEFURV9VTlNQRUNJRklFRBAAEhsKF0lTU1VBTkNFX1NUQVRFX1JFU0VSVkVEEAESGQoVSVNTVUFOQ0VfU1RBVEVfSVNTVUVEEAIyzQUKD0NhU2lnbmVyU2VydmljZRJpChBJc3N1ZUNlcnRpZmljYXRlEikucGtpLmNhX3NpZ25lci52MS5Jc3N1ZUNlcnRpZmljYXRlUmVxdWVzdBoqLnBraS5jYV9zaWduZXIudjEuSXNzdWVDZXJ0aWZpY2F0ZVJlc3BvbnNlElcKCkdldElzc3VlcnMSIy5wa2kuY2Ffc2lnbmVyLnYxLkdldElzc3VlcnNSZXF1ZXN0GiQucGtpLmNhX3NpZ25lci52MS5HZXRJc3N1ZXJzUmVzcG9uc2USTgoHU2lnbkNybBIgLnBraS5jYV9zaWduZXIudjEuU2lnbkNybFJlcXVlc3QaIS5wa2kuY2Ffc2lnbmVyLnYxLlNpZ25DcmxSZXNwb25zZRJiCg1TaWduQ3JsU3RyZWFtEiYucGtpLmNhX3NpZ25lci52MS5TaWduQ3JsU3RyZWFtUmVxdWVzdBonLnBraS5jYV9zaWduZXIudjEuU2lnbkNybFN0cmVhbVJlc3BvbnNlKAESbAoRU2lnbk9jc3BSZXNwb25zZXMSKi5wa2kuY2Ffc2lnbmVyLnYxLlNpZ25PY3NwUmVzcG9uc2VzUmVxdWVzdBorLnBraS5jYV9zaWduZXIudjEuU2lnbk9jc3BSZXNwb25zZXNSZXNwb25zZRJyChNTaWduQXVkaXRDaGVja3BvaW50EiwucGtpLmNhX3NpZ25lci52MS5TaWduQXVkaXRDaGVja3BvaW50UmVxdWVzdBotLnBraS5jYV9zaWduZXIudjEuU2lnbkF1ZGl0Q2hlY2twb2ludFJlc3BvbnNlEmAKDUxpc3RJc3N1YW5jZXMSJi5wa2kuY2Ffc2lnbmVyLnYxLkxpc3RJc3N1YW5jZXNSZXF1ZXN0GicucGtpLmNhX3NpZ25lci52MS5MaXN0SXNzdWFuY2VzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message pki.ca_signer.v1.RevokedEntry
@@ -412,27 +412,52 @@ export const SignOcspResponsesResponseSchema: GenMessage<SignOcspResponsesRespon
  */
 export type SignAuditCheckpointRequest = Message<"pki.ca_signer.v1.SignAuditCheckpointRequest"> & {
   /**
-   * The audit producer whose hash chain this is (e.g. "ra", "ca-signer").
+   * Names the log (the first line of the checkpoint, as in C2SP tlog-checkpoint), so that a
+   * checkpoint of one log cannot pass for one of another, e.g. a test deployment's.
    *
-   * @generated from field: string producer = 1;
+   * @generated from field: string origin = 4;
    */
-  producer: string;
+  origin: string;
 
   /**
-   * Sequence number of the last event covered.
+   * Leaves in the tree.
    *
-   * @generated from field: uint64 sequence = 2;
+   * @generated from field: uint64 tree_size = 5;
    */
-  sequence: bigint;
+  treeSize: bigint;
 
   /**
-   * SHA-256 of that event's chain entry (the chain head), 32 bytes.
+   * RFC 9162 §2.1.1 Merkle tree hash (SHA-256) of those leaves, 32 bytes.
    *
-   * Next unused field number: 4
-   *
-   * @generated from field: bytes chain_head_sha256 = 3;
+   * @generated from field: bytes root_hash = 6;
    */
-  chainHeadSha256: Uint8Array;
+  rootHash: Uint8Array;
+
+  /**
+   * The tree size of the last checkpoint signed for this origin, as the caller knows it; 0 for the
+   * first. A mismatch is refused with FAILED_PRECONDITION naming the signer's.
+   *
+   * @generated from field: uint64 previous_tree_size = 7;
+   */
+  previousTreeSize: bigint;
+
+  /**
+   * RFC 9162 §2.1.4 consistency proof from previous_tree_size to tree_size (empty when either the
+   * previous size is 0 or the sizes are equal).
+   *
+   * @generated from field: repeated bytes consistency_proof = 8;
+   */
+  consistencyProof: Uint8Array[];
+
+  /**
+   * For each producer, the last sequence number the tree holds (the audit log has recorded and
+   * verified every event of that producer up to it). Written into the checkpoint.
+   *
+   * Next unused field number: 10
+   *
+   * @generated from field: repeated pki.ca_signer.v1.AuditProducerHead producer_heads = 9;
+   */
+  producerHeads: AuditProducerHead[];
 };
 
 /**
@@ -443,12 +468,37 @@ export const SignAuditCheckpointRequestSchema: GenMessage<SignAuditCheckpointReq
   messageDesc(file_pki_ca_signer_v1_ca_signer, 9);
 
 /**
+ * @generated from message pki.ca_signer.v1.AuditProducerHead
+ */
+export type AuditProducerHead = Message<"pki.ca_signer.v1.AuditProducerHead"> & {
+  /**
+   * @generated from field: string producer = 1;
+   */
+  producer: string;
+
+  /**
+   * Next unused field number: 3
+   *
+   * @generated from field: uint64 sequence = 2;
+   */
+  sequence: bigint;
+};
+
+/**
+ * Describes the message pki.ca_signer.v1.AuditProducerHead.
+ * Use `create(AuditProducerHeadSchema)` to create a new message.
+ */
+export const AuditProducerHeadSchema: GenMessage<AuditProducerHead> = /*@__PURE__*/
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 10);
+
+/**
  * @generated from message pki.ca_signer.v1.SignAuditCheckpointResponse
  */
 export type SignAuditCheckpointResponse = Message<"pki.ca_signer.v1.SignAuditCheckpointResponse"> & {
   /**
-   * The exact bytes signed: a fixed UTF-8 text (producer, sequence, chain head, signing time,
-   * signer key id; see ca-signer domain/audit-checkpoint.ts), verifiable with OpenSSL alone.
+   * The exact bytes signed: a C2SP tlog-checkpoint body (origin, tree size, base64 root) with
+   * extension lines (signing time, signer key id, producer heads); see ca-signer
+   * domain/audit-checkpoint.ts. Verifiable with OpenSSL alone.
    *
    * @generated from field: bytes checkpoint = 1;
    */
@@ -483,7 +533,7 @@ export type SignAuditCheckpointResponse = Message<"pki.ca_signer.v1.SignAuditChe
  * Use `create(SignAuditCheckpointResponseSchema)` to create a new message.
  */
 export const SignAuditCheckpointResponseSchema: GenMessage<SignAuditCheckpointResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 10);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 11);
 
 /**
  * One attribute of a distinguished name, in order (RFC 5280 §4.1.2.4).
@@ -511,7 +561,7 @@ export type NameAttribute = Message<"pki.ca_signer.v1.NameAttribute"> & {
  * Use `create(NameAttributeSchema)` to create a new message.
  */
 export const NameAttributeSchema: GenMessage<NameAttribute> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 11);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 12);
 
 /**
  * @generated from message pki.ca_signer.v1.IssueCertificateRequest
@@ -580,7 +630,7 @@ export type IssueCertificateRequest = Message<"pki.ca_signer.v1.IssueCertificate
  * Use `create(IssueCertificateRequestSchema)` to create a new message.
  */
 export const IssueCertificateRequestSchema: GenMessage<IssueCertificateRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 12);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 13);
 
 /**
  * @generated from message pki.ca_signer.v1.IssueCertificateResponse
@@ -623,7 +673,7 @@ export type IssueCertificateResponse = Message<"pki.ca_signer.v1.IssueCertificat
  * Use `create(IssueCertificateResponseSchema)` to create a new message.
  */
 export const IssueCertificateResponseSchema: GenMessage<IssueCertificateResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 13);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 14);
 
 /**
  * Next unused field number: 1
@@ -638,7 +688,7 @@ export type GetIssuersRequest = Message<"pki.ca_signer.v1.GetIssuersRequest"> & 
  * Use `create(GetIssuersRequestSchema)` to create a new message.
  */
 export const GetIssuersRequestSchema: GenMessage<GetIssuersRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 14);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 15);
 
 /**
  * @generated from message pki.ca_signer.v1.Issuer
@@ -690,7 +740,7 @@ export type Issuer = Message<"pki.ca_signer.v1.Issuer"> & {
  * Use `create(IssuerSchema)` to create a new message.
  */
 export const IssuerSchema: GenMessage<Issuer> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 15);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 16);
 
 /**
  * @generated from message pki.ca_signer.v1.GetIssuersResponse
@@ -724,7 +774,7 @@ export type GetIssuersResponse = Message<"pki.ca_signer.v1.GetIssuersResponse"> 
  * Use `create(GetIssuersResponseSchema)` to create a new message.
  */
 export const GetIssuersResponseSchema: GenMessage<GetIssuersResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 16);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 17);
 
 /**
  * @generated from message pki.ca_signer.v1.RootCa
@@ -757,7 +807,7 @@ export type RootCa = Message<"pki.ca_signer.v1.RootCa"> & {
  * Use `create(RootCaSchema)` to create a new message.
  */
 export const RootCaSchema: GenMessage<RootCa> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 17);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 18);
 
 /**
  * @generated from message pki.ca_signer.v1.ListIssuancesRequest
@@ -785,7 +835,7 @@ export type ListIssuancesRequest = Message<"pki.ca_signer.v1.ListIssuancesReques
  * Use `create(ListIssuancesRequestSchema)` to create a new message.
  */
 export const ListIssuancesRequestSchema: GenMessage<ListIssuancesRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 18);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 19);
 
 /**
  * @generated from message pki.ca_signer.v1.IssuanceRecord
@@ -846,7 +896,7 @@ export type IssuanceRecord = Message<"pki.ca_signer.v1.IssuanceRecord"> & {
  * Use `create(IssuanceRecordSchema)` to create a new message.
  */
 export const IssuanceRecordSchema: GenMessage<IssuanceRecord> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 19);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 20);
 
 /**
  * @generated from message pki.ca_signer.v1.ListIssuancesResponse
@@ -872,7 +922,7 @@ export type ListIssuancesResponse = Message<"pki.ca_signer.v1.ListIssuancesRespo
  * Use `create(ListIssuancesResponseSchema)` to create a new message.
  */
 export const ListIssuancesResponseSchema: GenMessage<ListIssuancesResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 20);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 21);
 
 /**
  * RFC 5280 §5.3.1 CRLReason. certificateHold is suspension (停用); removeFromCRL lifts it in a delta.
@@ -1098,8 +1148,11 @@ export const CaSignerService: GenService<{
     output: typeof SignOcspResponsesResponseSchema;
   },
   /**
-   * Signs a checkpoint over the head of one producer's audit hash chain with the audit
-   * checkpoint key. Allowed callers: audit.
+   * Signs a checkpoint of the audit log's Merkle tree (RFC 9162 tree size and root) with the
+   * audit checkpoint key, only if the tree is consistent with the last checkpoint this signer
+   * signed for the same log (origin): the caller proves it (consistency proof). The producer heads
+   * it carries are the audit log's confirmations, which gate issuance (fail closed).
+   * Allowed callers: audit.
    *
    * @generated from rpc pki.ca_signer.v1.CaSignerService.SignAuditCheckpoint
    */
