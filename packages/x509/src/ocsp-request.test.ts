@@ -55,9 +55,10 @@ describe('OCSP request parsing', () => {
       });
       const cert = join(dir, 'cert.pem');
       writeFileSync(cert, toPem(assembleCertificate(tbs, 'ECDSA-SHA256', sign('sha256', tbs, { key: key.privateKey, dsaEncoding: 'der' })), 'CERTIFICATE'));
+      // the digest option must come before -cert
       for (const [flags, hash] of [[['-no_nonce'], 'SHA1'], [['-sha256'], 'SHA256']] as const) {
         const out = join(dir, 'req.der');
-        execFileSync('openssl', ['ocsp', '-issuer', cert, '-cert', cert, ...flags, '-reqout', out], { stdio: 'ignore' });
+        execFileSync('openssl', ['ocsp', ...flags, '-issuer', cert, '-cert', cert, '-reqout', out], { stdio: 'ignore' });
         const parsed = parseOcspRequest(readFileSync(out), limits);
         expect(parsed.certIds).toHaveLength(1);
         expect(parsed.certIds[0]).toMatchObject({ hash, serialHex: '00c0ffee' });
