@@ -50,6 +50,7 @@ export function buildDevConfigs(inputs: DevConfigInputs): Record<ServiceName, Re
         GetIssuers: ['*'],
         SignCrl: [serviceIdentity('crl')],
         SignOcspResponses: [serviceIdentity('ocsp')],
+        SignLiveOcspResponses: [serviceIdentity('ocsp')],
         SignAuditCheckpoint: [serviceIdentity('audit')],
         ListIssuances: [serviceIdentity('ra')],
       },

@@ -59,12 +59,12 @@ const HASHES: Array<[CertIdHash, Buffer]> = [
 ];
 const CRL_REASONS = new Set<number>(Object.values(CRLReasons).filter((v): v is number => typeof v === 'number'));
 
-function fail(why: string): PkiError {
-  return new PkiError('INVALID_ARGUMENT', `${OPERATION}: ${why}`);
+function fail(why: string): never {
+  throw new PkiError('INVALID_ARGUMENT', `${OPERATION}: ${why}`);
 }
 
 function expect(element: DerElement | undefined, tag: number, what: string): DerElement {
-  if (element === undefined || element.tag !== tag) throw fail(`${what} is missing or has the wrong tag`);
+  if (element === undefined || element.tag !== tag) fail(`${what} is missing or has the wrong tag`);
   return element;
 }
 
@@ -80,34 +80,34 @@ function content(bytes: Uint8Array, element: DerElement): Buffer {
 function generalizedTime(bytes: Uint8Array, element: DerElement, what: string): Date {
   const text = Buffer.from(bytes.subarray(expect(element, 0x18, what).contentStart, element.end)).toString('latin1');
   const m = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(text);
-  if (!m) throw fail(`${what} '${text.slice(0, 20)}' is not YYYYMMDDHHMMSSZ`);
+  if (!m) fail(`${what} '${text.slice(0, 20)}' is not YYYYMMDDHHMMSSZ`);
   const date = new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
-  if (Number.isNaN(date.getTime())) throw fail(`${what} is not a valid time`);
+  if (Number.isNaN(date.getTime())) fail(`${what} is not a valid time`);
   return date;
 }
 
 function certStatus(bytes: Uint8Array, element: DerElement): OcspSingleResponseSpec['status'] {
   if (element.tag === 0x80 && element.end === element.contentStart) return { kind: 'good' };
   if (element.tag === 0x82 && element.end === element.contentStart) return { kind: 'unknown' };
-  if (element.tag !== 0xa1) throw fail('certStatus is not good, revoked or unknown');
+  if (element.tag !== 0xa1) fail('certStatus is not good, revoked or unknown');
   const parts = derChildren(bytes, element, OPERATION);
   const revocationTime = generalizedTime(bytes, parts[0]!, 'revocationTime');
   if (parts.length === 1) return { kind: 'revoked', revocationTime };
   const reasonWrapper = derChildren(bytes, expect(parts[1], 0xa0, 'revocationReason'), OPERATION);
   const reason = expect(reasonWrapper[0], 0x0a, 'CRLReason');
   const value = bytes[reason.contentStart];
-  if (reason.end - reason.contentStart !== 1 || value === undefined || !CRL_REASONS.has(value)) throw fail('revocationReason is not a CRLReason');
+  if (reason.end - reason.contentStart !== 1 || value === undefined || !CRL_REASONS.has(value)) fail('revocationReason is not a CRLReason');
   return { kind: 'revoked', revocationTime, reason: value as CRLReasons };
 }
 
 function singleResponse(bytes: Uint8Array, element: DerElement): ReadSingleResponse {
   const parts = derChildren(bytes, expect(element, 0x30, 'SingleResponse'), OPERATION);
   const certId = derChildren(bytes, expect(parts[0], 0x30, 'CertID'), OPERATION);
-  if (certId.length !== 4) throw fail('CertID does not have 4 elements');
+  if (certId.length !== 4) fail('CertID does not have 4 elements');
   const algorithm = derChildren(bytes, expect(certId[0], 0x30, 'CertID hashAlgorithm'), OPERATION);
   const oid = expect(algorithm[0], 0x06, 'CertID hash OID');
   const hash = HASHES.find(([, der]) => der.equals(slice(bytes, oid)))?.[0];
-  if (!hash) throw fail('CertID hash algorithm is neither SHA-1 nor SHA-256');
+  if (!hash) fail('CertID hash algorithm is neither SHA-1 nor SHA-256');
   const serial = expect(certId[3], 0x02, 'CertID serialNumber');
   const single: ReadSingleResponse = {
     hash,
@@ -124,21 +124,21 @@ function singleResponse(bytes: Uint8Array, element: DerElement): ReadSingleRespo
 /** Reads a successful OCSPResponse with a BasicOCSPResponse; throws INVALID_ARGUMENT on anything else. */
 export function readOcspResponse(der: Uint8Array): ReadOcspResponse {
   const outer = expect(readDerElement(der, 0, OPERATION), 0x30, 'OCSPResponse');
-  if (outer.end !== der.length) throw fail('trailing octets after the OCSPResponse');
+  if (outer.end !== der.length) fail('trailing octets after the OCSPResponse');
   const top = derChildren(der, outer, OPERATION);
   const status = expect(top[0], 0x0a, 'responseStatus');
-  if (status.end - status.contentStart !== 1 || der[status.contentStart] !== 0) throw fail(`responseStatus is ${der[status.contentStart]}, not successful`);
+  if (status.end - status.contentStart !== 1 || der[status.contentStart] !== 0) fail(`responseStatus is ${der[status.contentStart]}, not successful`);
   const bytesWrapper = derChildren(der, expect(top[1], 0xa0, 'responseBytes'), OPERATION);
   const responseBytes = derChildren(der, expect(bytesWrapper[0], 0x30, 'ResponseBytes'), OPERATION);
-  if (!slice(der, expect(responseBytes[0], 0x06, 'responseType')).equals(OCSP_BASIC_OID_DER)) throw fail('responseType is not id-pkix-ocsp-basic');
+  if (!slice(der, expect(responseBytes[0], 0x06, 'responseType')).equals(OCSP_BASIC_OID_DER)) fail('responseType is not id-pkix-ocsp-basic');
   const octets = expect(responseBytes[1], 0x04, 'response');
   const basicElement = readDerElement(der, octets.contentStart, OPERATION);
-  if (basicElement.end !== octets.end) throw fail('BasicOCSPResponse does not fill its OCTET STRING');
+  if (basicElement.end !== octets.end) fail('BasicOCSPResponse does not fill its OCTET STRING');
   const basic = derChildren(der, expect(basicElement, 0x30, 'BasicOCSPResponse'), OPERATION);
   const responseDataElement = expect(basic[0], 0x30, 'tbsResponseData');
   const signatureAlgorithm = expect(basic[1], 0x30, 'signatureAlgorithm');
   const signatureBits = expect(basic[2], 0x03, 'signature');
-  if (signatureBits.end - signatureBits.contentStart < 2 || der[signatureBits.contentStart] !== 0) throw fail('signature BIT STRING is empty or has unused bits');
+  if (signatureBits.end - signatureBits.contentStart < 2 || der[signatureBits.contentStart] !== 0) fail('signature BIT STRING is empty or has unused bits');
   const certificates = basic[3] ? derChildren(der, expect(derChildren(der, expect(basic[3], 0xa0, 'certs'), OPERATION)[0], 0x30, 'certs SEQUENCE'), OPERATION).map((c) => slice(der, expect(c, 0x30, 'certificate'))) : [];
 
   const data = derChildren(der, responseDataElement, OPERATION);
@@ -146,7 +146,7 @@ export function readOcspResponse(der: Uint8Array): ReadOcspResponse {
   const responderId = data[index++];
   let responderKeyHash: Buffer | undefined;
   if (responderId?.tag === 0xa2) responderKeyHash = content(der, expect(derChildren(der, responderId, OPERATION)[0], 0x04, 'ResponderID byKey'));
-  else if (responderId?.tag !== 0xa1) throw fail('responderID is neither byName nor byKey');
+  else if (responderId?.tag !== 0xa1) fail('responderID is neither byName nor byKey');
   const producedAt = generalizedTime(der, data[index++] ?? fail('producedAt is missing'), 'producedAt');
   const singles = derChildren(der, expect(data[index++], 0x30, 'responses'), OPERATION).map((s) => singleResponse(der, s));
   let nonce: Buffer | undefined;
@@ -162,7 +162,7 @@ export function readOcspResponse(der: Uint8Array): ReadOcspResponse {
     }
     index++;
   }
-  if (index !== data.length) throw fail('ResponseData has unexpected elements');
+  if (index !== data.length) fail('ResponseData has unexpected elements');
   return {
     responseData: slice(der, responseDataElement),
     signatureAlgorithm: slice(der, signatureAlgorithm),

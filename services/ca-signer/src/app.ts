@@ -10,9 +10,9 @@ import { ResilientKeyManager, type HsmMetrics } from './adapters/resilient';
 import type { KeyManager } from './ports/key-manager';
 import { CertificateAuthority } from './domain/certificate-authority';
 import { IssuerRegistry } from './domain/issuer-registry';
-import { RevocationSigner } from './domain/revocation-signing';
 import { CrlSigner } from './domain/crl-signing';
 import { recordMissingCrlPublication } from './domain/crl-publication';
+import { OcspSigner } from './domain/ocsp-signing';
 import { AuditCheckpointSigner } from './domain/audit-checkpoint';
 import { AuditConfirmationGate } from './domain/audit-gate';
 import { caSignerHandlers, type CaSignerDomain } from './grpc/ca-signer-service';
@@ -95,8 +95,8 @@ export async function startCaSigner(config: CaSignerConfig, deps: CaSignerDepend
     pool,
     registry,
     authority: new CertificateAuthority({ pool, registry, keyManager, clock, logger, producer, publication: config.publication, auditGate }),
-    revocation: new RevocationSigner({ pool, registry, keyManager, clock, logger, producer }),
     crls: new CrlSigner({ pool, registry, keyManager, clock, logger, producer }),
+    ocsp: new OcspSigner({ pool, registry, keyManager, clock, logger, producer }),
     checkpoints: new AuditCheckpointSigner({ pool, registry, keyManager, clock, logger, producer }),
   };
   const issuers = registry.all();

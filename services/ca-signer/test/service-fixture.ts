@@ -56,6 +56,7 @@ export async function startCaSignerFixture(
       GetIssuers: ['*'],
       SignCrl: [identities.crl.identity],
       SignOcspResponses: [identities.ocsp.identity],
+      SignLiveOcspResponses: [identities.ocsp.identity],
       SignAuditCheckpoint: [identities.audit.identity],
       ListIssuances: [identities.ra.identity],
     },
