@@ -141,6 +141,26 @@ export function readOcspResponse(der: Uint8Array): ReadOcspResponse {
   if (signatureBits.end - signatureBits.contentStart < 2 || der[signatureBits.contentStart] !== 0) fail('signature BIT STRING is empty or has unused bits');
   const certificates = basic[3] ? derChildren(der, expect(derChildren(der, expect(basic[3], 0xa0, 'certs'), OPERATION)[0], 0x30, 'certs SEQUENCE'), OPERATION).map((c) => slice(der, expect(c, 0x30, 'certificate'))) : [];
 
+  const data = readResponseDataElement(der, responseDataElement);
+  return {
+    responseData: slice(der, responseDataElement),
+    signatureAlgorithm: slice(der, signatureAlgorithm),
+    signature: Buffer.from(der.subarray(signatureBits.contentStart + 1, signatureBits.end)),
+    certificates,
+    ...data,
+  };
+}
+
+export type ReadResponseData = Pick<ReadOcspResponse, 'responderKeyHash' | 'producedAt' | 'singles' | 'nonce' | 'extendedRevoke'>;
+
+/** Reads a ResponseData (DER, as signed) on its own: the responder keeps these and reads statuses from them. */
+export function readResponseData(der: Uint8Array): ReadResponseData {
+  const element = readDerElement(der, 0, OPERATION);
+  if (element.end !== der.length) fail('trailing octets after the ResponseData');
+  return readResponseDataElement(der, expect(element, 0x30, 'ResponseData'));
+}
+
+function readResponseDataElement(der: Uint8Array, responseDataElement: DerElement): ReadResponseData {
   const data = derChildren(der, responseDataElement, OPERATION);
   let index = data[0]?.tag === 0xa0 ? 1 : 0;
   const responderId = data[index++];
@@ -163,15 +183,5 @@ export function readOcspResponse(der: Uint8Array): ReadOcspResponse {
     index++;
   }
   if (index !== data.length) fail('ResponseData has unexpected elements');
-  return {
-    responseData: slice(der, responseDataElement),
-    signatureAlgorithm: slice(der, signatureAlgorithm),
-    signature: Buffer.from(der.subarray(signatureBits.contentStart + 1, signatureBits.end)),
-    certificates,
-    ...(responderKeyHash ? { responderKeyHash } : {}),
-    producedAt,
-    singles,
-    ...(nonce ? { nonce } : {}),
-    extendedRevoke,
-  };
+  return { ...(responderKeyHash ? { responderKeyHash } : {}), producedAt, singles, ...(nonce ? { nonce } : {}), extendedRevoke };
 }
