@@ -3,7 +3,6 @@ import { Counter, Gauge, Histogram } from 'prom-client';
 import { PkiError, ServiceRuntime, systemClock, type Clock, type Logger } from '@pki/kit';
 import { checkDatabase, createPool, migrate, type Pool } from '@pki/db';
 import { createEventTransport, createKafkaClient, databaseUrl, inboxMigration, outboxMigration, type EventTransport } from '@pki/outbox';
-import { Topics } from '@pki/proto';
 import type { OcspConfig } from './config';
 import { StatusStore } from './adapters/postgres/status-store';
 import { GrpcOcspSigner } from './adapters/grpc/ca-signer-client';
@@ -266,8 +265,8 @@ async function startStatusConsumer(config: OcspConfig, runtime: ServiceRuntime, 
       try {
         const transport = await createEventTransport(transportConfig, { logger });
         holder.transport = transport;
-        await transport.ensureTopics([Topics.certificateStatus]);
-        await transport.subscriber.subscribe({ topic: Topics.certificateStatus, group: config.events.group, handler });
+        await transport.ensureTopics([config.events.topic]);
+        await transport.subscriber.subscribe({ topic: config.events.topic, group: config.events.group, handler });
         health.up('events');
         return;
       } catch (err) {

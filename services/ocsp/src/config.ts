@@ -31,6 +31,8 @@ export const ocspConfigSchema = baseServiceConfig.extend({
     transport: eventTransportConfig,
     /** The consumer group of every pod: status events are applied once, to the shared store. */
     group: z.string().min(1).default('ocsp'),
+    /** Where ra publishes status changes (CertificateStatusChanged). */
+    topic: z.string().regex(/^[a-zA-Z0-9._-]{1,249}$/).default('pki.certificate-status.v1'),
   }),
   responses: z
     .strictObject({

@@ -181,7 +181,11 @@ export class ResponseUpdater {
         postponed.push(state.serialHex);
         continue;
       }
-      wanted.push({ state, times: responseTimes(state.serialHex, now, this.#deps.settings, issuer.responderCertificate.notAfter) });
+      const times = responseTimes(state.serialHex, now, this.#deps.settings, issuer.responderCertificate.notAfter);
+      // Due again when the expired-certificate policy ends, if that comes first: then it is dropped.
+      const retentionEnds = state.notAfter.getTime() + this.#deps.settings.expiredRetentionDays * 86_400_000 + 1000;
+      if (retentionEnds < times.refreshAt.getTime()) times.refreshAt = new Date(retentionEnds);
+      wanted.push({ state, times });
     }
     if (postponed.length > 0) {
       const until = new Date(now.getTime() + POSTPONE_MS);
