@@ -11,7 +11,7 @@ import { createPool, withTransaction } from '@pki/db';
 import { appendEvent, createEventTransport, migrateServiceSchema, OutboxRelay, type EventTransport } from '@pki/outbox';
 import { caSignerV1, eventsV1 } from '@pki/proto';
 import { toPem } from '@pki/x509';
-import { createDelegatedSigner, createIssuing, DEVELOPMENT_ATTENDANCE, openCeremony } from '@pki/ca-signer';
+import { createDelegatedSigner, createIssuing, DEVELOPMENT_ATTENDANCE, openCeremony, startCaSigner } from '@pki/ca-signer';
 import { startCaSignerFixture, type CaSignerFixture } from '../../ca-signer/test/service-fixture';
 import { ocspConfigSchema, type OcspConfig } from '../src/config';
 import { startOcsp, type RunningOcsp } from '../src/app';
@@ -61,6 +61,9 @@ export interface OcspFixture {
   issue(generation: Generation, options?: { notAfter?: Date }): Promise<IssuedCertificate>;
   /** Commits a CertificateStatusChanged in the outbox (producer `ra`), as ra does; returns when committed. */
   publish(certificate: IssuedCertificate, change: StatusChange): Promise<Date>;
+  /** Stops ca-signer (in this process) and starts it again on the same port. */
+  stopSigner(): Promise<void>;
+  startSigner(): Promise<void>;
   /** Stops the responder (the signer, store and broker stay). */
   stopOcsp(): Promise<void>;
   /** Starts a responder again on the same store, config changes applied. */
@@ -70,6 +73,8 @@ export interface OcspFixture {
 
 export interface OcspFixtureOptions {
   transport?: { type: 'kafka'; brokers: string[] } | { type: 'postgres' };
+  /** The responder's own database (a server a test can stop); default the signer's. */
+  ocspDatabaseUrl?: string;
   /** Changes to the ocsp config (raw, before parsing). */
   configure?: (config: Record<string, unknown>) => void;
   logger?: Logger;
@@ -117,7 +122,7 @@ export async function startOcspFixture(options: OcspFixtureOptions = {}): Promis
   const rawConfig: Record<string, unknown> = {
     log: { level: process.env.TEST_LOG_LEVEL ?? 'silent' },
     ops: { host: '127.0.0.1', port: 0 },
-    database: { url: signer.databaseUrl, schema: 'ocsp', maxConnections: 8 },
+    database: { url: options.ocspDatabaseUrl ?? signer.databaseUrl, schema: 'ocsp', maxConnections: 8, statementTimeoutMs: 5_000 },
     http: { host: '127.0.0.1', port: 0, threads: 2 },
     tls: { caFile: signer.identities.ocsp.caFile, certFile: signer.identities.ocsp.certFile, keyFile: signer.identities.ocsp.keyFile },
     caSigner: { address: signer.signer.grpcAddress, serverIdentity: signer.identities['ca-signer'].identity, deadlineMs: 10_000 },
@@ -201,6 +206,13 @@ export async function startOcspFixture(options: OcspFixtureOptions = {}): Promis
       });
       await withTransaction(raPool, (tx) => appendEvent(tx, { producer: 'ra', topic, key: certificate.serialHex, payload: toBinary(eventsV1.CertificateStatusChangedSchema, event) }));
       return changedAt;
+    },
+    async stopSigner() {
+      await signer.signer.runtime.stop();
+    },
+    async startSigner() {
+      const port = Number(signer.signer.grpcAddress.split(':').pop());
+      signer.signer = await startCaSigner({ ...signer.config, grpc: { ...signer.config.grpc, port } }, { logger: silent() });
     },
     async stopOcsp() {
       await ocsp.runtime.stop();
