@@ -48,11 +48,13 @@ export const ocspConfigSchema = baseServiceConfig.extend({
       batchSize: z.number().int().min(1).max(500).default(200),
       /** Ceiling on scheduled signing (refreshes, first signing); status changes are signed at once regardless. */
       maxSignaturesPerSecond: z.number().int().min(1).default(1_000),
+      /** Batches this pod has signed at once (claimed with SKIP LOCKED, so pods and loops never sign a row twice). */
+      concurrentBatches: z.number().int().min(1).max(16).default(2),
       /** Expired certificates keep their answers this long after notAfter, then get `unauthorized`. */
       expiredRetentionDays: z.number().int().min(0).default(365),
     })
     .refine((r) => r.refreshAt + r.jitter < 0.95, { message: 'refreshAt + jitter must stay below 0.95 of the validity', path: ['refreshAt'] })
-    .default({ certIdHashes: ['SHA1', 'SHA256'], validitySeconds: 86_400, refreshAt: 0.5, jitter: 0.1, batchSize: 200, maxSignaturesPerSecond: 1_000, expiredRetentionDays: 365 }),
+    .default({ certIdHashes: ['SHA1', 'SHA256'], validitySeconds: 86_400, refreshAt: 0.5, jitter: 0.1, batchSize: 200, maxSignaturesPerSecond: 1_000, concurrentBatches: 2, expiredRetentionDays: 365 }),
   policy: z
     .strictObject({
       /**

@@ -26,7 +26,8 @@ export interface ResponsePolicy {
 /** What an OCSP answer says for a certificate in this state (RFC 6960 §2.2). */
 export function singleStatusOf(state: Pick<CertificateState, 'status' | 'revocationTime' | 'reason'>): OcspSingleResponseSpec['status'] {
   if (state.status === 'VALID') return { kind: 'good' };
-  const revocationTime = state.revocationTime ?? new Date(0);
+  // GeneralizedTime in OCSP has whole seconds (RFC 5280 §4.1.2.5.2).
+  const revocationTime = wholeSecond(state.revocationTime ?? new Date(0));
   // Suspension (停用) is revocation with reason certificateHold until it is lifted (RFC 5280 §5.3.1).
   if (state.status === 'SUSPENDED') return { kind: 'revoked', revocationTime, reason: CRLReasons.certificateHold };
   return { kind: 'revoked', revocationTime, ...(state.reason !== 0 ? { reason: state.reason as CRLReasons } : {}) };

@@ -1,20 +1,20 @@
-/** A sleep that `wake()` (new work, or shutdown) ends early; for background loops. */
+/** Sleeps that `wake()` (new work, or shutdown) ends early, for every sleeper at once; for background loops. */
 export class Pause {
-  #wake: (() => void) | undefined;
+  readonly #sleepers = new Set<() => void>();
 
   sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const finish = () => {
         clearTimeout(timer);
-        this.#wake = undefined;
+        this.#sleepers.delete(finish);
         resolve();
       };
       const timer = setTimeout(finish, ms);
-      this.#wake = finish;
+      this.#sleepers.add(finish);
     });
   }
 
   wake(): void {
-    this.#wake?.();
+    for (const finish of [...this.#sleepers]) finish();
   }
 }

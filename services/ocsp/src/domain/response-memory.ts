@@ -36,7 +36,7 @@ export class ResponseMemory {
   markPending(state: CertificateState): void {
     const serial = Buffer.from(state.serialHex, 'hex');
     const resident = Math.max(this.writer.residentSeq(serial, 0) ?? -1, this.writer.residentSeq(serial, 1) ?? -1);
-    if (resident >= state.statusSeq) return;
+    if (resident >= versionOf(state)) return;
     this.writer.setKnown(serial, true);
     this.#pending.set(state.serialHex, state);
     this.writer.setStale(serial, true);
@@ -58,10 +58,10 @@ export class ResponseMemory {
    * does not answer for exactly that certificate. Returns false when memory is full (the
    * response stays in PostgreSQL and is read from there).
    */
-  put(state: Pick<CertificateState, 'serialHex' | 'issuerKeyId' | 'statusSeq'>, responseDer: Uint8Array, hash: CertIdHash): boolean {
+  put(state: Pick<CertificateState, 'serialHex' | 'issuerKeyId' | 'statusSeq' | 'changedAt'>, responseDer: Uint8Array, hash: CertIdHash): boolean {
     const serial = Buffer.from(state.serialHex, 'hex');
     const existing = this.writer.residentSeq(serial, HASH_INDEX[hash]);
-    if (existing !== undefined && existing > state.statusSeq) return true;
+    if (existing !== undefined && existing > versionOf(state)) return true;
     const issuer = this.directory.issuer(state.issuerKeyId);
     if (!issuer) throw new PkiError('FAILED_PRECONDITION', `file OCSP response: issuer ${state.issuerKeyId} is not in the directory`);
     const read = readOcspResponse(responseDer);
@@ -90,12 +90,12 @@ export class ResponseMemory {
       status: STATUS_CODE[single!.status.kind],
       producedAt: Math.floor(read.producedAt.getTime() / 1000),
       nextUpdate: Math.floor(single!.nextUpdate.getTime() / 1000),
-      statusSeq: state.statusSeq,
+      statusSeq: versionOf(state),
       responseData: read.responseData,
       signature: read.signature,
     });
     const pending = this.#pending.get(state.serialHex);
-    if (pending && pending.statusSeq <= state.statusSeq) {
+    if (pending && versionOf(pending) <= versionOf(state)) {
       this.#pending.delete(state.serialHex);
       this.writer.setStale(serial, false);
     }
@@ -125,4 +125,13 @@ export class ResponseMemory {
     }
     return undefined;
   }
+}
+
+/**
+ * The order of two statuses of one certificate in memory: the time ra committed the change. The
+ * store orders by the producer's sequence within a producer and by this time across producers (a
+ * new ra deployment); memory only ever compares statuses of one certificate, seconds apart at least.
+ */
+function versionOf(state: Pick<CertificateState, 'changedAt'>): number {
+  return state.changedAt.getTime();
 }

@@ -13,6 +13,8 @@ export interface UpdaterSettings extends ResponsePolicy {
   certIdHashes: CertIdHash[];
   batchSize: number;
   maxSignaturesPerSecond: number;
+  /** Scheduled batches signed at once (each loop claims its own rows). */
+  concurrentBatches?: number;
 }
 
 export interface UpdaterDeps {
@@ -61,7 +63,9 @@ export class ResponseUpdater {
   }
 
   start(): void {
-    this.#loop ??= this.#run();
+    // Each loop claims its own rows (SKIP LOCKED); the rate bound is shared among them.
+    const loops = this.#deps.settings.concurrentBatches ?? 1;
+    this.#loop ??= Promise.all(Array.from({ length: loops }, () => this.#run(loops))).then(() => undefined);
   }
 
   async stop(): Promise<void> {
@@ -124,7 +128,7 @@ export class ResponseUpdater {
     }
   }
 
-  async #run(): Promise<void> {
+  async #run(loops: number): Promise<void> {
     let failures = 0;
     while (!this.#stopping) {
       const started = this.#deps.clock.now().getTime();
@@ -152,7 +156,7 @@ export class ResponseUpdater {
         continue;
       }
       // The rate bound: a batch of n signatures takes at least n / rate seconds.
-      const minimumMs = (signatures / this.#deps.settings.maxSignaturesPerSecond) * 1000;
+      const minimumMs = ((signatures * loops) / this.#deps.settings.maxSignaturesPerSecond) * 1000;
       const elapsed = this.#deps.clock.now().getTime() - started;
       if (elapsed < minimumMs) await this.#pause(minimumMs - elapsed);
     }
@@ -205,6 +209,12 @@ export class ResponseUpdater {
       this.#deps.health.up('ca-signer');
     } catch (err) {
       if (err instanceof PkiError && (err.code === 'UNAVAILABLE' || err.code === 'DEADLINE_EXCEEDED')) this.#deps.health.down('ca-signer', err.message);
+      if (tx && err instanceof PkiError && (err.code === 'INVALID_ARGUMENT' || err.code === 'FAILED_PRECONDITION' || err.code === 'NOT_FOUND')) {
+        // A batch the signer refuses must not block every row behind it: these wait, the rest go on.
+        this.#deps.logger.error({ err, serials: wanted.length }, 'ocsp updater: ca-signer refused a batch; its certificates are postponed');
+        await tx.query(`UPDATE certificates SET refresh_at = $2 WHERE serial_hex = ANY($1::text[])`, [wanted.map((w) => w.state.serialHex), new Date(now.getTime() + POSTPONE_MS)]);
+        return { results: [], signatures: 0 };
+      }
       throw err;
     }
     const results = wanted.map(({ state, times }, index) => {
