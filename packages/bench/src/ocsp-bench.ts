@@ -47,8 +47,13 @@ const REVOCATIONS = Number(process.env.BENCH_OCSP_REVOCATIONS ?? 200);
 const CONNECTIONS = Number(process.env.BENCH_OCSP_CONNECTIONS ?? 64);
 const THREADS = os.availableParallelism();
 const REVOKED_SHARE = 0.1;
-/** The delegated responder's key: rsa-2048 (default, what relying parties expect) or p-256. */
-const RESPONDER_KEY = process.env.BENCH_OCSP_RESPONDER_KEY === 'p-256' ? 'p-256' : 'rsa-2048';
+/**
+ * Two CA generations sharing one DN, as in production: G1 holds the population, with a P-256
+ * responder key (pre-signing a million responses through SoftHSM takes minutes, not an hour, on a
+ * shared 2-core machine); G2 answers the live nonce requests with an RSA-2048 responder key, the
+ * key relying parties most expect, measured against PKCS#11 alone with that same key.
+ */
+const LIVE_POPULATION = 10_000;
 const runFile = promisify(execFile);
 
 interface Population {
@@ -206,15 +211,20 @@ async function main(): Promise<void> {
     console.log('setting up the CA in SoftHSM...');
     const ceremony = await openCeremony(parseConfig(caSignerConfigSchema, signerConfig), { pin: token.pin, attendance: DEVELOPMENT_ATTENDANCE });
     let issuer: { keyId: string; certificateDer: Buffer };
-    let responderHsmKey: string;
+    let liveIssuer: { keyId: string; certificateDer: Buffer };
+    let liveResponderHsmKey: string;
     try {
       const rootCa = await createRoot(ceremony.context, { generation: 'BENCH-ROOT', keySpec: { type: 'RSA', bits: 2048 }, subject: DEV_ROOT_CA_SUBJECT, validityYears: 30 });
-      const issuing = await createIssuing(ceremony.context, { generation: 'BENCH-G1', keySpec: { type: 'RSA', bits: 2048 }, certification: { by: 'root', rootKeyId: rootCa.keyId, validityYears: 20 } });
-      if (issuing.by !== 'root') throw new Error('unexpected CSR result');
-      issuer = { keyId: issuing.keyId, certificateDer: issuing.certificateDer };
-      const keySpec = RESPONDER_KEY === 'p-256' ? ({ type: 'EC', curve: 'P-256' } as const) : ({ type: 'RSA', bits: 2048 } as const);
-      responderHsmKey = (await createDelegatedSigner(ceremony.context, { issuerKeyId: issuing.keyId, purpose: 'OCSP_RESPONDER', keySpec })).hsmKeyId;
-      await ceremony.context.pool.query(`UPDATE issuers SET active = (key_id = $1) WHERE role = 'ISSUING'`, [issuing.keyId]);
+      const generation = async (name: string) => {
+        const issuing = await createIssuing(ceremony.context, { generation: name, keySpec: { type: 'RSA', bits: 2048 }, certification: { by: 'root', rootKeyId: rootCa.keyId, validityYears: 20 } });
+        if (issuing.by !== 'root') throw new Error('unexpected CSR result');
+        return { keyId: issuing.keyId, certificateDer: issuing.certificateDer };
+      };
+      issuer = await generation('BENCH-G1');
+      await createDelegatedSigner(ceremony.context, { issuerKeyId: issuer.keyId, purpose: 'OCSP_RESPONDER', keySpec: { type: 'EC', curve: 'P-256' } });
+      liveIssuer = await generation('BENCH-G2');
+      liveResponderHsmKey = (await createDelegatedSigner(ceremony.context, { issuerKeyId: liveIssuer.keyId, purpose: 'OCSP_RESPONDER', keySpec: { type: 'RSA', bits: 2048 } })).hsmKeyId;
+      await ceremony.context.pool.query(`UPDATE issuers SET active = (key_id = $1) WHERE role = 'ISSUING'`, [issuer.keyId]);
     } finally {
       await ceremony.close();
     }
@@ -225,6 +235,7 @@ async function main(): Promise<void> {
     children.push(signer);
     await ready(`http://127.0.0.1:${signerConfig.ops.port}`);
     const issuerCert = parseCertificate(issuer.certificateDer, 'bench');
+    const liveIssuerCert = parseCertificate(liveIssuer.certificateDer, 'bench');
 
     // --- the population, in the responder's store as its status consumer writes it ------------------
     // Written as producer `ra-seed` (an earlier ra deployment): the revocations measured below come
@@ -247,6 +258,14 @@ async function main(): Promise<void> {
       );
     }
 
+    // G2's certificates, answered live (all good).
+    const liveSerials = Array.from({ length: LIVE_POPULATION }, randomSerial);
+    await ocspPool.query(
+      `INSERT INTO certificates (serial_hex, issuer_key_id, status, reason, not_after, status_producer, status_seq, changed_at, refresh_at)
+       SELECT s, $2, 'VALID', 0, $3, 'ra-seed', $4 + n, date_trunc('second', now()), now() FROM unnest($1::text[]) WITH ORDINALITY AS t(s, n)`,
+      [liveSerials.map((s) => s.toString('hex')), liveIssuer.keyId, notAfter, POPULATION],
+    );
+
     // --- the responder, pre-signing the population with its own updater ------------------------------
     const ocspHttpPort = await freePort();
     const ocspOpsPort = await freePort();
@@ -260,13 +279,13 @@ async function main(): Promise<void> {
       caSigner: { address: `127.0.0.1:${signerGrpcPort}`, serverIdentity: ids['ca-signer'].identity, deadlineMs: 60_000 },
       events: { transport: { type: 'kafka', brokers: kafka.brokers, clientId: 'ocsp-bench' }, group: 'ocsp', topic },
       responses: { certIdHashes: ['SHA1'], batchSize: 500, concurrentBatches: 3, maxSignaturesPerSecond: 1_000_000 },
-      memory: { maxCertificates: Math.ceil(POPULATION * 1.2) + 10_000, maxResponseBytes: memoryBytes },
+      memory: { maxCertificates: Math.ceil(POPULATION * 1.2) + 2 * LIVE_POPULATION, maxResponseBytes: memoryBytes },
       live: { maxInFlight: 1_024, batchSize: 64, concurrentBatches: 4, timeoutMs: 5_000 },
     });
     const ocspConfigFile = path.join(runDir, 'ocsp.json');
-    const fullMemory = Math.max(64 << 20, POPULATION * 640);
+    const fullMemory = Math.max(64 << 20, POPULATION * 400);
     writeFileSync(ocspConfigFile, JSON.stringify(ocspConfig(fullMemory)));
-    console.log(`pre-signing the population through ca-signer (SoftHSM, ${RESPONDER_KEY} responder key)...`);
+    console.log('pre-signing the population through ca-signer (SoftHSM; G1 responder key P-256, G2 RSA-2048)...');
     const signingStarted = Date.now();
     let ocsp = startProcess(root, [path.join(root, 'services', 'ocsp', 'dist', 'main.js'), ocspConfigFile], path.join(runDir, 'ocsp.log'));
     children.push(ocsp);
@@ -286,9 +305,9 @@ async function main(): Promise<void> {
       6 * 3600_000,
     );
     const signingSeconds = (Date.now() - signingStarted) / 1000;
-    results.preSigning = { responses: POPULATION, seconds: Math.round(signingSeconds), perSecond: Math.round(POPULATION / signingSeconds), how: "statuses written into the store as the consumer does; the responder's updater signed every response through SignOcspResponses (batches of 500, 3 in flight) in ca-signer with SoftHSM" };
-    console.log(`  pre-signed ${POPULATION.toLocaleString('en')} responses in ${Math.round(signingSeconds)} s (${Math.round(POPULATION / signingSeconds)}/s)`);
-    await waitFor('all responses resident', async () => (await metric(opsUrl, 'ocsp_memory_responses')) >= POPULATION, 120_000);
+    results.preSigning = { responses: POPULATION + LIVE_POPULATION, seconds: Math.round(signingSeconds), perSecond: Math.round((POPULATION + LIVE_POPULATION) / signingSeconds), how: "statuses written into the store as the consumer does; the responder's updater signed every response through SignOcspResponses (batches of 500, 3 in flight) in ca-signer with SoftHSM" };
+    console.log(`  pre-signed ${(POPULATION + LIVE_POPULATION).toLocaleString('en')} responses in ${Math.round(signingSeconds)} s (${Math.round((POPULATION + LIVE_POPULATION) / signingSeconds)}/s)`);
+    await waitFor('all responses resident', async () => (await metric(opsUrl, 'ocsp_memory_responses')) >= POPULATION + LIVE_POPULATION, 120_000);
 
     // --- request sets ------------------------------------------------------------------------------
     const script = path.join(runDir, 'paths.lua');
@@ -302,7 +321,8 @@ async function main(): Promise<void> {
       return file;
     };
     const uniformFile = writePaths('uniform.txt', uniform.map((i) => getPath(ocspRequest(ours, population.serials[i]!))));
-    const nonceFile = writePaths('nonce.txt', sample(20_000).map((i) => getPath(ocspRequest(ours, population.serials[i]!, true))));
+    const g2 = { subjectDer: liveIssuerCert.subjectDer, subjectPublicKeyInfo: liveIssuerCert.subjectPublicKeyInfo };
+    const nonceFile = writePaths('nonce.txt', Array.from({ length: 20_000 }, () => getPath(ocspRequest(g2, liveSerials[randomInt(LIVE_POPULATION)]!, true))));
     const zipf = zipfSampler(POPULATION);
     const zipfFile = writePaths('zipf.txt', Array.from({ length: 100_000 }, () => getPath(ocspRequest(ours, population.serials[zipf()]!))));
 
@@ -317,7 +337,8 @@ async function main(): Promise<void> {
     console.log('starting openssl ocsp -index on the same population...');
     const o = (name: string) => path.join(runDir, name);
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', o('ossl-ca.key'), '-out', o('ossl-ca.pem'), '-days', '3650', '-subj', '/C=TW/O=Bench/CN=openssl CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], { stdio: 'ignore' });
-    const osslKey = RESPONDER_KEY === 'p-256' ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'] : ['-newkey', 'rsa:2048'];
+    // The same key type as G1's responder, whose population openssl serves alongside.
+    const osslKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'];
     execFileSync('openssl', ['req', '-new', ...osslKey, '-nodes', '-keyout', o('ossl-resp.key'), '-out', o('ossl-resp.csr'), '-subj', '/C=TW/O=Bench/CN=openssl responder'], { stdio: 'ignore' });
     writeFileSync(o('ossl-resp.ext'), 'extendedKeyUsage=OCSPSigning\nkeyUsage=critical,digitalSignature\n');
     execFileSync('openssl', ['x509', '-req', '-in', o('ossl-resp.csr'), '-CA', o('ossl-ca.pem'), '-CAkey', o('ossl-ca.key'), '-set_serial', '1', '-days', '365', '-extfile', o('ossl-resp.ext'), '-out', o('ossl-resp.pem')], { stdio: 'ignore' });
@@ -373,12 +394,12 @@ async function main(): Promise<void> {
     const liveShed = await metric(opsUrl, 'ocsp_shed_live_total');
     console.log(`  live nonce answers                   ${fmt(live)} (${Math.round(liveSigned / SECONDS)} signed/s by the metric; ${liveShed} shed in total)`);
     const pkcs11 = JSON.parse(
-      execFileSync(process.execPath, [path.join(__dirname, 'pkcs11-alone.js'), JSON.stringify({ modulePath: token.modulePath, softhsmConfigFile: token.configPath, tokenLabel: token.label, pinFile, keyId: responderHsmKey, algorithm: RESPONDER_KEY === 'p-256' ? 'ECDSA-SHA256' : 'RSA-SHA256', seconds: SECONDS, sessions: 2 * THREADS, inFlight: 8 * THREADS })], {
+      execFileSync(process.execPath, [path.join(__dirname, 'pkcs11-alone.js'), JSON.stringify({ modulePath: token.modulePath, softhsmConfigFile: token.configPath, tokenLabel: token.label, pinFile, keyId: liveResponderHsmKey, algorithm: 'RSA-SHA256', seconds: SECONDS, sessions: 2 * THREADS, inFlight: 8 * THREADS })], {
         encoding: 'utf8',
         env: { ...process.env, UV_THREADPOOL_SIZE: String(THREADS) },
       }).trim().split('\n').pop()!,
     ) as { perSecond: number; cpuPerSignatureUs: number };
-    console.log(`  PKCS#11 alone, same key              ${Math.round(pkcs11.perSecond).toLocaleString('en')}/s`);
+    console.log(`  PKCS#11 alone, same key (RSA-2048)   ${Math.round(pkcs11.perSecond).toLocaleString('en')}/s`);
 
     // --- latency: a revocation committed in ra's outbox to the changed answer, through Kafka -------
     console.log(`latency from a revocation committed in ra to the changed answer (${REVOCATIONS} revocations, through Kafka)...`);
@@ -448,7 +469,7 @@ async function main(): Promise<void> {
     console.log(`  memory for 10% of the responses, uniform ${fmt(uniformTenPercent)}`);
 
     // --- memory per responder with MEMORY_RESPONSES responses -------------------------------------
-    const { rows } = await ocspPool.query(`SELECT response_sha1 FROM certificates WHERE response_sha1 IS NOT NULL LIMIT 1000`);
+    const { rows } = await ocspPool.query(`SELECT response_sha1 FROM certificates WHERE response_sha1 IS NOT NULL AND issuer_key_id = $1 LIMIT 1000`, [issuer.keyId]);
     const samples = Buffer.concat(
       rows.flatMap((r) => {
         const read = readOcspResponse(r.response_sha1);

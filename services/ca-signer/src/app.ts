@@ -18,6 +18,8 @@ import { AuditConfirmationGate } from './domain/audit-gate';
 import { caSignerHandlers, type CaSignerDomain } from './grpc/ca-signer-service';
 
 export const MIGRATIONS_DIRECTORY = path.join(__dirname, '..', 'migrations');
+/** How often the signer re-reads its generations and delegated signers from its database. */
+export const REGISTRY_RELOAD_MS = 60_000;
 
 export interface CaSignerDependencies {
   clock?: Clock;
@@ -91,6 +93,10 @@ export async function startCaSigner(config: CaSignerConfig, deps: CaSignerDepend
   if (!auditGate) logger.warn('auditConfirmation.required is false: issuance does not stop when the audit log falls behind');
   const registry = new IssuerRegistry(pool);
   await registry.load();
+  // A key ceremony on the running system (a renewed OCSP responder, a new generation) takes
+  // effect without a restart: the next signatures use what the ceremony recorded.
+  const reload = setInterval(() => void registry.load().catch((err: unknown) => logger.warn({ err }, 'reloading the CA generations and delegated signers failed')), REGISTRY_RELOAD_MS);
+  lifecycle.onDrain({ name: 'issuer registry reload', stop: async () => clearInterval(reload) });
   const domain: CaSignerDomain = {
     pool,
     registry,

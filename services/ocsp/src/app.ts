@@ -199,6 +199,9 @@ async function wire(config: OcspConfig, runtime: ServiceRuntime, clock: Clock, d
   })();
   void initialLoad;
   const maintenance = setInterval(() => writer.maintain(), 250);
+  // Renewed responder certificates and new generations, as ca-signer reports them.
+  const issuerRefresh = setInterval(() => void refreshIssuers().catch((err: unknown) => health.down('ca-signer', (err as Error).message)), 5 * 60_000);
+  lifecycle.onDrain({ name: 'issuer refresh', stop: async () => clearInterval(issuerRefresh) });
   lifecycle.onDrain({ name: 'memory maintenance', stop: async () => clearInterval(maintenance) });
   lifecycle.onDrain({ name: 'ocsp updater', stop: () => updater.stop() });
   lifecycle.onDrain({ name: 'ocsp change follower', stop: () => follower.stop() });
