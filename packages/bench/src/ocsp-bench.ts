@@ -166,9 +166,17 @@ async function wrk(base: string, pathsFile: string, scriptFile: string, options:
 
 const fmt = (r: WrkResult) => `${Math.round(r.perSecond).toLocaleString('en')}/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms${r.non2xx ? `  non-2xx ${r.non2xx}` : ''}${r.socketErrors !== 'none' ? `  socket errors ${r.socketErrors}` : ''}`;
 
-async function metric(opsUrl: string, name: string): Promise<number> {
+/** A metric of the responder, summed over the series whose labels include `label` (e.g. `kind="in_use"`). */
+async function metric(opsUrl: string, name: string, label = ''): Promise<number> {
   const text = await (await fetch(`${opsUrl}/metrics`)).text();
-  return Number(new RegExp(`^${name}(?:\\{[^}]*\\})? ([\\d.e+]+)$`, 'm').exec(text)?.[1] ?? NaN);
+  let sum = 0;
+  let found = false;
+  for (const line of text.split('\n')) {
+    if (!(line.startsWith(`${name}{`) || line.startsWith(`${name} `)) || !line.includes(label)) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    found = true;
+  }
+  return found ? sum : NaN;
 }
 
 function uptime(): string {
@@ -451,7 +459,7 @@ async function main(): Promise<void> {
     console.log(`  revocation to changed answer: p50 ${revocation.p50Ms} ms, p99 ${revocation.p99Ms} ms, max ${revocation.maxMs} ms`);
 
     // --- memory holding 10% of the responses, Zipf access -------------------------------------------
-    const residentBytes = await metric(opsUrl, 'ocsp_memory_bytes\\{kind="in_use"');
+    const residentBytes = await metric(opsUrl, 'ocsp_memory_bytes', 'kind="in_use"');
     const rssFull = Number(execFileSync('ps', ['-o', 'rss=', '-p', String(ocsp.pid)], { encoding: 'utf8' }).trim()) * 1024;
     await stopProcess(ocsp);
     writeFileSync(ocspConfigFile, JSON.stringify(ocspConfig(Math.max(1 << 20, Math.round(residentBytes * 0.1)))));
@@ -463,7 +471,7 @@ async function main(): Promise<void> {
     const zipfResult = await wrk(`http://127.0.0.1:${ocspHttpPort}`, zipfFile, script);
     const hits = (await metric(opsUrl, 'ocsp_memory_hits_total')) - hitsBefore;
     const misses = (await metric(opsUrl, 'ocsp_memory_misses_total')) - missesBefore;
-    const tryLater = await metric(opsUrl, 'ocsp_answers_total\\{status="tryLater"');
+    const tryLater = await metric(opsUrl, 'ocsp_answers_total', 'status="tryLater"');
     console.log(`  memory for 10% of the responses, Zipf   ${fmt(zipfResult)}  hit ratio ${(hits / Math.max(1, hits + misses)).toFixed(3)}  tryLater so far ${tryLater}`);
     const uniformTenPercent = await wrk(`http://127.0.0.1:${ocspHttpPort}`, uniformFile, script);
     console.log(`  memory for 10% of the responses, uniform ${fmt(uniformTenPercent)}`);
