@@ -133,7 +133,7 @@ const OVERSIZED = 200;
 class PipelinedConnection {
   readonly #socket: net.Socket;
   readonly #waiting: Array<{ resolve: (a: Answer) => void; reject: (e: Error) => void }> = [];
-  #buffer = Buffer.alloc(0);
+  #buffer: Buffer = Buffer.alloc(0);
 
   constructor(port: number, host: string) {
     this.#socket = net.connect(port, host);

@@ -11,7 +11,7 @@ import { createPool, withTransaction } from '@pki/db';
 import { appendEvent, createEventTransport, migrateServiceSchema, OutboxRelay, type EventTransport } from '@pki/outbox';
 import { caSignerV1, eventsV1 } from '@pki/proto';
 import { toPem } from '@pki/x509';
-import { createDelegatedSigner, createIssuing, DEVELOPMENT_ATTENDANCE, openCeremony, startCaSigner } from '@pki/ca-signer';
+import { startCaSigner } from '@pki/ca-signer';
 import { startCaSignerFixture, type CaSignerFixture } from '../../ca-signer/test/service-fixture';
 import { ocspConfigSchema, type OcspConfig } from '../src/config';
 import { startOcsp, type RunningOcsp } from '../src/app';

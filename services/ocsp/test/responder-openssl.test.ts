@@ -180,7 +180,7 @@ it('policy revoked: a never-issued serial is revoked (certificateHold, 1970-01-0
   for (const combo of COMBOS) {
     const { text, der } = await ask(f.generations[1], { serial }, combo);
     expect(text).toContain('Response verify OK');
-    expect(text).toMatch(/: revoked[\s\S]*Reason: certificateHold[\s\S]*Revocation Time: Jan  1 00:00:00 1970 GMT/);
+    expect(text).toMatch(/: revoked[\s\S]*Reason: certificateHold[\s\S]*Revocation Time: Jan {2}1 00:00:00 1970 GMT/);
     const read = readOcspResponse(der);
     expect(read.extendedRevoke).toBe(true);
     expect(read.nonce !== undefined).toBe(combo.nonce);

@@ -42,7 +42,7 @@ describe('shared response store', () => {
   });
 
   it('says a record changed under a reader, and never reuses its space before the grace period', () => {
-    let now = 0;
+    const now = 0; // the clock does not move: nothing freed is reusable
     const writer = ResponseStoreWriter.create({ maxCertificates: 1_000, arenaBytes: 1 << 20 }, { graceMs: 1_000, now: () => now });
     const s = serial();
     writer.put(record(s, { status: 0 }));
