@@ -60,7 +60,9 @@ interface LoadReport {
 
 /**
  * Requests in a loop until stopped: pre-produced (GET, no nonce) and live (POST, nonce) for every
- * certificate. `allowed` says, per serial and kind, which verdicts are right at this moment.
+ * certificate. `allowed` says, per serial and kind, which verdicts are right at this moment. A live
+ * answer may always be tryLater (its signature did not come in time on a loaded machine): that is
+ * never a wrong answer, only a deferred one.
  */
 function startLoad(allowed: (serialHex: string, live: boolean) => string[]): { stop: () => Promise<LoadReport> } {
   let stopping = false;
@@ -76,7 +78,7 @@ function startLoad(allowed: (serialHex: string, live: boolean) => string[]): { s
       const key = `${live ? 'live' : 'pre-produced'} ${v}`;
       report.counts[key] = (report.counts[key] ?? 0) + 1;
       report.answers++;
-      if (!allowed(cert.serialHex, live).includes(v)) report.wrong.push(`${cert.serialHex} (${live ? 'live' : 'pre-produced'}): ${v}`);
+      if (!(live && v === 'tryLater') && !allowed(cert.serialHex, live).includes(v)) report.wrong.push(`${cert.serialHex} (${live ? 'live' : 'pre-produced'}): ${v}`);
     }
   });
   return {
