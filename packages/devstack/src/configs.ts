@@ -41,7 +41,6 @@ export function buildDevConfigs(inputs: DevConfigInputs): Record<ServiceName, Re
   });
   // Embedded mode: the outbox is delivered through PostgreSQL, no Kafka needed.
   const events = (service: ServiceName) => ({ transport: { type: 'postgres' }, producer: service });
-  const raHttp = `http://127.0.0.1:${ports.raHttp}`;
   // Certificates name the crl service's URLs: CRLs under /crl, CA certificates under /ca.
   const crlHttp = `http://127.0.0.1:${ports.crlHttp}`;
   const caDir = inputs.caDir ?? path.join(path.dirname(path.dirname(inputs.databaseUrlFile)), 'ca');
