@@ -12,7 +12,7 @@ help:
 	@echo "make proto   regenerate packages/proto/src/gen from proto/"
 	@echo "make openapi regenerate services/ra/openapi.json from ra's routes"
 	@echo "make lint    type-check everything and run ESLint"
-	@echo "make bench   signing and end-to-end issuance throughput next to PKCS#11 alone and openssl speed; a 1,000,000-entry CRL next to openssl ca -gencrl; the audit log end to end and offline (docs/benchmarks.md)"
+	@echo "make bench   signing and end-to-end issuance throughput next to PKCS#11 alone and openssl speed; a 1,000,000-entry CRL next to openssl ca -gencrl; the audit log end to end and offline; the OCSP responder next to openssl ocsp (docs/benchmarks.md)"
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -49,7 +49,7 @@ test: bootstrap-test proto-check build lint
 
 # Results go to var/bench/*-latest.json; docs/benchmarks.md summarises a run.
 # BENCH_ONLY selects measurements: RSA-2048, RSA-4096, P-256, IssueCertificate (signing), issuance (end to end), CRL,
-# audit (the audit log end to end and offline).
+# audit (the audit log end to end and offline), OCSP (the responder).
 bench: bootstrap-test build
 	@node packages/bench/dist/run.js
 

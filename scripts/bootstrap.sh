@@ -20,9 +20,10 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 # softhsm2: the PKCS#11 token for dev and tests; opensc: pkcs11-tool; postgresql: the test
 # server binaries; openssl: the independent checker; gcc and libp11-kit-dev (pkcs11.h): the HSM
 # fault-injection shim the tests build (tools/pkcs11-fault-shim); python3-venv: pkilint's venv;
-# time: GNU time, the peak memory of `openssl ca -gencrl` in the CRL benchmark.
+# time: GNU time, the peak memory of `openssl ca -gencrl` in the CRL benchmark; wrk: the keep-alive
+# HTTP load generator of the OCSP benchmark.
 apt_needed=()
-for pkg in softhsm2 opensc postgresql openssl gcc libp11-kit-dev python3-venv time; do
+for pkg in softhsm2 opensc postgresql openssl gcc libp11-kit-dev python3-venv time wrk; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || apt_needed+=("$pkg")
 done
 if [ ${#apt_needed[@]} -gt 0 ]; then

@@ -13,6 +13,7 @@ const BENCHMARKS: Array<{ script: string; measurements: string[] }> = [
   { script: 'issuance-bench.js', measurements: ['issuance'] },
   { script: 'crl-bench.js', measurements: ['CRL'] },
   { script: 'audit-bench.js', measurements: ['audit'] },
+  { script: 'ocsp-bench.js', measurements: ['OCSP'] },
 ];
 
 const only = process.env.BENCH_ONLY?.split(',').map((s) => s.trim()).filter(Boolean);

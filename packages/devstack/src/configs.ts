@@ -23,6 +23,11 @@ export interface DevConfigInputs {
   caDir?: string;
 }
 
+/** The responder's URL in the embedded deployment: in the AIA of every certificate and in endpoints.json. */
+export function ocspUrl(ports: ReturnType<typeof devPorts>): string {
+  return `http://127.0.0.1:${ports.ocspHttp}/`;
+}
+
 /**
  * The config file of every service in the embedded deployment. Pure, so that a test can check
  * that each one is accepted by its service's schema (services/<name>/src/config.ts).
@@ -36,10 +41,10 @@ export function buildDevConfigs(inputs: DevConfigInputs): Record<ServiceName, Re
   });
   // Embedded mode: the outbox is delivered through PostgreSQL, no Kafka needed.
   const events = (service: ServiceName) => ({ transport: { type: 'postgres' }, producer: service });
-  const raHttp = `http://127.0.0.1:${ports.raHttp}`;
   // Certificates name the crl service's URLs: CRLs under /crl, CA certificates under /ca.
   const crlHttp = `http://127.0.0.1:${ports.crlHttp}`;
   const caDir = inputs.caDir ?? path.join(path.dirname(path.dirname(inputs.databaseUrlFile)), 'ca');
+  const ocspHttp = ocspUrl(ports);
   const configs: Record<ServiceName, Record<string, unknown>> = {
     'ca-signer': {
       ...base('ca-signer'),
@@ -50,10 +55,12 @@ export function buildDevConfigs(inputs: DevConfigInputs): Record<ServiceName, Re
         GetIssuers: ['*'],
         SignCrl: [serviceIdentity('crl')],
         SignOcspResponses: [serviceIdentity('ocsp')],
+        SignLiveOcspResponses: [serviceIdentity('ocsp')],
         SignAuditCheckpoint: [serviceIdentity('audit')],
         ListIssuances: [serviceIdentity('ra')],
       },
-      publication: { crlBaseUrl: `${crlHttp}/crl`, ocspUrl: `${raHttp}/ocsp`, caIssuersUrl: `${crlHttp}/ca` },
+      // Certificates issued by `make up` name the responder in their AIA (RFC 5280 §4.2.2.1).
+      publication: { crlBaseUrl: `${crlHttp}/crl`, ocspUrl: ocspHttp, caIssuersUrl: `${crlHttp}/ca` },
       events: events('ca-signer'),
     },
     ra: {
@@ -79,7 +86,15 @@ export function buildDevConfigs(inputs: DevConfigInputs): Record<ServiceName, Re
       },
     },
     'card-mgmt': base('card-mgmt'),
-    ocsp: base('ocsp'),
+    ocsp: {
+      ...base('ocsp'),
+      http: { host: '127.0.0.1', port: ports.ocspHttp, threads: 2 },
+      tls: inputs.tls.ocsp,
+      caSigner: { address: `127.0.0.1:${ports.caSignerGrpc}`, serverIdentity: serviceIdentity('ca-signer'), deadlineMs: 10_000 },
+      events: { transport: { type: 'postgres' } },
+      // A development machine: room for a few hundred thousand responses, not millions.
+      memory: { maxCertificates: 1_000_000, maxResponseBytes: 256 * 1024 * 1024 },
+    },
     crl: {
       ...base('crl'),
       http: { host: '127.0.0.1', port: ports.crlHttp },

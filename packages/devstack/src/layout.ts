@@ -34,6 +34,7 @@ export function devPorts(base = Number(process.env.PKI_DEV_PORT_BASE ?? 18_000))
     crlHttp: base + 81,
     crlAdmin: base + 82,
     auditHttps: base + 83,
+    ocspHttp: base + 84,
     caSignerGrpc: base + 90,
     raGrpc: base + 91,
     ops: Object.fromEntries(SERVICES.map((s, i) => [s, base + 100 + i])) as Record<ServiceName, number>,

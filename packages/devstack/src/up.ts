@@ -5,7 +5,7 @@ import path from 'node:path';
 import { ensureServiceCa, issueServiceCertificate } from '@pki/internal-ca';
 import { findRepoRoot, openOrCreateSoftHsmToken } from '@pki/testing';
 import { SERVICES, devLayout, devPorts, type DevLayout, type ServiceName } from './layout';
-import { buildDevConfigs } from './configs';
+import { buildDevConfigs, ocspUrl } from './configs';
 import { prepareRaDev, registerPrincipalArgs, type RaDevInputs } from './ra-dev';
 
 /* eslint-disable no-console -- this is the operator's terminal, not a service log */
@@ -103,7 +103,7 @@ async function prepare(layout: DevLayout, databaseUrl: string): Promise<Prepared
     configFiles,
     ra,
     endpoints: {
-      http: { ra: raHttp, crl: `http://127.0.0.1:${ports.crlHttp}/crl`, caCertificates: `http://127.0.0.1:${ports.crlHttp}/ca` },
+      http: { ra: raHttp, crl: `http://127.0.0.1:${ports.crlHttp}/crl`, caCertificates: `http://127.0.0.1:${ports.crlHttp}/ca`, ocsp: ocspUrl(ports) },
       admin: { crl: `https://127.0.0.1:${ports.crlAdmin}` },
       // curl --cacert <serviceCa> --cert <officer>.crt --key <officer>.key (README walks through it)
       officers: Object.fromEntries(ra.principals.map((p) => [p.id, { certFile: p.certFile, keyFile: p.keyFile, ...('role' in p ? { role: p.role, office: p.office } : {}) }])),

@@ -186,7 +186,7 @@ export class GrpcServer {
       check: async () => {
         if (!this.#serving) return { status: Status.NOT_SERVING };
         try {
-          await Promise.all(checks.map((c) => c.check()));
+          await Promise.all(checks.filter((c) => c.critical !== false).map((c) => c.check()));
           return { status: Status.SERVING };
         } catch {
           return { status: Status.NOT_SERVING };

@@ -33,6 +33,9 @@ describe('gRPC server and client over mTLS', () => {
     signOcspResponses: async () => {
       throw new PkiError('FAILED_PRECONDITION', 'sign OCSP responses: not part of this test');
     },
+    signLiveOcspResponses: async () => {
+      throw new PkiError('FAILED_PRECONDITION', 'sign live OCSP responses: not part of this test');
+    },
     signAuditCheckpoint: async () => {
       throw new PkiError('FAILED_PRECONDITION', 'sign audit checkpoint: not part of this test');
     },
@@ -52,7 +55,7 @@ describe('gRPC server and client over mTLS', () => {
       return { tbsLength: BigInt(octets) };
     },
   };
-  const otherRpcs = { SignCrl: ['*'], SignOcspResponses: ['*'], SignAuditCheckpoint: ['*'], ListIssuances: ['*'] };
+  const otherRpcs = { SignCrl: ['*'], SignOcspResponses: ['*'], SignLiveOcspResponses: ['*'], SignAuditCheckpoint: ['*'], ListIssuances: ['*'] };
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'grpc-test-'));

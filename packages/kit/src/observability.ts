@@ -7,6 +7,12 @@ import type { Logger } from './logging';
 export interface ReadinessCheck {
   name: string;
   check(): Promise<void>;
+  /**
+   * False for a dependency the service keeps answering without (ocsp serves from memory while
+   * PostgreSQL, Kafka or ca-signer is down): its failure is reported as "degraded: <reason>" and
+   * does not make the service unready, so a load balancer does not take away every pod at once.
+   */
+  critical?: boolean;
 }
 
 export interface OpsServerOptions {
@@ -78,7 +84,7 @@ export class OpsServer {
   async readiness(): Promise<{ ready: boolean; checks: Record<string, string> }> {
     const checks = await this.#run(this.#options.readiness);
     if (this.#draining) checks.shutdown = 'draining';
-    return { ready: Object.values(checks).every((v) => v === 'ok'), checks };
+    return { ready: Object.values(checks).every((v) => v === 'ok' || v.startsWith('degraded: ')), checks };
   }
 
   async #run(list: ReadinessCheck[]): Promise<Record<string, string>> {
@@ -93,7 +99,8 @@ export class OpsServer {
           ]);
           checks[c.name] = 'ok';
         } catch (err) {
-          checks[c.name] = err instanceof Error ? err.message : String(err);
+          const reason = err instanceof Error ? err.message : String(err);
+          checks[c.name] = c.critical === false ? `degraded: ${reason}` : reason;
         }
       }),
     );

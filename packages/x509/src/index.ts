@@ -11,6 +11,8 @@ export * from './pem';
 export * from './ecdsa-signature';
 export * from './crl';
 export * from './ocsp';
+export * from './ocsp-request';
+export * from './ocsp-response-reader';
 export * from './der';
 export * from './tbs-decoding';
 export * from './extension-decoding';

@@ -57,6 +57,16 @@ export interface ResponseDataSpec {
   responderSpki: Uint8Array;
   producedAt: Date;
   responses: readonly OcspSingleResponseSpec[];
+  /**
+   * A nonce to echo (live responses only): the request's nonce extnValue contents, copied byte for
+   * byte into the response's nonce extension (RFC 8954 §2.1, RFC 6960 §4.4.1).
+   */
+  nonce?: Uint8Array;
+  /**
+   * Adds id-pkix-ocsp-extended-revoke (RFC 6960 §4.4.8): the responder answers "revoked" for
+   * serials that were never issued (§2.2).
+   */
+  extendedRevoke?: boolean;
 }
 
 function checkSecond(date: Date, field: string): void {
@@ -167,8 +177,21 @@ export function buildResponseData(spec: ResponseDataSpec): Buffer {
     const certId = encodeDerElement(0x30, certIdPrefix(spec.issuer, r.certIdHash), encodeDerElement(0x02, new Uint8Array(positiveInteger(r.serial))));
     return encodeDerElement(0x30, certId, certStatusDer(r.status), thisUpdate, encodeDerElement(0xa0, nextUpdate));
   });
-  return encodeDerElement(0x30, responderIdDer(spec.responderSpki), producedAt, encodeDerElement(0x30, ...singles));
+  const extensions: Buffer[] = [];
+  if (spec.nonce !== undefined) {
+    if (spec.nonce.length === 0) throw new PkiError('INVALID_ARGUMENT', 'build OCSP response: the nonce is empty');
+    extensions.push(encodeDerElement(0x30, NONCE_OID_DER, encodeDerElement(0x04, spec.nonce)));
+  }
+  if (spec.extendedRevoke) extensions.push(EXTENDED_REVOKE_EXTENSION_DER);
+  // responseExtensions [1] EXPLICIT Extensions OPTIONAL (RFC 6960 §4.2.1)
+  const responseExtensions = extensions.length > 0 ? [encodeDerElement(0xa1, encodeDerElement(0x30, ...extensions))] : [];
+  return encodeDerElement(0x30, responderIdDer(spec.responderSpki), producedAt, encodeDerElement(0x30, ...singles), ...responseExtensions);
 }
+
+// id-pkix-ocsp-nonce and the whole id-pkix-ocsp-extended-revoke extension, whose extnValue is
+// NULL (RFC 6960 §4.4.8).
+const NONCE_OID_DER = Buffer.from('06092b0601050507300102', 'hex');
+const EXTENDED_REVOKE_EXTENSION_DER = Buffer.from('300f06092b06010505073001090402' + '0500', 'hex');
 
 const algorithmDerCache = new Map<SignatureAlgorithm, ArrayBuffer>();
 
@@ -184,24 +207,89 @@ const OCSP_BASIC_OID_DER = Buffer.from(new asn1js.ObjectIdentifier({ value: id_p
  * signing CPU-bound.
  */
 export function assembleOcspResponse(responseDataDer: Uint8Array, signatureAlgorithm: SignatureAlgorithm, signature: Uint8Array, responderCertificateDer: Uint8Array): Buffer {
-  if (signature.length === 0) throw new PkiError('INVALID_ARGUMENT', 'assemble OCSP response: signature is empty');
   let algorithmDer = algorithmDerCache.get(signatureAlgorithm);
   if (!algorithmDer) algorithmDerCache.set(signatureAlgorithm, (algorithmDer = AsnConvert.serialize(signatureAlgorithmIdentifier(signatureAlgorithm))));
-  // BasicOCSPResponse ::= SEQUENCE { tbsResponseData, signatureAlgorithm, signature BIT STRING,
-  //                                  certs [0] EXPLICIT SEQUENCE OF Certificate OPTIONAL }  (RFC 6960 §4.2.1)
-  const basic = encodeDerElement(
-    0x30,
-    responseDataDer,
-    new Uint8Array(algorithmDer),
-    encodeDerElement(0x03, Buffer.from([0]), signature), // BIT STRING, no unused bits
-    encodeDerElement(0xa0, encodeDerElement(0x30, responderCertificateDer)),
-  );
-  // OCSPResponse ::= SEQUENCE { responseStatus ENUMERATED, responseBytes [0] EXPLICIT ResponseBytes }
-  // ResponseBytes ::= SEQUENCE { responseType OBJECT IDENTIFIER (id-pkix-ocsp-basic), response OCTET STRING }
-  const response = encodeDerElement(
-    0x30,
-    encodeDerElement(0x0a, Buffer.from([OCSPResponseStatus.successful])),
-    encodeDerElement(0xa0, encodeDerElement(0x30, OCSP_BASIC_OID_DER, encodeDerElement(0x04, basic))),
-  );
-  return response;
+  return assembleOcspResponseParts(responseDataDer, new Uint8Array(algorithmDer), signature, responderCertificateDer);
+}
+
+function headerLength(contentLength: number): number {
+  if (contentLength < 0x80) return 2;
+  if (contentLength < 0x100) return 3;
+  if (contentLength < 0x10000) return 4;
+  if (contentLength < 0x1000000) return 5;
+  throw new PkiError('INVALID_ARGUMENT', `assemble OCSP response: ${contentLength} content octets is too long`);
+}
+
+function writeHeader(out: Buffer, offset: number, tag: number, contentLength: number): number {
+  const size = headerLength(contentLength);
+  out[offset] = tag;
+  if (size === 2) out[offset + 1] = contentLength;
+  else {
+    out[offset + 1] = 0x80 | (size - 2);
+    for (let i = offset + size - 1, n = contentLength; i >= offset + 2; i--, n >>>= 8) out[i] = n & 0xff;
+  }
+  return offset + size;
+}
+
+/**
+ * The same OCSPResponse from parts already in DER (the AlgorithmIdentifier too), written into
+ * one buffer: the responder assembles every answer it serves from the stored ResponseData and
+ * signature and the responder certificate they share, so this is on its hot path.
+ *
+ *   OCSPResponse  ::= SEQUENCE { responseStatus ENUMERATED, responseBytes [0] EXPLICIT ResponseBytes }
+ *   ResponseBytes ::= SEQUENCE { responseType OBJECT IDENTIFIER (id-pkix-ocsp-basic), response OCTET STRING }
+ *   BasicOCSPResponse ::= SEQUENCE { tbsResponseData, signatureAlgorithm, signature BIT STRING,
+ *                                    certs [0] EXPLICIT SEQUENCE OF Certificate OPTIONAL }  (RFC 6960 §4.2.1)
+ */
+export function assembleOcspResponseParts(responseDataDer: Uint8Array, signatureAlgorithmDer: Uint8Array, signature: Uint8Array, responderCertificateDer: Uint8Array): Buffer {
+  if (signature.length === 0) throw new PkiError('INVALID_ARGUMENT', 'assemble OCSP response: signature is empty');
+  const bitString = 1 + signature.length; // no unused bits
+  const certsSequence = responderCertificateDer.length;
+  const certsExplicit = headerLength(certsSequence) + certsSequence;
+  const basic = responseDataDer.length + signatureAlgorithmDer.length + headerLength(bitString) + bitString + headerLength(certsExplicit) + certsExplicit;
+  const octets = headerLength(basic) + basic;
+  const responseBytes = OCSP_BASIC_OID_DER.length + headerLength(octets) + octets;
+  const explicit = headerLength(responseBytes) + responseBytes;
+  const total = 3 + headerLength(explicit) + explicit;
+  const out = Buffer.allocUnsafe(headerLength(total) + total);
+  let at = writeHeader(out, 0, 0x30, total);
+  out[at++] = 0x0a;
+  out[at++] = 0x01;
+  out[at++] = OCSPResponseStatus.successful;
+  at = writeHeader(out, at, 0xa0, explicit);
+  at = writeHeader(out, at, 0x30, responseBytes);
+  at += OCSP_BASIC_OID_DER.copy(out, at);
+  at = writeHeader(out, at, 0x04, octets);
+  at = writeHeader(out, at, 0x30, basic);
+  out.set(responseDataDer, at);
+  at += responseDataDer.length;
+  out.set(signatureAlgorithmDer, at);
+  at += signatureAlgorithmDer.length;
+  at = writeHeader(out, at, 0x03, bitString);
+  out[at++] = 0;
+  out.set(signature, at);
+  at += signature.length;
+  at = writeHeader(out, at, 0xa0, certsExplicit);
+  at = writeHeader(out, at, 0x30, certsSequence);
+  out.set(responderCertificateDer, at);
+  return out;
+}
+
+/** The OCSPResponseStatus values other than successful (RFC 6960 §4.2.1). */
+export type OcspErrorStatus = 'malformedRequest' | 'internalError' | 'tryLater' | 'sigRequired' | 'unauthorized';
+
+const ERROR_RESPONSES: Record<OcspErrorStatus, Buffer> = {
+  malformedRequest: Buffer.from([0x30, 0x03, 0x0a, 0x01, OCSPResponseStatus.malformedRequest]),
+  internalError: Buffer.from([0x30, 0x03, 0x0a, 0x01, OCSPResponseStatus.internalError]),
+  tryLater: Buffer.from([0x30, 0x03, 0x0a, 0x01, OCSPResponseStatus.tryLater]),
+  sigRequired: Buffer.from([0x30, 0x03, 0x0a, 0x01, OCSPResponseStatus.sigRequired]),
+  unauthorized: Buffer.from([0x30, 0x03, 0x0a, 0x01, OCSPResponseStatus.unauthorized]),
+};
+
+/**
+ * An OCSPResponse with only a status and no responseBytes: "when the status is not successful,
+ * responseBytes is not set" (RFC 6960 §4.2.1), so it is unsigned and the same every time.
+ */
+export function ocspErrorResponse(status: OcspErrorStatus): Buffer {
+  return ERROR_RESPONSES[status];
 }

@@ -10,14 +10,16 @@ import { ResilientKeyManager, type HsmMetrics } from './adapters/resilient';
 import type { KeyManager } from './ports/key-manager';
 import { CertificateAuthority } from './domain/certificate-authority';
 import { IssuerRegistry } from './domain/issuer-registry';
-import { RevocationSigner } from './domain/revocation-signing';
 import { CrlSigner } from './domain/crl-signing';
 import { recordMissingCrlPublication } from './domain/crl-publication';
+import { OcspSigner } from './domain/ocsp-signing';
 import { AuditCheckpointSigner } from './domain/audit-checkpoint';
 import { AuditConfirmationGate } from './domain/audit-gate';
 import { caSignerHandlers, type CaSignerDomain } from './grpc/ca-signer-service';
 
 export const MIGRATIONS_DIRECTORY = path.join(__dirname, '..', 'migrations');
+/** How often the signer re-reads its generations and delegated signers from its database. */
+export const REGISTRY_RELOAD_MS = 60_000;
 
 export interface CaSignerDependencies {
   clock?: Clock;
@@ -91,12 +93,16 @@ export async function startCaSigner(config: CaSignerConfig, deps: CaSignerDepend
   if (!auditGate) logger.warn('auditConfirmation.required is false: issuance does not stop when the audit log falls behind');
   const registry = new IssuerRegistry(pool);
   await registry.load();
+  // A key ceremony on the running system (a renewed OCSP responder, a new generation) takes
+  // effect without a restart: the next signatures use what the ceremony recorded.
+  const reload = setInterval(() => void registry.load().catch((err: unknown) => logger.warn({ err }, 'reloading the CA generations and delegated signers failed')), REGISTRY_RELOAD_MS);
+  lifecycle.onDrain({ name: 'issuer registry reload', stop: async () => clearInterval(reload) });
   const domain: CaSignerDomain = {
     pool,
     registry,
     authority: new CertificateAuthority({ pool, registry, keyManager, clock, logger, producer, publication: config.publication, auditGate }),
-    revocation: new RevocationSigner({ pool, registry, keyManager, clock, logger, producer }),
     crls: new CrlSigner({ pool, registry, keyManager, clock, logger, producer }),
+    ocsp: new OcspSigner({ pool, registry, keyManager, clock, logger, producer }),
     checkpoints: new AuditCheckpointSigner({ pool, registry, keyManager, clock, logger, producer }),
   };
   const issuers = registry.all();

@@ -45,6 +45,7 @@ export const caSignerConfigSchema = baseServiceConfig.extend({
     GetIssuers: allowList,
     SignCrl: allowList,
     SignOcspResponses: allowList,
+    SignLiveOcspResponses: allowList,
     SignAuditCheckpoint: allowList,
     ListIssuances: allowList,
     /** The streamed form of SignCrl (large CRLs); when not listed, the same callers as SignCrl. */

@@ -56,6 +56,7 @@ export async function startCaSignerFixture(
       GetIssuers: ['*'],
       SignCrl: [identities.crl.identity],
       SignOcspResponses: [identities.ocsp.identity],
+      SignLiveOcspResponses: [identities.ocsp.identity],
       SignAuditCheckpoint: [identities.audit.identity],
       ListIssuances: [identities.ra.identity],
     },
@@ -83,7 +84,7 @@ export async function startCaSignerFixture(
     }
   }
   const signer = await startCaSigner(config, { logger: options.logger ?? createLogger({ service: 'ca-signer', level: (process.env.TEST_LOG_LEVEL as 'silent' | undefined) ?? 'silent' }), ...(options.clock ? { clock: options.clock } : {}) });
-  return {
+  const fixture: CaSignerFixture = {
     dir,
     databaseUrl,
     identities,
@@ -92,14 +93,16 @@ export async function startCaSignerFixture(
     caDir,
     extraGenerations,
     async activateGeneration(keyId) {
-      const pool = signer.domain.pool;
+      const pool = fixture.signer.domain.pool;
       await pool.query(`UPDATE issuers SET active = (key_id = $1) WHERE role = 'ISSUING'`, [keyId]);
-      await signer.domain.registry.load();
+      await fixture.signer.domain.registry.load();
     },
     async stop() {
-      await signer.runtime.stop();
+      // The signer a test may have restarted (fault tests), not necessarily the first one.
+      await fixture.signer.runtime.stop();
       restoreEnv();
       await rm(dir, { recursive: true, force: true });
     },
   };
+  return fixture;
 }

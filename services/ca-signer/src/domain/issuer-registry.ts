@@ -89,9 +89,14 @@ export class IssuerRegistry {
       : new PkiError('FAILED_PRECONDITION', `${operation}: no active issuing CA generation (run the key ceremony)`);
   }
 
+  /** The active delegated signer of `purpose` for one issuer (or, for audit, any), if there is one. */
+  activeDelegated(purpose: DelegatedPurpose, issuerKeyId?: string): DelegatedSigner | undefined {
+    return this.#delegated.find((d) => d.purpose === purpose && (issuerKeyId === undefined || d.issuerKeyId === issuerKeyId));
+  }
+
   /** The active delegated signer of `purpose`, for one issuer or (audit) for any. */
   delegated(operation: string, purpose: DelegatedPurpose, issuerKeyId?: string): DelegatedSigner {
-    const signer = this.#delegated.find((d) => d.purpose === purpose && (issuerKeyId === undefined || d.issuerKeyId === issuerKeyId));
+    const signer = this.activeDelegated(purpose, issuerKeyId);
     if (signer) return signer;
     const what = purpose === 'OCSP_RESPONDER' ? 'delegated OCSP responder' : 'audit checkpoint key';
     throw new PkiError('FAILED_PRECONDITION', `${operation}: no active ${what}${issuerKeyId ? ` for issuer ${issuerKeyId}` : ''} (run the key ceremony)`);

@@ -6,7 +6,7 @@ import { signatureAlgorithmIdentifierDer, type CertIdHash } from '@pki/x509';
 import { listIssuances, type CertificateAuthority } from '../domain/certificate-authority';
 import type { Pool } from 'pg';
 import type { IssuerRegistry } from '../domain/issuer-registry';
-import type { OcspRequestItem, RevocationSigner } from '../domain/revocation-signing';
+import type { OcspRequestItem, OcspSigner } from '../domain/ocsp-signing';
 import type { AuditCheckpointSigner } from '../domain/audit-checkpoint';
 import type { CrlHeader, CrlSigner } from '../domain/crl-signing';
 
@@ -14,8 +14,8 @@ export interface CaSignerDomain {
   pool: Pool;
   registry: IssuerRegistry;
   authority: CertificateAuthority;
-  revocation: RevocationSigner;
   crls: CrlSigner;
+  ocsp: OcspSigner;
   checkpoints: AuditCheckpointSigner;
 }
 
@@ -30,6 +30,19 @@ const STATUS: Record<number, OcspRequestItem['status']> = {
   [caSignerV1.CertificateStatusKind.REVOKED]: 'revoked',
   [caSignerV1.CertificateStatusKind.UNKNOWN]: 'unknown',
 };
+
+function ocspRequestItem(r: caSignerV1.OcspResponseToSign): OcspRequestItem {
+  return {
+    issuerKeyId: r.issuerKeyId,
+    serialHex: r.serialHex,
+    certIdHash: CERT_ID_HASH[r.certIdHash],
+    status: STATUS[r.status],
+    revocationTime: dateOf(r.revocationTime),
+    revocationReason: r.revocationReason,
+    thisUpdate: dateOf(r.thisUpdate),
+    nextUpdate: dateOf(r.nextUpdate),
+  };
+}
 
 /** The gRPC face of the signer: translation only; every rule lives in the domain. */
 export function caSignerHandlers(domain: CaSignerDomain): ServiceHandlers<typeof caSignerV1.CaSignerService> {
@@ -63,7 +76,7 @@ export function caSignerHandlers(domain: CaSignerDomain): ServiceHandlers<typeof
       return {
         issuers: issuers
           .filter((i) => i.role === 'ISSUING')
-          .map((i) => ({ keyId: i.keyId, certificate: i.certificateDer, active: i.active, crlPartitions: i.crlPartitions ?? 0, crlBaseUrl: i.crlBaseUrl ?? '' })),
+          .map((i) => ({ keyId: i.keyId, certificate: i.certificateDer, active: i.active, crlPartitions: i.crlPartitions ?? 0, crlBaseUrl: i.crlBaseUrl ?? '', ocspResponderCertificate: domain.registry.activeDelegated('OCSP_RESPONDER', i.keyId)?.certificateDer })),
         chain: roots.map((i) => i.certificateDer),
         roots: roots.map((r) => ({ keyId: r.keyId, certificate: r.certificateDer, authorityRevocationList: arls.get(r.keyId) ?? new Uint8Array() })),
       };
@@ -115,18 +128,13 @@ export function caSignerHandlers(domain: CaSignerDomain): ServiceHandlers<typeof
     },
 
     signOcspResponses: async (request, context) => ({
-      responses: await domain.revocation.signOcspResponses(
+      responses: await domain.ocsp.signOcspResponses(context.caller, request.responses.map(ocspRequestItem)),
+    }),
+
+    signLiveOcspResponses: async (request, context) => ({
+      responses: await domain.ocsp.signLiveOcspResponses(
         context.caller,
-        request.responses.map((r) => ({
-          issuerKeyId: r.issuerKeyId,
-          serialHex: r.serialHex,
-          certIdHash: CERT_ID_HASH[r.certIdHash],
-          status: STATUS[r.status],
-          revocationTime: dateOf(r.revocationTime),
-          revocationReason: r.revocationReason,
-          thisUpdate: dateOf(r.thisUpdate),
-          nextUpdate: dateOf(r.nextUpdate),
-        })),
+        request.requests.map((r) => ({ responses: r.responses.map(ocspRequestItem), nonce: r.nonce.length > 0 ? r.nonce : undefined, extendedRevoke: r.extendedRevoke })),
       ),
     }),
 

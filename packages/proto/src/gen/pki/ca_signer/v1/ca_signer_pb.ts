@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pki/ca_signer/v1/ca_signer.proto.
  */
 export const file_pki_ca_signer_v1_ca_signer: GenFile = /*@__PURE__*/
-  fileDesc("CiBwa2kvY2Ffc2lnbmVyL3YxL2NhX3NpZ25lci5wcm90bxIQcGtpLmNhX3NpZ25lci52MSLAAQoMUmV2b2tlZEVudHJ5EhIKCnNlcmlhbF9oZXgYASABKAkSMwoPcmV2b2NhdGlvbl9kYXRlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCgZyZWFzb24YAyABKA4yIi5wa2kuY2Ffc2lnbmVyLnYxLlJldm9jYXRpb25SZWFzb24SMwoPaW52YWxpZGl0eV9kYXRlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLvAgoOU2lnbkNybFJlcXVlc3QSFwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJEhUKDWlzc3Vlcl9rZXlfaWQYAiABKAkSEQoJcGFydGl0aW9uGAMgASgJEhIKCmNybF9udW1iZXIYBCABKAkSHQoVZGVsdGFfYmFzZV9jcmxfbnVtYmVyGAUgASgJEi8KC3RoaXNfdXBkYXRlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtuZXh0X3VwZGF0ZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoHZW50cmllcxgIIAMoCzIeLnBraS5jYV9zaWduZXIudjEuUmV2b2tlZEVudHJ5EjgKFGV4cGlyZWRfY2VydHNfb25fY3JsGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIaChJhbm5vdW5jZV9kZWx0YV9jcmwYCiABKAgi5gIKCUNybEhlYWRlchIXCg9pZGVtcG90ZW5jeV9rZXkYASABKAkSFQoNaXNzdWVyX2tleV9pZBgCIAEoCRIRCglwYXJ0aXRpb24YAyABKAkSEgoKY3JsX251bWJlchgEIAEoCRIdChVkZWx0YV9iYXNlX2NybF9udW1iZXIYBSABKAkSLwoLdGhpc191cGRhdGUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC25leHRfdXBkYXRlGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI4ChRleHBpcmVkX2NlcnRzX29uX2NybBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGgoSYW5ub3VuY2VfZGVsdGFfY3JsGAkgASgIEhMKC2VudHJ5X2NvdW50GAogASgEEhYKDmVudHJpZXNfbGVuZ3RoGAsgASgEIm0KFFNpZ25DcmxTdHJlYW1SZXF1ZXN0Ei0KBmhlYWRlchgBIAEoCzIbLnBraS5jYV9zaWduZXIudjEuQ3JsSGVhZGVySAASHgoUcmV2b2tlZF9jZXJ0aWZpY2F0ZXMYAiABKAxIAEIGCgRwYXJ0Im8KFVNpZ25DcmxTdHJlYW1SZXNwb25zZRIRCglzaWduYXR1cmUYASABKAwSGwoTc2lnbmF0dXJlX2FsZ29yaXRobRgCIAEoDBISCgp0YnNfc2hhMjU2GAMgASgMEhIKCnRic19sZW5ndGgYBCABKAQiHgoPU2lnbkNybFJlc3BvbnNlEgsKA2NybBgBIAEoDCKLAwoST2NzcFJlc3BvbnNlVG9TaWduEhUKDWlzc3Vlcl9rZXlfaWQYASABKAkSEgoKc2VyaWFsX2hleBgCIAEoCRI7CgxjZXJ0X2lkX2hhc2gYAyABKA4yJS5wa2kuY2Ffc2lnbmVyLnYxLkNlcnRJZEhhc2hBbGdvcml0aG0SNwoGc3RhdHVzGAQgASgOMicucGtpLmNhX3NpZ25lci52MS5DZXJ0aWZpY2F0ZVN0YXR1c0tpbmQSMwoPcmV2b2NhdGlvbl90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI9ChFyZXZvY2F0aW9uX3JlYXNvbhgGIAEoDjIiLnBraS5jYV9zaWduZXIudjEuUmV2b2NhdGlvblJlYXNvbhIvCgt0aGlzX3VwZGF0ZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLbmV4dF91cGRhdGUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlMKGFNpZ25PY3NwUmVzcG9uc2VzUmVxdWVzdBI3CglyZXNwb25zZXMYASADKAsyJC5wa2kuY2Ffc2lnbmVyLnYxLk9jc3BSZXNwb25zZVRvU2lnbiIuChlTaWduT2NzcFJlc3BvbnNlc1Jlc3BvbnNlEhEKCXJlc3BvbnNlcxgBIAMoDCL/AQoaU2lnbkF1ZGl0Q2hlY2twb2ludFJlcXVlc3QSDgoGb3JpZ2luGAQgASgJEhEKCXRyZWVfc2l6ZRgFIAEoBBIRCglyb290X2hhc2gYBiABKAwSGgoScHJldmlvdXNfdHJlZV9zaXplGAcgASgEEhkKEWNvbnNpc3RlbmN5X3Byb29mGAggAygMEjsKDnByb2R1Y2VyX2hlYWRzGAkgAygLMiMucGtpLmNhX3NpZ25lci52MS5BdWRpdFByb2R1Y2VySGVhZEoECAEQAkoECAIQA0oECAMQBFIIcHJvZHVjZXJSCHNlcXVlbmNlUhFjaGFpbl9oZWFkX3NoYTI1NiI3ChFBdWRpdFByb2R1Y2VySGVhZBIQCghwcm9kdWNlchgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBCJ9ChtTaWduQXVkaXRDaGVja3BvaW50UmVzcG9uc2USEgoKY2hlY2twb2ludBgBIAEoDBIRCglzaWduYXR1cmUYAiABKAwSGgoSc2lnbmVyX2NlcnRpZmljYXRlGAMgASgMEhsKE3NpZ25hdHVyZV9hbGdvcml0aG0YBCABKAkiLAoNTmFtZUF0dHJpYnV0ZRIMCgR0eXBlGAEgASgJEg0KBXZhbHVlGAIgASgJIoICChdJc3N1ZUNlcnRpZmljYXRlUmVxdWVzdBIXCg9pZGVtcG90ZW5jeV9rZXkYASABKAkSDwoHcHJvZmlsZRgCIAEoCRIXCg9wdWJsaWNfa2V5X3Nwa2kYAyABKAwSMAoHc3ViamVjdBgEIAMoCzIfLnBraS5jYV9zaWduZXIudjEuTmFtZUF0dHJpYnV0ZRIVCg1pc3N1ZXJfa2V5X2lkGAUgASgJEi0KCW5vdF9hZnRlchgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHQoVbmF0aW9uYWxfaWRfbGFzdF9mb3VyGAcgASgJEg0KBWVtYWlsGAggASgJIrkBChhJc3N1ZUNlcnRpZmljYXRlUmVzcG9uc2USEwoLY2VydGlmaWNhdGUYASABKAwSEgoKc2VyaWFsX2hleBgCIAEoCRIVCg1pc3N1ZXJfa2V5X2lkGAMgASgJEi4KCm5vdF9iZWZvcmUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCW5vdF9hZnRlchgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiEwoRR2V0SXNzdWVyc1JlcXVlc3QiawoGSXNzdWVyEg4KBmtleV9pZBgBIAEoCRITCgtjZXJ0aWZpY2F0ZRgCIAEoDBIOCgZhY3RpdmUYAyABKAgSFgoOY3JsX3BhcnRpdGlvbnMYBCABKA0SFAoMY3JsX2Jhc2VfdXJsGAUgASgJIncKEkdldElzc3VlcnNSZXNwb25zZRIpCgdpc3N1ZXJzGAEgAygLMhgucGtpLmNhX3NpZ25lci52MS5Jc3N1ZXISDQoFY2hhaW4YAiADKAwSJwoFcm9vdHMYAyADKAsyGC5wa2kuY2Ffc2lnbmVyLnYxLlJvb3RDYSJQCgZSb290Q2ESDgoGa2V5X2lkGAEgASgJEhMKC2NlcnRpZmljYXRlGAIgASgMEiEKGWF1dGhvcml0eV9yZXZvY2F0aW9uX2xpc3QYAyABKAwiPQoUTGlzdElzc3VhbmNlc1JlcXVlc3QSEgoKcGFnZV90b2tlbhgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0iugIKDklzc3VhbmNlUmVjb3JkEhcKD2lkZW1wb3RlbmN5X2tleRgBIAEoCRIPCgdwcm9maWxlGAIgASgJEhIKCnNlcmlhbF9oZXgYAyABKAkSFQoNaXNzdWVyX2tleV9pZBgEIAEoCRIuCgVzdGF0ZRgFIAEoDjIfLnBraS5jYV9zaWduZXIudjEuSXNzdWFuY2VTdGF0ZRITCgtjZXJ0aWZpY2F0ZRgGIAEoDBIuCgpub3RfYmVmb3JlGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglub3RfYWZ0ZXIYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jlc2VydmVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJlChVMaXN0SXNzdWFuY2VzUmVzcG9uc2USMwoJaXNzdWFuY2VzGAEgAygLMiAucGtpLmNhX3NpZ25lci52MS5Jc3N1YW5jZVJlY29yZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkqmgMKEFJldm9jYXRpb25SZWFzb24SIQodUkVWT0NBVElPTl9SRUFTT05fVU5TUEVDSUZJRUQQABIkCiBSRVZPQ0FUSU9OX1JFQVNPTl9LRVlfQ09NUFJPTUlTRRABEiMKH1JFVk9DQVRJT05fUkVBU09OX0NBX0NPTVBST01JU0UQAhIpCiVSRVZPQ0FUSU9OX1JFQVNPTl9BRkZJTElBVElPTl9DSEFOR0VEEAMSIAocUkVWT0NBVElPTl9SRUFTT05fU1VQRVJTRURFRBAEEiwKKFJFVk9DQVRJT05fUkVBU09OX0NFU1NBVElPTl9PRl9PUEVSQVRJT04QBRImCiJSRVZPQ0FUSU9OX1JFQVNPTl9DRVJUSUZJQ0FURV9IT0xEEAYSJQohUkVWT0NBVElPTl9SRUFTT05fUkVNT1ZFX0ZST01fQ1JMEAgSKQolUkVWT0NBVElPTl9SRUFTT05fUFJJVklMRUdFX1dJVEhEUkFXThAJEiMKH1JFVk9DQVRJT05fUkVBU09OX0FBX0NPTVBST01JU0UQCiqsAQoVQ2VydGlmaWNhdGVTdGF0dXNLaW5kEicKI0NFUlRJRklDQVRFX1NUQVRVU19LSU5EX1VOU1BFQ0lGSUVEEAASIAocQ0VSVElGSUNBVEVfU1RBVFVTX0tJTkRfR09PRBABEiMKH0NFUlRJRklDQVRFX1NUQVRVU19LSU5EX1JFVk9LRUQQAhIjCh9DRVJUSUZJQ0FURV9TVEFUVVNfS0lORF9VTktOT1dOEAMqgQEKE0NlcnRJZEhhc2hBbGdvcml0aG0SJgoiQ0VSVF9JRF9IQVNIX0FMR09SSVRITV9VTlNQRUNJRklFRBAAEh8KG0NFUlRfSURfSEFTSF9BTEdPUklUSE1fU0hBMRABEiEKHUNFUlRfSURfSEFTSF9BTEdPUklUSE1fU0hBMjU2EAIqZwoNSXNzdWFuY2VTdGF0ZRIeChpJU1NVQU5DRV9TVEFURV9VTlNQRUNJRklFRBAAEhsKF0lTU1VBTkNFX1NUQVRFX1JFU0VSVkVEEAESGQoVSVNTVUFOQ0VfU1RBVEVfSVNTVUVEEAIyzQUKD0NhU2lnbmVyU2VydmljZRJpChBJc3N1ZUNlcnRpZmljYXRlEikucGtpLmNhX3NpZ25lci52MS5Jc3N1ZUNlcnRpZmljYXRlUmVxdWVzdBoqLnBraS5jYV9zaWduZXIudjEuSXNzdWVDZXJ0aWZpY2F0ZVJlc3BvbnNlElcKCkdldElzc3VlcnMSIy5wa2kuY2Ffc2lnbmVyLnYxLkdldElzc3VlcnNSZXF1ZXN0GiQucGtpLmNhX3NpZ25lci52MS5HZXRJc3N1ZXJzUmVzcG9uc2USTgoHU2lnbkNybBIgLnBraS5jYV9zaWduZXIudjEuU2lnbkNybFJlcXVlc3QaIS5wa2kuY2Ffc2lnbmVyLnYxLlNpZ25DcmxSZXNwb25zZRJiCg1TaWduQ3JsU3RyZWFtEiYucGtpLmNhX3NpZ25lci52MS5TaWduQ3JsU3RyZWFtUmVxdWVzdBonLnBraS5jYV9zaWduZXIudjEuU2lnbkNybFN0cmVhbVJlc3BvbnNlKAESbAoRU2lnbk9jc3BSZXNwb25zZXMSKi5wa2kuY2Ffc2lnbmVyLnYxLlNpZ25PY3NwUmVzcG9uc2VzUmVxdWVzdBorLnBraS5jYV9zaWduZXIudjEuU2lnbk9jc3BSZXNwb25zZXNSZXNwb25zZRJyChNTaWduQXVkaXRDaGVja3BvaW50EiwucGtpLmNhX3NpZ25lci52MS5TaWduQXVkaXRDaGVja3BvaW50UmVxdWVzdBotLnBraS5jYV9zaWduZXIudjEuU2lnbkF1ZGl0Q2hlY2twb2ludFJlc3BvbnNlEmAKDUxpc3RJc3N1YW5jZXMSJi5wa2kuY2Ffc2lnbmVyLnYxLkxpc3RJc3N1YW5jZXNSZXF1ZXN0GicucGtpLmNhX3NpZ25lci52MS5MaXN0SXNzdWFuY2VzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("CiBwa2kvY2Ffc2lnbmVyL3YxL2NhX3NpZ25lci5wcm90bxIQcGtpLmNhX3NpZ25lci52MSLAAQoMUmV2b2tlZEVudHJ5EhIKCnNlcmlhbF9oZXgYASABKAkSMwoPcmV2b2NhdGlvbl9kYXRlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCgZyZWFzb24YAyABKA4yIi5wa2kuY2Ffc2lnbmVyLnYxLlJldm9jYXRpb25SZWFzb24SMwoPaW52YWxpZGl0eV9kYXRlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLvAgoOU2lnbkNybFJlcXVlc3QSFwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJEhUKDWlzc3Vlcl9rZXlfaWQYAiABKAkSEQoJcGFydGl0aW9uGAMgASgJEhIKCmNybF9udW1iZXIYBCABKAkSHQoVZGVsdGFfYmFzZV9jcmxfbnVtYmVyGAUgASgJEi8KC3RoaXNfdXBkYXRlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtuZXh0X3VwZGF0ZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoHZW50cmllcxgIIAMoCzIeLnBraS5jYV9zaWduZXIudjEuUmV2b2tlZEVudHJ5EjgKFGV4cGlyZWRfY2VydHNfb25fY3JsGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIaChJhbm5vdW5jZV9kZWx0YV9jcmwYCiABKAgi5gIKCUNybEhlYWRlchIXCg9pZGVtcG90ZW5jeV9rZXkYASABKAkSFQoNaXNzdWVyX2tleV9pZBgCIAEoCRIRCglwYXJ0aXRpb24YAyABKAkSEgoKY3JsX251bWJlchgEIAEoCRIdChVkZWx0YV9iYXNlX2NybF9udW1iZXIYBSABKAkSLwoLdGhpc191cGRhdGUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC25leHRfdXBkYXRlGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI4ChRleHBpcmVkX2NlcnRzX29uX2NybBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGgoSYW5ub3VuY2VfZGVsdGFfY3JsGAkgASgIEhMKC2VudHJ5X2NvdW50GAogASgEEhYKDmVudHJpZXNfbGVuZ3RoGAsgASgEIm0KFFNpZ25DcmxTdHJlYW1SZXF1ZXN0Ei0KBmhlYWRlchgBIAEoCzIbLnBraS5jYV9zaWduZXIudjEuQ3JsSGVhZGVySAASHgoUcmV2b2tlZF9jZXJ0aWZpY2F0ZXMYAiABKAxIAEIGCgRwYXJ0Im8KFVNpZ25DcmxTdHJlYW1SZXNwb25zZRIRCglzaWduYXR1cmUYASABKAwSGwoTc2lnbmF0dXJlX2FsZ29yaXRobRgCIAEoDBISCgp0YnNfc2hhMjU2GAMgASgMEhIKCnRic19sZW5ndGgYBCABKAQiHgoPU2lnbkNybFJlc3BvbnNlEgsKA2NybBgBIAEoDCKLAwoST2NzcFJlc3BvbnNlVG9TaWduEhUKDWlzc3Vlcl9rZXlfaWQYASABKAkSEgoKc2VyaWFsX2hleBgCIAEoCRI7CgxjZXJ0X2lkX2hhc2gYAyABKA4yJS5wa2kuY2Ffc2lnbmVyLnYxLkNlcnRJZEhhc2hBbGdvcml0aG0SNwoGc3RhdHVzGAQgASgOMicucGtpLmNhX3NpZ25lci52MS5DZXJ0aWZpY2F0ZVN0YXR1c0tpbmQSMwoPcmV2b2NhdGlvbl90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI9ChFyZXZvY2F0aW9uX3JlYXNvbhgGIAEoDjIiLnBraS5jYV9zaWduZXIudjEuUmV2b2NhdGlvblJlYXNvbhIvCgt0aGlzX3VwZGF0ZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLbmV4dF91cGRhdGUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlMKGFNpZ25PY3NwUmVzcG9uc2VzUmVxdWVzdBI3CglyZXNwb25zZXMYASADKAsyJC5wa2kuY2Ffc2lnbmVyLnYxLk9jc3BSZXNwb25zZVRvU2lnbiIuChlTaWduT2NzcFJlc3BvbnNlc1Jlc3BvbnNlEhEKCXJlc3BvbnNlcxgBIAMoDCJyCg9MaXZlT2NzcFJlcXVlc3QSNwoJcmVzcG9uc2VzGAEgAygLMiQucGtpLmNhX3NpZ25lci52MS5PY3NwUmVzcG9uc2VUb1NpZ24SDQoFbm9uY2UYAiABKAwSFwoPZXh0ZW5kZWRfcmV2b2tlGAMgASgIIlMKHFNpZ25MaXZlT2NzcFJlc3BvbnNlc1JlcXVlc3QSMwoIcmVxdWVzdHMYASADKAsyIS5wa2kuY2Ffc2lnbmVyLnYxLkxpdmVPY3NwUmVxdWVzdCIyCh1TaWduTGl2ZU9jc3BSZXNwb25zZXNSZXNwb25zZRIRCglyZXNwb25zZXMYASADKAwi/wEKGlNpZ25BdWRpdENoZWNrcG9pbnRSZXF1ZXN0Eg4KBm9yaWdpbhgEIAEoCRIRCgl0cmVlX3NpemUYBSABKAQSEQoJcm9vdF9oYXNoGAYgASgMEhoKEnByZXZpb3VzX3RyZWVfc2l6ZRgHIAEoBBIZChFjb25zaXN0ZW5jeV9wcm9vZhgIIAMoDBI7Cg5wcm9kdWNlcl9oZWFkcxgJIAMoCzIjLnBraS5jYV9zaWduZXIudjEuQXVkaXRQcm9kdWNlckhlYWRKBAgBEAJKBAgCEANKBAgDEARSCHByb2R1Y2VyUghzZXF1ZW5jZVIRY2hhaW5faGVhZF9zaGEyNTYiNwoRQXVkaXRQcm9kdWNlckhlYWQSEAoIcHJvZHVjZXIYASABKAkSEAoIc2VxdWVuY2UYAiABKAQifQobU2lnbkF1ZGl0Q2hlY2twb2ludFJlc3BvbnNlEhIKCmNoZWNrcG9pbnQYASABKAwSEQoJc2lnbmF0dXJlGAIgASgMEhoKEnNpZ25lcl9jZXJ0aWZpY2F0ZRgDIAEoDBIbChNzaWduYXR1cmVfYWxnb3JpdGhtGAQgASgJIiwKDU5hbWVBdHRyaWJ1dGUSDAoEdHlwZRgBIAEoCRINCgV2YWx1ZRgCIAEoCSKCAgoXSXNzdWVDZXJ0aWZpY2F0ZVJlcXVlc3QSFwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJEg8KB3Byb2ZpbGUYAiABKAkSFwoPcHVibGljX2tleV9zcGtpGAMgASgMEjAKB3N1YmplY3QYBCADKAsyHy5wa2kuY2Ffc2lnbmVyLnYxLk5hbWVBdHRyaWJ1dGUSFQoNaXNzdWVyX2tleV9pZBgFIAEoCRItCglub3RfYWZ0ZXIYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEh0KFW5hdGlvbmFsX2lkX2xhc3RfZm91chgHIAEoCRINCgVlbWFpbBgIIAEoCSK5AQoYSXNzdWVDZXJ0aWZpY2F0ZVJlc3BvbnNlEhMKC2NlcnRpZmljYXRlGAEgASgMEhIKCnNlcmlhbF9oZXgYAiABKAkSFQoNaXNzdWVyX2tleV9pZBgDIAEoCRIuCgpub3RfYmVmb3JlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglub3RfYWZ0ZXIYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhMKEUdldElzc3VlcnNSZXF1ZXN0Io8BCgZJc3N1ZXISDgoGa2V5X2lkGAEgASgJEhMKC2NlcnRpZmljYXRlGAIgASgMEg4KBmFjdGl2ZRgDIAEoCBIWCg5jcmxfcGFydGl0aW9ucxgEIAEoDRIUCgxjcmxfYmFzZV91cmwYBSABKAkSIgoab2NzcF9yZXNwb25kZXJfY2VydGlmaWNhdGUYBiABKAwidwoSR2V0SXNzdWVyc1Jlc3BvbnNlEikKB2lzc3VlcnMYASADKAsyGC5wa2kuY2Ffc2lnbmVyLnYxLklzc3VlchINCgVjaGFpbhgCIAMoDBInCgVyb290cxgDIAMoCzIYLnBraS5jYV9zaWduZXIudjEuUm9vdENhIlAKBlJvb3RDYRIOCgZrZXlfaWQYASABKAkSEwoLY2VydGlmaWNhdGUYAiABKAwSIQoZYXV0aG9yaXR5X3Jldm9jYXRpb25fbGlzdBgDIAEoDCI9ChRMaXN0SXNzdWFuY2VzUmVxdWVzdBISCgpwYWdlX3Rva2VuGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDSK6AgoOSXNzdWFuY2VSZWNvcmQSFwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJEg8KB3Byb2ZpbGUYAiABKAkSEgoKc2VyaWFsX2hleBgDIAEoCRIVCg1pc3N1ZXJfa2V5X2lkGAQgASgJEi4KBXN0YXRlGAUgASgOMh8ucGtpLmNhX3NpZ25lci52MS5Jc3N1YW5jZVN0YXRlEhMKC2NlcnRpZmljYXRlGAYgASgMEi4KCm5vdF9iZWZvcmUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCW5vdF9hZnRlchgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmVzZXJ2ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImUKFUxpc3RJc3N1YW5jZXNSZXNwb25zZRIzCglpc3N1YW5jZXMYASADKAsyIC5wa2kuY2Ffc2lnbmVyLnYxLklzc3VhbmNlUmVjb3JkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSqaAwoQUmV2b2NhdGlvblJlYXNvbhIhCh1SRVZPQ0FUSU9OX1JFQVNPTl9VTlNQRUNJRklFRBAAEiQKIFJFVk9DQVRJT05fUkVBU09OX0tFWV9DT01QUk9NSVNFEAESIwofUkVWT0NBVElPTl9SRUFTT05fQ0FfQ09NUFJPTUlTRRACEikKJVJFVk9DQVRJT05fUkVBU09OX0FGRklMSUFUSU9OX0NIQU5HRUQQAxIgChxSRVZPQ0FUSU9OX1JFQVNPTl9TVVBFUlNFREVEEAQSLAooUkVWT0NBVElPTl9SRUFTT05fQ0VTU0FUSU9OX09GX09QRVJBVElPThAFEiYKIlJFVk9DQVRJT05fUkVBU09OX0NFUlRJRklDQVRFX0hPTEQQBhIlCiFSRVZPQ0FUSU9OX1JFQVNPTl9SRU1PVkVfRlJPTV9DUkwQCBIpCiVSRVZPQ0FUSU9OX1JFQVNPTl9QUklWSUxFR0VfV0lUSERSQVdOEAkSIwofUkVWT0NBVElPTl9SRUFTT05fQUFfQ09NUFJPTUlTRRAKKqwBChVDZXJ0aWZpY2F0ZVN0YXR1c0tpbmQSJwojQ0VSVElGSUNBVEVfU1RBVFVTX0tJTkRfVU5TUEVDSUZJRUQQABIgChxDRVJUSUZJQ0FURV9TVEFUVVNfS0lORF9HT09EEAESIwofQ0VSVElGSUNBVEVfU1RBVFVTX0tJTkRfUkVWT0tFRBACEiMKH0NFUlRJRklDQVRFX1NUQVRVU19LSU5EX1VOS05PV04QAyqBAQoTQ2VydElkSGFzaEFsZ29yaXRobRImCiJDRVJUX0lEX0hBU0hfQUxHT1JJVEhNX1VOU1BFQ0lGSUVEEAASHwobQ0VSVF9JRF9IQVNIX0FMR09SSVRITV9TSEExEAESIQodQ0VSVF9JRF9IQVNIX0FMR09SSVRITV9TSEEyNTYQAipnCg1Jc3N1YW5jZVN0YXRlEh4KGklTU1VBTkNFX1NUQVRFX1VOU1BFQ0lGSUVEEAASGwoXSVNTVUFOQ0VfU1RBVEVfUkVTRVJWRUQQARIZChVJU1NVQU5DRV9TVEFURV9JU1NVRUQQAjLHBgoPQ2FTaWduZXJTZXJ2aWNlEmkKEElzc3VlQ2VydGlmaWNhdGUSKS5wa2kuY2Ffc2lnbmVyLnYxLklzc3VlQ2VydGlmaWNhdGVSZXF1ZXN0GioucGtpLmNhX3NpZ25lci52MS5Jc3N1ZUNlcnRpZmljYXRlUmVzcG9uc2USVwoKR2V0SXNzdWVycxIjLnBraS5jYV9zaWduZXIudjEuR2V0SXNzdWVyc1JlcXVlc3QaJC5wa2kuY2Ffc2lnbmVyLnYxLkdldElzc3VlcnNSZXNwb25zZRJOCgdTaWduQ3JsEiAucGtpLmNhX3NpZ25lci52MS5TaWduQ3JsUmVxdWVzdBohLnBraS5jYV9zaWduZXIudjEuU2lnbkNybFJlc3BvbnNlEmIKDVNpZ25DcmxTdHJlYW0SJi5wa2kuY2Ffc2lnbmVyLnYxLlNpZ25DcmxTdHJlYW1SZXF1ZXN0GicucGtpLmNhX3NpZ25lci52MS5TaWduQ3JsU3RyZWFtUmVzcG9uc2UoARJsChFTaWduT2NzcFJlc3BvbnNlcxIqLnBraS5jYV9zaWduZXIudjEuU2lnbk9jc3BSZXNwb25zZXNSZXF1ZXN0GisucGtpLmNhX3NpZ25lci52MS5TaWduT2NzcFJlc3BvbnNlc1Jlc3BvbnNlEngKFVNpZ25MaXZlT2NzcFJlc3BvbnNlcxIuLnBraS5jYV9zaWduZXIudjEuU2lnbkxpdmVPY3NwUmVzcG9uc2VzUmVxdWVzdBovLnBraS5jYV9zaWduZXIudjEuU2lnbkxpdmVPY3NwUmVzcG9uc2VzUmVzcG9uc2UScgoTU2lnbkF1ZGl0Q2hlY2twb2ludBIsLnBraS5jYV9zaWduZXIudjEuU2lnbkF1ZGl0Q2hlY2twb2ludFJlcXVlc3QaLS5wa2kuY2Ffc2lnbmVyLnYxLlNpZ25BdWRpdENoZWNrcG9pbnRSZXNwb25zZRJgCg1MaXN0SXNzdWFuY2VzEiYucGtpLmNhX3NpZ25lci52MS5MaXN0SXNzdWFuY2VzUmVxdWVzdBonLnBraS5jYV9zaWduZXIudjEuTGlzdElzc3VhbmNlc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message pki.ca_signer.v1.RevokedEntry
@@ -408,6 +408,86 @@ export const SignOcspResponsesResponseSchema: GenMessage<SignOcspResponsesRespon
   messageDesc(file_pki_ca_signer_v1_ca_signer, 8);
 
 /**
+ * @generated from message pki.ca_signer.v1.LiveOcspRequest
+ */
+export type LiveOcspRequest = Message<"pki.ca_signer.v1.LiveOcspRequest"> & {
+  /**
+   * The SingleResponses of one answer, in the order of the request's CertIDs; all of one issuer,
+   * whose delegated responder signs them.
+   *
+   * @generated from field: repeated pki.ca_signer.v1.OcspResponseToSign responses = 1;
+   */
+  responses: OcspResponseToSign[];
+
+  /**
+   * The request's nonce: its extnValue contents, echoed byte for byte (RFC 8954 §2.1); empty for
+   * none. At most 34 octets (an OCTET STRING of at most 32).
+   *
+   * @generated from field: bytes nonce = 2;
+   */
+  nonce: Uint8Array;
+
+  /**
+   * Adds id-pkix-ocsp-extended-revoke (RFC 6960 §4.4.8): set when the answer says "revoked" for a
+   * serial that was never issued.
+   *
+   * Next unused field number: 4
+   *
+   * @generated from field: bool extended_revoke = 3;
+   */
+  extendedRevoke: boolean;
+};
+
+/**
+ * Describes the message pki.ca_signer.v1.LiveOcspRequest.
+ * Use `create(LiveOcspRequestSchema)` to create a new message.
+ */
+export const LiveOcspRequestSchema: GenMessage<LiveOcspRequest> = /*@__PURE__*/
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 9);
+
+/**
+ * @generated from message pki.ca_signer.v1.SignLiveOcspResponsesRequest
+ */
+export type SignLiveOcspResponsesRequest = Message<"pki.ca_signer.v1.SignLiveOcspResponsesRequest"> & {
+  /**
+   * At most 1000 requests, and at most 20 responses in each.
+   *
+   * Next unused field number: 2
+   *
+   * @generated from field: repeated pki.ca_signer.v1.LiveOcspRequest requests = 1;
+   */
+  requests: LiveOcspRequest[];
+};
+
+/**
+ * Describes the message pki.ca_signer.v1.SignLiveOcspResponsesRequest.
+ * Use `create(SignLiveOcspResponsesRequestSchema)` to create a new message.
+ */
+export const SignLiveOcspResponsesRequestSchema: GenMessage<SignLiveOcspResponsesRequest> = /*@__PURE__*/
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 10);
+
+/**
+ * @generated from message pki.ca_signer.v1.SignLiveOcspResponsesResponse
+ */
+export type SignLiveOcspResponsesResponse = Message<"pki.ca_signer.v1.SignLiveOcspResponsesResponse"> & {
+  /**
+   * OCSPResponse DER (responseStatus successful, BasicOCSPResponse), one per request, in order.
+   *
+   * Next unused field number: 2
+   *
+   * @generated from field: repeated bytes responses = 1;
+   */
+  responses: Uint8Array[];
+};
+
+/**
+ * Describes the message pki.ca_signer.v1.SignLiveOcspResponsesResponse.
+ * Use `create(SignLiveOcspResponsesResponseSchema)` to create a new message.
+ */
+export const SignLiveOcspResponsesResponseSchema: GenMessage<SignLiveOcspResponsesResponse> = /*@__PURE__*/
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 11);
+
+/**
  * @generated from message pki.ca_signer.v1.SignAuditCheckpointRequest
  */
 export type SignAuditCheckpointRequest = Message<"pki.ca_signer.v1.SignAuditCheckpointRequest"> & {
@@ -465,7 +545,7 @@ export type SignAuditCheckpointRequest = Message<"pki.ca_signer.v1.SignAuditChec
  * Use `create(SignAuditCheckpointRequestSchema)` to create a new message.
  */
 export const SignAuditCheckpointRequestSchema: GenMessage<SignAuditCheckpointRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 9);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 12);
 
 /**
  * @generated from message pki.ca_signer.v1.AuditProducerHead
@@ -489,7 +569,7 @@ export type AuditProducerHead = Message<"pki.ca_signer.v1.AuditProducerHead"> & 
  * Use `create(AuditProducerHeadSchema)` to create a new message.
  */
 export const AuditProducerHeadSchema: GenMessage<AuditProducerHead> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 10);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 13);
 
 /**
  * @generated from message pki.ca_signer.v1.SignAuditCheckpointResponse
@@ -533,7 +613,7 @@ export type SignAuditCheckpointResponse = Message<"pki.ca_signer.v1.SignAuditChe
  * Use `create(SignAuditCheckpointResponseSchema)` to create a new message.
  */
 export const SignAuditCheckpointResponseSchema: GenMessage<SignAuditCheckpointResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 11);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 14);
 
 /**
  * One attribute of a distinguished name, in order (RFC 5280 §4.1.2.4).
@@ -561,7 +641,7 @@ export type NameAttribute = Message<"pki.ca_signer.v1.NameAttribute"> & {
  * Use `create(NameAttributeSchema)` to create a new message.
  */
 export const NameAttributeSchema: GenMessage<NameAttribute> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 12);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 15);
 
 /**
  * @generated from message pki.ca_signer.v1.IssueCertificateRequest
@@ -630,7 +710,7 @@ export type IssueCertificateRequest = Message<"pki.ca_signer.v1.IssueCertificate
  * Use `create(IssueCertificateRequestSchema)` to create a new message.
  */
 export const IssueCertificateRequestSchema: GenMessage<IssueCertificateRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 13);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 16);
 
 /**
  * @generated from message pki.ca_signer.v1.IssueCertificateResponse
@@ -673,7 +753,7 @@ export type IssueCertificateResponse = Message<"pki.ca_signer.v1.IssueCertificat
  * Use `create(IssueCertificateResponseSchema)` to create a new message.
  */
 export const IssueCertificateResponseSchema: GenMessage<IssueCertificateResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 14);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 17);
 
 /**
  * Next unused field number: 1
@@ -688,7 +768,7 @@ export type GetIssuersRequest = Message<"pki.ca_signer.v1.GetIssuersRequest"> & 
  * Use `create(GetIssuersRequestSchema)` to create a new message.
  */
 export const GetIssuersRequestSchema: GenMessage<GetIssuersRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 15);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 18);
 
 /**
  * @generated from message pki.ca_signer.v1.Issuer
@@ -728,11 +808,19 @@ export type Issuer = Message<"pki.ca_signer.v1.Issuer"> & {
    * <crl_base_url>/<key_id>.crl, partition N <crl_base_url>/<key_id>/pN.crl, the delta
    * <crl_base_url>/<key_id>/delta.crl (@pki/x509 fullCrlUrl, crlPartitionUrl, deltaCrlUrl).
    *
-   * Next unused field number: 6
-   *
    * @generated from field: string crl_base_url = 5;
    */
   crlBaseUrl: string;
+
+  /**
+   * The generation's active delegated OCSP responder certificate (DER), empty when it has none:
+   * the responder limits nextUpdate to its validity and watches its expiry.
+   *
+   * Next unused field number: 7
+   *
+   * @generated from field: bytes ocsp_responder_certificate = 6;
+   */
+  ocspResponderCertificate: Uint8Array;
 };
 
 /**
@@ -740,7 +828,7 @@ export type Issuer = Message<"pki.ca_signer.v1.Issuer"> & {
  * Use `create(IssuerSchema)` to create a new message.
  */
 export const IssuerSchema: GenMessage<Issuer> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 16);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 19);
 
 /**
  * @generated from message pki.ca_signer.v1.GetIssuersResponse
@@ -774,7 +862,7 @@ export type GetIssuersResponse = Message<"pki.ca_signer.v1.GetIssuersResponse"> 
  * Use `create(GetIssuersResponseSchema)` to create a new message.
  */
 export const GetIssuersResponseSchema: GenMessage<GetIssuersResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 17);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 20);
 
 /**
  * @generated from message pki.ca_signer.v1.RootCa
@@ -807,7 +895,7 @@ export type RootCa = Message<"pki.ca_signer.v1.RootCa"> & {
  * Use `create(RootCaSchema)` to create a new message.
  */
 export const RootCaSchema: GenMessage<RootCa> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 18);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 21);
 
 /**
  * @generated from message pki.ca_signer.v1.ListIssuancesRequest
@@ -835,7 +923,7 @@ export type ListIssuancesRequest = Message<"pki.ca_signer.v1.ListIssuancesReques
  * Use `create(ListIssuancesRequestSchema)` to create a new message.
  */
 export const ListIssuancesRequestSchema: GenMessage<ListIssuancesRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 19);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 22);
 
 /**
  * @generated from message pki.ca_signer.v1.IssuanceRecord
@@ -896,7 +984,7 @@ export type IssuanceRecord = Message<"pki.ca_signer.v1.IssuanceRecord"> & {
  * Use `create(IssuanceRecordSchema)` to create a new message.
  */
 export const IssuanceRecordSchema: GenMessage<IssuanceRecord> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 20);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 23);
 
 /**
  * @generated from message pki.ca_signer.v1.ListIssuancesResponse
@@ -922,7 +1010,7 @@ export type ListIssuancesResponse = Message<"pki.ca_signer.v1.ListIssuancesRespo
  * Use `create(ListIssuancesResponseSchema)` to create a new message.
  */
 export const ListIssuancesResponseSchema: GenMessage<ListIssuancesResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ca_signer_v1_ca_signer, 21);
+  messageDesc(file_pki_ca_signer_v1_ca_signer, 24);
 
 /**
  * RFC 5280 §5.3.1 CRLReason. certificateHold is suspension (停用); removeFromCRL lifts it in a delta.
@@ -1146,6 +1234,19 @@ export const CaSignerService: GenService<{
     methodKind: "unary";
     input: typeof SignOcspResponsesRequestSchema;
     output: typeof SignOcspResponsesResponseSchema;
+  },
+  /**
+   * Signs OCSP responses live, one per relying party's request: requests with a nonce, whose
+   * answer must echo it (RFC 8954), and answers no pre-produced response gives (several CertIDs
+   * in one request; a never-issued serial answered "revoked" per RFC 6960 §2.2). The responder
+   * batches the requests it holds; the batch is audited as one event. Allowed callers: ocsp.
+   *
+   * @generated from rpc pki.ca_signer.v1.CaSignerService.SignLiveOcspResponses
+   */
+  signLiveOcspResponses: {
+    methodKind: "unary";
+    input: typeof SignLiveOcspResponsesRequestSchema;
+    output: typeof SignLiveOcspResponsesResponseSchema;
   },
   /**
    * Signs a checkpoint of the audit log's Merkle tree (RFC 9162 tree size and root) with the

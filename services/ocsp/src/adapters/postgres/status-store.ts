@@ -1,0 +1,165 @@
+import type { Pool } from 'pg';
+import { withTransaction, type Tx } from '@pki/db';
+import { acceptEventOnce } from '@pki/outbox';
+import type { CertificateState } from '../../domain/certificate-status';
+
+/** A row of the store as the responder reads it back. */
+export interface StoredCertificate extends CertificateState {
+  responseSha1?: Buffer;
+  responseSha256?: Buffer;
+  signedSeq?: number;
+  changeId: number;
+}
+
+/** Pre-produced responses for one certificate, for the status they say. */
+export interface SignedResponses {
+  serialHex: string;
+  statusSeq: number;
+  responseSha1?: Buffer;
+  responseSha256?: Buffer;
+  thisUpdate: Date;
+  nextUpdate: Date;
+  refreshAt: Date;
+}
+
+/** The NOTIFY channel on which a write of responses wakes every pod's change follower. */
+export const CHANGES_CHANNEL = 'ocsp_certificate_changes';
+
+const COLUMNS = `serial_hex, issuer_key_id, status, revocation_time, reason, not_after, status_producer, status_seq, changed_at,
+  response_sha1, response_sha256, signed_seq, change_id`;
+
+function rowToCertificate(row: Record<string, unknown>): StoredCertificate {
+  return {
+    serialHex: row.serial_hex as string,
+    issuerKeyId: row.issuer_key_id as string,
+    status: row.status as CertificateState['status'],
+    ...(row.revocation_time ? { revocationTime: row.revocation_time as Date } : {}),
+    reason: Number(row.reason),
+    notAfter: row.not_after as Date,
+    statusProducer: row.status_producer as string,
+    statusSeq: Number(row.status_seq),
+    changedAt: row.changed_at as Date,
+    ...(row.response_sha1 ? { responseSha1: row.response_sha1 as Buffer } : {}),
+    ...(row.response_sha256 ? { responseSha256: row.response_sha256 as Buffer } : {}),
+    ...(row.signed_seq !== null && row.signed_seq !== undefined ? { signedSeq: Number(row.signed_seq) } : {}),
+    changeId: Number(row.change_id),
+  };
+}
+
+/**
+ * The responder's store in PostgreSQL (ocsp schema): certificate statuses from the events, the
+ * responses signed for them, and the CA generations. Shared by every pod.
+ */
+export class StatusStore {
+  constructor(private readonly pool: Pool) {}
+
+  /**
+   * Applies one status event exactly once (the consumer position commits with the change): a
+   * newer status replaces an older one and makes the row due for signing at once; an older or
+   * repeated one changes nothing. Returns the row as it now stands, and whether it changed.
+   */
+  async applyStatus(consumer: string, event: { producer: string; seq: number }, state: CertificateState): Promise<{ applied: boolean; current?: StoredCertificate }> {
+    return withTransaction(this.pool, async (tx) => {
+      if (!(await acceptEventOnce(tx, consumer, event))) return { applied: false };
+      const { rows } = await tx.query(
+        `INSERT INTO certificates (serial_hex, issuer_key_id, status, revocation_time, reason, not_after, status_producer, status_seq, changed_at, refresh_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
+         ON CONFLICT (serial_hex) DO UPDATE SET
+           issuer_key_id = EXCLUDED.issuer_key_id, status = EXCLUDED.status, revocation_time = EXCLUDED.revocation_time,
+           reason = EXCLUDED.reason, not_after = EXCLUDED.not_after, status_producer = EXCLUDED.status_producer,
+           status_seq = EXCLUDED.status_seq, changed_at = EXCLUDED.changed_at, refresh_at = now(),
+           change_id = nextval('certificate_change_ids')
+         -- Events of one producer arrive in order; across producers (a new ra deployment), the later change wins.
+         WHERE (certificates.status_producer = EXCLUDED.status_producer AND certificates.status_seq < EXCLUDED.status_seq)
+            OR (certificates.status_producer <> EXCLUDED.status_producer AND certificates.changed_at < EXCLUDED.changed_at)
+         RETURNING ${COLUMNS}`,
+        [state.serialHex, state.issuerKeyId, state.status, state.revocationTime ?? null, state.reason, state.notAfter, state.statusProducer, state.statusSeq, state.changedAt],
+      );
+      if (rows[0]) await tx.query(`SELECT pg_notify($1, '')`, [CHANGES_CHANNEL]);
+      return rows[0] ? { applied: true, current: rowToCertificate(rows[0]) } : { applied: false };
+    });
+  }
+
+  /** Stores responses signed for a status, unless the status moved on meanwhile. */
+  async saveResponses(signed: readonly SignedResponses[], tx?: Tx): Promise<number> {
+    if (signed.length === 0) return 0;
+    const run = async (client: Pick<Tx, 'query'>) => {
+      const result = await client.query(
+        `UPDATE certificates c SET response_sha1 = s.sha1, response_sha256 = s.sha256, signed_seq = s.seq, this_update = s.this_update,
+                next_update = s.next_update, refresh_at = s.refresh_at, change_id = nextval('certificate_change_ids')
+           FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::bytea[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[])
+                AS s(serial_hex, seq, sha1, sha256, this_update, next_update, refresh_at)
+          WHERE c.serial_hex = s.serial_hex AND c.status_seq = s.seq`,
+        [
+          signed.map((s) => s.serialHex),
+          signed.map((s) => s.statusSeq),
+          signed.map((s) => s.responseSha1 ?? null),
+          signed.map((s) => s.responseSha256 ?? null),
+          signed.map((s) => s.thisUpdate),
+          signed.map((s) => s.nextUpdate),
+          signed.map((s) => s.refreshAt),
+        ],
+      );
+      await client.query(`SELECT pg_notify($1, '')`, [CHANGES_CHANNEL]);
+      return result.rowCount ?? 0;
+    };
+    return tx ? run(tx) : withTransaction(this.pool, run);
+  }
+
+  /**
+   * Claims up to `limit` rows due for signing (FOR UPDATE SKIP LOCKED: pods share the work without
+   * signing a row twice) and hands them to `sign` inside the transaction, whose results are saved
+   * before it commits. Rows past the expired-certificate policy lose their responses instead.
+   */
+  async signDue(limit: number, retentionDays: number, sign: (rows: StoredCertificate[], tx: Tx) => Promise<SignedResponses[]>): Promise<number> {
+    return withTransaction(this.pool, async (tx) => {
+      await tx.query(
+        `UPDATE certificates SET response_sha1 = NULL, response_sha256 = NULL, signed_seq = NULL, refresh_at = 'infinity',
+                change_id = nextval('certificate_change_ids')
+          WHERE serial_hex IN (SELECT serial_hex FROM certificates WHERE refresh_at <= now() AND not_after < now() - make_interval(days => $1)
+                               ORDER BY refresh_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+        [retentionDays, limit],
+      );
+      const { rows } = await tx.query(
+        `SELECT ${COLUMNS} FROM certificates WHERE refresh_at <= now() ORDER BY refresh_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
+        [limit],
+      );
+      if (rows.length === 0) return 0;
+      const signed = await sign(rows.map(rowToCertificate), tx);
+      await this.saveResponses(signed, tx);
+      return rows.length;
+    });
+  }
+
+  /** Postpones rows that could not be signed (issuer without responder, signer refusing), so the updater moves on. */
+  async postpone(serials: readonly string[], until: Date): Promise<void> {
+    if (serials.length === 0) return;
+    await this.pool.query(`UPDATE certificates SET refresh_at = $2 WHERE serial_hex = ANY($1::text[])`, [serials, until]);
+  }
+
+  /** Rows changed after `changeId`, oldest change first. */
+  async changesSince(changeId: number, limit: number): Promise<StoredCertificate[]> {
+    const { rows } = await this.pool.query(`SELECT ${COLUMNS} FROM certificates WHERE change_id > $1 ORDER BY change_id LIMIT $2`, [changeId, limit]);
+    return rows.map(rowToCertificate);
+  }
+
+  async find(serials: readonly string[]): Promise<StoredCertificate[]> {
+    const { rows } = await this.pool.query(`SELECT ${COLUMNS} FROM certificates WHERE serial_hex = ANY($1::text[])`, [serials]);
+    return rows.map(rowToCertificate);
+  }
+
+  async saveIssuers(issuers: ReadonlyArray<{ keyId: string; certificateDer: Uint8Array; responderCertificateDer?: Uint8Array }>): Promise<void> {
+    for (const i of issuers) {
+      await this.pool.query(
+        `INSERT INTO issuers (key_id, certificate_der, ocsp_responder_certificate) VALUES ($1, $2, $3)
+         ON CONFLICT (key_id) DO UPDATE SET certificate_der = EXCLUDED.certificate_der, ocsp_responder_certificate = EXCLUDED.ocsp_responder_certificate, updated_at = now()`,
+        [i.keyId, Buffer.from(i.certificateDer), i.responderCertificateDer?.length ? Buffer.from(i.responderCertificateDer) : null],
+      );
+    }
+  }
+
+  async loadIssuers(): Promise<Array<{ keyId: string; certificateDer: Buffer; responderCertificateDer?: Buffer }>> {
+    const { rows } = await this.pool.query(`SELECT key_id, certificate_der, ocsp_responder_certificate FROM issuers ORDER BY key_id`);
+    return rows.map((r) => ({ keyId: r.key_id, certificateDer: r.certificate_der, ...(r.ocsp_responder_certificate ? { responderCertificateDer: r.ocsp_responder_certificate } : {}) }));
+  }
+}

@@ -1,0 +1,55 @@
+import type { CertIdHash, OcspErrorStatus } from '@pki/x509';
+import type { DirectorySnapshot } from '../domain/issuer-directory';
+import type { StoreBuffers } from '../store/shared-response-store';
+
+/** What a serving thread is started with (workerData). */
+export interface ServingThreadData {
+  thread: number;
+  host: string;
+  port: number;
+  pathPrefix: string;
+  maxRequestBytes: number;
+  requestTimeoutMs: number;
+  headersTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  maxAgeSeconds: number;
+  maxCertIds: number;
+  minNonceLength: number;
+  nonce: 'echo' | 'ignore';
+  neverIssued: 'unauthorized' | 'revoked';
+  /** Live requests and store lookups admitted at once across the threads, then shed with tryLater. */
+  maxLiveInFlight: number;
+  maxMissesInFlight: number;
+  /** A round trip to the main thread not answered within this gets tryLater. */
+  mainTimeoutMs: number;
+  store: StoreBuffers;
+  metrics: SharedArrayBuffer;
+  /** Int32Array [live in flight, misses in flight], shared by the threads. */
+  admission: SharedArrayBuffer;
+  directory: DirectorySnapshot;
+}
+
+export interface RequestedSingle {
+  /** Undefined for a serial no CA of ours can have issued (negative, over 20 octets). */
+  serialHex?: string;
+  hash: CertIdHash;
+}
+
+export type ToMain =
+  | { type: 'listening'; thread: number; port: number }
+  | { type: 'failed'; thread: number; message: string }
+  /** A known certificate whose response is not in memory. */
+  | { type: 'miss'; id: number; issuerIndex: number; single: RequestedSingle }
+  /** A request answered by a live signature: a nonce, several CertIDs, or a never-issued serial under the `revoked` policy. */
+  | { type: 'live'; id: number; issuerIndex: number; singles: RequestedSingle[]; nonce?: Uint8Array };
+
+/** How the main thread answers a miss or a live request. */
+export type MainAnswer =
+  | { kind: 'response'; der: Uint8Array; status: 'good' | 'revoked' | 'unknown'; cache?: { producedAt: number; nextUpdate: number; etag: string } }
+  | { kind: 'error'; status: OcspErrorStatus }
+  | { kind: 'never-issued' };
+
+export type ToThread =
+  | { type: 'directory'; directory: DirectorySnapshot }
+  | { type: 'answer'; id: number; answer: MainAnswer }
+  | { type: 'stop' };

@@ -1,0 +1,105 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { PkiError, type Logger } from '@pki/kit';
+import type { DirectorySnapshot } from '../domain/issuer-directory';
+import type { MainAnswer, ServingThreadData, ToMain, ToThread } from './protocol';
+
+export interface ServingPoolHandlers {
+  miss(message: Extract<ToMain, { type: 'miss' }>): Promise<MainAnswer>;
+  live(message: Extract<ToMain, { type: 'live' }>): Promise<MainAnswer>;
+}
+
+/** The compiled serving thread: next to this file in dist/, or in dist/ when this runs from src/ (tests). */
+function servingThreadScript(): string {
+  const beside = path.join(__dirname, 'serving-thread.js');
+  if (existsSync(beside)) return beside;
+  const built = path.join(__dirname, '..', '..', 'dist', 'http', 'serving-thread.js');
+  if (existsSync(built)) return built;
+  throw new PkiError('FAILED_PRECONDITION', `ocsp: the serving thread is not built (${built}); run the TypeScript build first`);
+}
+
+/**
+ * The serving threads, started from the main thread: one HTTP listener each on the same port
+ * (the first binds it, the others join with SO_REUSEPORT), all reading the shared store. Misses
+ * and live requests come back here as messages and are answered by `handlers`.
+ */
+export class ServingPool {
+  readonly #workers: Worker[] = [];
+  readonly #logger: Logger;
+  port = 0;
+
+  private constructor(logger: Logger) {
+    this.#logger = logger;
+  }
+
+  static async start(threads: number, data: Omit<ServingThreadData, 'thread'>, handlers: ServingPoolHandlers, logger: Logger): Promise<ServingPool> {
+    const pool = new ServingPool(logger);
+    const script = servingThreadScript();
+    try {
+      let port = data.port;
+      for (let thread = 0; thread < threads; thread++) {
+        port = await pool.#startThread(script, { ...data, port, thread }, handlers);
+      }
+      pool.port = port;
+      return pool;
+    } catch (err) {
+      await pool.stop();
+      throw err;
+    }
+  }
+
+  #startThread(script: string, data: ServingThreadData, handlers: ServingPoolHandlers): Promise<number> {
+    const worker = new Worker(script, { workerData: data, name: `ocsp-serving-${data.thread}` });
+    this.#workers.push(worker);
+    const reply = (id: number, answer: MainAnswer) => worker.postMessage({ type: 'answer', id, answer } satisfies ToThread);
+    return new Promise((resolve, reject) => {
+      worker.on('message', (message: ToMain) => {
+        switch (message.type) {
+          case 'listening':
+            resolve(message.port);
+            break;
+          case 'failed':
+            reject(new PkiError('UNAVAILABLE', `ocsp: serving thread ${message.thread} could not listen on ${data.host}:${data.port}: ${message.message}`));
+            break;
+          case 'miss':
+          case 'live':
+            (message.type === 'miss' ? handlers.miss(message) : handlers.live(message)).then(
+              (answer) => reply(message.id, answer),
+              (err: unknown) => {
+                this.#logger.error({ err }, `ocsp: answering a ${message.type} failed`);
+                reply(message.id, { kind: 'error', status: 'internalError' });
+              },
+            );
+            break;
+        }
+      });
+      worker.on('error', (err) => {
+        this.#logger.error({ err, thread: data.thread }, 'ocsp: serving thread failed');
+        reject(err);
+      });
+    });
+  }
+
+  broadcast(directory: DirectorySnapshot): void {
+    for (const worker of this.#workers) worker.postMessage({ type: 'directory', directory } satisfies ToThread);
+  }
+
+  /** Stops accepting, lets in-flight requests finish, then ends the threads. */
+  async stop(graceMs = 10_000): Promise<void> {
+    await Promise.all(
+      this.#workers.map(
+        (worker) =>
+          new Promise<void>((resolve) => {
+            const timer = setTimeout(() => void worker.terminate().then(() => resolve()), graceMs);
+            worker.once('exit', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            worker.postMessage({ type: 'stop' } satisfies ToThread);
+          }),
+      ),
+    );
+    this.#workers.length = 0;
+  }
+}
