@@ -21,10 +21,13 @@ printf '\n=== %s bootstrap %s\n' "$(date -Is 2>/dev/null || echo now)" "$*" >>"$
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 fail() { printf 'bootstrap: %s\n' "$*" >&2; exit 1; }
-# The most telling line of a failed step: apt's "E:" lines, else the last line it wrote.
+# The most telling line of a failed step: apt's "E:" lines, npm's reason (not its "see the log"
+# lines), Maven's and pip's errors; else the last line it wrote.
 last_error() {
   local line
-  line=$(grep -E '^(E|ERROR|error|npm error|\[ERROR\]):? ' "$LOG" | tail -n 1 || true)
+  line=$(sed -n '/^--- /h; /^--- /!H; ${x;p}' "$LOG" |
+    grep -E '^(E: |ERROR|\[ERROR\]|error: |fatal: |npm error |ERR_PNPM|sudo: )' |
+    grep -v -E '^npm error (A complete log|code |errno |syscall |path |command |signal |cwd |Log files)' | tail -n 1 || true)
   [ -n "$line" ] || line=$(grep -v '^[[:space:]]*$' "$LOG" | tail -n 1 || true)
   printf '%s' "${line:0:300}"
 }

