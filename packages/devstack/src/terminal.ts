@@ -46,7 +46,7 @@ export function createTerminal(root: string, logFile: string): Terminal {
     show,
     say(line) {
       console.log(line);
-      record(line);
+      record(line.replace(/^\n+/, ''));
     },
     fail(err) {
       const line =

@@ -130,14 +130,19 @@ async function stopLeftovers(layout: DevLayout, terminal: Terminal): Promise<voi
   if (existsSync(layout.run)) for (const f of readdirSync(layout.run)) if (f.endsWith('.pid')) candidates.push({ name: f.slice(0, -4), file: path.join(layout.run, f) });
   // PostgreSQL's own record, in case ours was never written.
   candidates.push({ name: 'postgres', file: path.join(layout.postgres, 'data', 'postmaster.pid') });
+  // An orphaned supervisor first (it stops its own services in order), PostgreSQL last.
+  const rank = (name: string) => (name === SUPERVISOR_PID ? 0 : name === 'postgres' ? 2 : 1);
+  candidates.sort((a, b) => rank(a.name) - rank(b.name));
   for (const { name, file } of candidates) {
     const pid = Number(readTextQuietly(file).split('\n')[0]);
-    if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid) continue;
-    if (!readTextQuietly(`/proc/${pid}/cmdline`).replace(/\0/g, ' ').includes(layout.dev)) continue;
-    terminal.say(`stopping ${name} (pid ${pid}), left running by an earlier make up that did not stop cleanly`);
-    signal(pid, name === 'postgres' ? 'SIGINT' : 'SIGTERM');
-    for (let waited = 0; waited < 30_000 && isAlive(pid); waited += 100) await new Promise((r) => setTimeout(r, 100));
-    if (isAlive(pid)) signal(pid, 'SIGKILL');
+    const ours = Number.isInteger(pid) && pid > 1 && pid !== process.pid && readTextQuietly(`/proc/${pid}/cmdline`).replace(/\0/g, ' ').includes(layout.dev);
+    if (ours) {
+      terminal.say(`stopping ${name} (pid ${pid}), left running by an earlier make up that did not stop cleanly`);
+      signal(pid, name === 'postgres' ? 'SIGINT' : 'SIGTERM');
+      for (let waited = 0; waited < 30_000 && isAlive(pid); waited += 100) await new Promise((r) => setTimeout(r, 100));
+      if (isAlive(pid)) signal(pid, 'SIGKILL');
+    }
+    // Ours or stale, the record is obsolete (PostgreSQL handles its own postmaster.pid).
     if (file.startsWith(layout.run)) rmSync(file, { force: true });
   }
 }
@@ -167,6 +172,9 @@ function signal(pid: number, name: NodeJS.Signals): void {
   }
 }
 
+/** The supervisor's own pid file in the run folder. */
+const SUPERVISOR_PID = 'make-up';
+
 /** The supervisor process: everything `make up` does once its wrapper has put it in its own process group. */
 async function main(): Promise<void> {
   const root = findRepoRoot(__dirname);
@@ -177,6 +185,7 @@ async function main(): Promise<void> {
   const terminal = createTerminal(root, path.join(layout.logs, 'up.log'));
   const registry = new Registry();
   const supervisor = new Supervisor({ say: terminal.say, pidDir: layout.run, registry, show: terminal.show });
+  const ownPidFile = path.join(layout.run, `${SUPERVISOR_PID}.pid`);
 
   let stopping = false;
   let ops: OpsServer | undefined;
@@ -192,6 +201,7 @@ async function main(): Promise<void> {
     if (started) terminal.say('\nstopping services...');
     await supervisor.stopAll();
     await ops?.close().catch(() => undefined);
+    rmSync(ownPidFile, { force: true });
     if (started) terminal.say('stopped.');
     if (failure !== undefined) terminal.fail(failure);
     process.exit(code);
@@ -200,11 +210,23 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void shutdown(0));
   process.on('SIGHUP', () => void shutdown(0));
   process.on('uncaughtException', (err) => void shutdown(1, err));
+  // The terminal may be gone before we are (a closed window): losing it must not stop a shutdown.
+  process.stdout.on('error', () => undefined);
+  process.stderr.on('error', () => undefined);
+  // If the wrapper is killed outright, nobody would stop us: stop when our parent is gone.
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent && !stopping) {
+      terminal.say('make up (the wrapper in the terminal) is gone; stopping.');
+      void shutdown(0);
+    }
+  }, 1_000).unref();
 
   try {
     const ports = devPorts();
     terminal.say(`citizen PKI: starting the embedded deployment (state in ${terminal.show(layout.dev)})`);
     await stopLeftovers(layout, terminal);
+    writeFileSync(ownPidFile, `${process.pid}\n`, { mode: 0o600 });
     await assertPortsFree(ports);
 
     // The supervisor's own ops endpoint: /metrics counts restarts per process.
@@ -282,7 +304,9 @@ async function main(): Promise<void> {
  * dies (killed), the wrapper kills its whole group so that nothing is left running.
  */
 function runSupervised(): void {
-  const supervisor = spawn(process.execPath, [__filename], { stdio: 'inherit', detached: true, env: { ...process.env, PKI_DEVSTACK_SUPERVISOR: '1' } });
+  // The state folder on its command line lets a later run recognise it in a stale pid file.
+  const state = devLayout(findRepoRoot(__dirname)).dev;
+  const supervisor = spawn(process.execPath, [__filename, state], { stdio: 'inherit', detached: true, env: { ...process.env, PKI_DEVSTACK_SUPERVISOR: '1' } });
   const forward = (): void => {
     if (supervisor.exitCode === null) supervisor.kill('SIGTERM');
   };

@@ -121,7 +121,8 @@ describe('the embedded deployment (make up)', () => {
     await db.query('INSERT INTO public.devstack_marker VALUES ($1)', ['kept']);
     await db.end();
     const pids = readdirSync(path.join(state, 'run')).map((f) => Number(readFileSync(path.join(state, 'run', f), 'utf8')));
-    expect(pids).toHaveLength(SERVICES.length + 1);
+    // Every service, PostgreSQL and the supervisor itself.
+    expect(pids).toHaveLength(SERVICES.length + 2);
 
     // Ctrl-C reaches the wrapper (the terminal's foreground process); it stops the rest in order.
     first.child.kill('SIGINT');
@@ -142,10 +143,38 @@ describe('the embedded deployment (make up)', () => {
     expect((await again.query('SELECT note FROM public.devstack_marker')).rows).toEqual([{ note: 'kept' }]);
     await again.end();
 
-    up.child.kill('SIGINT');
-    expect(await up.exited).toEqual({ code: 0, signal: null });
     // Secrets stay the owner's alone.
     for (const f of readdirSync(path.join(state, 'secrets'))) expect(modeOf(path.join(state, 'secrets', f))).toBe(0o600);
+  });
+
+  it('stops what a make up killed outright left running, and stops when its terminal wrapper is killed', async () => {
+    // The wrapper and the supervisor both killed at once (say, kill -9 of both): PostgreSQL and
+    // the services are orphans, still running.
+    const second = up!;
+    const supervisorPid = pidOf('make-up');
+    const orphans = SERVICES.map((s) => pidOf(s)).concat(pidOf('postgres'));
+    process.kill(second.child.pid!, 'SIGKILL');
+    process.kill(supervisorPid, 'SIGKILL');
+    await second.exited;
+    expect(orphans.filter(alive)).toEqual(orphans);
+
+    // The next make up stops them (the services first, PostgreSQL last) and starts afresh.
+    up = runUp(state, portBase);
+    await up.waitFor(/The PKI is running/);
+    for (const service of SERVICES) expect(up.output()).toMatch(new RegExp(`stopping ${service} \\(pid \\d+\\), left running by an earlier make up that did not stop cleanly`));
+    expect(up.output()).toMatch(/stopping postgres \(pid \d+\), left running by an earlier make up that did not stop cleanly/);
+    expect(orphans.filter(alive)).toEqual([]);
+    expect(await activeIssuer()).toMatch(/^[0-9a-f]+$/);
+
+    // The wrapper alone killed: the supervisor sees its parent gone and stops everything in order.
+    const third = up;
+    const running = readdirSync(path.join(state, 'run')).map((f) => Number(readFileSync(path.join(state, 'run', f), 'utf8')));
+    process.kill(third.child.pid!, 'SIGKILL');
+    await third.exited;
+    for (let i = 0; i < 600 && running.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(running.filter(alive)).toEqual([]);
+    const log = readFileSync(path.join(state, 'logs', 'up.log'), 'utf8');
+    expect(log).toMatch(/Z make up \(the wrapper in the terminal\) is gone; stopping\.\n\S+ stopping services\.\.\.\n\S+ stopped\.\n$/);
     expect(existsSync(path.join(state, 'postgres', 'data', 'postmaster.pid'))).toBe(false);
   });
 });
