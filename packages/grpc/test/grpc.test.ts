@@ -170,7 +170,7 @@ describe('gRPC server and client over mTLS', () => {
     expect(await tlsProbe(certified())).toEqual({ handshake: true, serverSpoke: true });
 
     // ...and sends a client without one the TLS 1.3 alert "certificate required" (116).
-    const anonymous = new grpc.Client(address, grpc.credentials.createSsl(readFileSync(ids['ca-signer'].caFile), null, null, { checkServerIdentity: () => undefined }));
+    const anonymous = new grpc.Client(address, grpc.credentials.createSsl(readFileSync(ids['ca-signer'].caFile), null, null, { checkServerIdentity: () => undefined }), { 'grpc.ssl_target_name_override': 'ca-signer' });
     const def = methodDefinition(CaSignerService, CaSignerService.method.getIssuers);
     const err = await new Promise<grpc.ServiceError>((resolve) =>
       anonymous.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize, {}, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (e) => resolve(e!)),
