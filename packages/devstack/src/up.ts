@@ -313,6 +313,11 @@ function runSupervised(): void {
   process.on('SIGINT', forward);
   process.on('SIGTERM', forward);
   process.on('SIGHUP', forward);
+  // Whoever started us (make, a test) killed outright: stop as on Ctrl-C.
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) forward();
+  }, 1_000).unref();
   supervisor.on('exit', (code, signal) => {
     if (signal !== null && supervisor.pid !== undefined) {
       try {
