@@ -12,7 +12,8 @@ import { REPO } from './run-up';
  * installed or changed on this machine.
  */
 
-const APT = ['softhsm2', 'opensc', 'postgresql', 'openssl', 'gcc', 'libp11-kit-dev', 'python3-venv'];
+// The packages the script installs, read from its own APT_PACKAGES line (it grows with the benchmarks).
+const APT = /^APT_PACKAGES=\(([^)]*)\)/m.exec(readFileSync(path.join(REPO, 'scripts', 'bootstrap.sh'), 'utf8'))![1]!.trim().split(/\s+/);
 // The real programs the script uses before and around its apt step.
 const REAL = ['dirname', 'mkdir', 'grep', 'sed', 'tail', 'date', 'wc', 'mv', 'cat', 'env', 'printf', 'ln'];
 
