@@ -49,7 +49,8 @@ test: bootstrap-test proto-check build lint
 
 # Results go to var/bench/*-latest.json; docs/benchmarks.md summarises a run.
 # BENCH_ONLY selects measurements: RSA-2048, RSA-4096, P-256, IssueCertificate (signing), issuance (end to end), CRL,
-# audit (the audit log end to end and offline), OCSP (the responder).
+# audit (the audit log end to end and offline), OCSP (the responder),
+# logging (CPU time per log line with redaction).
 bench: bootstrap-test build
 	@node packages/bench/dist/run.js
 

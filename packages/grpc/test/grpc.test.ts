@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { caSignerV1, healthV1 } from '@pki/proto';
 import { createLogger, PkiError } from '@pki/kit';
@@ -133,26 +134,79 @@ describe('gRPC server and client over mTLS', () => {
     client.close();
   });
 
-  it('does not let a client without a certificate connect', async () => {
-    const anonymous = new grpc.Client(address, grpc.credentials.createSsl(readFileSync(ids['ca-signer'].caFile), null, null, { checkServerIdentity: () => undefined }));
+  /**
+   * What the server does with a TLS client that presents `credentials`, seen from a raw TLS
+   * connection: whether the handshake completed on the client's side, and whether the server then
+   * spoke (its HTTP/2 SETTINGS) or cut the connection, and with which alert.
+   */
+  const tlsProbe = (credentials: { cert?: Buffer; key?: Buffer }) =>
+    new Promise<{ handshake: boolean; serverSpoke: boolean; error?: string }>((resolve) => {
+      const [host, port] = address.split(':');
+      let handshake = false;
+      let error: string | undefined;
+      const socket = tls.connect({ host, port: Number(port), ca: readFileSync(ids['ca-signer'].caFile), ...credentials, ALPNProtocols: ['h2'], servername: 'ca-signer', checkServerIdentity: () => undefined }, () => {
+        handshake = true;
+        socket.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+      });
+      const timer = setTimeout(() => socket.destroy(), 10_000);
+      socket.once('data', () => {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve({ handshake, serverSpoke: true });
+      });
+      socket.on('error', (err: NodeJS.ErrnoException) => (error = err.code ?? err.message));
+      socket.once('close', () => {
+        clearTimeout(timer);
+        resolve({ handshake, serverSpoke: false, ...(error ? { error } : {}) });
+      });
+    });
+  const certified = () => ({ cert: readFileSync(ids.ra.certFile), key: readFileSync(ids.ra.keyFile) });
+
+  it('does not let a client without a certificate connect: the server, reachable, refuses the handshake', async () => {
+    // The same server answers a client with a certificate...
+    const good = clientAs('ra');
+    await expect(good.getIssuers({})).resolves.toMatchObject({ issuers: [{ keyId: 'ab' }] });
+    good.close();
+    expect(await tlsProbe(certified())).toEqual({ handshake: true, serverSpoke: true });
+
+    // ...and sends a client without one the TLS 1.3 alert "certificate required" (116).
+    const anonymous = new grpc.Client(address, grpc.credentials.createSsl(readFileSync(ids['ca-signer'].caFile), null, null, { checkServerIdentity: () => undefined }), { 'grpc.ssl_target_name_override': 'ca-signer' });
     const def = methodDefinition(CaSignerService, CaSignerService.method.getIssuers);
     const err = await new Promise<grpc.ServiceError>((resolve) =>
       anonymous.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize, {}, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (e) => resolve(e!)),
     );
-    expect(err.code).toBe(grpc.status.UNAVAILABLE);
     anonymous.close();
+    expect(err.code).toBe(grpc.status.UNAVAILABLE);
+    expect(err.details).toMatch(/alert certificate required.*SSL alert number 116/);
+    expect(await tlsProbe({})).toEqual({ handshake: true, serverSpoke: false, error: 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED' });
   });
 
-  it('does not let a client with a certificate from another CA connect', async () => {
+  it('does not let a client with a certificate from another CA connect: the server, reachable, drops it at the handshake', async () => {
     const other = await createServiceIdentities(path.join(dir, 'other'), ['ra'] as const);
+    // Same server, same client settings, only the certificate differs.
+    const good = createGrpcClient(CaSignerService, { address, serverIdentity: ids['ca-signer'].identity, tls: ids.ra, deadlineMs: 5000 });
+    await expect(good.getIssuers({})).resolves.toMatchObject({ issuers: [{ keyId: 'ab' }] });
+    good.close();
     const client = createGrpcClient(CaSignerService, { address, serverIdentity: ids['ca-signer'].identity, tls: { ...other.ra, caFile: ids.ra.caFile }, deadlineMs: 5000 });
     await expect(client.getIssuers({})).rejects.toMatchObject({ code: 'UNAVAILABLE' });
     client.close();
+    // On the wire: with a good certificate the server speaks HTTP/2 right after the handshake;
+    // with the other CA's it closes the connection without a byte (Node's TLS server checks the
+    // chain once the TLS 1.3 handshake is done, and destroys the socket when it fails).
+    expect(await tlsProbe(certified())).toEqual({ handshake: true, serverSpoke: true });
+    const refused = await tlsProbe({ cert: readFileSync(other.ra.certFile), key: readFileSync(other.ra.keyFile) });
+    expect(refused).toMatchObject({ handshake: true, serverSpoke: false });
   });
 
   it('refuses to talk to a server that does not carry the expected identity', async () => {
+    const right = clientAs('ra', ids['ca-signer'].identity);
+    await expect(right.getIssuers({})).resolves.toMatchObject({ issuers: [{ keyId: 'ab' }] });
+    right.close();
     const client = clientAs('ra', 'spiffe://pki.internal/ocsp');
-    await expect(client.getIssuers({})).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    await expect(client.getIssuers({})).rejects.toMatchObject({
+      code: 'UNAVAILABLE',
+      message: expect.stringContaining('server identity spiffe://pki.internal/ca-signer is not the expected spiffe://pki.internal/ocsp'),
+    });
     client.close();
   });
 

@@ -3,3 +3,4 @@ export * from './postgres';
 export * from './kafka';
 export * from './softhsm';
 export * from './pkilint';
+export * from './postgres-account';

@@ -1,24 +1,26 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, chownSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Client } from 'pg';
+import { postgresServerAccount } from './postgres-account';
 
 const run = promisify(execFile);
 
 /**
  * A throwaway PostgreSQL cluster for tests: initdb in a temp folder, pg_ctl start on loopback,
  * stop() removes everything. No Docker on these machines, so the harness runs Debian's server
- * binaries directly. PostgreSQL refuses to run as root, so as root every server command runs as
- * the `postgres` user (runuser) on a folder that user owns.
+ * binaries directly. PostgreSQL refuses to run as root: as root every server command runs through
+ * {@link postgresServerAccount}, which works wherever the clone is (a 0700 folder, a path with
+ * spaces).
  */
 export interface TestPostgres {
   /** Superuser URL (user `postgres`, database `postgres`, no password: trust auth on loopback). */
   readonly url: string;
   readonly port: number;
-  /** The cluster's folder (data directory, socket directory, server log). */
+  /** The cluster's folder (data directory, server log). */
   readonly dir: string;
   stop(): Promise<void>;
 }
@@ -42,25 +44,29 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
   mkdirSync(parent, { recursive: true });
   const dir = mkdtempSync(join(parent, 'pg-'));
   const dataDir = join(dir, 'data');
-  const socketDir = join(dir, 'socket');
   const logFile = join(dir, 'server.log');
-  const serverUser = asServerUser();
+  const account = postgresServerAccount();
+  const asServer = async (file: string, args: string[]) => {
+    const command = account.command(file, args);
+    await run(command.file, command.args, { timeout: 120_000 });
+  };
   try {
-    mkdirSync(socketDir);
-    serverUser.own(dir);
-    serverUser.own(socketDir);
+    account.own(dir);
+    account.assertReachable(dir, `the test cluster folder ${dir}`);
 
-    // trust on loopback only: the server listens on 127.0.0.1 and a socket in a private folder.
-    await serverUser.exec(join(bindir, 'initdb'), [
-      '-D', dataDir, '-U', SUPERUSER, '--auth=trust', '--encoding=UTF8', '--locale=C', '--no-sync',
-    ]);
+    // trust on loopback only: the server listens on 127.0.0.1 alone, with no Unix socket.
+    await asServer(join(bindir, 'initdb'), ['-D', dataDir, '-U', SUPERUSER, '--auth=trust', '--encoding=UTF8', '--locale=C', '--no-sync']).catch((err: unknown) => {
+      throw new Error(`postgres harness: initdb failed in ${dataDir}: ${commandFailure(err)}`);
+    });
 
     const port = options.port ?? (await freePort());
     // Durability is pointless for a test cluster and costs most of the time of a DDL-heavy suite.
     const settings = [
       `port = ${port}`,
       `listen_addresses = '127.0.0.1'`,
-      `unix_socket_directories = '${socketDir}'`,
+      // No Unix socket: its path would sit in the clone, and a deep clone path exceeds the
+      // 107-byte limit of a socket address; clients connect over TCP.
+      `unix_socket_directories = ''`,
       'fsync = off',
       'synchronous_commit = off',
       'full_page_writes = off',
@@ -69,13 +75,13 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
       `log_min_messages = warning`,
     ];
     writeFileSync(join(dataDir, 'postgresql.auto.conf'), settings.join('\n') + '\n');
-    serverUser.own(join(dataDir, 'postgresql.auto.conf'));
+    account.own(join(dataDir, 'postgresql.auto.conf'));
 
     const timeoutSeconds = Math.ceil((options.startTimeoutMs ?? 60_000) / 1000);
     try {
-      await serverUser.exec(join(bindir, 'pg_ctl'), ['-D', dataDir, '-l', logFile, '-w', '-t', String(timeoutSeconds), 'start']);
+      await asServer(join(bindir, 'pg_ctl'), ['-D', dataDir, '-l', logFile, '-w', '-t', String(timeoutSeconds), 'start']);
     } catch (err) {
-      throw new Error(`postgres harness: server did not start: ${(err as Error).message}\n${tail(logFile)}`);
+      throw new Error(`postgres harness: server did not start: ${commandFailure(err)}\n${tail(logFile)}`);
     }
     const postmasterPid = readPostmasterPid(dataDir);
     if (postmasterPid !== undefined) writeFileSync(join(dir, POSTGRES_PID_FILE), `${postmasterPid}\n`);
@@ -93,7 +99,7 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
         stopped = true;
         try {
           // "immediate" skips the shutdown checkpoint: the data is thrown away anyway.
-          await serverUser.exec(join(bindir, 'pg_ctl'), ['-D', dataDir, '-m', 'immediate', '-w', '-t', '30', 'stop']);
+          await asServer(join(bindir, 'pg_ctl'), ['-D', dataDir, '-m', 'immediate', '-w', '-t', '30', 'stop']);
         } catch {
           if (postmasterPid !== undefined) killQuietly(postmasterPid);
         } finally {
@@ -107,6 +113,13 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
+}
+
+/** What a failed server command said (its stderr), not the Node wrapper's "Command failed: ..." line. */
+function commandFailure(err: unknown): string {
+  const e = err as Error & { stderr?: string; code?: number | string };
+  const said = `${e.stderr ?? ''}`.trim();
+  return said ? said.split('\n').slice(-5).join(' ') : e.message;
 }
 
 /** Creates an empty database on the test server and returns its URL, so each test file gets its own. */
@@ -157,25 +170,6 @@ export function findPostgresBinaries(): string {
     );
   }
   return found;
-}
-
-interface ServerUser {
-  /** Hands a file or folder to the server's user (a no-op when we already are that user). */
-  own(path: string): void;
-  exec(file: string, args: string[]): Promise<void>;
-}
-
-function asServerUser(): ServerUser {
-  if (process.getuid?.() !== 0) {
-    return { own: () => undefined, exec: async (file, args) => void (await run(file, args, { timeout: 120_000 })) };
-  }
-  const uid = Number(execFileSync('id', ['-u', SUPERUSER], { encoding: 'utf8' }).trim());
-  const gid = Number(execFileSync('id', ['-g', SUPERUSER], { encoding: 'utf8' }).trim());
-  return {
-    own: (path) => chownSync(path, uid, gid),
-    // runuser keeps no controlling terminal and needs no password; the server forks away from it.
-    exec: async (file, args) => void (await run('runuser', ['-u', SUPERUSER, '--', file, ...args], { timeout: 120_000 })),
-  };
 }
 
 async function waitUntilAcceptingQueries(url: string, timeoutMs: number, logFile: string): Promise<void> {

@@ -136,10 +136,12 @@ function validateOptions(options: SoftHsmTokenOptions): void {
   if (options.label.length === 0 || Buffer.byteLength(options.label, 'utf8') > 32) {
     throw new PkiError('INVALID_ARGUMENT', 'create SoftHSM token: label must be 1 to 32 bytes (CK_TOKEN_INFO.label)');
   }
-  // SoftHSM accepts PINs of 4 to 255 bytes (MIN_PIN_LEN / MAX_PIN_LEN in its source).
+  // SoftHSM accepts PINs of 4 to 255 bytes (MIN_PIN_LEN / MAX_PIN_LEN in its source; PKCS#11
+  // passes a length in bytes). The message never repeats the PIN.
   for (const [name, value] of [['pin', options.pin], ['soPin', options.soPin]] as const) {
-    if (value.length < 4 || value.length > 255) {
-      throw new PkiError('INVALID_ARGUMENT', `create SoftHSM token: ${name} must be 4 to 255 characters`);
+    const bytes = Buffer.byteLength(value, 'utf8');
+    if (bytes < 4 || bytes > 255) {
+      throw new PkiError('INVALID_ARGUMENT', `create SoftHSM token: ${name} must be 4 to 255 bytes`);
     }
   }
 }

@@ -6,10 +6,19 @@ describe('CRL partitions', () => {
   it('is the serial number modulo the partition count', () => {
     expect(crlPartitionOf(Buffer.from('0102', 'hex'), 16)).toBe(0x0102 % 16);
     expect(crlPartitionOf('7fffffffffffffffffffffffffffffff', 10)).toBe(Number(0x7fffffffffffffffffffffffffffffffn % 10n));
-    // The integer value counts, not its encoding: a DER pad octet changes nothing.
-    expect(crlPartitionOf('00ff', 7)).toBe(crlPartitionOf('ff'.replace(/^/, '00'), 7));
     expect(crlPartitionOf('00ff', 7)).toBe(255 % 7);
+    // Consecutive serials fill consecutive partitions: the answer depends on the value.
+    expect(['07', '08', '09', '0a', '0b', '0c', '0d'].map((hex) => crlPartitionOf(hex, 7))).toEqual([0, 1, 2, 3, 4, 5, 6]);
     expect(crlPartitionOf(Buffer.from('3a', 'hex'), 1)).toBe(0);
+  });
+
+  it('depends on the integer value, not its encoding: pad octets, hex case and bytes or hex agree', () => {
+    const encodings: Array<string | Uint8Array> = ['7f', '007f', '00007f', '7F', '007F', Buffer.from([0x7f]), Buffer.from([0x00, 0x7f])];
+    expect(encodings.map((serial) => crlPartitionOf(serial, 7))).toEqual(Array(encodings.length).fill(0x7f % 7));
+    // A serial whose top bit needs the pad octet to stay positive, as hex and as DER content octets.
+    const serial = '00c2b4f1e0d3a59687';
+    expect(crlPartitionOf(serial, 4096)).toBe(Number(0xc2b4f1e0d3a59687n % 4096n));
+    expect(crlPartitionOf(Buffer.from(serial, 'hex'), 4096)).toBe(crlPartitionOf(serial, 4096));
   });
 
   it('spreads random serials evenly', () => {

@@ -7,9 +7,10 @@ import { fromBinary } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { createGrpcClient, type ServiceClient } from '@pki/grpc';
 import { caSignerV1, eventsV1 } from '@pki/proto';
-import { toPem } from '@pki/x509';
+import { parseCertificate, toPem } from '@pki/x509';
 import { createLogger, systemClock } from '@pki/kit';
 import { FakeKeyManager } from '../src/adapters/fake';
+import type { KeyManager } from '../src/ports/key-manager';
 import { CertificateAuthority } from '../src/domain/certificate-authority';
 import { startCaSignerFixture, type CaSignerFixture } from './service-fixture';
 
@@ -25,8 +26,32 @@ let db: pg.Pool;
 let asRa: ServiceClient<typeof caSignerV1.CaSignerService>;
 let asOcsp: ServiceClient<typeof caSignerV1.CaSignerService>;
 
+/**
+ * What was already committed when the HSM was asked for each signature, seen from another
+ * database connection (so only committed rows): the audit events in the outbox at that moment.
+ */
+interface SignatureObserved {
+  dataSha256: string;
+  committed: Array<{ action: string; serial: string; tbsSha256: string }>;
+}
+const signatures: SignatureObserved[] = [];
+const committedAuditEvents = async () => {
+  const { rows } = await db.query(`SELECT payload FROM outbox WHERE topic = 'pki.audit.v1' ORDER BY seq`);
+  return rows.map((r) => fromBinary(eventsV1.AuditEventSchema, r.payload)).map((e) => ({ action: e.action, serial: e.attributes.serial ?? '', tbsSha256: e.attributes.tbsSha256 ?? '' }));
+};
+const observeSignatures = (inner: KeyManager): KeyManager => ({
+  generateKeyPair: (request) => inner.generateKeyPair(request),
+  getPublicKey: (request) => inner.getPublicKey(request),
+  healthCheck: () => inner.healthCheck(),
+  close: () => inner.close(),
+  async sign(request) {
+    signatures.push({ dataSha256: createHash('sha256').update(request.data).digest('hex'), committed: db ? await committedAuditEvents() : [] });
+    return inner.sign(request);
+  },
+});
+
 beforeAll(async () => {
-  fixture = await startCaSignerFixture();
+  fixture = await startCaSignerFixture({ wrapKeyManager: observeSignatures });
   db = new pg.Pool({ connectionString: fixture.databaseUrl, options: '-c search_path=ca_signer' });
   const connect = (who: 'ra' | 'ocsp') =>
     createGrpcClient(caSignerV1.CaSignerService, { address: fixture.signer.grpcAddress, serverIdentity: fixture.identities['ca-signer'].identity, tls: fixture.identities[who], deadlineMs: 20_000 });
@@ -71,14 +96,24 @@ describe('ca-signer IssueCertificate over gRPC, signing in SoftHSM', () => {
     expect(await issuanceCount()).toBe(before);
   });
 
-  it('records the audit intent before signing and the result after, without personal data', async () => {
+  it('commits the audit intent naming the exact bytes before the HSM signs them, and the result after, without personal data', async () => {
     const response = await asRa.issueCertificate({ idempotencyKey: 'app-3/SIGN', profile: 'citizen-signature', publicKeySpki: rsaSpki(), subject });
+    const tbsSha256 = createHash('sha256').update(parseCertificate(response.certificate).tbsDer).digest('hex');
+
+    // The HSM was asked once for this certificate's bytes, and at that moment the intent for this
+    // serial, naming the hash of those bytes, was already committed; the result was not yet.
+    const asked = signatures.filter((s) => s.dataSha256 === tbsSha256);
+    expect(asked).toHaveLength(1);
+    const mineAtSigning = asked[0]!.committed.filter((e) => e.serial === response.serialHex);
+    expect(mineAtSigning).toEqual([{ action: 'certificate.issue.intent', serial: response.serialHex, tbsSha256 }]);
+
     const { rows } = await db.query(`SELECT seq, payload FROM outbox WHERE topic = 'pki.audit.v1' ORDER BY seq`);
     const events = rows.map((r) => ({ seq: Number(r.seq), event: fromBinary(eventsV1.AuditEventSchema, r.payload) }));
     const mine = events.filter((e) => e.event.attributes.serial === response.serialHex);
     expect(mine.map((e) => e.event.action)).toEqual(['certificate.issue.intent', 'certificate.issue.result']);
     expect(mine[0]!.seq).toBeLessThan(mine[1]!.seq);
     expect(mine[0]!.event.outcome).toBe(eventsV1.AuditOutcome.INTENT);
+    expect(mine[0]!.event.attributes.tbsSha256).toBe(tbsSha256);
     expect(mine[1]!.event.attributes.certificateSha256).toBe(createHash('sha256').update(response.certificate).digest('hex'));
     expect(mine[0]!.event.actor).toMatchObject({ type: eventsV1.AuditActorType.SERVICE, id: 'spiffe://pki.internal/ra' });
     expect(mine.map((e) => e.event.objects.map((o) => `${o.type}:${o.id}`))).toEqual([

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { createLogger, parseConfig, type Clock, type Logger } from '@pki/kit';
 import { createServiceIdentities, createSoftHsmToken, createTestDatabase, useSoftHsmConfig } from '@pki/testing';
 import { caSignerConfigSchema, type CaSignerConfig } from '../src/config';
-import { startCaSigner, type RunningCaSigner } from '../src/app';
+import { openKeyManager, startCaSigner, type RunningCaSigner } from '../src/app';
+import type { KeyManager } from '../src/ports/key-manager';
 import { ensureDevHierarchy } from '../src/ceremony/dev-hierarchy';
 import { DEVELOPMENT_ATTENDANCE } from '../src/ceremony/audit';
 import { openCeremony } from '../src/ceremony/session';
@@ -35,7 +36,17 @@ export interface CaSignerFixture {
  * fresh internal service CA, and the outbox delivered through the PostgreSQL bus.
  */
 export async function startCaSignerFixture(
-  options: { logger?: Logger; databaseUrl?: string; extraGenerations?: number; clock?: Clock; /** CRL partitions per generation (ca-signer's default otherwise). */ crlPartitions?: number; auditConfirmation?: { required: boolean; maxUnconfirmedSeconds?: number } } = {},
+  options: {
+    logger?: Logger;
+    databaseUrl?: string;
+    extraGenerations?: number;
+    clock?: Clock;
+    /** CRL partitions per generation (ca-signer's default otherwise). */
+    crlPartitions?: number;
+    auditConfirmation?: { required: boolean; maxUnconfirmedSeconds?: number };
+    /** Wraps the real (SoftHSM) key manager, e.g. to observe what the service does when it signs. */
+    wrapKeyManager?: (keyManager: KeyManager) => KeyManager;
+  } = {},
 ): Promise<CaSignerFixture> {
   const dir = await mkdtemp(join(tmpdir(), 'ca-signer-service-'));
   const databaseUrl = options.databaseUrl ?? (await createTestDatabase('ca_signer_service'));
@@ -83,7 +94,9 @@ export async function startCaSignerFixture(
       await ceremony.close();
     }
   }
-  const signer = await startCaSigner(config, { logger: options.logger ?? createLogger({ service: 'ca-signer', level: (process.env.TEST_LOG_LEVEL as 'silent' | undefined) ?? 'silent' }), ...(options.clock ? { clock: options.clock } : {}) });
+  const logger = options.logger ?? createLogger({ service: 'ca-signer', level: (process.env.TEST_LOG_LEVEL as 'silent' | undefined) ?? 'silent' });
+  const keyManager = options.wrapKeyManager ? options.wrapKeyManager(await openKeyManager(config, logger)) : undefined;
+  const signer = await startCaSigner(config, { logger, ...(options.clock ? { clock: options.clock } : {}), ...(keyManager ? { keyManager } : {}) });
   const fixture: CaSignerFixture = {
     dir,
     databaseUrl,

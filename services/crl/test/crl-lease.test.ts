@@ -120,7 +120,8 @@ it('never publishes a lower or repeated CRL number for a scope, with the lease h
     if (!froze && killedMidway >= 2) {
       // Frozen past its lease: the other takes over; thawed, the first must publish nothing more.
       holder.child.kill('SIGSTOP');
-      await eventually('takeover', async () => (await lease()).token !== current.token, 30_000);
+      // The other generator may itself be restarting after a kill (a slow start on a loaded machine).
+      await eventually('takeover', async () => (await lease()).token !== current.token, 120_000);
       holder.child.kill('SIGCONT');
       froze = { holder: current.holder!, token: current.token, thawedAt: new Date() };
       continue;

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { findPostgresBinaries, startKafka, startPostgres, createDatabase, type TestKafka, type TestPostgres } from '@pki/testing';
+import { findPostgresBinaries, postgresServerAccount, startKafka, startPostgres, createDatabase, type TestKafka, type TestPostgres } from '@pki/testing';
 import { readOcspResponse } from '@pki/x509';
 import { eventually, openssl, REASON, STATUS, startOcspFixture, type IssuedCertificate, type OcspFixture } from './ocsp-fixture';
 
@@ -21,12 +21,12 @@ const certs: { good: IssuedCertificate[]; revoked: IssuedCertificate[] } = { goo
 const requests = new Map<string, { plain: Buffer; nonce: Buffer }>();
 const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
 
-/** pg_ctl on the responder's server (as the postgres user when we are root, like the harness). */
+/** pg_ctl on the responder's server, as the account the harness runs PostgreSQL under. */
 async function pgCtl(action: 'stop' | 'start'): Promise<void> {
   const pgCtlPath = join(findPostgresBinaries(), 'pg_ctl');
   const args = ['-D', join(postgres.dir, 'data'), '-w', '-t', '60', ...(action === 'stop' ? ['-m', 'fast', 'stop'] : ['-l', join(postgres.dir, 'server.log'), 'start'])];
-  if (process.getuid?.() === 0) await run('runuser', ['-u', 'postgres', '--', pgCtlPath, ...args]);
-  else await run(pgCtlPath, args);
+  const command = postgresServerAccount().command(pgCtlPath, args);
+  await run(command.file, command.args);
 }
 
 function ask(der: Buffer, method: 'GET' | 'POST'): Promise<{ http: number; body: Buffer }> {
