@@ -28,15 +28,20 @@ function main(): void {
     at += 4 + dataLength + signatureLength;
   }
   const before = process.memoryUsage().rss;
-  const perRecord = Math.ceil((32 + 16 + samples[0]!.responseData.length + samples[0]!.signature.length + 16) / 64) * 64;
-  const writer = ResponseStoreWriter.create({ maxCertificates: settings.count, arenaBytes: Math.ceil(settings.count * perRecord * 1.05) });
+  // The arena holds the records the loop below files, samples taken in turn: their sizes differ
+  // (revoked answers are longer, RSA signatures longer than ECDSA), so size it from all of them.
+  const recordBytes = (sample: { responseData: Buffer; signature: Buffer }) => Math.ceil((32 + 16 + sample.responseData.length + sample.signature.length + 16) / 64) * 64;
+  const cycleBytes = samples.reduce((sum, sample) => sum + recordBytes(sample), 0);
+  const remainder = samples.slice(0, settings.count % samples.length).reduce((sum, sample) => sum + recordBytes(sample), 0);
+  const needed = Math.floor(settings.count / samples.length) * cycleBytes + remainder;
+  const writer = ResponseStoreWriter.create({ maxCertificates: settings.count, arenaBytes: Math.ceil(needed * 1.05) });
   const started = Date.now();
   for (let i = 0; i < settings.count; i++) {
     const sample = samples[i % samples.length]!;
     const serial = randomBytes(16);
     serial[0]! &= 0x7f;
     if (!writer.put({ serial, hash: 0, issuerIndex: 0, responderIndex: 0, status: 0, producedAt: 0, nextUpdate: 0, statusSeq: i, responseData: sample.responseData, signature: sample.signature })) {
-      throw new Error(`memory full after ${i} responses`);
+      throw new Error(`memory full after ${i} responses: ${JSON.stringify(writer.stats())}`);
     }
   }
   // SharedArrayBuffers are committed as they are touched: RSS is what the responder would use.

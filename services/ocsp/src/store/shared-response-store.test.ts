@@ -87,6 +87,16 @@ describe('shared response store', () => {
     expect(writer.stats().knownCertificates).toBe(serials.length);
   });
 
+  it('holds as many certificates as it was sized for, at the index load it is sized to (0.7)', () => {
+    // 183,500 certificates fit 262,144 slots at 0.7 (slotsFor); random serials make long probe runs.
+    const count = 183_500;
+    const writer = ResponseStoreWriter.create({ maxCertificates: count, arenaBytes: 1 << 20 });
+    const serials = Array.from({ length: count }, () => serial());
+    for (const s of serials) writer.setKnown(s, true);
+    expect(writer.stats()).toMatchObject({ indexSlots: 262_144, knownCertificates: count, overflowed: false });
+    expect(serials.every((s) => writer.lookup(s, 0).kind === 'not-resident')).toBe(true);
+  });
+
   it('stops claiming "never issued" once its index overflows', () => {
     const writer = ResponseStoreWriter.create({ maxCertificates: 10, arenaBytes: 1 << 20 });
     for (let i = 0; i < 2_000; i++) writer.setKnown(serial(), true);
