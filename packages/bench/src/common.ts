@@ -50,10 +50,13 @@ export function machineBusyUs(): number {
 /** CPU of several processes and of the machine between two points in time. */
 export class CpuMeter {
   readonly #pids: Record<string, number>;
+  readonly #postmasterPid: number | undefined;
   #before: { processes: Record<string, number>; self: number; machine: number; at: bigint } | undefined;
 
-  constructor(pids: Record<string, number>) {
+  /** `postmasterPid`: the benchmark's own PostgreSQL, reported as `postgres` apart from `other`. */
+  constructor(pids: Record<string, number>, postmasterPid?: number) {
     this.#pids = pids;
+    this.#postmasterPid = postmasterPid;
   }
 
   start(): void {
@@ -72,7 +75,7 @@ export class CpuMeter {
     const per = (us: number) => Math.round(us / Math.max(operations, 1));
     const perOperationUs: Record<string, number> = {};
     let accounted = self;
-    for (const name of Object.keys(this.#pids)) {
+    for (const name of Object.keys(after)) {
       const used = after[name]! - before.processes[name]!;
       accounted += used;
       perOperationUs[name] = per(used);
@@ -83,7 +86,9 @@ export class CpuMeter {
   }
 
   #read(): Record<string, number> {
-    return Object.fromEntries(Object.entries(this.#pids).map(([name, pid]) => [name, processCpuUs(pid)]));
+    const processes = Object.fromEntries(Object.entries(this.#pids).map(([name, pid]) => [name, processCpuUs(pid)]));
+    if (this.#postmasterPid !== undefined) processes.postgres = postgresCpuUs(this.#postmasterPid);
+    return processes;
   }
 }
 
