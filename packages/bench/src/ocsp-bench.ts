@@ -14,9 +14,12 @@ import { createPool, migrate, withTransaction } from '@pki/db';
 import { appendEvent, createEventTransport, inboxMigration, migrateServiceSchema, outboxMigration, OutboxRelay } from '@pki/outbox';
 import { eventsV1 } from '@pki/proto';
 import { buildCertId, fromPem, id_pkix_ocsp_nonce, parseCertificate, readOcspResponse, toArrayBuffer } from '@pki/x509';
-import { createDatabase, createServiceIdentities, createSoftHsmToken, findRepoRoot, freePort, startKafka, startPostgres, useSoftHsmConfig } from '@pki/testing';
+import { createDatabase, createServiceIdentities, createSoftHsmToken, findRepoRoot, freePort, POSTGRES_PID_FILE, startKafka, startPostgres, useSoftHsmConfig } from '@pki/testing';
 import { caSignerConfigSchema, createDelegatedSigner, createIssuing, createRoot, DEV_ROOT_CA_SUBJECT, DEVELOPMENT_ATTENDANCE, openCeremony } from '@pki/ca-signer';
 import { MIGRATIONS_DIRECTORY } from '@pki/ocsp';
+import { CpuMeter } from './common';
+
+const cpuText = (us: Record<string, number>): string => Object.entries(us).map(([name, v]) => `${name} ${v}`).join(', ');
 
 /* eslint-disable no-console -- a benchmark reports to its operator */
 
@@ -80,7 +83,9 @@ const ready = (opsUrl: string) => waitFor(`${opsUrl} ready`, async () => (await 
 
 function startProcess(root: string, args: string[], logFile: string, env: NodeJS.ProcessEnv = {}): ChildProcess {
   const log = openSync(logFile, 'a');
-  const child = spawn(process.execPath, args, { stdio: ['ignore', log, log], env: { ...process.env, ...env }, cwd: root });
+  // BENCH_PROFILE=1: a V8 CPU profile of each service process, written next to its log when it stops.
+  const profile = process.env.BENCH_PROFILE === '1' ? ['--cpu-prof', '--cpu-prof-dir', path.dirname(logFile)] : [];
+  const child = spawn(process.execPath, [...profile, ...args], { stdio: ['ignore', log, log], env: { ...process.env, ...env }, cwd: root });
   closeSync(log);
   return child;
 }
@@ -374,8 +379,15 @@ async function main(): Promise<void> {
     console.log(`measuring (load average ${uptime()})...`);
     const warm = (url: string, file: string) => wrk(url, file, script, { seconds: 2 });
     await warm(`http://127.0.0.1:${ocspHttpPort}`, uniformFile);
+    // CPU per answer by process (load-independent, unlike the rates on a shared machine); the load
+    // generator (wrk) is in 'other' with everybody else.
+    const postmasterPid = Number(readFileSync(path.join(postgres.dir, POSTGRES_PID_FILE), 'utf8').trim()) || undefined;
+    const meter = () => new CpuMeter({ ocsp: ocsp.pid!, 'ca-signer': signer.pid! }, postmasterPid);
+    const preProducedCpu = meter();
+    preProducedCpu.start();
     const responder = await wrk(`http://127.0.0.1:${ocspHttpPort}`, uniformFile, script);
-    console.log(`  responder, pre-produced (uniform)    ${fmt(responder)}`);
+    const preProducedCpuUs = preProducedCpu.stop(responder.requests).perOperationUs;
+    console.log(`  responder, pre-produced (uniform)    ${fmt(responder)}; CPU µs per answer: ${cpuText(preProducedCpuUs)}`);
     await warm(`http://127.0.0.1:${staticPort}`, uniformFile);
     const staticCeiling = await wrk(`http://127.0.0.1:${staticPort}`, uniformFile, script);
     console.log(`  static 1.5 KB body, ${THREADS} threads       ${fmt(staticCeiling)}`);
@@ -397,17 +409,24 @@ async function main(): Promise<void> {
 
     await warm(`http://127.0.0.1:${ocspHttpPort}`, nonceFile);
     const liveBefore = await metric(opsUrl, 'ocsp_live_signatures_total');
+    const liveCpu = meter();
+    liveCpu.start();
     const live = await wrk(`http://127.0.0.1:${ocspHttpPort}`, nonceFile, script, { connections: CONNECTIONS });
+    const liveCpuUs = liveCpu.stop(live.requests).perOperationUs;
     const liveSigned = (await metric(opsUrl, 'ocsp_live_signatures_total')) - liveBefore;
     const liveShed = await metric(opsUrl, 'ocsp_shed_live_total');
-    console.log(`  live nonce answers                   ${fmt(live)} (${Math.round(liveSigned / SECONDS)} signed/s by the metric; ${liveShed} shed in total)`);
+    console.log(`  live nonce answers                   ${fmt(live)} (${Math.round(liveSigned / SECONDS)} signed/s by the metric; ${liveShed} shed in total); CPU µs per answer: ${cpuText(liveCpuUs)}`);
     const pkcs11 = JSON.parse(
       execFileSync(process.execPath, [path.join(__dirname, 'pkcs11-alone.js'), JSON.stringify({ modulePath: token.modulePath, softhsmConfigFile: token.configPath, tokenLabel: token.label, pinFile, keyId: liveResponderHsmKey, algorithm: 'RSA-SHA256', seconds: SECONDS, sessions: 2 * THREADS, inFlight: 8 * THREADS })], {
         encoding: 'utf8',
         env: { ...process.env, UV_THREADPOOL_SIZE: String(THREADS) },
       }).trim().split('\n').pop()!,
     ) as { perSecond: number; cpuPerSignatureUs: number };
-    console.log(`  PKCS#11 alone, same key (RSA-2048)   ${Math.round(pkcs11.perSecond).toLocaleString('en')}/s`);
+    // The same comparison in CPU, which other engineers' load does not move: PKCS#11 alone's CPU per
+    // signature against the live path's (responder, ca-signer, PostgreSQL; wrk left out).
+    const livePathUs = liveCpuUs.ocsp! + liveCpuUs['ca-signer']! + (liveCpuUs.postgres ?? 0);
+    const liveCpuRatio = Number((pkcs11.cpuPerSignatureUs / livePathUs).toFixed(2));
+    console.log(`  PKCS#11 alone, same key (RSA-2048)   ${Math.round(pkcs11.perSecond).toLocaleString('en')}/s, ${pkcs11.cpuPerSignatureUs} µs CPU per signature (live path ${livePathUs} µs per answer: ${liveCpuRatio} of the ceiling in CPU terms)`);
 
     // --- latency: a revocation committed in ra's outbox to the changed answer, through Kafka -------
     console.log(`latency from a revocation committed in ra to the changed answer (${REVOCATIONS} revocations, through Kafka)...`);
@@ -505,7 +524,9 @@ async function main(): Promise<void> {
         responderToOpensslBothNewConnections: Number((responderClose.perSecond / openssl.perSecond).toFixed(1)),
         responderToStaticCeiling: Number((responder.perSecond / staticCeiling.perSecond).toFixed(2)),
         liveToPkcs11Alone: Number((live.perSecond / pkcs11.perSecond).toFixed(2)),
+        liveToPkcs11AloneByCpu: liveCpuRatio,
       },
+      cpuPerAnswerUs: { preProduced: preProducedCpuUs, live: liveCpuUs },
       live: { ...live, signedPerSecondByMetric: Math.round(liveSigned / SECONDS), pkcs11AlonePerSecond: Math.round(pkcs11.perSecond), pkcs11AloneCpuPerSignatureUs: pkcs11.cpuPerSignatureUs },
       tenPercentMemoryZipf: { ...zipfResult, hitRatio: Number((hits / Math.max(1, hits + misses)).toFixed(3)) },
       tenPercentMemoryUniform: uniformTenPercent,

@@ -55,7 +55,9 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<TestK
     // The cluster id is a base64url UUID; generating it here saves a JVM start (StorageTool random-uuid).
     const clusterId = randomBytes(16).toString('base64url');
     // Static quorum (controller.quorum.voters) needs no --standalone / --initial-controllers.
-    await runToCompletion(javaArgs(libs, dir, ['kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', configFile]), join(dir, 'format.log'));
+    // `--cluster-id=<id>`, not `-t <id>`: one id in 64 starts with '-' (base64url), which the
+    // tool's argument parser takes for an option ("expected one argument") as a separate word.
+    await runToCompletion(javaArgs(libs, dir, ['kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId}`, '-c', configFile]), join(dir, 'format.log'));
 
     let broker = await launch(libs, dir, configFile, clientPort, startTimeoutMs);
     let stopped = false;
