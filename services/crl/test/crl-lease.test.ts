@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { freePort } from '@pki/testing';
@@ -26,7 +26,24 @@ interface Generator {
   opsUrl: string;
 }
 
+/**
+ * Starts a generator process and waits until it is ready. A start that fails is tried again with
+ * new ports (up to three times): freePort() hands out a port that a parallel test may take before
+ * the child binds it, and what this test is about begins once both generators run.
+ */
 async function startGenerator(name: string): Promise<Generator> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startGeneratorOnce(name);
+    } catch (err) {
+      const logFile = join(env.signer.dir, `${name}.log`);
+      const tail = existsSync(logFile) ? readFileSync(logFile, 'utf8').slice(-2_000) : '';
+      if (attempt >= 3) throw new Error(`${(err as Error).message}\n${tail}`);
+    }
+  }
+}
+
+async function startGeneratorOnce(name: string): Promise<Generator> {
   const ports = { ops: await freePort(), http: await freePort(), admin: await freePort() };
   const raw = env.rawCrlConfig({
     schedule: {
@@ -50,10 +67,15 @@ async function startGenerator(name: string): Promise<Generator> {
   children.add(child);
   child.once('exit', () => children.delete(child));
   const opsUrl = `http://127.0.0.1:${ports.ops}`;
-  await eventually(`${name} ready`, async () => {
-    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode} (see ${name}.log)`);
-    return (await fetch(`${opsUrl}/readyz`).catch(() => undefined))?.ok;
-  });
+  try {
+    await eventually(`${name} ready`, async () => {
+      if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode} (see ${name}.log)`);
+      return (await fetch(`${opsUrl}/readyz`).catch(() => undefined))?.ok;
+    });
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
   return { child, opsUrl };
 }
 
