@@ -13,6 +13,12 @@ PNPM_VERSION=10.34.8
 KAFKA_VERSION=4.3.1
 KAFKA_CLASSPATH_REV=2  # bump when tools/kafka/pom.xml changes
 mkdir -p "$TOOLS/bin" "$ROOT/var/logs"
+# Node (npm, pnpm) trusts only its own CA list, not the system's. Where the system trusts more (a
+# proxy's CA added with update-ca-certificates, as apt, curl and pip then trust it), npm must too,
+# or a user whose session does not set NODE_EXTRA_CA_CERTS cannot install anything.
+if [ -z "${NODE_EXTRA_CA_CERTS:-}" ] && [ -r /etc/ssl/certs/ca-certificates.crt ]; then
+  export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+fi
 # Every command's own output goes here; the terminal gets one line per step, and one line saying
 # what failed and what to do when a step fails (issue 7), never a wall of installer output.
 LOG=$ROOT/var/logs/bootstrap.log
