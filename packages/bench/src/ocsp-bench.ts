@@ -1,6 +1,6 @@
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -196,6 +196,7 @@ async function main(): Promise<void> {
   const root = findRepoRoot(__dirname);
   const runDir = path.join(root, 'var', 'bench', `ocsp-run-${process.pid}`);
   mkdirSync(runDir, { recursive: true });
+  let succeeded = false;
   const results: Record<string, unknown> = { date: new Date().toISOString(), cores: os.cpus().length, cpu: os.cpus()[0]?.model, loadBefore: uptime(), settings: { seconds: SECONDS, population: POPULATION, memoryResponses: MEMORY_RESPONSES, connections: CONNECTIONS, threads: THREADS } };
   console.log(`OCSP benchmark: population ${POPULATION.toLocaleString('en')} (10% revoked), ${SECONDS} s per load, wrk with ${CONNECTIONS} connections, ${THREADS} serving threads; load average ${uptime()}`);
   const logger = createLogger({ service: 'bench', level: 'warn' });
@@ -539,10 +540,14 @@ async function main(): Promise<void> {
     );
     const out = path.join(root, 'var', 'bench', 'ocsp-latest.json');
     writeFileSync(out, JSON.stringify(results, null, 2) + '\n');
-    console.log(`results written to ${path.relative(root, out)}`);
+    console.log(`results written to ${path.relative(root, out)}${process.env.BENCH_PROFILE === '1' ? `; CPU profiles in ${path.relative(root, runDir)}` : ''}`);
+    succeeded = true;
   } finally {
     for (const child of children.reverse()) await stopProcess(child);
     await Promise.allSettled([kafka.stop(), postgres.stop()]);
+    // A run's folder holds a database of the whole population (gigabytes at 1,000,000): kept only
+    // when it has something to look at (profiles, or the logs of a failed run).
+    if (succeeded && process.env.BENCH_PROFILE !== '1') rmSync(runDir, { recursive: true, force: true });
   }
 }
 
