@@ -1,18 +1,84 @@
-import { ServiceRuntime, type Logger } from '@pki/kit';
-import { connectServiceDatabase } from '@pki/outbox';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { PkiError, ServiceRuntime, systemClock, type Clock, type Logger } from '@pki/kit';
+import { createGrpcClient } from '@pki/grpc';
+import { raV1, Topics } from '@pki/proto';
+import { connectServiceDatabase, startOutboxRelay } from '@pki/outbox';
 import type { CardMgmtConfig } from './config';
+import { PostgresCardStore } from './adapters/postgres/card-store';
+import { GrpcRegistrationAuthority } from './adapters/grpc/ra-client';
+import { CardStock } from './domain/card-stock';
+import { Counter } from './domain/counter';
+import { Reconciliation } from './domain/reconciliation';
+import { buildHttpApp } from './http/app';
+import type { RegistrationAuthority } from './ports/registration-authority';
 
-export interface Running {
+export const MIGRATIONS_DIRECTORY = path.join(__dirname, '..', 'migrations');
+
+export interface CardMgmtDependencies {
+  clock?: Clock;
+  logger?: Logger;
+  /** Wraps the gRPC client of ra (tests that make ra fail at a chosen point). */
+  wrapRa?: (ra: RegistrationAuthority) => RegistrationAuthority;
+}
+
+export interface RunningCardMgmt {
   runtime: ServiceRuntime;
+  store: PostgresCardStore;
+  httpUrl: string;
   opsUrl: string;
 }
 
-/** Builds and starts card-mgmt from a validated config; main.ts only loads the config and calls this. */
-export async function startCardMgmt(config: CardMgmtConfig, logger?: Logger): Promise<Running> {
-  const runtime = new ServiceRuntime('card-mgmt', config, logger);
-  // No tables of its own yet: the schema holds the transactional outbox.
-  await connectServiceDatabase(runtime, config.database);
+/** A 32-byte key from a secret file (base64 or hex). */
+export function decodeKey(text: string, name: string): Buffer {
+  const trimmed = text.trim();
+  const key = /^[0-9a-fA-F]{64}$/.test(trimmed) ? Buffer.from(trimmed, 'hex') : Buffer.from(trimmed, 'base64');
+  if (key.length !== 32) throw new PkiError('INVALID_ARGUMENT', `card-mgmt: ${name} must hold 32 random bytes as base64 or hex`);
+  return key;
+}
+
+/** Builds card-mgmt from a validated config and starts its listeners; main.ts only loads the config. */
+export async function startCardMgmt(config: CardMgmtConfig, deps: CardMgmtDependencies = {}): Promise<RunningCardMgmt> {
+  const runtime = new ServiceRuntime('card-mgmt', config, deps.logger);
+  try {
+    return await start(config, deps, runtime);
+  } catch (err) {
+    await runtime.stop().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function start(config: CardMgmtConfig, deps: CardMgmtDependencies, runtime: ServiceRuntime): Promise<RunningCardMgmt> {
+  const { logger, lifecycle } = runtime;
+  const clock = deps.clock ?? systemClock;
+  const adminSecretKey = decodeKey(config.adminSecretKeyFile.reveal(), 'adminSecretKeyFile');
+  const fingerprintKey = decodeKey(config.fingerprintKeyFile.reveal(), 'fingerprintKeyFile');
+  const pool = await connectServiceDatabase(runtime, config.database, MIGRATIONS_DIRECTORY);
+  const client = createGrpcClient(raV1.RaService, { ...config.ra, tls: config.tls });
+  lifecycle.onClose({ name: 'ra client', stop: async () => client.close() });
+  const grpcRa = new GrpcRegistrationAuthority(client, config.ra.deadlineMs);
+  const ra = deps.wrapRa ? deps.wrapRa(grpcRa) : grpcRa;
+  const store = new PostgresCardStore({ pool, clock, auditProducer: config.events.auditProducer });
+
+  const { transport } = await startOutboxRelay(runtime, pool, config.database, { transport: config.events.transport, producer: config.events.auditProducer, pollIntervalMs: config.events.pollIntervalMs });
+  await transport.ensureTopics([Topics.audit]).catch((err: unknown) => logger.warn({ err }, 'could not check or create the audit topic; delivery retries until it exists'));
+
+  const http = buildHttpApp({
+    stock: new CardStock({ store, clock, cardCentre: config.cardCentreOffice }),
+    counter: new Counter({ store, ra, clock, logger, adminSecretKey }),
+    reconciliation: new Reconciliation(store, config.reportUtcOffsetMinutes),
+    officers: { resolveOfficer: (sha256) => ra.resolveOfficer(sha256) },
+    clock,
+    logger,
+    fingerprintKey,
+    https: { cert: readFileSync(config.http.certFile), key: readFileSync(config.http.keyFile), ca: config.http.clientCaFiles.map((f) => readFileSync(f)) },
+    bodyLimitBytes: config.http.bodyLimitBytes,
+  });
+  await http.listen({ host: config.http.host, port: config.http.port });
+  lifecycle.onStopAccepting({ name: 'https', stop: () => http.close() });
+  const address = http.server.address();
+  const httpUrl = `https://${config.http.host}:${typeof address === 'object' && address ? address.port : config.http.port}`;
   const opsUrl = await runtime.startOps();
-  runtime.logger.info({ opsUrl }, 'card-mgmt started');
-  return { runtime, opsUrl };
+  logger.info({ httpUrl, opsUrl }, 'card-mgmt started');
+  return { runtime, store, httpUrl, opsUrl };
 }

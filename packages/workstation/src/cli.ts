@@ -1,0 +1,240 @@
+#!/usr/bin/env node
+import { generateKeyPairSync, randomUUID, X509Certificate } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Agent, fetch } from 'undici';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { Certificate } from '@peculiar/asn1-x509';
+import { PkiError } from '@pki/kit';
+import { fromPem } from '@pki/x509';
+import { challengeMessage, unwrapSecret, type WrappedSecret } from '@pki/card-mgmt';
+import { Card, type KeySlot } from './card';
+
+/* eslint-disable no-console -- this is the counter's terminal */
+
+const USAGE = `pki-workstation: the counter workstation (card in the reader over PKCS#11, card-mgmt over HTTPS)
+
+  personalise  --card <number> --subscriber <ra subscriber id> --birth-date YYYY-MM-DD [--replaces <old card>] [--out <dir>]
+  hand-over    --card <number>
+  activate     --card <number>                 the citizen changes the initial PIN on the card, then card-mgmt and ra activate it
+  report-lost  --card <number>
+  unlock       --card <number>                 the citizen's subscriber code resets the PIN through the card's administrative secret
+  show         --card <number> [--out <dir>]   what the card holds (certificates, key attributes); needs the PIN
+
+Common options: --api <card-mgmt URL> --cert <officer cert PEM> --key <officer key PEM> --ca <server CA PEM>
+                --module <PKCS#11 module of the reader> (default /usr/lib/softhsm/libsofthsm2.so)
+Secrets come from the environment, never the command line: PKI_CARD_PIN (the card's PIN),
+PKI_CARD_NEW_PIN (activate, unlock), PKI_SUBSCRIBER_CODE (unlock).
+Output: one JSON object on stdout; errors on stderr with exit code 1.`;
+
+interface Options {
+  api: string;
+  agent: Agent;
+  module: string;
+  card: string;
+}
+
+/** The programme's initial PIN (domain.md: derived from the birth date): its eight digits YYYYMMDD. */
+export function initialPin(birthDate: string): string {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(birthDate)) throw new PkiError('INVALID_ARGUMENT', 'personalise: --birth-date must be YYYY-MM-DD');
+  return birthDate.replaceAll('-', '');
+}
+
+async function call(options: Options, method: 'GET' | 'POST', path: string, body?: unknown, idempotencyKey?: string): Promise<Record<string, unknown>> {
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (method === 'POST') headers['idempotency-key'] = idempotencyKey ?? `ws-${randomUUID()}`;
+  const res = await fetch(`${options.api}${path}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}), dispatcher: options.agent });
+  const text = await res.text();
+  const parsed = text ? (JSON.parse(text) as Record<string, unknown>) : {};
+  if (res.status >= 400) {
+    const err = new PkiError((parsed.error as never) ?? 'INTERNAL', String(parsed.message ?? `card-mgmt answered ${res.status}`));
+    throw err;
+  }
+  return parsed;
+}
+
+function env(name: string, what: string): string {
+  const value = process.env[name];
+  if (!value) throw new PkiError('INVALID_ARGUMENT', `${what}: set ${name} in the environment`);
+  return value;
+}
+
+function transportKeyPair() {
+  const pair = generateKeyPairSync('x25519');
+  return { privateKey: pair.privateKey, publicKey: pair.publicKey.export({ format: 'der', type: 'spki' }).toString('base64') };
+}
+
+async function personalise(options: Options, values: Record<string, string | undefined>): Promise<unknown> {
+  const subscriberId = required(values.subscriber, '--subscriber');
+  const pin = initialPin(required(values['birth-date'], '--birth-date'));
+  const card = Card.open(options.module);
+  try {
+    // The blank card must be in the reader before anything is reserved.
+    card.blankSlot();
+    const transport = transportKeyPair();
+    const started = await call(options, 'POST', '/v1/personalisations', {
+      cardNumber: options.card,
+      subscriberId,
+      transportKey: transport.publicKey,
+      ...(values.replaces ? { kind: 'REPLACEMENT', replacesCard: values.replaces } : {}),
+    });
+    const id = started.personalisationId as string;
+    const challenge = Buffer.from(started.challenge as string, 'base64');
+    const adminSecret = unwrapSecret(started.adminSecret as WrappedSecret, transport.privateKey, options.card);
+    const tokenSerial = card.initialise(options.card, adminSecret, pin);
+    const csr: Record<KeySlot, string> = { SIGN: '', KEYX: '' };
+    const proof: Record<KeySlot, string> = { SIGN: '', KEYX: '' };
+    for (const slot of ['SIGN', 'KEYX'] as const) {
+      card.generateKeyPair(options.card, pin, slot);
+      csr[slot] = card.certificationRequest(options.card, pin, slot);
+      proof[slot] = card.sign(options.card, pin, slot, challengeMessage(challenge, options.card, slot)).toString('base64');
+    }
+    // The key derives from the personalisation: a retry after a lost answer gets the same result.
+    const done = await call(options, 'POST', `/v1/personalisations/${id}/certificates`, { signingCsr: csr.SIGN, encryptionCsr: csr.KEYX, signingProof: proof.SIGN, encryptionProof: proof.KEYX, tokenSerial }, `ws-${id}`);
+    const certificates = done.certificates as Array<{ keySlot: KeySlot; serialHex: string; certificate: string; chain: string[] }>;
+    for (const c of certificates) {
+      const der = fromPem(c.certificate, 'CERTIFICATE');
+      // The certificate must certify the key on this card, or it is not written.
+      const onCard = card.publicKey(options.card, pin, c.keySlot);
+      if (!new X509Certificate(der).publicKey.export({ format: 'der', type: 'spki' }).equals(onCard)) {
+        throw new PkiError('INTERNAL', `personalise: the ${c.keySlot} certificate from card-mgmt does not certify the card's ${c.keySlot} key`);
+      }
+      card.writeCertificate(options.card, pin, c.keySlot, der, subjectOf(der));
+    }
+    if (values.out) writeOut(values.out, options.card, certificates);
+    return { personalisationId: id, cardNumber: options.card, tokenSerial, card: done.card, replacedCard: done.replacedCard, certificates: certificates.map((c) => ({ keySlot: c.keySlot, serialHex: c.serialHex })) };
+  } finally {
+    card.close();
+  }
+}
+
+async function activate(options: Options): Promise<unknown> {
+  const card = Card.open(options.module);
+  try {
+    // The citizen replaces the initial PIN before the card counts as received.
+    card.changePin(options.card, env('PKI_CARD_PIN', 'activate'), env('PKI_CARD_NEW_PIN', 'activate'));
+  } finally {
+    card.close();
+  }
+  return call(options, 'POST', `/v1/cards/${options.card}/activation`);
+}
+
+async function unlock(options: Options): Promise<unknown> {
+  const card = Card.open(options.module);
+  try {
+    const transport = transportKeyPair();
+    const released = await call(options, 'POST', `/v1/cards/${options.card}/pin-unlock`, { subscriberCode: env('PKI_SUBSCRIBER_CODE', 'unlock'), transportKey: transport.publicKey, tokenSerial: card.tokenSerial(options.card) });
+    const adminSecret = unwrapSecret(released.adminSecret as WrappedSecret, transport.privateKey, options.card);
+    card.resetPin(options.card, adminSecret, env('PKI_CARD_NEW_PIN', 'unlock'));
+    return { cardNumber: options.card, unlocked: true };
+  } finally {
+    card.close();
+  }
+}
+
+function show(options: Options, out: string | undefined): unknown {
+  const card = Card.open(options.module);
+  try {
+    const pin = process.env.PKI_CARD_PIN;
+    const result: Record<string, unknown> = { cardNumber: options.card, tokenSerial: card.tokenSerial(options.card) };
+    if (pin) result.pinWorks = card.pinWorks(options.card, pin);
+    for (const slot of ['SIGN', 'KEYX'] as const) {
+      const der = card.certificate(options.card, slot);
+      const entry: Record<string, unknown> = { certificate: der ? new X509Certificate(der).serialNumber.toLowerCase() : null };
+      if (pin && result.pinWorks) {
+        entry.privateKey = card.privateKeyAttributes(options.card, pin, slot);
+        entry.certificateMatchesKey = der ? new X509Certificate(der).publicKey.export({ format: 'der', type: 'spki' }).equals(card.publicKey(options.card, pin, slot)) : false;
+      }
+      if (der && out) {
+        mkdirSync(out, { recursive: true });
+        writeFileSync(join(out, `${options.card}-${slot}.pem`), new X509Certificate(der).toString());
+      }
+      result[slot] = entry;
+    }
+    return result;
+  } finally {
+    card.close();
+  }
+}
+
+function subjectOf(der: Buffer): Buffer {
+  // CKA_SUBJECT is the DER of the certificate's subject Name.
+  return Buffer.from(AsnConvert.serialize(AsnConvert.parse(der, Certificate).tbsCertificate.subject));
+}
+
+function writeOut(dir: string, cardNumber: string, certificates: Array<{ keySlot: KeySlot; certificate: string; chain: string[] }>): void {
+  mkdirSync(dir, { recursive: true });
+  for (const c of certificates) {
+    writeFileSync(join(dir, `${cardNumber}-${c.keySlot}.pem`), c.certificate);
+    writeFileSync(join(dir, `${cardNumber}-${c.keySlot}-chain.pem`), c.chain.join(''));
+  }
+}
+
+function required(value: string | undefined, flag: string): string {
+  if (!value) throw new PkiError('INVALID_ARGUMENT', `${flag} is required`);
+  return value;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === '--help' || command === '-h') {
+    console.log(USAGE);
+    return command ? 0 : 64;
+  }
+  const { values } = parseArgs({
+    args: rest,
+    strict: true,
+    options: {
+      api: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, ca: { type: 'string' }, module: { type: 'string' },
+      card: { type: 'string' }, subscriber: { type: 'string' }, 'birth-date': { type: 'string' }, replaces: { type: 'string' }, out: { type: 'string' },
+    },
+  });
+  const cardNumber = required(values.card, '--card');
+  const modulePath = values.module ?? '/usr/lib/softhsm/libsofthsm2.so';
+  if (command === 'show') {
+    console.log(JSON.stringify(show({ api: '', agent: undefined as never, module: modulePath, card: cardNumber }, values.out)));
+    return 0;
+  }
+  const agent = new Agent({ connect: { ca: readFileSync(required(values.ca, '--ca')), cert: readFileSync(required(values.cert, '--cert')), key: readFileSync(required(values.key, '--key')) } });
+  const options: Options = { api: required(values.api, '--api').replace(/\/$/, ''), agent, module: modulePath, card: cardNumber };
+  try {
+    let result: unknown;
+    switch (command) {
+      case 'personalise':
+        result = await personalise(options, values);
+        break;
+      case 'hand-over':
+        result = await call(options, 'POST', `/v1/cards/${cardNumber}/hand-over`);
+        break;
+      case 'activate':
+        result = await activate(options);
+        break;
+      case 'report-lost':
+        result = await call(options, 'POST', `/v1/cards/${cardNumber}/loss`);
+        break;
+      case 'unlock':
+        result = await unlock(options);
+        break;
+      default:
+        console.error(`unknown command '${command}'\n\n${USAGE}`);
+        return 64;
+    }
+    console.log(JSON.stringify(result));
+    return 0;
+  } finally {
+    await agent.close();
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      const e = err instanceof PkiError ? err : PkiError.from(err, 'workstation');
+      console.error(JSON.stringify({ error: e.code, message: e.message }));
+      process.exit(1);
+    },
+  );
+}

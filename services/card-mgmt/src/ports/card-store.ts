@@ -1,0 +1,41 @@
+import type { CardState } from '../domain/card-states';
+import type { AuditRecord, CardRecord, IdempotencyClaim, PersonalisationRecord, TransitionRecord } from '../domain/model';
+
+/**
+ * card-mgmt's system of record for physical cards. Every change happens inside
+ * {@link CardStore.transaction} with its transition row and its audit event (the outbox): a card's
+ * history, its audit trail and the reconciliation can never disagree.
+ */
+export interface CardStore {
+  transaction<T>(work: (tx: CardStoreTx) => Promise<T>): Promise<T>;
+  reads: CardReads;
+}
+
+export interface CardReads {
+  getCard(cardNumber: string): Promise<CardRecord | undefined>;
+  transitionsOf(cardNumber: string): Promise<TransitionRecord[]>;
+  /** Cards by office and state (one office, or every office). */
+  inventory(office?: string): Promise<Array<{ office: string; state: CardState; count: number }>>;
+  /** Every transition with `from <= at < to`, in order. */
+  transitionsBetween(from: Date, to: Date): Promise<TransitionRecord[]>;
+  /** For each card, its last transition before `before` (where it was and in what state). */
+  positionsAt(before: Date): Promise<Array<{ cardNumber: string; state: CardState; office: string }>>;
+  getPersonalisation(id: string): Promise<PersonalisationRecord | undefined>;
+}
+
+export interface CardStoreTx {
+  claimIdempotency(scope: string, key: string, operation: string, fingerprint: Buffer): Promise<IdempotencyClaim>;
+  completeIdempotency(scope: string, key: string, result: unknown): Promise<void>;
+  batchExists(batchId: string): Promise<boolean>;
+  insertBatch(batch: { id: string; supplier: string; cardCount: number; receivedAt: Date; receivedBy: string }): Promise<void>;
+  /** Card numbers and chip serials among these that are already recorded. */
+  existingCards(cardNumbers: readonly string[], chipSerials: readonly string[]): Promise<{ cardNumbers: string[]; chipSerials: string[] }>;
+  insertCard(card: CardRecord): Promise<void>;
+  getCard(cardNumber: string, options?: { forUpdate?: boolean }): Promise<CardRecord | undefined>;
+  updateCard(cardNumber: string, patch: Partial<Omit<CardRecord, 'cardNumber' | 'chipSerial' | 'batchId' | 'createdAt'>>): Promise<void>;
+  recordTransition(transition: TransitionRecord): Promise<void>;
+  audit(record: AuditRecord): Promise<void>;
+  insertPersonalisation(p: PersonalisationRecord): Promise<void>;
+  getPersonalisation(id: string, options?: { forUpdate?: boolean }): Promise<PersonalisationRecord | undefined>;
+  updatePersonalisation(id: string, patch: Partial<Pick<PersonalisationRecord, 'state' | 'failure' | 'result' | 'updatedAt'>>): Promise<void>;
+}
