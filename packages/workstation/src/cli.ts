@@ -8,7 +8,7 @@ import { AsnConvert } from '@peculiar/asn1-schema';
 import { Certificate } from '@peculiar/asn1-x509';
 import { PkiError } from '@pki/kit';
 import { fromPem } from '@pki/x509';
-import { challengeMessage, unwrapSecret, type WrappedSecret } from '@pki/card-mgmt';
+import { attestationMessage, decodeKey as decodeSecretKey, deriveTransportSecret, unwrapSecret, type WrappedSecret } from '@pki/card-mgmt';
 import { Card, type KeySlot } from './card';
 
 /* eslint-disable no-console -- this is the counter's terminal */
@@ -21,6 +21,7 @@ const USAGE = `pki-workstation: the counter workstation (card in the reader over
   report-lost  --card <number>
   unlock       --card <number>                 the citizen's subscriber code resets the PIN through the card's administrative secret
   show         --card <number> [--out <dir>]   what the card holds (certificates, key attributes); needs the PIN
+  supply       --card <number> --transport-key-file <file>   the card supplier's step: a blank chip becomes the card; prints its manifest entry
 
 Common options: --api <card-mgmt URL> --cert <officer cert PEM> --key <officer key PEM> --ca <server CA PEM>
                 --module <PKCS#11 module of the reader> (default /usr/lib/softhsm/libsofthsm2.so)
@@ -71,8 +72,8 @@ async function personalise(options: Options, values: Record<string, string | und
   const pin = initialPin(required(values['birth-date'], '--birth-date'));
   const card = Card.open(options.module);
   try {
-    // The blank card must be in the reader before anything is reserved.
-    card.blankSlot();
+    // The card must be in the reader before anything is reserved.
+    const tokenSerial = card.tokenSerial(options.card);
     const transport = transportKeyPair();
     const started = await call(options, 'POST', '/v1/personalisations', {
       cardNumber: options.card,
@@ -82,17 +83,17 @@ async function personalise(options: Options, values: Record<string, string | und
     });
     const id = started.personalisationId as string;
     const challenge = Buffer.from(started.challenge as string, 'base64');
-    const adminSecret = unwrapSecret(started.adminSecret as WrappedSecret, transport.privateKey, options.card);
-    const tokenSerial = card.initialise(options.card, adminSecret, pin);
+    const secrets = JSON.parse(unwrapSecret(started.cardSecrets as WrappedSecret, transport.privateKey, options.card)) as { transportSecret: string; adminSecret: string };
+    card.takeOver(options.card, secrets.transportSecret, secrets.adminSecret, pin);
     const csr: Record<KeySlot, string> = { SIGN: '', KEYX: '' };
-    const proof: Record<KeySlot, string> = { SIGN: '', KEYX: '' };
+    const attestation: Record<KeySlot, string> = { SIGN: '', KEYX: '' };
     for (const slot of ['SIGN', 'KEYX'] as const) {
-      card.generateKeyPair(options.card, pin, slot);
+      const spki = card.generateKeyPair(options.card, pin, slot);
       csr[slot] = card.certificationRequest(options.card, pin, slot);
-      proof[slot] = card.sign(options.card, pin, slot, challengeMessage(challenge, options.card, slot)).toString('base64');
+      attestation[slot] = card.attest(options.card, pin, attestationMessage(challenge, options.card, slot, spki)).toString('base64');
     }
     // The key derives from the personalisation: a retry after a lost answer gets the same result.
-    const done = await call(options, 'POST', `/v1/personalisations/${id}/certificates`, { signingCsr: csr.SIGN, encryptionCsr: csr.KEYX, signingProof: proof.SIGN, encryptionProof: proof.KEYX, tokenSerial }, `ws-${id}`);
+    const done = await call(options, 'POST', `/v1/personalisations/${id}/certificates`, { signingCsr: csr.SIGN, encryptionCsr: csr.KEYX, signingAttestation: attestation.SIGN, encryptionAttestation: attestation.KEYX, tokenSerial }, `ws-${id}`);
     const certificates = done.certificates as Array<{ keySlot: KeySlot; serialHex: string; certificate: string; chain: string[] }>;
     for (const c of certificates) {
       const der = fromPem(c.certificate, 'CERTIFICATE');
@@ -109,6 +110,19 @@ async function personalise(options: Options, values: Record<string, string | und
     card.close();
   }
 }
+
+/** The supplier's tool: makes a blank chip into card `--card` and prints its manifest entry. */
+function supply(modulePath: string, cardNumber: string, transportKeyFile: string): unknown {
+  const card = Card.open(modulePath);
+  try {
+    const key = decodeSecretKey(readFileSync(transportKeyFile, 'utf8'), 'transport key file');
+    const { chipSerial, attestationKey } = card.supply(cardNumber, deriveTransportSecret(key, cardNumber));
+    return { cardNumber, chipSerial, attestationKey: attestationKey.toString('base64') };
+  } finally {
+    card.close();
+  }
+}
+
 
 async function activate(options: Options): Promise<unknown> {
   const card = Card.open(options.module);
@@ -188,11 +202,15 @@ async function main(argv: string[]): Promise<number> {
     strict: true,
     options: {
       api: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, ca: { type: 'string' }, module: { type: 'string' },
-      card: { type: 'string' }, subscriber: { type: 'string' }, 'birth-date': { type: 'string' }, replaces: { type: 'string' }, out: { type: 'string' },
+      card: { type: 'string' }, subscriber: { type: 'string' }, 'transport-key-file': { type: 'string' }, 'birth-date': { type: 'string' }, replaces: { type: 'string' }, out: { type: 'string' },
     },
   });
   const cardNumber = required(values.card, '--card');
   const modulePath = values.module ?? '/usr/lib/softhsm/libsofthsm2.so';
+  if (command === 'supply') {
+    console.log(JSON.stringify(supply(modulePath, cardNumber, required(values['transport-key-file'], '--transport-key-file'))));
+    return 0;
+  }
   if (command === 'show') {
     console.log(JSON.stringify(show({ api: '', agent: undefined as never, module: modulePath, card: cardNumber }, values.out)));
     return 0;

@@ -15,6 +15,9 @@ CREATE TABLE cards (
   card_number         text        PRIMARY KEY,
   -- The chip's own serial from the supplier's manifest: one chip, one card number.
   chip_serial         text        NOT NULL UNIQUE,
+  -- The chip's attestation key from the manifest (SPKI DER): only keys it attests were generated
+  -- on this chip (decision 0024).
+  attestation_key     bytea       NOT NULL,
   batch_id            text        NOT NULL REFERENCES card_batches (id),
   state               text        NOT NULL CHECK (state IN ('IN_STOCK', 'ASSIGNED', 'PERSONALISING', 'PERSONALISED', 'ISSUED', 'ACTIVATED',
                                                             'SUSPENDED', 'REVOKED', 'LOST', 'DAMAGED', 'DESTROYED', 'REPLACED')),

@@ -52,6 +52,7 @@ async function start(config: CardMgmtConfig, deps: CardMgmtDependencies, runtime
   const { logger, lifecycle } = runtime;
   const clock = deps.clock ?? systemClock;
   const adminSecretKey = decodeKey(config.adminSecretKeyFile.reveal(), 'adminSecretKeyFile');
+  const transportKey = decodeKey(config.transportKeyFile.reveal(), 'transportKeyFile');
   const fingerprintKey = decodeKey(config.fingerprintKeyFile.reveal(), 'fingerprintKeyFile');
   const pool = await connectServiceDatabase(runtime, config.database, MIGRATIONS_DIRECTORY);
   const client = createGrpcClient(raV1.RaService, { ...config.ra, tls: config.tls });
@@ -65,7 +66,7 @@ async function start(config: CardMgmtConfig, deps: CardMgmtDependencies, runtime
 
   const http = buildHttpApp({
     stock: new CardStock({ store, clock, cardCentre: config.cardCentreOffice }),
-    counter: new Counter({ store, ra, clock, logger, adminSecretKey }),
+    counter: new Counter({ store, ra, clock, logger, adminSecretKey, transportKey }),
     reconciliation: new Reconciliation(store, config.reportUtcOffsetMinutes),
     officers: { resolveOfficer: (sha256) => ra.resolveOfficer(sha256) },
     clock,

@@ -29,6 +29,8 @@ export const cardMgmtConfigSchema = z.strictObject({
   cardCentreOffice: z.string().regex(/^[A-Z0-9-]{2,32}$/).default('CARD-CENTRE'),
   /** 32 random bytes (base64 or hex): the key the per-card administrative secrets derive from (decision 0024). */
   adminSecretKeyFile: secretFile,
+  /** 32 random bytes (base64 or hex): the key agreed with the card supplier, from which each chip's transport SO PIN derives. */
+  transportKeyFile: secretFile,
   /** 32 random bytes (base64 or hex): keys the idempotency fingerprints of requests. */
   fingerprintKeyFile: secretFile,
   /** Minutes east of UTC of the programme's day, for the daily reconciliation (Taiwan: 480). */

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -41,8 +41,12 @@ export interface CardMgmtFixture {
   call(who: string, method: 'GET' | 'POST', path: string, body?: unknown, idempotencyKey?: string | null): Promise<ApiResponse>;
   /** Registers a citizen in ra and returns their subscriber id. */
   registerCitizen(options?: { subscriberCode?: string; birthDate?: string }): Promise<{ subscriberId: string; subscriberCode: string; birthDate: string }>;
-  /** A blank card: its own SoftHSM configuration and token folder, no token initialised. */
+  /** A blank chip: its own SoftHSM configuration and token folder, no token initialised. */
   blankCard(name: string): { env: Record<string, string>; dir: string };
+  /** A chip from the supplier, made into card `cardNumber` by the workstation's supply step; returns its manifest entry. */
+  supplyCard(cardNumber: string): Promise<{ env: Record<string, string>; dir: string; manifest: { cardNumber: string; chipSerial: string; attestationKey: string } }>;
+  /** A manifest entry for a chip that is never put in a reader (stock tests): a software attestation key. */
+  paperCard(cardNumber: string, chipSerial: string): { cardNumber: string; chipSerial: string; attestationKey: string };
   /** Runs the workstation client as `who`, against the card whose environment is given. */
   workstation(who: string, card: { env: Record<string, string> }, args: string[], env?: Record<string, string>): Promise<{ code: number; json: Record<string, unknown>; stderr: string }>;
   /** card-mgmt's audit events, in order. */
@@ -78,6 +82,7 @@ export async function startCardMgmtFixture(options: { transport?: 'kafka' | 'pos
       ? { transport: { type: 'kafka', brokers: process.env.PKI_TEST_KAFKA_BROKERS!.split(','), clientId: `card-mgmt-test-${process.pid}` }, pollIntervalMs: 50 }
       : { transport: { type: 'postgres' }, pollIntervalMs: 50 },
     adminSecretKeyFile: secret('admin-secret'),
+    transportKeyFile: secret('transport'),
     fingerprintKeyFile: secret('fingerprint'),
   };
   const config = parseConfig(cardMgmtConfigSchema, raw);
@@ -101,6 +106,14 @@ export async function startCardMgmtFixture(options: { transport?: 'kafka' | 'pos
     return agent;
   };
   let keys = 0;
+  const blankCard = (name: string) => {
+    const cardDir = join(dir, 'cards', name);
+    mkdirSync(join(cardDir, 'tokens'), { recursive: true });
+    const conf = join(cardDir, 'softhsm2.conf');
+    writeFileSync(conf, `directories.tokendir = ${join(cardDir, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n`);
+    return { env: { SOFTHSM2_CONF: conf }, dir: cardDir };
+  };
+  const paperKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'der', type: 'spki' }).toString('base64');
   return {
     ra,
     get cardMgmt() {
@@ -132,12 +145,14 @@ export async function startCardMgmtFixture(options: { transport?: 'kafka' | 'pos
       if (res.status !== 201) throw new Error(`register citizen: ${res.status} ${res.text}`);
       return { subscriberId: res.body.subscriberId as string, subscriberCode, birthDate };
     },
-    blankCard(name) {
-      const cardDir = join(dir, 'cards', name);
-      mkdirSync(join(cardDir, 'tokens'), { recursive: true });
-      const conf = join(cardDir, 'softhsm2.conf');
-      writeFileSync(conf, `directories.tokendir = ${join(cardDir, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n`);
-      return { env: { SOFTHSM2_CONF: conf }, dir: cardDir };
+    blankCard,
+    async supplyCard(cardNumber) {
+      const card = blankCard(cardNumber);
+      const { stdout } = await run(process.execPath, [WORKSTATION, 'supply', '--card', cardNumber, '--transport-key-file', raw.transportKeyFile, '--module', SOFTHSM_MODULE], { env: { PATH: process.env.PATH ?? '', ...card.env }, timeout: 120_000 });
+      return { ...card, manifest: JSON.parse(stdout.trim()) };
+    },
+    paperCard(cardNumber, chipSerial) {
+      return { cardNumber, chipSerial, attestationKey: paperKey };
     },
     async workstation(who, card, args, env = {}) {
       const identity = ra.identities[who]!;

@@ -21,7 +21,7 @@ describe('card stock', () => {
 
   async function receive(prefix: string, n: number): Promise<string[]> {
     const cards = numbers(prefix, n);
-    const res = await f.call('card-centre', 'POST', '/v1/batches', { batchId: `B-${prefix}-${++batches}`, supplier: 'Chip Co', cards: cards.map((c, i) => ({ cardNumber: c, chipSerial: `${prefix}CHIP${i}` })) });
+    const res = await f.call('card-centre', 'POST', '/v1/batches', { batchId: `B-${prefix}-${++batches}`, supplier: 'Chip Co', cards: cards.map((c, i) => f.paperCard(c, `${prefix}CHIP${i}`)) });
     expect(res.status).toBe(201);
     return cards;
   }
@@ -113,20 +113,22 @@ describe('card stock', () => {
         await f.call('card-centre', 'POST', '/v1/assignments', { office: OFFICE, cardNumbers: [a] });
         return ['registrar-x', 'POST', '/v1/returns', { cardNumbers: [a] }];
       }, 403, /return cards: card BADC000001 is in the stock of office 63000000, not of office 64000000/],
-      ['a card number used twice in a batch', 'card-centre', async () => ['card-centre', 'POST', '/v1/batches', { batchId: 'B-DUP-1', supplier: 'Chip Co', cards: [{ cardNumber: 'BADD000001', chipSerial: 'BADDCHIP1' }, { cardNumber: 'BADD000001', chipSerial: 'BADDCHIP2' }] }],
+      ['a card number used twice in a batch', 'card-centre', async () => ['card-centre', 'POST', '/v1/batches', { batchId: 'B-DUP-1', supplier: 'Chip Co', cards: [f.paperCard('BADD000001', 'BADDCHIP1'), f.paperCard('BADD000001', 'BADDCHIP2')] }],
         400, /receive batch: card number BADD000001 appears twice in the batch/],
       ['a card number already in the register', 'card-centre', async () => {
         const [a] = await receive('BADE', 1);
-        return ['card-centre', 'POST', '/v1/batches', { batchId: 'B-DUP-2', supplier: 'Chip Co', cards: [{ cardNumber: 'BADE999999', chipSerial: 'BADENEW1' }, { cardNumber: a, chipSerial: 'BADENEW2' }] }];
+        return ['card-centre', 'POST', '/v1/batches', { batchId: 'B-DUP-2', supplier: 'Chip Co', cards: [f.paperCard('BADE999999', 'BADENEW1'), f.paperCard(a!, 'BADENEW2')] }];
       }, 409, /receive batch: card number BADE000001 is already in the card register; no card of the batch was received/],
       ['a chip serial already in the register', 'card-centre', async () => {
         await receive('BADF', 1);
-        return ['card-centre', 'POST', '/v1/batches', { batchId: 'B-DUP-3', supplier: 'Chip Co', cards: [{ cardNumber: 'BADF999999', chipSerial: 'BADFCHIP0' }] }];
+        return ['card-centre', 'POST', '/v1/batches', { batchId: 'B-DUP-3', supplier: 'Chip Co', cards: [f.paperCard('BADF999999', 'BADFCHIP0')] }];
       }, 409, /chip serial BADFCHIP0 is already in the card register/],
       ['a malformed card number', 'card-centre', async () => ['card-centre', 'POST', '/v1/assignments', { office: OFFICE, cardNumbers: ['bad number'] }], 400, /assign cards: .*cardNumbers\/0 must match pattern/],
+      ['an attestation key that is not a key', 'card-centre', async () => ['card-centre', 'POST', '/v1/batches', { batchId: 'B-ATT', supplier: 'Chip Co', cards: [{ cardNumber: 'BADJ000001', chipSerial: 'BADJCHIP', attestationKey: Buffer.alloc(80, 1).toString('base64') }] }],
+        400, /receive batch: cards\[0\].attestationKey is not a public key/],
       ['an unknown field', 'card-centre', async () => ['card-centre', 'POST', '/v1/assignments', { office: OFFICE, cardNumbers: ['BADG000001'], nationalId: 'A123456789' }], 400, /must NOT have additional properties/],
       ['an unknown card', 'card-centre', async () => ['card-centre', 'POST', '/v1/assignments', { office: OFFICE, cardNumbers: ['NOSUCH0001'] }], 404, /assign cards: no card NOSUCH0001/],
-      ['a role that may not receive batches', 'registrar-a', async () => ['registrar-a', 'POST', '/v1/batches', { batchId: 'B-ROLE', supplier: 'x', cards: [{ cardNumber: 'BADH000001', chipSerial: 'BADHCHIP' }] }], 403, /receive batch: role registrar may not stock.receive/],
+      ['a role that may not receive batches', 'registrar-a', async () => ['registrar-a', 'POST', '/v1/batches', { batchId: 'B-ROLE', supplier: 'x', cards: [f.paperCard('BADH000001', 'BADHCHIP')] }], 403, /receive batch: role registrar may not stock.receive/],
       ['no client certificate', 'anonymous', async () => ['anonymous', 'GET', '/v1/inventory', undefined], 401, /inventory: this operation needs a client certificate/],
       ['a certificate nobody registered', 'unregistered', async () => ['unregistered', 'GET', '/v1/inventory', undefined], 401, /not registered to an active principal/],
       ['a certificate from a CA nobody trusts', 'stranger', async () => ['stranger', 'GET', '/v1/inventory', undefined], 401, /not issued by a certificate authority this service trusts/],
@@ -141,7 +143,7 @@ describe('card stock', () => {
 
     it('a batch refused for one card receives none of them', async () => {
       const [taken] = await receive('BADI', 1);
-      const res = await f.call('card-centre', 'POST', '/v1/batches', { batchId: 'B-PARTIAL', supplier: 'Chip Co', cards: [{ cardNumber: 'BADI777777', chipSerial: 'BADI7' }, { cardNumber: taken, chipSerial: 'BADI8' }] });
+      const res = await f.call('card-centre', 'POST', '/v1/batches', { batchId: 'B-PARTIAL', supplier: 'Chip Co', cards: [f.paperCard('BADI777777', 'BADI7'), f.paperCard(taken!, 'BADI8')] });
       expect(res.status).toBe(409);
       expect((await f.call('card-centre', 'GET', '/v1/cards/BADI777777')).status).toBe(404);
       const { rows } = await f.db.query(`SELECT count(*)::int AS n FROM card_batches WHERE id = 'B-PARTIAL'`);

@@ -6,14 +6,25 @@ import { PkiError } from '@pki/kit';
  * stored and never sent in clear (decision 0024).
  *
  * - It is derived when needed, HMAC-SHA-256 under card-mgmt's admin-secret key over the card
- *   number and chip serial, so no table of secrets exists to leak.
+ *   number, so no table of secrets exists to leak. The supplier initialises each chip with a
+ *   transport secret derived the same way under the transport key agreed with it; personalisation
+ *   replaces the transport secret with the administrative secret.
  * - It leaves card-mgmt only inside an authenticated operation on that card (personalisation,
  *   PIN unlock), encrypted to a one-time X25519 key the workstation generated for that call:
  *   ECDH, HKDF-SHA-256 bound to the card number, AES-256-GCM. TLS protects it on the wire, and
  *   this keeps it out of any proxy, log or replay of the response body.
  */
-export function deriveAdminSecret(key: Buffer, cardNumber: string, chipSerial: string): string {
-  const mac = createHmac('sha256', key).update(`card-admin-secret\0${cardNumber}\0${chipSerial}`).digest();
+export function deriveAdminSecret(key: Buffer, cardNumber: string): string {
+  return derive(key, 'card-admin-secret', cardNumber);
+}
+
+/** The SO PIN a chip leaves the supplier with, until personalisation replaces it. */
+export function deriveTransportSecret(key: Buffer, cardNumber: string): string {
+  return derive(key, 'card-transport-secret', cardNumber);
+}
+
+function derive(key: Buffer, purpose: string, cardNumber: string): string {
+  const mac = createHmac('sha256', key).update(`${purpose}\0${cardNumber}`).digest();
   // 20 characters from a 32-letter alphabet: 100 bits, and printable for any PKCS#11 stack.
   const alphabet = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789';
   return Array.from(mac.subarray(0, 20), (b) => alphabet[b & 31]).join('');

@@ -1,4 +1,5 @@
 import { PkiError, type Clock } from '@pki/kit';
+import { describePublicKey } from '@pki/x509';
 import type { CardStore, CardStoreTx } from '../ports/card-store';
 import { assertOfficeScope, authorize, officeFilter, type Officer, type Permission } from './access';
 import { stateAfter, type CardAction, type CardState } from './card-states';
@@ -137,6 +138,7 @@ export class CardStock {
     for (const [i, c] of cards.entries()) {
       checkCardNumber(c.cardNumber, `${operation}: cards[${i}]`);
       if (typeof c.chipSerial !== 'string' || !CHIP_SERIAL.test(c.chipSerial)) throw new PkiError('INVALID_ARGUMENT', `${operation}: cards[${i}].chipSerial must be 4-32 letters and digits`);
+      c.attestationKeyDer = parseAttestationKey(c.attestationKey, `${operation}: cards[${i}].attestationKey`);
       if (numbers.has(c.cardNumber)) throw new PkiError('INVALID_ARGUMENT', `${operation}: card number ${c.cardNumber} appears twice in the batch`, { details: { cardNumber: c.cardNumber } });
       if (chips.has(c.chipSerial)) throw new PkiError('INVALID_ARGUMENT', `${operation}: chip serial ${c.chipSerial} appears twice in the batch`);
       numbers.add(c.cardNumber);
@@ -156,7 +158,7 @@ export class CardStock {
       await tx.insertBatch({ id: batchId, supplier, cardCount: cards.length, receivedAt: now, receivedBy: command.officer.id });
       const actor = actorOf(command.officer);
       for (const c of cards) {
-        await tx.insertCard({ cardNumber: c.cardNumber, chipSerial: c.chipSerial, batchId, state: 'IN_STOCK', office: cardCentre, updatedAt: now, createdAt: now });
+        await tx.insertCard({ cardNumber: c.cardNumber, chipSerial: c.chipSerial, attestationKey: c.attestationKeyDer!, batchId, state: 'IN_STOCK', office: cardCentre, updatedAt: now, createdAt: now });
         await tx.recordTransition({ cardNumber: c.cardNumber, action: 'receive', toState: 'IN_STOCK', toOffice: cardCentre, actor, at: now });
       }
       // One audit event for the batch, naming every card: the delivery is one act.
@@ -276,10 +278,24 @@ export class CardStock {
   }
 }
 
-function parseCardList(cards: unknown, operation: string): Array<{ cardNumber: string; chipSerial: string }> {
+/** A chip's attestation key: RSA-2048 or EC P-256, as SubjectPublicKeyInfo DER in base64. */
+function parseAttestationKey(input: unknown, field: string): Buffer {
+  if (typeof input !== 'string' || !/^[A-Za-z0-9+/=]{60,600}$/.test(input)) throw new PkiError('INVALID_ARGUMENT', `${field} must be a public key (SPKI DER, base64)`);
+  const der = Buffer.from(input, 'base64');
+  let description;
+  try {
+    description = describePublicKey(der, field);
+  } catch (err) {
+    throw new PkiError('INVALID_ARGUMENT', `${field} is not a public key (SPKI DER, base64)`, { cause: err });
+  }
+  if (!((description.type === 'RSA' && description.bits >= 2048) || (description.type === 'EC' && description.curve === 'P-256'))) throw new PkiError('INVALID_ARGUMENT', `${field} must be an RSA-2048 or P-256 key`);
+  return der;
+}
+
+function parseCardList(cards: unknown, operation: string): Array<{ cardNumber: string; chipSerial: string; attestationKey: unknown; attestationKeyDer?: Buffer }> {
   if (!Array.isArray(cards) || cards.length === 0) throw new PkiError('INVALID_ARGUMENT', `${operation}: cards must list at least one card`);
   if (cards.length > MAX_CARDS_PER_REQUEST) throw new PkiError('INVALID_ARGUMENT', `${operation}: at most ${MAX_CARDS_PER_REQUEST} cards per batch`);
-  return cards as Array<{ cardNumber: string; chipSerial: string }>;
+  return cards as Array<{ cardNumber: string; chipSerial: string; attestationKey: unknown }>;
 }
 
 function checkOffice(office: unknown, operation: string): string {

@@ -4,7 +4,7 @@ import { fromPem, parseCsr, toPem } from '@pki/x509';
 import type { CardStore } from '../ports/card-store';
 import type { IssuedCardCertificates, RegistrationAuthority } from '../ports/registration-authority';
 import { assertOfficeScope, authorize, type Officer } from './access';
-import { deriveAdminSecret, parseTransportKey, wrapSecret, type WrappedSecret } from './admin-secret';
+import { deriveAdminSecret, deriveTransportSecret, parseTransportKey, wrapSecret, type WrappedSecret } from './admin-secret';
 import { stateAfter } from './card-states';
 import { actorOf, cardView, checkCardNumber, idempotencyConflict, moveCard, runOnce, type CardView, type Command } from './card-stock';
 import type { CardRecord, PersonalisationRecord } from './model';
@@ -19,6 +19,8 @@ export interface CounterDeps {
   logger: Logger;
   /** Key of the per-card administrative secrets (decision 0024). */
   adminSecretKey: Buffer;
+  /** Key of the transport secrets the supplier initialised the chips with. */
+  transportKey: Buffer;
 }
 
 export interface StartPersonalisationInput {
@@ -32,18 +34,21 @@ export interface StartPersonalisationInput {
 export interface StartedPersonalisation {
   personalisationId: string;
   cardNumber: string;
-  /** What each of the card's keys signs (base64), with the card number and the key slot. */
+  /** What the chip's attestation key signs with each new key (base64), see {@link attestationMessage}. */
   challenge: string;
-  /** The card's administrative secret (SO PIN), wrapped to the workstation's one-time key. */
-  adminSecret: WrappedSecret;
+  /**
+   * JSON {transportSecret, adminSecret}, wrapped to the workstation's one-time key: the chip's
+   * transport SO PIN, to be replaced by its administrative secret.
+   */
+  cardSecrets: WrappedSecret;
 }
 
 export interface CompletePersonalisationInput {
   signingCsr: unknown;
   encryptionCsr: unknown;
-  /** Base64 RSA PKCS#1 v1.5 SHA-256 signatures by the SIGN and KEYX keys over {@link challengeMessage}. */
-  signingProof: unknown;
-  encryptionProof: unknown;
+  /** Base64 signatures (SHA-256) by the chip's attestation key over {@link attestationMessage} of each key. */
+  signingAttestation: unknown;
+  encryptionAttestation: unknown;
   /** The token serial the workstation read from the chip. */
   tokenSerial: unknown;
 }
@@ -57,9 +62,12 @@ export interface PersonalisedCard {
   replacedCard?: CardView;
 }
 
-/** The bytes a card key signs to show it is the key of this personalisation (decision 0024). */
-export function challengeMessage(challenge: Buffer, cardNumber: string, slot: 'SIGN' | 'KEYX'): Buffer {
-  return Buffer.concat([Buffer.from(`card-mgmt personalisation\0${cardNumber}\0${slot}\0`), challenge]);
+/**
+ * What the chip's attestation key signs for a key pair it generated (decision 0024): this
+ * personalisation's challenge, the card, the key slot and the new key's SubjectPublicKeyInfo.
+ */
+export function attestationMessage(challenge: Buffer, cardNumber: string, slot: 'SIGN' | 'KEYX', spki: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`card-mgmt key attestation\0${cardNumber}\0${slot}\0`), challenge, spki]);
 }
 
 /** Refusals from ra that are final: the card is released and the personalisation fails. */
@@ -124,11 +132,11 @@ export class Counter {
         updatedAt: now,
       });
       await tx.audit({ action: 'card.admin-secret.release', outcome: 'SUCCESS', actor: actorOf(command.officer), objects: [{ type: 'card', id: cardNumber }, { type: 'personalisation', id }], attributes: { purpose: 'personalisation' } });
-      return { personalisationId: id, cardNumber, challenge: challenge.toString('base64'), chipSerial: card.chipSerial };
+      return { personalisationId: id, cardNumber, challenge: challenge.toString('base64') };
     });
-    // Wrapped outside the stored result: a replay gets the secret wrapped afresh to the same key.
-    const secret = deriveAdminSecret(this.#deps.adminSecretKey, cardNumber, started.chipSerial);
-    return { personalisationId: started.personalisationId, cardNumber, challenge: started.challenge, adminSecret: wrapSecret(secret, transportKey, cardNumber) };
+    // Wrapped outside the stored result: a replay gets the secrets wrapped afresh to the same key.
+    const secrets = JSON.stringify({ transportSecret: deriveTransportSecret(this.#deps.transportKey, cardNumber), adminSecret: deriveAdminSecret(this.#deps.adminSecretKey, cardNumber) });
+    return { personalisationId: started.personalisationId, cardNumber, challenge: started.challenge, cardSecrets: wrapSecret(secrets, transportKey, cardNumber) };
   }
 
   /**
@@ -157,8 +165,10 @@ export class Counter {
       if (p.state === 'COMPLETED') return { done: p.result as PersonalisedCard };
       if (p.state === 'FAILED') throw new PkiError('FAILED_PRECONDITION', `${operation}: personalisation ${personalisationId} failed (${p.failure ?? 'refused'}); start a new one`);
       // Checked before anything changes: the keys must be the card's keys of this session.
-      const signingCsr = checkCardCsr(input.signingCsr, input.signingProof, p, 'SIGN', operation);
-      const encryptionCsr = checkCardCsr(input.encryptionCsr, input.encryptionProof, p, 'KEYX', operation);
+      const card = (await tx.getCard(p.cardNumber))!;
+      if (card.chipSerial !== tokenSerial) throw new PkiError('INVALID_ARGUMENT', `${operation}: the chip in the reader (${tokenSerial}) is not the chip of card ${p.cardNumber}`);
+      const signingCsr = checkCardCsr(input.signingCsr, input.signingAttestation, p, card.attestationKey, 'SIGN', operation);
+      const encryptionCsr = checkCardCsr(input.encryptionCsr, input.encryptionAttestation, p, card.attestationKey, 'KEYX', operation);
       if (p.state === 'STARTED') {
         await tx.updatePersonalisation(p.id, { state: 'ISSUING', updatedAt: clock.now() });
         await tx.audit({ action: 'personalisation.issue', outcome: 'SUCCESS', actor: actorOf(command.officer), objects: [{ type: 'card', id: p.cardNumber }, { type: 'personalisation', id: p.id }], attributes: { phase: 'requested', kind: p.kind } });
@@ -230,6 +240,27 @@ export class Counter {
     });
   }
 
+  /**
+   * The officer abandons a personalisation before ra was asked (the citizen left, the chip failed):
+   * the card goes back to the office's stock. Once ra has been asked it runs to its end.
+   */
+  async cancelPersonalisation(command: Command, personalisationId: string): Promise<CardView> {
+    const operation = 'cancel personalisation';
+    authorize(command.officer, 'card.personalise', operation);
+    if (!UUID.test(personalisationId)) throw new PkiError('INVALID_ARGUMENT', `${operation}: the personalisation id must be a UUID`);
+    return runOnce(this.#deps.store, command, operation, async (tx) => {
+      const p = await tx.getPersonalisation(personalisationId, { forUpdate: true });
+      if (!p) throw new PkiError('NOT_FOUND', `${operation}: no personalisation ${personalisationId}`);
+      assertOfficeScope(command.officer, p.office, operation, p.cardNumber);
+      if (p.state !== 'STARTED') throw new PkiError('FAILED_PRECONDITION', `${operation}: personalisation ${personalisationId} is ${p.state}; only one that has not reached ra can be cancelled`);
+      const now = this.#deps.clock.now();
+      const card = (await tx.getCard(p.cardNumber, { forUpdate: true }))!;
+      const released = await moveCard(tx, card, 'release', { actor: actorOf(command.officer), at: now, reason: 'personalisation cancelled', objects: [{ type: 'personalisation', id: p.id }] });
+      await tx.updatePersonalisation(p.id, { state: 'FAILED', failure: 'cancelled at the counter', updatedAt: now });
+      return cardView(released);
+    });
+  }
+
   async #fail(command: Command, p: PersonalisationRecord, failure: PkiError, scope: string): Promise<void> {
     await this.#deps.store.transaction(async (tx) => {
       const current = await tx.getPersonalisation(p.id, { forUpdate: true });
@@ -286,7 +317,7 @@ export class Counter {
     assertOfficeScope(command.officer, card.office, operation, cardNumber);
     if (!['ISSUED', 'ACTIVATED', 'SUSPENDED'].includes(card.state)) throw new PkiError('FAILED_PRECONDITION', `${operation}: card ${cardNumber} is ${card.state}; only a card in the citizen's hands can be unlocked`);
     // The card in the reader must be this card: its chip reports the token serial recorded at personalisation.
-    if (card.tokenSerial !== input.tokenSerial) throw new PkiError('INVALID_ARGUMENT', `${operation}: the card in the reader is not card ${cardNumber}`);
+    if (card.chipSerial !== input.tokenSerial) throw new PkiError('INVALID_ARGUMENT', `${operation}: the card in the reader is not card ${cardNumber}`);
     try {
       await ra.verifySubscriberCode({ cardNumber, subscriberCode: input.subscriberCode, purpose: 'pin-unlock' });
     } catch (err) {
@@ -299,7 +330,7 @@ export class Counter {
       await tx.audit({ action: 'card.pin-unlock', outcome: 'SUCCESS', actor: actorOf(command.officer), objects: [{ type: 'card', id: cardNumber }] });
       return { cardNumber };
     });
-    return { cardNumber, adminSecret: wrapSecret(deriveAdminSecret(this.#deps.adminSecretKey, cardNumber, card.chipSerial), transportKey, cardNumber) };
+    return { cardNumber, adminSecret: wrapSecret(deriveAdminSecret(this.#deps.adminSecretKey, cardNumber), transportKey, cardNumber) };
   }
 
   async #withRa(command: Command, cardNumber: string, operation: string, permission: 'card.activate' | 'card.report-lost', action: 'activate' | 'report-lost', raOperation: 'activate' | 'suspend'): Promise<CardView> {
@@ -329,13 +360,14 @@ export class Counter {
 }
 
 /**
- * A CSR of one of the card's keys: well-formed, self-signed (possession), RSA-2048, and its key
- * signed this personalisation's challenge on the card. A CSR made with any other key, on another
- * card or in software, does not carry that signature.
+ * A CSR of one of the card's keys: well-formed, self-signed (possession), RSA-2048, and attested
+ * by the chip of this card for this personalisation: its attestation key (from the supplier's
+ * manifest) signed the challenge with the CSR's key. A key made anywhere else, in software or on
+ * another card, has no such signature.
  */
-function checkCardCsr(csrInput: unknown, proofInput: unknown, p: PersonalisationRecord, slot: 'SIGN' | 'KEYX', operation: string): string {
+function checkCardCsr(csrInput: unknown, attestationInput: unknown, p: PersonalisationRecord, attestationKey: Buffer, slot: 'SIGN' | 'KEYX', operation: string): string {
   const field = slot === 'SIGN' ? 'signingCsr' : 'encryptionCsr';
-  const proofField = slot === 'SIGN' ? 'signingProof' : 'encryptionProof';
+  const attestationField = slot === 'SIGN' ? 'signingAttestation' : 'encryptionAttestation';
   if (typeof csrInput !== 'string' || csrInput.length === 0 || csrInput.length > 16384) throw new PkiError('INVALID_ARGUMENT', `${operation}: ${field} must be a PKCS#10 request in PEM`);
   let parsed;
   try {
@@ -345,10 +377,10 @@ function checkCardCsr(csrInput: unknown, proofInput: unknown, p: Personalisation
   }
   if (!parsed.signatureValid) throw new PkiError('INVALID_ARGUMENT', `${operation}: ${field}'s signature does not verify with its own key (no proof of possession)`);
   if (parsed.publicKey.type !== 'RSA' || parsed.publicKey.bits !== 2048) throw new PkiError('INVALID_ARGUMENT', `${operation}: ${field} holds a ${parsed.publicKey.type} key; a card's keys are RSA-2048`);
-  if (typeof proofInput !== 'string' || !/^[A-Za-z0-9+/=]{300,400}$/.test(proofInput)) throw new PkiError('INVALID_ARGUMENT', `${operation}: ${proofField} must be the key's RSA signature over the challenge (base64)`);
-  const key = createPublicKey({ key: parsed.subjectPublicKeyInfo, format: 'der', type: 'spki' });
-  if (!verify('sha256', challengeMessage(p.challenge, p.cardNumber, slot), key, Buffer.from(proofInput, 'base64'))) {
-    throw new PkiError('INVALID_ARGUMENT', `${operation}: ${field}'s key is not the ${slot} key of card ${p.cardNumber}: it did not sign this personalisation's challenge`);
+  if (typeof attestationInput !== 'string' || !/^[A-Za-z0-9+/=]{40,700}$/.test(attestationInput)) throw new PkiError('INVALID_ARGUMENT', `${operation}: ${attestationField} must be the chip's attestation signature (base64)`);
+  const key = createPublicKey({ key: attestationKey, format: 'der', type: 'spki' });
+  if (!verify('sha256', attestationMessage(p.challenge, p.cardNumber, slot, parsed.subjectPublicKeyInfo), key, Buffer.from(attestationInput, 'base64'))) {
+    throw new PkiError('INVALID_ARGUMENT', `${operation}: ${field}'s key is not a key of card ${p.cardNumber}: the card's chip did not attest it for this personalisation`);
   }
   return csrInput;
 }

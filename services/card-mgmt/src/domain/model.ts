@@ -5,6 +5,8 @@ import type { CardAction, CardState } from './card-states';
 export interface CardRecord {
   cardNumber: string;
   chipSerial: string;
+  /** The chip's attestation public key (SPKI DER), from the supplier's manifest. */
+  attestationKey: Buffer;
   batchId: string;
   state: CardState;
   office: string;

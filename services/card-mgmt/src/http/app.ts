@@ -197,7 +197,7 @@ function declareRoutes(app: FastifyInstance, deps: HttpDeps): void {
         properties: {
           batchId: { type: 'string', maxLength: 64 },
           supplier: { type: 'string', maxLength: 100 },
-          cards: { type: 'array', minItems: 1, maxItems: 5000, items: { type: 'object', additionalProperties: false, required: ['cardNumber', 'chipSerial'], properties: { cardNumber: { type: 'string', maxLength: 20 }, chipSerial: { type: 'string', maxLength: 32 } } } },
+          cards: { type: 'array', minItems: 1, maxItems: 5000, items: { type: 'object', additionalProperties: false, required: ['cardNumber', 'chipSerial', 'attestationKey'], properties: { cardNumber: { type: 'string', maxLength: 20 }, chipSerial: { type: 'string', maxLength: 32 }, attestationKey: { type: 'string', maxLength: 600, description: "The chip's attestation public key (SPKI DER, base64)" } } } },
         },
       },
       response: { 201: { type: 'object', properties: { batchId: { type: 'string' }, received: { type: 'integer' } }, required: ['batchId', 'received'] } } },
@@ -275,7 +275,7 @@ function declareRoutes(app: FastifyInstance, deps: HttpDeps): void {
 
   // --- the counter ----------------------------------------------------------------------------
   route(
-    { method: 'POST', url: '/v1/personalisations', permission: 'card.personalise', operation: 'start personalisation', summary: "Reserve a blank card of the office for a subscriber; returns the challenge and the card's administrative secret wrapped to the workstation", tags: ['counter'], mutating: true,
+    { method: 'POST', url: '/v1/personalisations', permission: 'card.personalise', operation: 'start personalisation', summary: "Reserve a blank card of the office for a subscriber; returns the attestation challenge and the chip's transport and administrative secrets wrapped to the workstation", tags: ['counter'], mutating: true,
       body: {
         required: ['cardNumber', 'subscriberId', 'transportKey'],
         properties: {
@@ -286,15 +286,15 @@ function declareRoutes(app: FastifyInstance, deps: HttpDeps): void {
           transportKey: { type: 'string', maxLength: 200, description: "The workstation's one-time X25519 public key (SPKI DER, base64)" },
         },
       },
-      response: { 201: { type: 'object', properties: { personalisationId: { type: 'string' }, cardNumber: { type: 'string' }, challenge: { type: 'string' }, adminSecret: { $ref: 'WrappedSecret#' } }, required: ['personalisationId', 'cardNumber', 'challenge', 'adminSecret'] } } },
+      response: { 201: { type: 'object', properties: { personalisationId: { type: 'string' }, cardNumber: { type: 'string' }, challenge: { type: 'string' }, cardSecrets: { $ref: 'WrappedSecret#' } }, required: ['personalisationId', 'cardNumber', 'challenge', 'cardSecrets'] } } },
     async (request, reply, command) => reply.status(201).send(await counter.startPersonalisation(command!, request.body as never)),
   );
   route(
-    { method: 'POST', url: '/v1/personalisations/:id/certificates', permission: 'card.personalise', operation: 'complete personalisation', summary: "Hand over the card keys' CSRs and challenge signatures; ra issues both certificates (a replacement supersedes the old card's in the same operation)", tags: ['counter'], mutating: true,
+    { method: 'POST', url: '/v1/personalisations/:id/certificates', permission: 'card.personalise', operation: 'complete personalisation', summary: "Hand over the card keys' CSRs and the chip's attestations of them; ra issues both certificates (a replacement supersedes the old card's in the same operation)", tags: ['counter'], mutating: true,
       params: { type: 'object', properties: { id: { type: 'string', maxLength: 36 } }, required: ['id'] },
       body: {
-        required: ['signingCsr', 'encryptionCsr', 'signingProof', 'encryptionProof', 'tokenSerial'],
-        properties: { signingCsr: { type: 'string', maxLength: 16384 }, encryptionCsr: { type: 'string', maxLength: 16384 }, signingProof: { type: 'string', maxLength: 1024 }, encryptionProof: { type: 'string', maxLength: 1024 }, tokenSerial: { type: 'string', maxLength: 32 } },
+        required: ['signingCsr', 'encryptionCsr', 'signingAttestation', 'encryptionAttestation', 'tokenSerial'],
+        properties: { signingCsr: { type: 'string', maxLength: 16384 }, encryptionCsr: { type: 'string', maxLength: 16384 }, signingAttestation: { type: 'string', maxLength: 1024 }, encryptionAttestation: { type: 'string', maxLength: 1024 }, tokenSerial: { type: 'string', maxLength: 32 } },
       },
       response: {
         201: {
@@ -307,6 +307,11 @@ function declareRoutes(app: FastifyInstance, deps: HttpDeps): void {
         },
       } },
     async (request, reply, command) => reply.status(201).send(await counter.completePersonalisation(command!, (request.params as P).id!, request.body as never)),
+  );
+  route(
+    { method: 'POST', url: '/v1/personalisations/:id/cancellation', permission: 'card.personalise', operation: 'cancel personalisation', summary: 'Abandon a personalisation that has not reached ra: the card goes back to the stock', tags: ['counter'], mutating: true,
+      params: { type: 'object', properties: { id: { type: 'string', maxLength: 36 } }, required: ['id'] }, response: { 200: { $ref: 'Card#' } } },
+    async (request, _reply, command) => counter.cancelPersonalisation(command!, (request.params as P).id!),
   );
   for (const [path, permission, operation, summary, run] of [
     ['hand-over', 'card.hand-over', 'hand over card', 'The personalised card is handed to the citizen', (c: Command, n: string) => counter.handOver(c, n)],

@@ -32,7 +32,7 @@ export interface CardStoreTx {
   existingCards(cardNumbers: readonly string[], chipSerials: readonly string[]): Promise<{ cardNumbers: string[]; chipSerials: string[] }>;
   insertCard(card: CardRecord): Promise<void>;
   getCard(cardNumber: string, options?: { forUpdate?: boolean }): Promise<CardRecord | undefined>;
-  updateCard(cardNumber: string, patch: Partial<Omit<CardRecord, 'cardNumber' | 'chipSerial' | 'batchId' | 'createdAt'>>): Promise<void>;
+  updateCard(cardNumber: string, patch: Partial<Omit<CardRecord, 'cardNumber' | 'chipSerial' | 'attestationKey' | 'batchId' | 'createdAt'>>): Promise<void>;
   recordTransition(transition: TransitionRecord): Promise<void>;
   audit(record: AuditRecord): Promise<void>;
   insertPersonalisation(p: PersonalisationRecord): Promise<void>;

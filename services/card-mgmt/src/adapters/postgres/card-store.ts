@@ -34,6 +34,7 @@ function card(r: Record<string, unknown>): CardRecord {
   return {
     cardNumber: r.card_number as string,
     chipSerial: r.chip_serial as string,
+    attestationKey: r.attestation_key as Buffer,
     batchId: r.batch_id as string,
     state: r.state as CardState,
     office: r.office as string,
@@ -183,9 +184,10 @@ class Transaction implements CardStoreTx {
   }
 
   async insertCard(c: CardRecord): Promise<void> {
-    await this.tx.query(`INSERT INTO cards (card_number, chip_serial, batch_id, state, office, updated_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [
+    await this.tx.query(`INSERT INTO cards (card_number, chip_serial, attestation_key, batch_id, state, office, updated_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, [
       c.cardNumber,
       c.chipSerial,
+      c.attestationKey,
       c.batchId,
       c.state,
       c.office,
