@@ -107,9 +107,15 @@ export class Card {
    */
   takeOver(cardNumber: string, transportSecret: string, adminSecret: string, initialPin: string): void {
     withSession(this.slotOf(cardNumber), (session) => {
-      session.login(transportSecret, graphene.UserType.SO);
       try {
+        session.login(transportSecret, graphene.UserType.SO);
         session.setPin(transportSecret, adminSecret);
+      } catch (err) {
+        // An earlier attempt at this counter took the chip over already (ra then refused, say).
+        if (!/CKR_PIN_INCORRECT/.test((err as Error).message)) throw err;
+        session.login(adminSecret, graphene.UserType.SO);
+      }
+      try {
         session.initPin(initialPin);
       } finally {
         session.logout();
@@ -131,6 +137,8 @@ export class Card {
     return withUser(this.slotOf(cardNumber), pin, (session) => {
       const id = KEY_ID[slot];
       const label = `${cardNumber} ${slot}`;
+      // Keys of an earlier, failed attempt are never reused: each attempt certifies fresh ones.
+      for (const old of collect(session.find({ id }))) old.destroy();
       const keys = session.generateKeyPair(
         graphene.KeyGenMechanism.RSA,
         { token: true, private: false, id, label, keyType: graphene.KeyType.RSA, modulusBits: 2048, publicExponent: Buffer.from([1, 0, 1]), verify: true, encrypt: slot === 'KEYX', wrap: false },

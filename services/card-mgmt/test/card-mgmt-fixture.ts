@@ -8,6 +8,7 @@ import pg from 'pg';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { createLogger, parseConfig, type Clock } from '@pki/kit';
 import { ensureSoftwareCa } from '@pki/internal-ca';
+import { freePort } from '@pki/testing';
 import { decodeAuditEvent } from '@pki/audit-events';
 import { Topics, type eventsV1 } from '@pki/proto';
 import { startRaFixture, OFFICE, type ApiResponse, type RaFixture } from '../../ra/test/ra-fixture';
@@ -60,7 +61,15 @@ export const WORKSTATION = join(__dirname, '..', '..', '..', 'packages', 'workst
 
 /** ra on a real ca-signer (SoftHSM CA token), card-mgmt in this process, both on the test PostgreSQL. */
 export async function startCardMgmtFixture(options: { transport?: 'kafka' | 'postgres'; deps?: CardMgmtDependencies } = {}): Promise<CardMgmtFixture> {
-  const ra = await startRaFixture({ transport: options.transport ?? 'kafka', dualControl: [] });
+  // ra's gRPC port is fixed so that a restarted ra (another signer, say) answers where card-mgmt calls.
+  const raGrpcPort = await freePort();
+  const ra = await startRaFixture({
+    transport: options.transport ?? 'kafka',
+    dualControl: [],
+    configure: (raw) => {
+      raw.grpc = { host: '127.0.0.1', port: raGrpcPort };
+    },
+  });
   const dir = join(ra.dir, 'card-mgmt');
   mkdirSync(dir, { recursive: true });
   const secret = (name: string) => {

@@ -2,7 +2,7 @@ import { createHmac } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
-import { PkiError, httpStatusOf, type Clock, type Logger } from '@pki/kit';
+import { PkiError, httpStatusOf, systemClock, type Clock, type Logger } from '@pki/kit';
 import { ClientCertificateAuthenticator } from '@pki/client-auth';
 import { authorize, type Officer, type Permission } from '../domain/access';
 import type { CardStock, Command } from '../domain/card-stock';
@@ -118,7 +118,8 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   }) as unknown as FastifyInstance;
   const authenticator = new ClientCertificateAuthenticator({
-    clock: deps.clock,
+    // Client certificates are checked against the wall clock; `deps.clock` stamps the records.
+    clock: systemClock,
     lookup: async (sha256) => {
       const officer = await deps.officers.resolveOfficer(sha256);
       return officer ? { ...officer, active: true } : undefined;

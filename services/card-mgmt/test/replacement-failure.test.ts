@@ -1,0 +1,80 @@
+import { PkiError } from '@pki/kit';
+import { createGrpcClient } from '@pki/grpc';
+import { caSignerV1 } from '@pki/proto';
+import { GrpcCertificateSigner } from '../../ra/src/adapters/grpc/ca-signer-client';
+import type { CertificateSigner } from '../../ra/src/ports/certificate-signer';
+import { startCardMgmtFixture, OFFICE, type CardMgmtFixture } from './card-mgmt-fixture';
+
+/**
+ * A replacement that fails half-way: ca-signer signs the new card's SIGN certificate and refuses
+ * its KEYX certificate. Nothing of the replacement may remain: the old card's certificates stay
+ * valid (no status event), the new card goes back to the office's stock, the old card is not
+ * replaced. The same replacement then succeeds once ca-signer signs again.
+ */
+describe('a replacement that fails half-way', () => {
+  let f: CardMgmtFixture;
+
+  beforeAll(async () => {
+    f = await startCardMgmtFixture();
+  }, 300_000);
+
+  afterAll(async () => {
+    await f?.stop();
+  });
+
+  it('revokes no certificate and consumes no card, and the retry completes it', async () => {
+    const citizen = await f.registerCitizen();
+    const oldNumber = 'HALF00000001';
+    const newNumber = 'HALF00000002';
+    const oldCard = await f.supplyCard(oldNumber);
+    const newCard = await f.supplyCard(newNumber);
+    expect((await f.call('card-centre', 'POST', '/v1/batches', { batchId: 'B-HALF', supplier: 'Chip Co', cards: [oldCard.manifest, newCard.manifest] })).status).toBe(201);
+    expect((await f.call('card-centre', 'POST', '/v1/assignments', { office: OFFICE, cardNumbers: [oldNumber, newNumber] })).status).toBe(200);
+    expect((await f.workstation('registrar-a', oldCard, ['personalise', '--card', oldNumber, '--subscriber', citizen.subscriberId, '--birth-date', citizen.birthDate])).code).toBe(0);
+    expect((await f.workstation('registrar-a', oldCard, ['hand-over', '--card', oldNumber])).code).toBe(0);
+
+    // ra with a ca-signer client that lets SIGN through to the real ca-signer and refuses KEYX.
+    const { config } = f.ra;
+    const client = createGrpcClient(caSignerV1.CaSignerService, { ...config.caSigner, tls: config.tls });
+    const real = new GrpcCertificateSigner(client);
+    let signed = 0;
+    const halfway: CertificateSigner = {
+      issue: async (request, deadline) => {
+        if (request.profile === 'citizen-encryption') throw new PkiError('FAILED_PRECONDITION', 'issue certificate: refused by the profile (injected)');
+        const certificate = await real.issue(request, deadline);
+        signed++;
+        return certificate;
+      },
+      listIssuances: (token, size) => real.listIssuances(token, size),
+      issuers: () => real.issuers(),
+    };
+    await f.ra.restart({ signer: halfway });
+
+    const before = {
+      ra: (await f.ra.call('registrar-a', 'GET', `/v1/cards/${oldNumber}`)).body,
+      statusEvents: (await f.ra.statusEvents()).length,
+      cards: (await f.db.query(`SELECT card_number, state, office, replaced_by, signing_serial FROM cards WHERE card_number = ANY($1) ORDER BY card_number`, [[oldNumber, newNumber]])).rows,
+    };
+    const failed = await f.workstation('registrar-a', newCard, ['personalise', '--card', newNumber, '--subscriber', citizen.subscriberId, '--birth-date', citizen.birthDate, '--replaces', oldNumber]);
+    expect(failed).toMatchObject({ code: 1, json: { error: 'FAILED_PRECONDITION', message: expect.stringMatching(/refused by the profile/) } });
+    expect(signed).toBe(1); // half-way: one certificate was signed before the refusal
+    expect({
+      ra: (await f.ra.call('registrar-a', 'GET', `/v1/cards/${oldNumber}`)).body,
+      statusEvents: (await f.ra.statusEvents()).length,
+      cards: (await f.db.query(`SELECT card_number, state, office, replaced_by, signing_serial FROM cards WHERE card_number = ANY($1) ORDER BY card_number`, [[oldNumber, newNumber]])).rows,
+    }).toEqual(before);
+    expect(before.cards.map((c: { state: string }) => c.state)).toEqual(['ISSUED', 'ASSIGNED']);
+    expect((before.ra as { certificates: Array<{ status: string }> }).certificates.map((c) => c.status)).toEqual(['VALID', 'VALID']);
+    const personalisation = await f.db.query(`SELECT state, failure FROM personalisations WHERE card_number = $1`, [newNumber]);
+    expect(personalisation.rows).toEqual([{ state: 'FAILED', failure: expect.stringMatching(/refused by the profile/) }]);
+    client.close();
+
+    // ca-signer signs again: the same chip, taken over by the failed attempt, replaces the old card
+    // with fresh keys.
+    await f.ra.restart();
+    const retried = await f.workstation('registrar-a', newCard, ['personalise', '--card', newNumber, '--subscriber', citizen.subscriberId, '--birth-date', citizen.birthDate, '--replaces', oldNumber]);
+    expect(retried.code === 0 ? retried.json : retried).toMatchObject({ card: { state: 'PERSONALISED' }, replacedCard: { state: 'REPLACED' } });
+    const old = (await f.ra.call('registrar-a', 'GET', `/v1/cards/${oldNumber}`)).body as { certificates: Array<{ status: string; reason?: string }> };
+    expect(old.certificates.map((c) => [c.status, c.reason])).toEqual([['REVOKED', 'superseded'], ['REVOKED', 'superseded']]);
+  });
+});
