@@ -77,6 +77,8 @@ export function buildDevConfigs(inputs: DevConfigInputs): Record<ServiceName, Re
         IssueCardCertificates: [serviceIdentity('card-mgmt')],
         ChangeCardStatus: [serviceIdentity('card-mgmt')],
         VerifySubscriberCode: [serviceIdentity('card-mgmt')],
+        IssueMobileCertificate: [serviceIdentity('card-mgmt')],
+        ChangeMobileCertificateStatus: [serviceIdentity('card-mgmt')],
       },
       tls: inputs.tls.ra,
       caSigner: { address: `127.0.0.1:${ports.caSignerGrpc}`, serverIdentity: serviceIdentity('ca-signer'), deadlineMs: 10_000 },

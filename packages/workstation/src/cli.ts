@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { generateKeyPairSync, randomUUID, X509Certificate } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign, X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -8,7 +8,7 @@ import { AsnConvert } from '@peculiar/asn1-schema';
 import { Certificate } from '@peculiar/asn1-x509';
 import { PkiError } from '@pki/kit';
 import { fromPem } from '@pki/x509';
-import { attestationMessage, decodeKey as decodeSecretKey, deriveTransportSecret, unwrapSecret, type WrappedSecret } from '@pki/card-mgmt';
+import { attestationMessage, bindingMessage, decodeKey as decodeSecretKey, deriveTransportSecret, unwrapSecret, type WrappedSecret } from '@pki/card-mgmt';
 import { Card, type KeySlot } from './card';
 
 /* eslint-disable no-console -- this is the counter's terminal */
@@ -20,6 +20,9 @@ const USAGE = `pki-workstation: the counter workstation (card in the reader over
   activate     --card <number>                 the citizen changes the initial PIN on the card, then card-mgmt and ra activate it
   report-lost  --card <number>
   unlock       --card <number>                 the citizen's subscriber code resets the PIN through the card's administrative secret
+  mobile-enrol --card <number> --device-key <P-256 key PEM> [--device-name <name>] [--out <dir>]
+                                               binds a phone through the card (PKI_CARD_PIN, PKI_SUBSCRIBER_CODE); no officer certificate needed
+  sign         --card <number> --in <file>      signs the file with the card's SIGN key (PKI_CARD_PIN); prints the signature
   show         --card <number> [--out <dir>]   what the card holds (certificates, key attributes); needs the PIN
   supply       --card <number> --transport-key-file <file>   the card supplier's step: a blank chip becomes the card; prints its manifest entry
 
@@ -148,6 +151,51 @@ async function unlock(options: Options): Promise<unknown> {
   }
 }
 
+/**
+ * Binds a phone (its key in `--device-key`, standing in for the phone's keystore) to the card's
+ * holder: a one-time challenge, signed by the card's SIGN key (PIN) and by the phone's key, and
+ * the subscriber code. Prints the device and its certificate.
+ */
+async function mobileEnrol(options: Options, values: Record<string, string | undefined>): Promise<unknown> {
+  const deviceKey = createPrivateKey(readFileSync(required(values['device-key'], '--device-key')));
+  const devicePublicKey = createPublicKey(deviceKey).export({ format: 'der', type: 'spki' });
+  const challenge = await call(options, 'POST', '/v1/mobile/challenges', { cardNumber: options.card });
+  const message = bindingMessage(Buffer.from(challenge.challenge as string, 'base64'), options.card, devicePublicKey);
+  const card = Card.open(options.module);
+  let cardSignature: Buffer;
+  try {
+    cardSignature = card.sign(options.card, env('PKI_CARD_PIN', 'mobile-enrol'), 'SIGN', message);
+  } finally {
+    card.close();
+  }
+  const enrolled = await call(options, 'POST', '/v1/mobile/devices', {
+    challengeId: challenge.challengeId,
+    cardNumber: options.card,
+    deviceName: values['device-name'] ?? 'phone',
+    devicePublicKey: devicePublicKey.toString('base64'),
+    deviceSignature: sign('sha256', message, deviceKey).toString('base64'),
+    cardSignature: cardSignature.toString('base64'),
+    subscriberCode: env('PKI_SUBSCRIBER_CODE', 'mobile-enrol'),
+  });
+  if (values.out) {
+    mkdirSync(values.out, { recursive: true });
+    writeFileSync(join(values.out, `${enrolled.deviceId as string}.pem`), enrolled.certificate as string);
+    writeFileSync(join(values.out, `${enrolled.deviceId as string}-chain.pem`), (enrolled.chain as string[]).join(''));
+  }
+  return enrolled;
+}
+
+/** Signs a file with the card's SIGN key (PKI_CARD_PIN): what any signing application does with the card. */
+function signWithCard(options: Options, values: Record<string, string | undefined>): unknown {
+  const data = readFileSync(required(values.in, '--in'));
+  const card = Card.open(options.module);
+  try {
+    return { cardNumber: options.card, signature: card.sign(options.card, env('PKI_CARD_PIN', 'sign'), 'SIGN', data).toString('base64') };
+  } finally {
+    card.close();
+  }
+}
+
 function show(options: Options, out: string | undefined): unknown {
   const card = Card.open(options.module);
   try {
@@ -202,7 +250,7 @@ async function main(argv: string[]): Promise<number> {
     strict: true,
     options: {
       api: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, ca: { type: 'string' }, module: { type: 'string' },
-      card: { type: 'string' }, subscriber: { type: 'string' }, 'transport-key-file': { type: 'string' }, 'birth-date': { type: 'string' }, replaces: { type: 'string' }, out: { type: 'string' },
+      card: { type: 'string' }, subscriber: { type: 'string' }, 'transport-key-file': { type: 'string' }, 'birth-date': { type: 'string' }, replaces: { type: 'string' }, out: { type: 'string' }, 'device-key': { type: 'string' }, in: { type: 'string' }, 'device-name': { type: 'string' },
     },
   });
   const cardNumber = required(values.card, '--card');
@@ -211,11 +259,17 @@ async function main(argv: string[]): Promise<number> {
     console.log(JSON.stringify(supply(modulePath, cardNumber, required(values['transport-key-file'], '--transport-key-file'))));
     return 0;
   }
+  if (command === 'sign') {
+    console.log(JSON.stringify(signWithCard({ api: '', agent: undefined as never, module: modulePath, card: cardNumber }, values)));
+    return 0;
+  }
   if (command === 'show') {
     console.log(JSON.stringify(show({ api: '', agent: undefined as never, module: modulePath, card: cardNumber }, values.out)));
     return 0;
   }
-  const agent = new Agent({ connect: { ca: readFileSync(required(values.ca, '--ca')), cert: readFileSync(required(values.cert, '--cert')), key: readFileSync(required(values.key, '--key')) } });
+  // The citizen's own commands (mobile-enrol) present no officer certificate.
+  const officer = values.cert && values.key ? { cert: readFileSync(values.cert), key: readFileSync(values.key) } : {};
+  const agent = new Agent({ connect: { ca: readFileSync(required(values.ca, '--ca')), ...officer } });
   const options: Options = { api: required(values.api, '--api').replace(/\/$/, ''), agent, module: modulePath, card: cardNumber };
   try {
     let result: unknown;
@@ -234,6 +288,9 @@ async function main(argv: string[]): Promise<number> {
         break;
       case 'unlock':
         result = await unlock(options);
+        break;
+      case 'mobile-enrol':
+        result = await mobileEnrol(options, values);
         break;
       default:
         console.error(`unknown command '${command}'\n\n${USAGE}`);

@@ -10,6 +10,7 @@ import { GrpcRegistrationAuthority } from './adapters/grpc/ra-client';
 import { CardStock } from './domain/card-stock';
 import { Counter } from './domain/counter';
 import { Reconciliation } from './domain/reconciliation';
+import { MobileCredentials } from './domain/mobile';
 import { buildHttpApp } from './http/app';
 import type { RegistrationAuthority } from './ports/registration-authority';
 
@@ -68,6 +69,7 @@ async function start(config: CardMgmtConfig, deps: CardMgmtDependencies, runtime
     stock: new CardStock({ store, clock, cardCentre: config.cardCentreOffice }),
     counter: new Counter({ store, ra, clock, logger, adminSecretKey, transportKey }),
     reconciliation: new Reconciliation(store, config.reportUtcOffsetMinutes),
+    mobile: new MobileCredentials({ store, ra, clock, logger }),
     officers: { resolveOfficer: (sha256) => ra.resolveOfficer(sha256) },
     clock,
     logger,

@@ -3,6 +3,7 @@ import { buildHttpApp } from './http/app';
 import type { CardStock } from './domain/card-stock';
 import type { Counter } from './domain/counter';
 import type { Reconciliation } from './domain/reconciliation';
+import type { MobileCredentials } from './domain/mobile';
 
 /**
  * card-mgmt's OpenAPI 3.1 document, generated from the route schemas. Committed as
@@ -14,6 +15,7 @@ export async function cardMgmtOpenApiDocument(): Promise<unknown> {
     stock: {} as CardStock,
     counter: {} as Counter,
     reconciliation: {} as Reconciliation,
+    mobile: {} as MobileCredentials,
     officers: { resolveOfficer: async () => undefined },
     clock: systemClock,
     logger: createLogger({ service: 'card-mgmt', level: 'silent' }),

@@ -164,8 +164,9 @@ export async function startCardMgmtFixture(options: { transport?: 'kafka' | 'pos
       return { cardNumber, chipSerial, attestationKey: paperKey };
     },
     async workstation(who, card, args, env = {}) {
-      const identity = ra.identities[who]!;
-      const common = ['--api', cardMgmt.httpUrl.replace('127.0.0.1', 'localhost'), '--cert', identity.certFile, '--key', identity.keyFile, '--ca', id.caFile, '--module', SOFTHSM_MODULE];
+      // 'anonymous': the citizen's own commands, without an officer certificate.
+      const identity = ra.identities[who];
+      const common = ['--api', cardMgmt.httpUrl.replace('127.0.0.1', 'localhost'), ...(identity ? ['--cert', identity.certFile, '--key', identity.keyFile] : []), '--ca', id.caFile, '--module', SOFTHSM_MODULE];
       try {
         const { stdout, stderr } = await run(process.execPath, [WORKSTATION, ...args, ...common], { env: { PATH: process.env.PATH ?? '', ...card.env, ...env }, timeout: 120_000 });
         return { code: 0, json: JSON.parse(stdout.trim().split('\n').pop()!), stderr };

@@ -39,6 +39,8 @@ export const raConfigSchema = z.strictObject({
     IssueCardCertificates: allowList,
     ChangeCardStatus: allowList,
     VerifySubscriberCode: allowList,
+    IssueMobileCertificate: allowList,
+    ChangeMobileCertificateStatus: allowList,
   }),
   database: databaseConfig,
   /** This service's mTLS identity (spiffe://pki.internal/ra): calls to ca-signer and the gRPC server. */

@@ -226,7 +226,7 @@ export class Counter {
         applicationId: issued.applicationId,
         subjectSerialNumber: issued.subjectSerialNumber,
         certificates: [sign, keyx].map((c) => ({
-          keySlot: c.keySlot,
+          keySlot: c.keySlot as 'SIGN' | 'KEYX',
           serialHex: c.serialHex,
           certificate: toPem(c.certificateDer, 'CERTIFICATE'),
           chain: c.chainDer.map((d) => toPem(d, 'CERTIFICATE')),

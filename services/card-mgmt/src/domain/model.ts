@@ -63,4 +63,27 @@ export interface PersonalisationRecord {
   updatedAt: Date;
 }
 
+export type DeviceState = 'ACTIVE' | 'SUSPENDED' | 'REVOKED';
+
+export interface DeviceRecord {
+  id: string;
+  subscriberId: string;
+  cardNumber: string;
+  name: string;
+  publicKey: Buffer;
+  state: DeviceState;
+  serialHex?: string;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface BindingChallenge {
+  id: string;
+  cardNumber: string;
+  challenge: Buffer;
+  expiresAt: Date;
+  usedAt?: Date;
+  createdAt: Date;
+}
+
 export type IdempotencyClaim = { kind: 'new' } | { kind: 'done'; result: unknown } | { kind: 'in-progress' } | { kind: 'conflict'; operation: string };

@@ -8,6 +8,7 @@ import { authorize, type Officer, type Permission } from '../domain/access';
 import type { CardStock, Command } from '../domain/card-stock';
 import type { Counter } from '../domain/counter';
 import type { Reconciliation } from '../domain/reconciliation';
+import type { MobileCredentials } from '../domain/mobile';
 import { CARD_STATES } from '../domain/card-states';
 
 declare module 'fastify' {
@@ -29,6 +30,7 @@ export interface OfficerDirectory {
 export interface HttpDeps {
   stock: CardStock;
   counter: Counter;
+  mobile: MobileCredentials;
   reconciliation: Reconciliation;
   officers: OfficerDirectory;
   clock: Clock;
@@ -94,7 +96,8 @@ const ERRORS = [400, 401, 403, 404, 409, 412, 503];
 interface RouteSpec {
   method: 'GET' | 'POST';
   url: string;
-  permission: Permission;
+  /** Absent: a citizen's route, authenticated by what the request carries (card signature, subscriber code). */
+  permission?: Permission;
   operation: string;
   summary: string;
   tags: string[];
@@ -163,11 +166,11 @@ function declareRoutes(app: FastifyInstance, deps: HttpDeps): void {
     app.route({
       method: spec.method,
       url: spec.url,
-      config: { cardPermission: spec.permission, operation: spec.operation },
+      config: { ...(spec.permission ? { cardPermission: spec.permission } : {}), operation: spec.operation },
       schema: {
         summary: spec.summary,
         tags: spec.tags,
-        security: [{ clientCertificate: [] }],
+        ...(spec.permission ? { security: [{ clientCertificate: [] }] } : {}),
         ...(spec.mutating ? { headers: idempotencyHeader } : {}),
         ...(spec.body ? { body: { type: 'object', additionalProperties: false, ...spec.body } } : {}),
         ...(spec.params ? { params: spec.params } : {}),
@@ -177,7 +180,7 @@ function declareRoutes(app: FastifyInstance, deps: HttpDeps): void {
       handler: async (request, reply) => {
         const command = spec.mutating
           ? {
-              officer: request.officer,
+              officer: request.officer ?? undefined,
               idempotencyKey: (request.headers as Record<string, string>)['idempotency-key']!,
               fingerprint: createHmac('sha256', deps.fingerprintKey).update(`${spec.operation}\n${canonicalJson(request.params ?? {})}\n${canonicalJson(request.body ?? {})}`).digest(),
             }
@@ -330,6 +333,44 @@ function declareRoutes(app: FastifyInstance, deps: HttpDeps): void {
       response: { 200: { type: 'object', properties: { cardNumber: { type: 'string' }, adminSecret: { $ref: 'WrappedSecret#' } }, required: ['cardNumber', 'adminSecret'] } } },
     async (request, _reply, command) => counter.releaseForPinUnlock(command!, (request.params as P).cardNumber!, request.body as never),
   );
+  declareMobileRoutes(app, deps, route);
+}
+
+function declareMobileRoutes(app: FastifyInstance, deps: HttpDeps, route: (spec: RouteSpec, handler: (request: FastifyRequest, reply: FastifyReply, command: Command | undefined) => Promise<unknown>) => void): void {
+  const { mobile } = deps;
+  type P = Record<string, string>;
+  const device = { type: 'object', properties: { deviceId: { type: 'string' }, cardNumber: { type: 'string' }, name: { type: 'string' }, state: { type: 'string', enum: ['ACTIVE', 'SUSPENDED', 'REVOKED'] }, serialHex: { type: 'string' }, createdAt: { type: 'string' } }, required: ['deviceId', 'cardNumber', 'name', 'state', 'createdAt'] };
+  route(
+    { method: 'POST', url: '/v1/mobile/challenges', operation: 'binding challenge', summary: "A one-time challenge (5 minutes) for binding a phone through a card", tags: ['mobile credentials'], mutating: true,
+      body: { required: ['cardNumber'], properties: { cardNumber: { type: 'string', maxLength: 20 } } },
+      response: { 201: { type: 'object', properties: { challengeId: { type: 'string' }, challenge: { type: 'string' }, expiresAt: { type: 'string' } }, required: ['challengeId', 'challenge', 'expiresAt'] } } },
+    async (request, reply, command) => reply.status(201).send(await mobile.challenge(command!, (request.body as Record<string, unknown>).cardNumber)),
+  );
+  route(
+    { method: 'POST', url: '/v1/mobile/devices', operation: 'enrol device', summary: "Bind a phone's P-256 key: the card's SIGN key and the phone's key sign the challenge, the subscriber code confirms; at most 3 devices per person", tags: ['mobile credentials'], mutating: true,
+      body: {
+        required: ['challengeId', 'cardNumber', 'deviceName', 'devicePublicKey', 'deviceSignature', 'cardSignature', 'subscriberCode'],
+        properties: {
+          challengeId: { type: 'string', maxLength: 36 }, cardNumber: { type: 'string', maxLength: 20 }, deviceName: { type: 'string', maxLength: 64 },
+          devicePublicKey: { type: 'string', maxLength: 400, description: 'SPKI DER, base64 (P-256)' }, deviceSignature: { type: 'string', maxLength: 700, description: 'ECDSA P-256 SHA-256, DER, base64' },
+          cardSignature: { type: 'string', maxLength: 700, description: "The card's SIGN key, RSA PKCS#1 v1.5 SHA-256, base64" }, subscriberCode: { type: 'string', maxLength: 256 },
+        },
+      },
+      response: { 201: { type: 'object', properties: { ...device.properties, certificate: { type: 'string' }, chain: { type: 'array', items: { type: 'string' } }, notAfter: { type: 'string' } }, required: [...device.required, 'serialHex', 'certificate', 'chain', 'notAfter'] } } },
+    async (request, reply, command) => reply.status(201).send(await mobile.enrol(command!, request.body as never)),
+  );
+  route(
+    { method: 'GET', url: '/v1/cards/:cardNumber/devices', permission: 'stock.read', operation: 'list devices', summary: "The mobile devices of the card holder", tags: ['mobile credentials'], params: cardParam,
+      response: { 200: { type: 'object', properties: { devices: { type: 'array', items: device } }, required: ['devices'] } } },
+    async (request) => mobile.list(request.officer, (request.params as P).cardNumber!),
+  );
+  for (const [path, op] of [['suspension', 'suspend'], ['resumption', 'resume'], ['revocation', 'revoke']] as const) {
+    route(
+      { method: 'POST', url: `/v1/devices/:id/${path}`, permission: 'card.unlock', operation: `${op} device`, summary: `${op[0]!.toUpperCase()}${op.slice(1)} one mobile device's certificate (the card and other devices are untouched)`, tags: ['mobile credentials'], mutating: true,
+        params: { type: 'object', properties: { id: { type: 'string', maxLength: 36 } }, required: ['id'] }, response: { 200: device } },
+      async (request, _reply, command) => mobile.changeStatus(command!, (request.params as P).id!, op),
+    );
+  }
 }
 
 export function canonicalJson(value: unknown): string {

@@ -1,5 +1,5 @@
 import type { CardState } from '../domain/card-states';
-import type { AuditRecord, CardRecord, IdempotencyClaim, PersonalisationRecord, TransitionRecord } from '../domain/model';
+import type { AuditRecord, BindingChallenge, CardRecord, DeviceRecord, IdempotencyClaim, PersonalisationRecord, TransitionRecord } from '../domain/model';
 
 /**
  * card-mgmt's system of record for physical cards. Every change happens inside
@@ -21,6 +21,11 @@ export interface CardReads {
   /** For each card, its last transition before `before` (where it was and in what state). */
   positionsAt(before: Date): Promise<Array<{ cardNumber: string; state: CardState; office: string }>>;
   getPersonalisation(id: string): Promise<PersonalisationRecord | undefined>;
+  devicesOfSubscriber(subscriberId: string): Promise<DeviceRecord[]>;
+  getDevice(id: string): Promise<DeviceRecord | undefined>;
+  getChallenge(id: string): Promise<BindingChallenge | undefined>;
+  /** A completed idempotency key's request fingerprint and result. */
+  completedIdempotency(scope: string, key: string): Promise<{ operation: string; fingerprint: Buffer; result: unknown } | undefined>;
 }
 
 export interface CardStoreTx {
@@ -38,4 +43,13 @@ export interface CardStoreTx {
   insertPersonalisation(p: PersonalisationRecord): Promise<void>;
   getPersonalisation(id: string, options?: { forUpdate?: boolean }): Promise<PersonalisationRecord | undefined>;
   updatePersonalisation(id: string, patch: Partial<Pick<PersonalisationRecord, 'state' | 'failure' | 'result' | 'updatedAt'>>): Promise<void>;
+  insertChallenge(challenge: BindingChallenge): Promise<void>;
+  /** Marks the challenge used; false when it was used already or does not exist. */
+  useChallenge(id: string, at: Date): Promise<BindingChallenge | undefined>;
+  /** The subscriber's devices, locked: the limit of 3 is checked under this lock. */
+  devicesOfSubscriber(subscriberId: string, options?: { forUpdate?: boolean }): Promise<DeviceRecord[]>;
+  deviceWithKey(publicKey: Buffer): Promise<DeviceRecord | undefined>;
+  insertDevice(device: DeviceRecord): Promise<void>;
+  getDevice(id: string, options?: { forUpdate?: boolean }): Promise<DeviceRecord | undefined>;
+  updateDevice(id: string, patch: Partial<Pick<DeviceRecord, 'state' | 'serialHex' | 'updatedAt'>>): Promise<void>;
 }

@@ -10,6 +10,8 @@ export interface RegistrationAuthority {
   issueCardCertificates(request: IssueCardCertificatesRequest): Promise<IssuedCardCertificates>;
   changeCardStatus(request: { officerCertificateSha256: string; idempotencyKey: string; cardNumber: string; operation: 'activate' | 'suspend' | 'resume' }): Promise<{ changedSerials: string[] }>;
   verifySubscriberCode(request: { cardNumber: string; subscriberCode: string; purpose: string }): Promise<{ subscriberId: string }>;
+  issueMobileCertificate(request: { cardNumber: string; deviceId: string; publicKeySpki: Buffer }): Promise<IssuedCertificate>;
+  changeMobileCertificateStatus(request: { officerCertificateSha256: string; idempotencyKey: string; serialHex: string; operation: 'suspend' | 'resume' | 'revoke'; reason?: string }): Promise<void>;
 }
 
 export interface IssueCardCertificatesRequest {
@@ -25,7 +27,7 @@ export interface IssueCardCertificatesRequest {
 
 export interface IssuedCertificate {
   serialHex: string;
-  keySlot: 'SIGN' | 'KEYX';
+  keySlot: 'SIGN' | 'KEYX' | 'MOBILE';
   certificateDer: Buffer;
   chainDer: Buffer[];
   notAfter: Date;

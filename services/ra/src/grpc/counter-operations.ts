@@ -1,7 +1,7 @@
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { PkiError } from '@pki/kit';
 import type { ServiceHandlers } from '@pki/grpc';
-import { raV1 } from '@pki/proto';
+import { eventsV1, raV1 } from '@pki/proto';
 import { fromPem } from '@pki/x509';
 import type { Principal } from '../domain/access';
 import type { RegistrationAuthority } from '../domain/registration-authority';
@@ -29,7 +29,7 @@ export interface CounterOperationDeps {
   callerName: string;
 }
 
-type CounterRpcs = 'resolveOfficer' | 'issueCardCertificates' | 'changeCardStatus' | 'verifySubscriberCode';
+type CounterRpcs = 'resolveOfficer' | 'issueCardCertificates' | 'changeCardStatus' | 'verifySubscriberCode' | 'issueMobileCertificate' | 'changeMobileCertificateStatus';
 
 /**
  * The RPCs card-mgmt calls on behalf of the officer at its counter. The officer is named by the
@@ -98,6 +98,36 @@ export function counterOperationHandlers(deps: CounterOperationDeps): Pick<Servi
       const card = await deps.ra.cards.byOfficer(command(principal, request.idempotencyKey, operationName, operation, { cardNumber: request.cardNumber }), request.cardNumber, operationName);
       const changed = card.certificates.filter((c) => before.find((b) => b.serialHex === c.serialHex)?.status !== c.status).map((c) => c.serialHex);
       return { status: CARD_STATUS[card.status] ?? raV1.CardStatus.UNSPECIFIED, changedSerials: changed };
+    },
+
+    issueMobileCertificate: async (request) => {
+      const c = await deps.ra.mobile.issue({ cardNumber: request.cardNumber, deviceId: request.deviceId, publicKeySpki: Buffer.from(request.publicKeySpki) });
+      const der = fromPem(c.certificate, 'CERTIFICATE');
+      const issuer = (await deps.ra.queries.issuers()).find((i) => i.keyId === c.issuerKeyId);
+      return {
+        certificate: {
+          serialHex: c.serialHex,
+          keySlot: c.keySlot,
+          certificate: der,
+          chain: (issuer?.chainPem ?? []).map((pem) => fromPem(pem, 'CERTIFICATE')),
+          notAfter: timestampFromDate(new Date(c.notAfter)),
+        },
+      };
+    },
+
+    changeMobileCertificateStatus: async (request) => {
+      const op = { [raV1.MobileCertificateOperation.SUSPEND]: 'suspend', [raV1.MobileCertificateOperation.RESUME]: 'resume', [raV1.MobileCertificateOperation.REVOKE]: 'revoke' }[request.operation as number] as
+        | 'suspend'
+        | 'resume'
+        | 'revoke'
+        | undefined;
+      if (!op) throw new PkiError('INVALID_ARGUMENT', 'change mobile certificate status: operation must be SUSPEND, RESUME or REVOKE');
+      const operation = `${op} mobile certificate`;
+      const serial = request.serialHex.toLowerCase();
+      if (!/^[0-9a-f]{1,40}$/.test(serial)) throw new PkiError('INVALID_ARGUMENT', `${operation}: serial_hex must be hex of at most 20 octets`);
+      const principal = await officer(request.officerCertificateSha256, operation);
+      const view = await deps.ra.mobile.changeStatus(command(principal, request.idempotencyKey, op, operation, { serial, reason: request.reason }), serial, op, request.reason || undefined);
+      return { status: { VALID: eventsV1.CertificateStatus.VALID, SUSPENDED: eventsV1.CertificateStatus.SUSPENDED, REVOKED: eventsV1.CertificateStatus.REVOKED }[view.status] };
     },
 
     verifySubscriberCode: async (request) => {

@@ -3,10 +3,11 @@ import { PkiError } from '@pki/kit';
 import type { ServiceClient } from '@pki/grpc';
 import { raV1 } from '@pki/proto';
 import { OFFICER_ROLES, type OfficerRole } from '../../domain/access';
-import type { IssueCardCertificatesRequest, IssuedCardCertificates, RegistrationAuthority } from '../../ports/registration-authority';
+import type { IssueCardCertificatesRequest, IssuedCardCertificates, IssuedCertificate, RegistrationAuthority } from '../../ports/registration-authority';
 
-export type RaClient = Pick<ServiceClient<typeof raV1.RaService>, 'resolveOfficer' | 'issueCardCertificates' | 'changeCardStatus' | 'verifySubscriberCode'>;
+export type RaClient = Pick<ServiceClient<typeof raV1.RaService>, 'resolveOfficer' | 'issueCardCertificates' | 'changeCardStatus' | 'verifySubscriberCode' | 'issueMobileCertificate' | 'changeMobileCertificateStatus'>;
 
+const MOBILE_OPERATION = { suspend: raV1.MobileCertificateOperation.SUSPEND, resume: raV1.MobileCertificateOperation.RESUME, revoke: raV1.MobileCertificateOperation.REVOKE } as const;
 const OPERATION = { activate: raV1.CardStatusOperation.ACTIVATE, suspend: raV1.CardStatusOperation.SUSPEND, resume: raV1.CardStatusOperation.RESUME } as const;
 
 /** ra over gRPC (mTLS, allow-listed for card-mgmt), in the domain's terms; ra's refusals keep their code and message. */
@@ -49,6 +50,16 @@ export class GrpcRegistrationAuthority implements RegistrationAuthority {
   async changeCardStatus(request: { officerCertificateSha256: string; idempotencyKey: string; cardNumber: string; operation: 'activate' | 'suspend' | 'resume' }): Promise<{ changedSerials: string[] }> {
     const r = await named(this.client.changeCardStatus({ ...request, operation: OPERATION[request.operation] }, this.#deadline()));
     return { changedSerials: r.changedSerials };
+  }
+
+  async issueMobileCertificate(request: { cardNumber: string; deviceId: string; publicKeySpki: Buffer }): Promise<IssuedCertificate> {
+    const r = await named(this.client.issueMobileCertificate(request, this.#deadline()));
+    const c = r.certificate!;
+    return { serialHex: c.serialHex, keySlot: 'MOBILE', certificateDer: Buffer.from(c.certificate), chainDer: c.chain.map((d) => Buffer.from(d)), notAfter: timestampDate(c.notAfter!) };
+  }
+
+  async changeMobileCertificateStatus(request: { officerCertificateSha256: string; idempotencyKey: string; serialHex: string; operation: 'suspend' | 'resume' | 'revoke'; reason?: string }): Promise<void> {
+    await named(this.client.changeMobileCertificateStatus({ ...request, reason: request.reason ?? '', operation: MOBILE_OPERATION[request.operation] }, this.#deadline()));
   }
 
   async verifySubscriberCode(request: { cardNumber: string; subscriberCode: string; purpose: string }): Promise<{ subscriberId: string }> {

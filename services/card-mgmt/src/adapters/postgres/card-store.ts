@@ -4,7 +4,7 @@ import { toDatabaseError, withTransaction, type Tx } from '@pki/db';
 import { appendAuditEvent, AuditActorType, AuditOutcome } from '@pki/audit-events';
 import type { CardReads, CardStore, CardStoreTx } from '../../ports/card-store';
 import type { CardState } from '../../domain/card-states';
-import type { AuditActor, AuditRecord, CardRecord, IdempotencyClaim, PersonalisationRecord, TransitionRecord } from '../../domain/model';
+import type { AuditActor, AuditRecord, BindingChallenge, CardRecord, DeviceRecord, IdempotencyClaim, PersonalisationRecord, TransitionRecord } from '../../domain/model';
 
 export interface PostgresCardStoreOptions {
   pool: pg.Pool;
@@ -133,6 +133,41 @@ class Reads implements CardReads {
     const { rows } = await this.#query(`SELECT * FROM personalisations WHERE id = $1`, [id]);
     return rows[0] ? personalisation(rows[0]) : undefined;
   }
+
+  async devicesOfSubscriber(subscriberId: string): Promise<DeviceRecord[]> {
+    const { rows } = await this.#query(`SELECT * FROM devices WHERE subscriber_id = $1 ORDER BY created_at, id`, [subscriberId]);
+    return rows.map(device);
+  }
+
+  async getDevice(id: string): Promise<DeviceRecord | undefined> {
+    const { rows } = await this.#query(`SELECT * FROM devices WHERE id = $1`, [id]);
+    return rows[0] ? device(rows[0]) : undefined;
+  }
+
+  async getChallenge(id: string): Promise<BindingChallenge | undefined> {
+    const { rows } = await this.#query(`SELECT * FROM binding_challenges WHERE id = $1`, [id]);
+    const r = rows[0];
+    return r ? { id: r.id, cardNumber: r.card_number, challenge: r.challenge, expiresAt: r.expires_at, ...(r.used_at ? { usedAt: r.used_at } : {}), createdAt: r.created_at } : undefined;
+  }
+
+  async completedIdempotency(scope: string, key: string): Promise<{ operation: string; fingerprint: Buffer; result: unknown } | undefined> {
+    const { rows } = await this.#query(`SELECT operation, fingerprint, result FROM idempotency_keys WHERE scope = $1 AND key = $2 AND completed_at IS NOT NULL`, [scope, key]);
+    return rows[0] ? { operation: rows[0].operation, fingerprint: rows[0].fingerprint, result: rows[0].result } : undefined;
+  }
+}
+
+function device(r: Record<string, unknown>): DeviceRecord {
+  return {
+    id: r.id as string,
+    subscriberId: r.subscriber_id as string,
+    cardNumber: r.card_number as string,
+    name: r.name as string,
+    publicKey: r.public_key as Buffer,
+    state: r.state as DeviceRecord['state'],
+    ...(r.serial_hex ? { serialHex: r.serial_hex as string } : {}),
+    createdAt: r.created_at as Date,
+    updatedAt: r.updated_at as Date,
+  };
 }
 
 const CARD_COLUMNS: Record<string, string> = {
@@ -245,6 +280,41 @@ class Transaction implements CardStoreTx {
   async getPersonalisation(id: string, options: { forUpdate?: boolean } = {}): Promise<PersonalisationRecord | undefined> {
     const { rows } = await this.tx.query(`SELECT * FROM personalisations WHERE id = $1${options.forUpdate ? ' FOR UPDATE' : ''}`, [id]);
     return rows[0] ? personalisation(rows[0]) : undefined;
+  }
+
+  async insertChallenge(c: BindingChallenge): Promise<void> {
+    await this.tx.query(`INSERT INTO binding_challenges (id, card_number, challenge, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)`, [c.id, c.cardNumber, c.challenge, c.expiresAt, c.createdAt]);
+  }
+
+  async useChallenge(id: string, at: Date): Promise<BindingChallenge | undefined> {
+    const { rows } = await this.tx.query(`UPDATE binding_challenges SET used_at = $2 WHERE id = $1 AND used_at IS NULL RETURNING *`, [id, at]);
+    const r = rows[0];
+    return r ? { id: r.id, cardNumber: r.card_number, challenge: r.challenge, expiresAt: r.expires_at, usedAt: r.used_at, createdAt: r.created_at } : undefined;
+  }
+
+  async devicesOfSubscriber(subscriberId: string, options: { forUpdate?: boolean } = {}): Promise<DeviceRecord[]> {
+    const { rows } = await this.tx.query(`SELECT * FROM devices WHERE subscriber_id = $1 ORDER BY created_at, id${options.forUpdate ? ' FOR UPDATE' : ''}`, [subscriberId]);
+    return rows.map(device);
+  }
+
+  async deviceWithKey(publicKey: Buffer): Promise<DeviceRecord | undefined> {
+    const { rows } = await this.tx.query(`SELECT * FROM devices WHERE public_key = $1`, [publicKey]);
+    return rows[0] ? device(rows[0]) : undefined;
+  }
+
+  async insertDevice(d: DeviceRecord): Promise<void> {
+    await this.tx.query(`INSERT INTO devices (id, subscriber_id, card_number, name, public_key, state, serial_hex, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, [
+      d.id, d.subscriberId, d.cardNumber, d.name, d.publicKey, d.state, d.serialHex ?? null, d.createdAt, d.updatedAt,
+    ]);
+  }
+
+  async getDevice(id: string, options: { forUpdate?: boolean } = {}): Promise<DeviceRecord | undefined> {
+    const { rows } = await this.tx.query(`SELECT * FROM devices WHERE id = $1${options.forUpdate ? ' FOR UPDATE' : ''}`, [id]);
+    return rows[0] ? device(rows[0]) : undefined;
+  }
+
+  async updateDevice(id: string, patch: Partial<Pick<DeviceRecord, 'state' | 'serialHex' | 'updatedAt'>>): Promise<void> {
+    await this.tx.query(`UPDATE devices SET state = COALESCE($2, state), serial_hex = COALESCE($3, serial_hex), updated_at = COALESCE($4, updated_at) WHERE id = $1`, [id, patch.state ?? null, patch.serialHex ?? null, patch.updatedAt ?? null]);
   }
 
   async updatePersonalisation(id: string, patch: Partial<Pick<PersonalisationRecord, 'state' | 'failure' | 'result' | 'updatedAt'>>): Promise<void> {

@@ -12,7 +12,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { CertificateStatusChanged } from "../../events/v1/events_pb";
+import type { CertificateStatus, CertificateStatusChanged } from "../../events/v1/events_pb";
 import { file_pki_events_v1_events } from "../../events/v1/events_pb";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -20,7 +20,121 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pki/ra/v1/ra.proto.
  */
 export const file_pki_ra_v1_ra: GenFile = /*@__PURE__*/
-  fileDesc("ChJwa2kvcmEvdjEvcmEucHJvdG8SCXBraS5yYS52MSIzChVSZXNvbHZlT2ZmaWNlclJlcXVlc3QSGgoSY2VydGlmaWNhdGVfc2hhMjU2GAEgASgJIkoKFlJlc29sdmVPZmZpY2VyUmVzcG9uc2USEgoKb2ZmaWNlcl9pZBgBIAEoCRIOCgZvZmZpY2UYAiABKAkSDAoEcm9sZRgDIAEoCSLZAQocSXNzdWVDYXJkQ2VydGlmaWNhdGVzUmVxdWVzdBIiChpvZmZpY2VyX2NlcnRpZmljYXRlX3NoYTI1NhgBIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAiABKAkSFQoNc3Vic2NyaWJlcl9pZBgDIAEoCRITCgtjYXJkX251bWJlchgEIAEoCRIMCgRraW5kGAUgASgJEhUKDXJlcGxhY2VzX2NhcmQYBiABKAkSEwoLc2lnbmluZ19jc3IYByABKAkSFgoOZW5jcnlwdGlvbl9jc3IYCCABKAkijAEKEUlzc3VlZENlcnRpZmljYXRlEhIKCnNlcmlhbF9oZXgYASABKAkSEAoIa2V5X3Nsb3QYAiABKAkSEwoLY2VydGlmaWNhdGUYAyABKAwSDQoFY2hhaW4YBCADKAwSLQoJbm90X2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKKAQodSXNzdWVDYXJkQ2VydGlmaWNhdGVzUmVzcG9uc2USFgoOYXBwbGljYXRpb25faWQYASABKAkSMgoMY2VydGlmaWNhdGVzGAIgAygLMhwucGtpLnJhLnYxLklzc3VlZENlcnRpZmljYXRlEh0KFXN1YmplY3Rfc2VyaWFsX251bWJlchgDIAEoCSKeAQoXQ2hhbmdlQ2FyZFN0YXR1c1JlcXVlc3QSIgoab2ZmaWNlcl9jZXJ0aWZpY2F0ZV9zaGEyNTYYASABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJEhMKC2NhcmRfbnVtYmVyGAMgASgJEjEKCW9wZXJhdGlvbhgEIAEoDjIeLnBraS5yYS52MS5DYXJkU3RhdHVzT3BlcmF0aW9uIloKGENoYW5nZUNhcmRTdGF0dXNSZXNwb25zZRIlCgZzdGF0dXMYASABKA4yFS5wa2kucmEudjEuQ2FyZFN0YXR1cxIXCg9jaGFuZ2VkX3NlcmlhbHMYAiADKAkiXAobVmVyaWZ5U3Vic2NyaWJlckNvZGVSZXF1ZXN0EhMKC2NhcmRfbnVtYmVyGAEgASgJEhcKD3N1YnNjcmliZXJfY29kZRgCIAEoCRIPCgdwdXJwb3NlGAMgASgJIjUKHFZlcmlmeVN1YnNjcmliZXJDb2RlUmVzcG9uc2USFQoNc3Vic2NyaWJlcl9pZBgBIAEoCSIrChVHZXRDZXJ0aWZpY2F0ZVJlcXVlc3QSEgoKc2VyaWFsX2hleBgBIAEoCSKIAQoRQ2VydGlmaWNhdGVSZWNvcmQSNwoGc3RhdHVzGAEgASgLMicucGtpLmV2ZW50cy52MS5DZXJ0aWZpY2F0ZVN0YXR1c0NoYW5nZWQSEwoLY2FyZF9udW1iZXIYAiABKAkSEAoIa2V5X3Nsb3QYAyABKAkSEwoLY2VydGlmaWNhdGUYBCABKAwiSwoWR2V0Q2VydGlmaWNhdGVSZXNwb25zZRIxCgtjZXJ0aWZpY2F0ZRgBIAEoCzIcLnBraS5yYS52MS5DZXJ0aWZpY2F0ZVJlY29yZCJeCh5MaXN0Q2VydGlmaWNhdGVTdGF0dXNlc1JlcXVlc3QSEgoKcGFnZV90b2tlbhgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SFQoNaXNzdWVyX2tleV9pZBgDIAEoCSKiAQofTGlzdENlcnRpZmljYXRlU3RhdHVzZXNSZXNwb25zZRI5CghzdGF0dXNlcxgBIAMoCzInLnBraS5ldmVudHMudjEuQ2VydGlmaWNhdGVTdGF0dXNDaGFuZ2VkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIrCgdyZWFkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIlCg5HZXRDYXJkUmVxdWVzdBITCgtjYXJkX251bWJlchgBIAEoCSLkAQoPR2V0Q2FyZFJlc3BvbnNlEhMKC2NhcmRfbnVtYmVyGAEgASgJEiUKBnN0YXR1cxgCIAEoDjIVLnBraS5yYS52MS5DYXJkU3RhdHVzEh0KFXN1YmplY3Rfc2VyaWFsX251bWJlchgDIAEoCRIyCgxjZXJ0aWZpY2F0ZXMYBCADKAsyHC5wa2kucmEudjEuQ2VydGlmaWNhdGVSZWNvcmQSMAoMYWN0aXZhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghleHRlbmRlZBgGIAEoCCqlAQoTQ2FyZFN0YXR1c09wZXJhdGlvbhIlCiFDQVJEX1NUQVRVU19PUEVSQVRJT05fVU5TUEVDSUZJRUQQABIiCh5DQVJEX1NUQVRVU19PUEVSQVRJT05fQUNUSVZBVEUQARIhCh1DQVJEX1NUQVRVU19PUEVSQVRJT05fU1VTUEVORBACEiAKHENBUkRfU1RBVFVTX09QRVJBVElPTl9SRVNVTUUQAyqNAQoKQ2FyZFN0YXR1cxIbChdDQVJEX1NUQVRVU19VTlNQRUNJRklFRBAAEhYKEkNBUkRfU1RBVFVTX0lTU1VFRBABEhYKEkNBUkRfU1RBVFVTX0FDVElWRRACEhkKFUNBUkRfU1RBVFVTX1NVU1BFTkRFRBADEhcKE0NBUkRfU1RBVFVTX1JFVk9LRUQQBDKfBQoJUmFTZXJ2aWNlElUKDkdldENlcnRpZmljYXRlEiAucGtpLnJhLnYxLkdldENlcnRpZmljYXRlUmVxdWVzdBohLnBraS5yYS52MS5HZXRDZXJ0aWZpY2F0ZVJlc3BvbnNlEnAKF0xpc3RDZXJ0aWZpY2F0ZVN0YXR1c2VzEikucGtpLnJhLnYxLkxpc3RDZXJ0aWZpY2F0ZVN0YXR1c2VzUmVxdWVzdBoqLnBraS5yYS52MS5MaXN0Q2VydGlmaWNhdGVTdGF0dXNlc1Jlc3BvbnNlEkAKB0dldENhcmQSGS5wa2kucmEudjEuR2V0Q2FyZFJlcXVlc3QaGi5wa2kucmEudjEuR2V0Q2FyZFJlc3BvbnNlElUKDlJlc29sdmVPZmZpY2VyEiAucGtpLnJhLnYxLlJlc29sdmVPZmZpY2VyUmVxdWVzdBohLnBraS5yYS52MS5SZXNvbHZlT2ZmaWNlclJlc3BvbnNlEmoKFUlzc3VlQ2FyZENlcnRpZmljYXRlcxInLnBraS5yYS52MS5Jc3N1ZUNhcmRDZXJ0aWZpY2F0ZXNSZXF1ZXN0GigucGtpLnJhLnYxLklzc3VlQ2FyZENlcnRpZmljYXRlc1Jlc3BvbnNlElsKEENoYW5nZUNhcmRTdGF0dXMSIi5wa2kucmEudjEuQ2hhbmdlQ2FyZFN0YXR1c1JlcXVlc3QaIy5wa2kucmEudjEuQ2hhbmdlQ2FyZFN0YXR1c1Jlc3BvbnNlEmcKFFZlcmlmeVN1YnNjcmliZXJDb2RlEiYucGtpLnJhLnYxLlZlcmlmeVN1YnNjcmliZXJDb2RlUmVxdWVzdBonLnBraS5yYS52MS5WZXJpZnlTdWJzY3JpYmVyQ29kZVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_pki_events_v1_events]);
+  fileDesc("ChJwa2kvcmEvdjEvcmEucHJvdG8SCXBraS5yYS52MSJgCh1Jc3N1ZU1vYmlsZUNlcnRpZmljYXRlUmVxdWVzdBITCgtjYXJkX251bWJlchgBIAEoCRIRCglkZXZpY2VfaWQYAiABKAkSFwoPcHVibGljX2tleV9zcGtpGAMgASgMIlMKHklzc3VlTW9iaWxlQ2VydGlmaWNhdGVSZXNwb25zZRIxCgtjZXJ0aWZpY2F0ZRgBIAEoCzIcLnBraS5yYS52MS5Jc3N1ZWRDZXJ0aWZpY2F0ZSLBAQokQ2hhbmdlTW9iaWxlQ2VydGlmaWNhdGVTdGF0dXNSZXF1ZXN0EiIKGm9mZmljZXJfY2VydGlmaWNhdGVfc2hhMjU2GAEgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCRISCgpzZXJpYWxfaGV4GAMgASgJEjgKCW9wZXJhdGlvbhgEIAEoDjIlLnBraS5yYS52MS5Nb2JpbGVDZXJ0aWZpY2F0ZU9wZXJhdGlvbhIOCgZyZWFzb24YBSABKAkiWQolQ2hhbmdlTW9iaWxlQ2VydGlmaWNhdGVTdGF0dXNSZXNwb25zZRIwCgZzdGF0dXMYASABKA4yIC5wa2kuZXZlbnRzLnYxLkNlcnRpZmljYXRlU3RhdHVzIjMKFVJlc29sdmVPZmZpY2VyUmVxdWVzdBIaChJjZXJ0aWZpY2F0ZV9zaGEyNTYYASABKAkiSgoWUmVzb2x2ZU9mZmljZXJSZXNwb25zZRISCgpvZmZpY2VyX2lkGAEgASgJEg4KBm9mZmljZRgCIAEoCRIMCgRyb2xlGAMgASgJItkBChxJc3N1ZUNhcmRDZXJ0aWZpY2F0ZXNSZXF1ZXN0EiIKGm9mZmljZXJfY2VydGlmaWNhdGVfc2hhMjU2GAEgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCRIVCg1zdWJzY3JpYmVyX2lkGAMgASgJEhMKC2NhcmRfbnVtYmVyGAQgASgJEgwKBGtpbmQYBSABKAkSFQoNcmVwbGFjZXNfY2FyZBgGIAEoCRITCgtzaWduaW5nX2NzchgHIAEoCRIWCg5lbmNyeXB0aW9uX2NzchgIIAEoCSKMAQoRSXNzdWVkQ2VydGlmaWNhdGUSEgoKc2VyaWFsX2hleBgBIAEoCRIQCghrZXlfc2xvdBgCIAEoCRITCgtjZXJ0aWZpY2F0ZRgDIAEoDBINCgVjaGFpbhgEIAMoDBItCglub3RfYWZ0ZXIYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIooBCh1Jc3N1ZUNhcmRDZXJ0aWZpY2F0ZXNSZXNwb25zZRIWCg5hcHBsaWNhdGlvbl9pZBgBIAEoCRIyCgxjZXJ0aWZpY2F0ZXMYAiADKAsyHC5wa2kucmEudjEuSXNzdWVkQ2VydGlmaWNhdGUSHQoVc3ViamVjdF9zZXJpYWxfbnVtYmVyGAMgASgJIp4BChdDaGFuZ2VDYXJkU3RhdHVzUmVxdWVzdBIiChpvZmZpY2VyX2NlcnRpZmljYXRlX3NoYTI1NhgBIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAiABKAkSEwoLY2FyZF9udW1iZXIYAyABKAkSMQoJb3BlcmF0aW9uGAQgASgOMh4ucGtpLnJhLnYxLkNhcmRTdGF0dXNPcGVyYXRpb24iWgoYQ2hhbmdlQ2FyZFN0YXR1c1Jlc3BvbnNlEiUKBnN0YXR1cxgBIAEoDjIVLnBraS5yYS52MS5DYXJkU3RhdHVzEhcKD2NoYW5nZWRfc2VyaWFscxgCIAMoCSJcChtWZXJpZnlTdWJzY3JpYmVyQ29kZVJlcXVlc3QSEwoLY2FyZF9udW1iZXIYASABKAkSFwoPc3Vic2NyaWJlcl9jb2RlGAIgASgJEg8KB3B1cnBvc2UYAyABKAkiNQocVmVyaWZ5U3Vic2NyaWJlckNvZGVSZXNwb25zZRIVCg1zdWJzY3JpYmVyX2lkGAEgASgJIisKFUdldENlcnRpZmljYXRlUmVxdWVzdBISCgpzZXJpYWxfaGV4GAEgASgJIogBChFDZXJ0aWZpY2F0ZVJlY29yZBI3CgZzdGF0dXMYASABKAsyJy5wa2kuZXZlbnRzLnYxLkNlcnRpZmljYXRlU3RhdHVzQ2hhbmdlZBITCgtjYXJkX251bWJlchgCIAEoCRIQCghrZXlfc2xvdBgDIAEoCRITCgtjZXJ0aWZpY2F0ZRgEIAEoDCJLChZHZXRDZXJ0aWZpY2F0ZVJlc3BvbnNlEjEKC2NlcnRpZmljYXRlGAEgASgLMhwucGtpLnJhLnYxLkNlcnRpZmljYXRlUmVjb3JkIl4KHkxpc3RDZXJ0aWZpY2F0ZVN0YXR1c2VzUmVxdWVzdBISCgpwYWdlX3Rva2VuGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRIVCg1pc3N1ZXJfa2V5X2lkGAMgASgJIqIBCh9MaXN0Q2VydGlmaWNhdGVTdGF0dXNlc1Jlc3BvbnNlEjkKCHN0YXR1c2VzGAEgAygLMicucGtpLmV2ZW50cy52MS5DZXJ0aWZpY2F0ZVN0YXR1c0NoYW5nZWQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEisKB3JlYWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiUKDkdldENhcmRSZXF1ZXN0EhMKC2NhcmRfbnVtYmVyGAEgASgJIuQBCg9HZXRDYXJkUmVzcG9uc2USEwoLY2FyZF9udW1iZXIYASABKAkSJQoGc3RhdHVzGAIgASgOMhUucGtpLnJhLnYxLkNhcmRTdGF0dXMSHQoVc3ViamVjdF9zZXJpYWxfbnVtYmVyGAMgASgJEjIKDGNlcnRpZmljYXRlcxgEIAMoCzIcLnBraS5yYS52MS5DZXJ0aWZpY2F0ZVJlY29yZBIwCgxhY3RpdmF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGV4dGVuZGVkGAYgASgIKsYBChpNb2JpbGVDZXJ0aWZpY2F0ZU9wZXJhdGlvbhIsCihNT0JJTEVfQ0VSVElGSUNBVEVfT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASKAokTU9CSUxFX0NFUlRJRklDQVRFX09QRVJBVElPTl9TVVNQRU5EEAESJwojTU9CSUxFX0NFUlRJRklDQVRFX09QRVJBVElPTl9SRVNVTUUQAhInCiNNT0JJTEVfQ0VSVElGSUNBVEVfT1BFUkFUSU9OX1JFVk9LRRADKqUBChNDYXJkU3RhdHVzT3BlcmF0aW9uEiUKIUNBUkRfU1RBVFVTX09QRVJBVElPTl9VTlNQRUNJRklFRBAAEiIKHkNBUkRfU1RBVFVTX09QRVJBVElPTl9BQ1RJVkFURRABEiEKHUNBUkRfU1RBVFVTX09QRVJBVElPTl9TVVNQRU5EEAISIAocQ0FSRF9TVEFUVVNfT1BFUkFUSU9OX1JFU1VNRRADKo0BCgpDYXJkU3RhdHVzEhsKF0NBUkRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFgoSQ0FSRF9TVEFUVVNfSVNTVUVEEAESFgoSQ0FSRF9TVEFUVVNfQUNUSVZFEAISGQoVQ0FSRF9TVEFUVVNfU1VTUEVOREVEEAMSFwoTQ0FSRF9TVEFUVVNfUkVWT0tFRBAEMpMHCglSYVNlcnZpY2USVQoOR2V0Q2VydGlmaWNhdGUSIC5wa2kucmEudjEuR2V0Q2VydGlmaWNhdGVSZXF1ZXN0GiEucGtpLnJhLnYxLkdldENlcnRpZmljYXRlUmVzcG9uc2UScAoXTGlzdENlcnRpZmljYXRlU3RhdHVzZXMSKS5wa2kucmEudjEuTGlzdENlcnRpZmljYXRlU3RhdHVzZXNSZXF1ZXN0GioucGtpLnJhLnYxLkxpc3RDZXJ0aWZpY2F0ZVN0YXR1c2VzUmVzcG9uc2USQAoHR2V0Q2FyZBIZLnBraS5yYS52MS5HZXRDYXJkUmVxdWVzdBoaLnBraS5yYS52MS5HZXRDYXJkUmVzcG9uc2USVQoOUmVzb2x2ZU9mZmljZXISIC5wa2kucmEudjEuUmVzb2x2ZU9mZmljZXJSZXF1ZXN0GiEucGtpLnJhLnYxLlJlc29sdmVPZmZpY2VyUmVzcG9uc2USagoVSXNzdWVDYXJkQ2VydGlmaWNhdGVzEicucGtpLnJhLnYxLklzc3VlQ2FyZENlcnRpZmljYXRlc1JlcXVlc3QaKC5wa2kucmEudjEuSXNzdWVDYXJkQ2VydGlmaWNhdGVzUmVzcG9uc2USWwoQQ2hhbmdlQ2FyZFN0YXR1cxIiLnBraS5yYS52MS5DaGFuZ2VDYXJkU3RhdHVzUmVxdWVzdBojLnBraS5yYS52MS5DaGFuZ2VDYXJkU3RhdHVzUmVzcG9uc2USZwoUVmVyaWZ5U3Vic2NyaWJlckNvZGUSJi5wa2kucmEudjEuVmVyaWZ5U3Vic2NyaWJlckNvZGVSZXF1ZXN0GicucGtpLnJhLnYxLlZlcmlmeVN1YnNjcmliZXJDb2RlUmVzcG9uc2USbQoWSXNzdWVNb2JpbGVDZXJ0aWZpY2F0ZRIoLnBraS5yYS52MS5Jc3N1ZU1vYmlsZUNlcnRpZmljYXRlUmVxdWVzdBopLnBraS5yYS52MS5Jc3N1ZU1vYmlsZUNlcnRpZmljYXRlUmVzcG9uc2USggEKHUNoYW5nZU1vYmlsZUNlcnRpZmljYXRlU3RhdHVzEi8ucGtpLnJhLnYxLkNoYW5nZU1vYmlsZUNlcnRpZmljYXRlU3RhdHVzUmVxdWVzdBowLnBraS5yYS52MS5DaGFuZ2VNb2JpbGVDZXJ0aWZpY2F0ZVN0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_pki_events_v1_events]);
+
+/**
+ * @generated from message pki.ra.v1.IssueMobileCertificateRequest
+ */
+export type IssueMobileCertificateRequest = Message<"pki.ra.v1.IssueMobileCertificateRequest"> & {
+  /**
+   * @generated from field: string card_number = 1;
+   */
+  cardNumber: string;
+
+  /**
+   * card-mgmt's device id (a UUID).
+   *
+   * @generated from field: string device_id = 2;
+   */
+  deviceId: string;
+
+  /**
+   * SubjectPublicKeyInfo DER of the phone's P-256 key.
+   *
+   * Next unused field number: 4
+   *
+   * @generated from field: bytes public_key_spki = 3;
+   */
+  publicKeySpki: Uint8Array;
+};
+
+/**
+ * Describes the message pki.ra.v1.IssueMobileCertificateRequest.
+ * Use `create(IssueMobileCertificateRequestSchema)` to create a new message.
+ */
+export const IssueMobileCertificateRequestSchema: GenMessage<IssueMobileCertificateRequest> = /*@__PURE__*/
+  messageDesc(file_pki_ra_v1_ra, 0);
+
+/**
+ * @generated from message pki.ra.v1.IssueMobileCertificateResponse
+ */
+export type IssueMobileCertificateResponse = Message<"pki.ra.v1.IssueMobileCertificateResponse"> & {
+  /**
+   * Next unused field number: 2
+   *
+   * @generated from field: pki.ra.v1.IssuedCertificate certificate = 1;
+   */
+  certificate?: IssuedCertificate | undefined;
+};
+
+/**
+ * Describes the message pki.ra.v1.IssueMobileCertificateResponse.
+ * Use `create(IssueMobileCertificateResponseSchema)` to create a new message.
+ */
+export const IssueMobileCertificateResponseSchema: GenMessage<IssueMobileCertificateResponse> = /*@__PURE__*/
+  messageDesc(file_pki_ra_v1_ra, 1);
+
+/**
+ * @generated from message pki.ra.v1.ChangeMobileCertificateStatusRequest
+ */
+export type ChangeMobileCertificateStatusRequest = Message<"pki.ra.v1.ChangeMobileCertificateStatusRequest"> & {
+  /**
+   * As in IssueCardCertificatesRequest.
+   *
+   * @generated from field: string officer_certificate_sha256 = 1;
+   */
+  officerCertificateSha256: string;
+
+  /**
+   * @generated from field: string idempotency_key = 2;
+   */
+  idempotencyKey: string;
+
+  /**
+   * @generated from field: string serial_hex = 3;
+   */
+  serialHex: string;
+
+  /**
+   * @generated from field: pki.ra.v1.MobileCertificateOperation operation = 4;
+   */
+  operation: MobileCertificateOperation;
+
+  /**
+   * REVOKE: an RFC 5280 reason name; cessationOfOperation when empty.
+   *
+   * Next unused field number: 6
+   *
+   * @generated from field: string reason = 5;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message pki.ra.v1.ChangeMobileCertificateStatusRequest.
+ * Use `create(ChangeMobileCertificateStatusRequestSchema)` to create a new message.
+ */
+export const ChangeMobileCertificateStatusRequestSchema: GenMessage<ChangeMobileCertificateStatusRequest> = /*@__PURE__*/
+  messageDesc(file_pki_ra_v1_ra, 2);
+
+/**
+ * @generated from message pki.ra.v1.ChangeMobileCertificateStatusResponse
+ */
+export type ChangeMobileCertificateStatusResponse = Message<"pki.ra.v1.ChangeMobileCertificateStatusResponse"> & {
+  /**
+   * Next unused field number: 2
+   *
+   * @generated from field: pki.events.v1.CertificateStatus status = 1;
+   */
+  status: CertificateStatus;
+};
+
+/**
+ * Describes the message pki.ra.v1.ChangeMobileCertificateStatusResponse.
+ * Use `create(ChangeMobileCertificateStatusResponseSchema)` to create a new message.
+ */
+export const ChangeMobileCertificateStatusResponseSchema: GenMessage<ChangeMobileCertificateStatusResponse> = /*@__PURE__*/
+  messageDesc(file_pki_ra_v1_ra, 3);
 
 /**
  * @generated from message pki.ra.v1.ResolveOfficerRequest
@@ -41,7 +155,7 @@ export type ResolveOfficerRequest = Message<"pki.ra.v1.ResolveOfficerRequest"> &
  * Use `create(ResolveOfficerRequestSchema)` to create a new message.
  */
 export const ResolveOfficerRequestSchema: GenMessage<ResolveOfficerRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ra_v1_ra, 0);
+  messageDesc(file_pki_ra_v1_ra, 4);
 
 /**
  * @generated from message pki.ra.v1.ResolveOfficerResponse
@@ -72,7 +186,7 @@ export type ResolveOfficerResponse = Message<"pki.ra.v1.ResolveOfficerResponse">
  * Use `create(ResolveOfficerResponseSchema)` to create a new message.
  */
 export const ResolveOfficerResponseSchema: GenMessage<ResolveOfficerResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ra_v1_ra, 1);
+  messageDesc(file_pki_ra_v1_ra, 5);
 
 /**
  * @generated from message pki.ra.v1.IssueCardCertificatesRequest
@@ -138,7 +252,7 @@ export type IssueCardCertificatesRequest = Message<"pki.ra.v1.IssueCardCertifica
  * Use `create(IssueCardCertificatesRequestSchema)` to create a new message.
  */
 export const IssueCardCertificatesRequestSchema: GenMessage<IssueCardCertificatesRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ra_v1_ra, 2);
+  messageDesc(file_pki_ra_v1_ra, 6);
 
 /**
  * @generated from message pki.ra.v1.IssuedCertificate
@@ -183,7 +297,7 @@ export type IssuedCertificate = Message<"pki.ra.v1.IssuedCertificate"> & {
  * Use `create(IssuedCertificateSchema)` to create a new message.
  */
 export const IssuedCertificateSchema: GenMessage<IssuedCertificate> = /*@__PURE__*/
-  messageDesc(file_pki_ra_v1_ra, 3);
+  messageDesc(file_pki_ra_v1_ra, 7);
 
 /**
  * @generated from message pki.ra.v1.IssueCardCertificatesResponse
@@ -214,7 +328,7 @@ export type IssueCardCertificatesResponse = Message<"pki.ra.v1.IssueCardCertific
  * Use `create(IssueCardCertificatesResponseSchema)` to create a new message.
  */
 export const IssueCardCertificatesResponseSchema: GenMessage<IssueCardCertificatesResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ra_v1_ra, 4);
+  messageDesc(file_pki_ra_v1_ra, 8);
 
 /**
  * @generated from message pki.ra.v1.ChangeCardStatusRequest
@@ -250,7 +364,7 @@ export type ChangeCardStatusRequest = Message<"pki.ra.v1.ChangeCardStatusRequest
  * Use `create(ChangeCardStatusRequestSchema)` to create a new message.
  */
 export const ChangeCardStatusRequestSchema: GenMessage<ChangeCardStatusRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ra_v1_ra, 5);
+  messageDesc(file_pki_ra_v1_ra, 9);
 
 /**
  * @generated from message pki.ra.v1.ChangeCardStatusResponse
@@ -276,7 +390,7 @@ export type ChangeCardStatusResponse = Message<"pki.ra.v1.ChangeCardStatusRespon
  * Use `create(ChangeCardStatusResponseSchema)` to create a new message.
  */
 export const ChangeCardStatusResponseSchema: GenMessage<ChangeCardStatusResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ra_v1_ra, 6);
+  messageDesc(file_pki_ra_v1_ra, 10);
 
 /**
  * @generated from message pki.ra.v1.VerifySubscriberCodeRequest
@@ -307,7 +421,7 @@ export type VerifySubscriberCodeRequest = Message<"pki.ra.v1.VerifySubscriberCod
  * Use `create(VerifySubscriberCodeRequestSchema)` to create a new message.
  */
 export const VerifySubscriberCodeRequestSchema: GenMessage<VerifySubscriberCodeRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ra_v1_ra, 7);
+  messageDesc(file_pki_ra_v1_ra, 11);
 
 /**
  * @generated from message pki.ra.v1.VerifySubscriberCodeResponse
@@ -326,7 +440,7 @@ export type VerifySubscriberCodeResponse = Message<"pki.ra.v1.VerifySubscriberCo
  * Use `create(VerifySubscriberCodeResponseSchema)` to create a new message.
  */
 export const VerifySubscriberCodeResponseSchema: GenMessage<VerifySubscriberCodeResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ra_v1_ra, 8);
+  messageDesc(file_pki_ra_v1_ra, 12);
 
 /**
  * @generated from message pki.ra.v1.GetCertificateRequest
@@ -347,7 +461,7 @@ export type GetCertificateRequest = Message<"pki.ra.v1.GetCertificateRequest"> &
  * Use `create(GetCertificateRequestSchema)` to create a new message.
  */
 export const GetCertificateRequestSchema: GenMessage<GetCertificateRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ra_v1_ra, 9);
+  messageDesc(file_pki_ra_v1_ra, 13);
 
 /**
  * @generated from message pki.ra.v1.CertificateRecord
@@ -390,7 +504,7 @@ export type CertificateRecord = Message<"pki.ra.v1.CertificateRecord"> & {
  * Use `create(CertificateRecordSchema)` to create a new message.
  */
 export const CertificateRecordSchema: GenMessage<CertificateRecord> = /*@__PURE__*/
-  messageDesc(file_pki_ra_v1_ra, 10);
+  messageDesc(file_pki_ra_v1_ra, 14);
 
 /**
  * @generated from message pki.ra.v1.GetCertificateResponse
@@ -409,7 +523,7 @@ export type GetCertificateResponse = Message<"pki.ra.v1.GetCertificateResponse">
  * Use `create(GetCertificateResponseSchema)` to create a new message.
  */
 export const GetCertificateResponseSchema: GenMessage<GetCertificateResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ra_v1_ra, 11);
+  messageDesc(file_pki_ra_v1_ra, 15);
 
 /**
  * @generated from message pki.ra.v1.ListCertificateStatusesRequest
@@ -444,7 +558,7 @@ export type ListCertificateStatusesRequest = Message<"pki.ra.v1.ListCertificateS
  * Use `create(ListCertificateStatusesRequestSchema)` to create a new message.
  */
 export const ListCertificateStatusesRequestSchema: GenMessage<ListCertificateStatusesRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ra_v1_ra, 12);
+  messageDesc(file_pki_ra_v1_ra, 16);
 
 /**
  * @generated from message pki.ra.v1.ListCertificateStatusesResponse
@@ -477,7 +591,7 @@ export type ListCertificateStatusesResponse = Message<"pki.ra.v1.ListCertificate
  * Use `create(ListCertificateStatusesResponseSchema)` to create a new message.
  */
 export const ListCertificateStatusesResponseSchema: GenMessage<ListCertificateStatusesResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ra_v1_ra, 13);
+  messageDesc(file_pki_ra_v1_ra, 17);
 
 /**
  * @generated from message pki.ra.v1.GetCardRequest
@@ -496,7 +610,7 @@ export type GetCardRequest = Message<"pki.ra.v1.GetCardRequest"> & {
  * Use `create(GetCardRequestSchema)` to create a new message.
  */
 export const GetCardRequestSchema: GenMessage<GetCardRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ra_v1_ra, 14);
+  messageDesc(file_pki_ra_v1_ra, 18);
 
 /**
  * @generated from message pki.ra.v1.GetCardResponse
@@ -546,7 +660,38 @@ export type GetCardResponse = Message<"pki.ra.v1.GetCardResponse"> & {
  * Use `create(GetCardResponseSchema)` to create a new message.
  */
 export const GetCardResponseSchema: GenMessage<GetCardResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ra_v1_ra, 15);
+  messageDesc(file_pki_ra_v1_ra, 19);
+
+/**
+ * @generated from enum pki.ra.v1.MobileCertificateOperation
+ */
+export enum MobileCertificateOperation {
+  /**
+   * @generated from enum value: MOBILE_CERTIFICATE_OPERATION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: MOBILE_CERTIFICATE_OPERATION_SUSPEND = 1;
+   */
+  SUSPEND = 1,
+
+  /**
+   * @generated from enum value: MOBILE_CERTIFICATE_OPERATION_RESUME = 2;
+   */
+  RESUME = 2,
+
+  /**
+   * @generated from enum value: MOBILE_CERTIFICATE_OPERATION_REVOKE = 3;
+   */
+  REVOKE = 3,
+}
+
+/**
+ * Describes the enum pki.ra.v1.MobileCertificateOperation.
+ */
+export const MobileCertificateOperationSchema: GenEnum<MobileCertificateOperation> = /*@__PURE__*/
+  enumDesc(file_pki_ra_v1_ra, 0);
 
 /**
  * @generated from enum pki.ra.v1.CardStatusOperation
@@ -577,7 +722,7 @@ export enum CardStatusOperation {
  * Describes the enum pki.ra.v1.CardStatusOperation.
  */
 export const CardStatusOperationSchema: GenEnum<CardStatusOperation> = /*@__PURE__*/
-  enumDesc(file_pki_ra_v1_ra, 0);
+  enumDesc(file_pki_ra_v1_ra, 1);
 
 /**
  * @generated from enum pki.ra.v1.CardStatus
@@ -621,7 +766,7 @@ export enum CardStatus {
  * Describes the enum pki.ra.v1.CardStatus.
  */
 export const CardStatusSchema: GenEnum<CardStatus> = /*@__PURE__*/
-  enumDesc(file_pki_ra_v1_ra, 1);
+  enumDesc(file_pki_ra_v1_ra, 2);
 
 /**
  * @generated from service pki.ra.v1.RaService
@@ -704,6 +849,28 @@ export const RaService: GenService<{
     methodKind: "unary";
     input: typeof VerifySubscriberCodeRequestSchema;
     output: typeof VerifySubscriberCodeResponseSchema;
+  },
+  /**
+   * Certifies a phone's P-256 key (ca-signer's citizen-mobile profile) for the holder of a card,
+   * once card-mgmt has checked the binding (the card's SIGN key over its challenge, the subscriber
+   * code, at most 3 devices). One certificate per device id, however often asked.
+   *
+   * @generated from rpc pki.ra.v1.RaService.IssueMobileCertificate
+   */
+  issueMobileCertificate: {
+    methodKind: "unary";
+    input: typeof IssueMobileCertificateRequestSchema;
+    output: typeof IssueMobileCertificateResponseSchema;
+  },
+  /**
+   * Suspends, resumes or revokes one mobile certificate for an officer.
+   *
+   * @generated from rpc pki.ra.v1.RaService.ChangeMobileCertificateStatus
+   */
+  changeMobileCertificateStatus: {
+    methodKind: "unary";
+    input: typeof ChangeMobileCertificateStatusRequestSchema;
+    output: typeof ChangeMobileCertificateStatusResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_pki_ra_v1_ra, 0);
