@@ -136,6 +136,14 @@ describe('the counter: personalisation, activation, PIN unlock, loss and replace
     expect((await f.call('registrar-a', 'POST', `/v1/personalisations/${started.body.personalisationId}/cancellation`)).body).toMatchObject({ cardNumber: second, state: 'ASSIGNED' });
   });
 
+  it('never logs or audits the subscriber code, the PINs or the birth date', async () => {
+    const secrets = [citizen.subscriberCode, initialPin(), newPin, unlockedPin, citizen.birthDate];
+    const audit = JSON.stringify((await f.auditEvents()).map((e) => ({ objects: e.objects, reason: e.reason, attributes: e.attributes })));
+    for (const secret of secrets) {
+      expect({ secret, inCardMgmtLogs: f.logs.some((l) => l.includes(secret)), inAudit: audit.includes(secret) }).toEqual({ secret, inCardMgmtLogs: false, inAudit: false });
+    }
+  });
+
   it('replaces the lost card: the new card is personalised and the old certificates are revoked as superseded in the same operation', async () => {
     const out = join(secondCard.dir, 'out');
     const res = await f.workstation('registrar-a', secondCard, ['personalise', '--card', second, '--subscriber', citizen.subscriberId, '--birth-date', citizen.birthDate, '--replaces', first, '--out', out]);

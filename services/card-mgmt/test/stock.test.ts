@@ -67,6 +67,20 @@ describe('card stock', () => {
     ]);
   });
 
+  it("delivers its audit events to the Kafka broker (the outbox relay marks each one published)", async () => {
+    await receive('STKK', 2);
+    const deadline = Date.now() + 60_000;
+    let unpublished = -1;
+    while (Date.now() < deadline) {
+      const { rows } = await f.db.query(`SELECT count(*) FILTER (WHERE published_at IS NULL)::int AS n, count(*)::int AS total FROM outbox WHERE producer = 'card-mgmt.audit'`);
+      unpublished = rows[0].n;
+      expect(rows[0].total).toBeGreaterThan(0);
+      if (unpublished === 0) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(unpublished).toBe(0);
+  });
+
   it('shows each office its own inventory, and the card centre every office', async () => {
     const cards = await receive('STKB', 3);
     await f.call('card-centre', 'POST', '/v1/assignments', { office: OTHER_OFFICE, cardNumbers: cards });
@@ -94,6 +108,30 @@ describe('card stock', () => {
     const missing = await f.call('card-centre', 'POST', '/v1/assignments', { office: OFFICE, cardNumbers: [b] }, null);
     expect(missing.status).toBe(400);
     expect(missing.body.message).toMatch(/idempotency-key/);
+  });
+
+  it('answers 503 with a retry hint, and nothing internal, while ra is unavailable', async () => {
+    await f.ra.ra.runtime.stop();
+    try {
+      // An officer not seen yet: card-mgmt must ask ra who holds the certificate.
+      const res = await f.call('registrar-b', 'GET', '/v1/inventory');
+      expect({ status: res.status, retryAfter: res.headers.get('retry-after'), body: res.body }).toEqual({
+        status: 503,
+        retryAfter: '5',
+        body: { error: 'UNAVAILABLE', message: 'inventory: a service card-mgmt depends on is unavailable; retry in 5 s' },
+      });
+      expect(res.text).not.toMatch(/127\.0\.0\.1|ECONNREFUSED|grpc/i);
+    } finally {
+      await f.ra.restart();
+    }
+    // Once ra is back (the gRPC channel reconnects with backoff), the same request succeeds.
+    const deadline = Date.now() + 60_000;
+    let status = 0;
+    while (Date.now() < deadline && status !== 200) {
+      status = (await f.call('registrar-b', 'GET', '/v1/inventory')).status;
+      if (status !== 200) await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(status).toBe(200);
   });
 
   describe('bad input: a clear error, nothing changed', () => {
