@@ -45,18 +45,29 @@ export function initialPin(birthDate: string): string {
   return birthDate.replaceAll('-', '');
 }
 
+/**
+ * One call to card-mgmt. A 503 (card-mgmt, ra or ca-signer briefly unavailable) is retried after
+ * its Retry-After, for up to two minutes, with the same idempotency key: the retry finishes what
+ * the first attempt started, never a second operation.
+ */
 async function call(options: Options, method: 'GET' | 'POST', path: string, body?: unknown, idempotencyKey?: string): Promise<Record<string, unknown>> {
   const headers: Record<string, string> = {};
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (method === 'POST') headers['idempotency-key'] = idempotencyKey ?? `ws-${randomUUID()}`;
-  const res = await fetch(`${options.api}${path}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}), dispatcher: options.agent });
-  const text = await res.text();
-  const parsed = text ? (JSON.parse(text) as Record<string, unknown>) : {};
-  if (res.status >= 400) {
-    const err = new PkiError((parsed.error as never) ?? 'INTERNAL', String(parsed.message ?? `card-mgmt answered ${res.status}`));
-    throw err;
+  const giveUp = Date.now() + 120_000;
+  for (;;) {
+    const res = await fetch(`${options.api}${path}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}), dispatcher: options.agent });
+    const text = await res.text();
+    const parsed = text ? (JSON.parse(text) as Record<string, unknown>) : {};
+    if (res.status === 503 && Date.now() < giveUp) {
+      const wait = Math.min(Number(res.headers.get('retry-after') ?? '5'), 30);
+      console.error(`card-mgmt: ${String(parsed.message ?? 'unavailable')}; retrying in ${wait} s`);
+      await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+      continue;
+    }
+    if (res.status >= 400) throw new PkiError((parsed.error as never) ?? 'INTERNAL', String(parsed.message ?? `card-mgmt answered ${res.status}`));
+    return parsed;
   }
-  return parsed;
 }
 
 function env(name: string, what: string): string {
