@@ -61,7 +61,7 @@ async function call(options: Options, method: 'GET' | 'POST', path: string, body
     const parsed = text ? (JSON.parse(text) as Record<string, unknown>) : {};
     if (res.status === 503 && Date.now() < giveUp) {
       const wait = Math.min(Number(res.headers.get('retry-after') ?? '5'), 30);
-      console.error(`card-mgmt: ${String(parsed.message ?? 'unavailable')}; retrying in ${wait} s`);
+      console.error(`card-mgmt answered 503 (${String(parsed.message ?? 'unavailable')}); retrying in ${wait} s`);
       await new Promise((resolve) => setTimeout(resolve, wait * 1000));
       continue;
     }

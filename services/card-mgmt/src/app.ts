@@ -71,7 +71,6 @@ async function start(config: CardMgmtConfig, deps: CardMgmtDependencies, runtime
     reconciliation: new Reconciliation(store, config.reportUtcOffsetMinutes),
     mobile: new MobileCredentials({ store, ra, clock, logger }),
     officers: { resolveOfficer: (sha256) => ra.resolveOfficer(sha256) },
-    clock,
     logger,
     fingerprintKey,
     https: { cert: readFileSync(config.http.certFile), key: readFileSync(config.http.keyFile), ca: config.http.clientCaFiles.map((f) => readFileSync(f)) },

@@ -1,4 +1,4 @@
-import { createLogger, systemClock } from '@pki/kit';
+import { createLogger } from '@pki/kit';
 import { buildHttpApp } from './http/app';
 import type { CardStock } from './domain/card-stock';
 import type { Counter } from './domain/counter';
@@ -17,7 +17,6 @@ export async function cardMgmtOpenApiDocument(): Promise<unknown> {
     reconciliation: {} as Reconciliation,
     mobile: {} as MobileCredentials,
     officers: { resolveOfficer: async () => undefined },
-    clock: systemClock,
     logger: createLogger({ service: 'card-mgmt', level: 'silent' }),
     fingerprintKey: Buffer.alloc(32),
     bodyLimitBytes: 1024,

@@ -124,4 +124,19 @@ describe('mobile credentials', () => {
     const statuses = (await f.ra.statusEvents()).filter((e) => e.serialHex === enrolled[0]!.serialHex).map((e) => e.status);
     expect(statuses.length).toBe(2); // VALID at issuance, SUSPENDED
   });
+
+  it("lets the citizen report their card lost themselves: a wrong code changes nothing and counts towards ra's lock; the right one suspends at once", async () => {
+    const failures = async () => (await f.ra.db.query(`SELECT code_failures FROM subscribers WHERE id = $1`, [bob.subscriberId])).rows[0].code_failures as number;
+    const before = { card: (await f.call('registrar-a', 'GET', `/v1/cards/${bobNumber}`)).body.state, ra: ((await f.ra.call('registrar-a', 'GET', `/v1/cards/${bobNumber}`)).body as { status: string }).status, failures: await failures() };
+    expect(before).toMatchObject({ card: 'ISSUED', ra: 'ISSUED' });
+    const wrong = await f.call('anonymous', 'POST', '/v1/self-service/loss', { cardNumber: bobNumber, subscriberCode: 'not-the-code-9' });
+    expect({ status: wrong.status, body: wrong.body }).toEqual({ status: 401, body: { error: 'UNAUTHENTICATED', message: 'self-service loss: the card number or the subscriber code is wrong' } });
+    expect({ card: (await f.call('registrar-a', 'GET', `/v1/cards/${bobNumber}`)).body.state, ra: ((await f.ra.call('registrar-a', 'GET', `/v1/cards/${bobNumber}`)).body as { status: string }).status, failures: await failures() }).toEqual({ ...before, failures: before.failures + 1 });
+    const lost = await f.call('anonymous', 'POST', '/v1/self-service/loss', { cardNumber: bobNumber, subscriberCode: bob.subscriberCode });
+    expect({ status: lost.status, body: lost.body }).toEqual({ status: 200, body: { cardNumber: bobNumber, state: 'LOST' } });
+    const ra = (await f.ra.call('registrar-a', 'GET', `/v1/cards/${bobNumber}`)).body as { status: string; certificates: Array<{ status: string }> };
+    expect({ status: ra.status, certificates: ra.certificates.map((c) => c.status) }).toEqual({ status: 'SUSPENDED', certificates: ['SUSPENDED', 'SUSPENDED'] });
+    const history = (await f.call('registrar-a', 'GET', `/v1/cards/${bobNumber}`)).body.history as Array<{ action: string; actor: string }>;
+    expect(history.at(-1)).toMatchObject({ action: 'report-lost', actor: `card:${bobNumber}` });
+  });
 });

@@ -14,7 +14,7 @@ describe("card-mgmt's OpenAPI document", () => {
     const operations = Object.entries(doc.paths).flatMap(([path, methods]) => Object.entries(methods).map(([method, op]) => ({ path, method, op })));
     expect(operations.length).toBeGreaterThanOrEqual(15);
     for (const { path, method, op } of operations) {
-      expect({ path, has400: '400' in op.responses, has401: '401' in op.responses, has503: '503' in op.responses, mutualTls: op.security !== undefined }).toEqual({ path, has400: true, has401: true, has503: true, mutualTls: !path.startsWith('/v1/mobile/') });
+      expect({ path, has400: '400' in op.responses, has401: '401' in op.responses, has503: '503' in op.responses, mutualTls: op.security !== undefined }).toEqual({ path, has400: true, has401: true, has503: true, mutualTls: !path.startsWith('/v1/mobile/') && !path.startsWith('/v1/self-service/') });
       const key = op.parameters?.find((p) => p.in === 'header' && p.name === 'idempotency-key');
       expect({ path, method, idempotencyKeyRequired: key?.required === true }).toEqual({ path, method, idempotencyKeyRequired: method === 'post' });
     }

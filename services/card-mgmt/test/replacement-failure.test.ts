@@ -77,4 +77,20 @@ describe('a replacement that fails half-way', () => {
     const old = (await f.ra.call('registrar-a', 'GET', `/v1/cards/${oldNumber}`)).body as { certificates: Array<{ status: string; reason?: string }> };
     expect(old.certificates.map((c) => [c.status, c.reason])).toEqual([['REVOKED', 'superseded'], ['REVOKED', 'superseded']]);
   });
+
+  it('the workstation waits out an unavailable ra (503, Retry-After) and finishes the same personalisation once ra is back', async () => {
+    const citizen = await f.registerCitizen();
+    const number = 'HALF00000003';
+    const card = await f.supplyCard(number);
+    expect((await f.call('card-centre', 'POST', '/v1/batches', { batchId: 'B-HALF-3', supplier: 'Chip Co', cards: [card.manifest] })).status).toBe(201);
+    expect((await f.call('card-centre', 'POST', '/v1/assignments', { office: OFFICE, cardNumbers: [number] })).status).toBe(200);
+    await f.ra.ra.runtime.stop();
+    // registrar-b has not called card-mgmt yet: even resolving them needs ra.
+    const running = f.workstation('registrar-b', card, ['personalise', '--card', number, '--subscriber', citizen.subscriberId, '--birth-date', citizen.birthDate]);
+    await new Promise((r) => setTimeout(r, 3_000));
+    await f.ra.restart();
+    const res = await running;
+    expect(res.code === 0 ? res.json : res).toMatchObject({ card: { state: 'PERSONALISED' } });
+    expect(res.stderr).toMatch(/card-mgmt answered 503 \(start personalisation: a service card-mgmt depends on is unavailable; retry in 5 s\); retrying in 5 s/);
+  });
 });

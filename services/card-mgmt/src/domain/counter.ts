@@ -300,6 +300,41 @@ export class Counter {
   }
 
   /**
+   * The citizen reports their card lost themselves (self-service, issue 12): the card number and
+   * the subscriber code, checked by ra (wrong codes count towards its lock); ra suspends the
+   * certificates at once, then the card is LOST here.
+   */
+  async reportLostBySelfService(command: { idempotencyKey: string; fingerprint: Buffer }, input: { cardNumber: unknown; subscriberCode: unknown }): Promise<{ cardNumber: string; state: string }> {
+    const operation = 'self-service loss';
+    const cardNumber = checkCardNumber(input.cardNumber, operation);
+    if (typeof input.subscriberCode !== 'string' || input.subscriberCode.length === 0 || input.subscriberCode.length > 256) throw new PkiError('INVALID_ARGUMENT', `${operation}: subscriberCode is required`);
+    const { store, ra, clock } = this.#deps;
+    const scope = `citizen:${cardNumber}`;
+    const wrong = new PkiError('UNAUTHENTICATED', `${operation}: the card number or the subscriber code is wrong`);
+    const before = await store.reads.getCard(cardNumber);
+    // A card that is not in a citizen's hands gets the same answer as a wrong code: nothing to probe.
+    if (!before || !['ISSUED', 'ACTIVATED', 'SUSPENDED'].includes(before.state)) throw wrong;
+    try {
+      await ra.changeCardStatus({ subscriberCode: input.subscriberCode, idempotencyKey: `${cardNumber}:${command.idempotencyKey}`, cardNumber, operation: 'suspend' });
+    } catch (err) {
+      const failure = PkiError.from(err, operation);
+      // Already suspended (by the citizen earlier, say): the loss is still recorded here.
+      if (failure.code === 'UNAUTHENTICATED') throw wrong;
+      if (!(failure.code === 'FAILED_PRECONDITION' && before.state === 'SUSPENDED')) throw failure;
+    }
+    return store.transaction(async (tx) => {
+      const claim = await tx.claimIdempotency(scope, command.idempotencyKey, operation, command.fingerprint);
+      if (claim.kind === 'conflict') throw idempotencyConflict(operation, command.idempotencyKey, claim.operation);
+      if (claim.kind === 'done') return claim.result as { cardNumber: string; state: string };
+      const card = (await tx.getCard(cardNumber, { forUpdate: true }))!;
+      const lost = await moveCard(tx, card, 'report-lost', { actor: { type: 'citizen', id: `card:${cardNumber}` }, at: clock.now(), reason: 'reported lost by the citizen' });
+      const result = { cardNumber, state: lost.state };
+      await tx.completeIdempotency(scope, command.idempotencyKey, result);
+      return result;
+    });
+  }
+
+  /**
    * PIN unlock: the citizen proves their subscriber code with the card in the reader; a wrong code
    * counts towards ra's lock. The card's administrative secret is released, wrapped to the
    * workstation's one-time key, so that it resets the PIN on the chip.

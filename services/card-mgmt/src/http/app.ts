@@ -2,7 +2,7 @@ import { createHmac } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
-import { PkiError, httpStatusOf, systemClock, type Clock, type Logger } from '@pki/kit';
+import { PkiError, httpStatusOf, systemClock, type Logger } from '@pki/kit';
 import { ClientCertificateAuthenticator } from '@pki/client-auth';
 import { authorize, type Officer, type Permission } from '../domain/access';
 import type { CardStock, Command } from '../domain/card-stock';
@@ -33,7 +33,6 @@ export interface HttpDeps {
   mobile: MobileCredentials;
   reconciliation: Reconciliation;
   officers: OfficerDirectory;
-  clock: Clock;
   logger: Logger;
   /** Key of the idempotency fingerprints (bodies carry subscriber codes: never stored, even hashed plainly). */
   fingerprintKey: Buffer;
@@ -121,7 +120,7 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   }) as unknown as FastifyInstance;
   const authenticator = new ClientCertificateAuthenticator({
-    // Client certificates are checked against the wall clock; `deps.clock` stamps the records.
+    // Client certificates are checked against the wall clock, whatever clock stamps the records.
     clock: systemClock,
     lookup: async (sha256) => {
       const officer = await deps.officers.resolveOfficer(sha256);
@@ -332,6 +331,12 @@ function declareRoutes(app: FastifyInstance, deps: HttpDeps): void {
       body: { required: ['subscriberCode', 'transportKey', 'tokenSerial'], properties: { subscriberCode: { type: 'string', maxLength: 256 }, transportKey: { type: 'string', maxLength: 200 }, tokenSerial: { type: 'string', maxLength: 32 } } },
       response: { 200: { type: 'object', properties: { cardNumber: { type: 'string' }, adminSecret: { $ref: 'WrappedSecret#' } }, required: ['cardNumber', 'adminSecret'] } } },
     async (request, _reply, command) => counter.releaseForPinUnlock(command!, (request.params as P).cardNumber!, request.body as never),
+  );
+  route(
+    { method: 'POST', url: '/v1/self-service/loss', operation: 'self-service loss', summary: "The citizen reports their card lost with its number and their subscriber code: ra suspends its certificates at once", tags: ['self-service'], mutating: true,
+      body: { required: ['cardNumber', 'subscriberCode'], properties: { cardNumber: { type: 'string', maxLength: 20 }, subscriberCode: { type: 'string', maxLength: 256 } } },
+      response: { 200: { type: 'object', properties: { cardNumber: { type: 'string' }, state: { type: 'string' } }, required: ['cardNumber', 'state'] } } },
+    async (request, _reply, command) => counter.reportLostBySelfService(command!, request.body as never),
   );
   declareMobileRoutes(app, deps, route);
 }

@@ -8,7 +8,8 @@ import type { OfficerRole } from '../domain/access';
 export interface RegistrationAuthority {
   resolveOfficer(certificateSha256: string): Promise<{ id: string; office: string; role: OfficerRole } | undefined>;
   issueCardCertificates(request: IssueCardCertificatesRequest): Promise<IssuedCardCertificates>;
-  changeCardStatus(request: { officerCertificateSha256: string; idempotencyKey: string; cardNumber: string; operation: 'activate' | 'suspend' | 'resume' }): Promise<{ changedSerials: string[] }>;
+  /** For an officer (officerCertificateSha256), or for the citizen themselves (subscriberCode). */
+  changeCardStatus(request: { officerCertificateSha256?: string; subscriberCode?: string; idempotencyKey: string; cardNumber: string; operation: 'activate' | 'suspend' | 'resume' }): Promise<{ changedSerials: string[] }>;
   verifySubscriberCode(request: { cardNumber: string; subscriberCode: string; purpose: string }): Promise<{ subscriberId: string }>;
   issueMobileCertificate(request: { cardNumber: string; deviceId: string; publicKeySpki: Buffer }): Promise<IssuedCertificate>;
   changeMobileCertificateStatus(request: { officerCertificateSha256: string; idempotencyKey: string; serialHex: string; operation: 'suspend' | 'resume' | 'revoke'; reason?: string }): Promise<void>;

@@ -93,9 +93,16 @@ export function counterOperationHandlers(deps: CounterOperationDeps): Pick<Servi
         | undefined;
       if (!operationName) throw new PkiError('INVALID_ARGUMENT', 'change card status: operation must be ACTIVATE, SUSPEND or RESUME');
       const operation = `${operationName} card`;
-      const principal = await officer(request.officerCertificateSha256, operation);
       const before = await deps.reads.certificatesOfCard(request.cardNumber);
-      const card = await deps.ra.cards.byOfficer(command(principal, request.idempotencyKey, operationName, operation, { cardNumber: request.cardNumber }), request.cardNumber, operationName);
+      let card;
+      if (request.officerCertificateSha256 === '' && request.subscriberCode !== '') {
+        // The citizen's own request, relayed by card-mgmt: ra's self-service, code and lock included.
+        const citizen = command({ kind: 'citizen' }, request.idempotencyKey, operationName, `self-service ${operationName}`, { cardNumber: request.cardNumber, code: deps.fingerprint(request.subscriberCode).toString('hex') });
+        card = await deps.ra.cards.bySelfService(citizen, operationName, request.cardNumber, request.subscriberCode);
+      } else {
+        const principal = await officer(request.officerCertificateSha256, operation);
+        card = await deps.ra.cards.byOfficer(command(principal, request.idempotencyKey, operationName, operation, { cardNumber: request.cardNumber }), request.cardNumber, operationName);
+      }
       const changed = card.certificates.filter((c) => before.find((b) => b.serialHex === c.serialHex)?.status !== c.status).map((c) => c.serialHex);
       return { status: CARD_STATUS[card.status] ?? raV1.CardStatus.UNSPECIFIED, changedSerials: changed };
     },

@@ -47,8 +47,13 @@ export class GrpcRegistrationAuthority implements RegistrationAuthority {
     };
   }
 
-  async changeCardStatus(request: { officerCertificateSha256: string; idempotencyKey: string; cardNumber: string; operation: 'activate' | 'suspend' | 'resume' }): Promise<{ changedSerials: string[] }> {
-    const r = await named(this.client.changeCardStatus({ ...request, operation: OPERATION[request.operation] }, this.#deadline()));
+  async changeCardStatus(request: { officerCertificateSha256?: string; subscriberCode?: string; idempotencyKey: string; cardNumber: string; operation: 'activate' | 'suspend' | 'resume' }): Promise<{ changedSerials: string[] }> {
+    const r = await named(
+      this.client.changeCardStatus(
+        { officerCertificateSha256: request.officerCertificateSha256 ?? '', subscriberCode: request.subscriberCode ?? '', idempotencyKey: request.idempotencyKey, cardNumber: request.cardNumber, operation: OPERATION[request.operation] },
+        this.#deadline(),
+      ),
+    );
     return { changedSerials: r.changedSerials };
   }
 
