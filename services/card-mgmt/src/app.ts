@@ -2,8 +2,9 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { PkiError, ServiceRuntime, systemClock, type Clock, type Logger } from '@pki/kit';
 import { createGrpcClient } from '@pki/grpc';
-import { raV1, Topics } from '@pki/proto';
-import { connectServiceDatabase, startOutboxRelay } from '@pki/outbox';
+import { eventsV1, raV1, Topics } from '@pki/proto';
+import { connectServiceDatabase, inboxMigration, startOutboxRelay } from '@pki/outbox';
+import { fromBinary } from '@bufbuild/protobuf';
 import type { CardMgmtConfig } from './config';
 import { PostgresCardStore } from './adapters/postgres/card-store';
 import { GrpcRegistrationAuthority } from './adapters/grpc/ra-client';
@@ -11,6 +12,7 @@ import { CardStock } from './domain/card-stock';
 import { Counter } from './domain/counter';
 import { Reconciliation } from './domain/reconciliation';
 import { MobileCredentials } from './domain/mobile';
+import { StatusFollower } from './domain/status-follower';
 import { buildHttpApp } from './http/app';
 import type { RegistrationAuthority } from './ports/registration-authority';
 
@@ -55,7 +57,7 @@ async function start(config: CardMgmtConfig, deps: CardMgmtDependencies, runtime
   const adminSecretKey = decodeKey(config.adminSecretKeyFile.reveal(), 'adminSecretKeyFile');
   const transportKey = decodeKey(config.transportKeyFile.reveal(), 'transportKeyFile');
   const fingerprintKey = decodeKey(config.fingerprintKeyFile.reveal(), 'fingerprintKeyFile');
-  const pool = await connectServiceDatabase(runtime, config.database, MIGRATIONS_DIRECTORY);
+  const pool = await connectServiceDatabase(runtime, config.database, MIGRATIONS_DIRECTORY, [inboxMigration(2)]);
   const client = createGrpcClient(raV1.RaService, { ...config.ra, tls: config.tls });
   lifecycle.onClose({ name: 'ra client', stop: async () => client.close() });
   const grpcRa = new GrpcRegistrationAuthority(client, config.ra.deadlineMs);
@@ -63,7 +65,34 @@ async function start(config: CardMgmtConfig, deps: CardMgmtDependencies, runtime
   const store = new PostgresCardStore({ pool, clock, auditProducer: config.events.auditProducer });
 
   const { transport } = await startOutboxRelay(runtime, pool, config.database, { transport: config.events.transport, producer: config.events.auditProducer, pollIntervalMs: config.events.pollIntervalMs });
-  await transport.ensureTopics([Topics.audit]).catch((err: unknown) => logger.warn({ err }, 'could not check or create the audit topic; delivery retries until it exists'));
+  await transport.ensureTopics([Topics.audit, Topics.certificateStatus]).catch((err: unknown) => logger.warn({ err }, 'could not check or create the event topics; delivery retries until they exist'));
+  // What ra does to a card's certificates elsewhere (revocation, household events, self-service)
+  // moves the physical card and the devices too (decision 0023).
+  const follower = new StatusFollower(store, clock, logger);
+  // RFC 5280 §5.3.1 names, as ra records them.
+  const REASON: Record<number, string> = {
+    [eventsV1.RevocationReason.KEY_COMPROMISE]: 'keyCompromise',
+    [eventsV1.RevocationReason.CA_COMPROMISE]: 'cACompromise',
+    [eventsV1.RevocationReason.AFFILIATION_CHANGED]: 'affiliationChanged',
+    [eventsV1.RevocationReason.SUPERSEDED]: 'superseded',
+    [eventsV1.RevocationReason.CESSATION_OF_OPERATION]: 'cessationOfOperation',
+    [eventsV1.RevocationReason.CERTIFICATE_HOLD]: 'certificateHold',
+    [eventsV1.RevocationReason.REMOVE_FROM_CRL]: 'removeFromCRL',
+    [eventsV1.RevocationReason.PRIVILEGE_WITHDRAWN]: 'privilegeWithdrawn',
+  };
+  const STATUS = { [eventsV1.CertificateStatus.VALID]: 'VALID', [eventsV1.CertificateStatus.SUSPENDED]: 'SUSPENDED', [eventsV1.CertificateStatus.REVOKED]: 'REVOKED' } as Record<number, 'VALID' | 'SUSPENDED' | 'REVOKED'>;
+  await transport.subscriber.subscribe({
+    topic: Topics.certificateStatus,
+    group: config.events.group,
+    handler: async (event) => {
+      const change = fromBinary(eventsV1.CertificateStatusChangedSchema, event.payload);
+      const status = STATUS[change.status];
+      if (!status) return;
+      const previous = STATUS[change.previousStatus];
+      const reason = REASON[change.reason];
+      await follower.apply({ producer: event.producer, seq: event.seq, serialHex: change.serialHex, status, ...(previous ? { previousStatus: previous } : {}), ...(reason ? { reason } : {}) });
+    },
+  });
 
   const http = buildHttpApp({
     stock: new CardStock({ store, clock, cardCentre: config.cardCentreOffice }),

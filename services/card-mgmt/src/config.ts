@@ -23,6 +23,8 @@ export const cardMgmtConfigSchema = z.strictObject({
       transport: eventTransportConfig,
       /** Outbox producer of card-mgmt's audit events. */
       auditProducer: z.string().min(1).default('card-mgmt.audit'),
+      /** Consumer group of ra's certificate status events (cards and devices follow them). */
+      group: z.string().min(1).default('card-mgmt'),
       pollIntervalMs: z.number().int().min(10).default(500),
     }),
   /** The card centre's office code: where batches arrive and returned cards go. */

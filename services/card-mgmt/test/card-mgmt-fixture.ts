@@ -59,15 +59,22 @@ export interface CardMgmtFixture {
 export const SOFTHSM_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
 export const WORKSTATION = join(__dirname, '..', '..', '..', 'packages', 'workstation', 'dist', 'cli.js');
 
+let fixtures = 0;
+const unique = (name: string) => `${name}-test-${process.pid}-${fixtures}`;
+
 /** ra on a real ca-signer (SoftHSM CA token), card-mgmt in this process, both on the test PostgreSQL. */
 export async function startCardMgmtFixture(options: { transport?: 'kafka' | 'postgres'; deps?: CardMgmtDependencies } = {}): Promise<CardMgmtFixture> {
   // ra's gRPC port is fixed so that a restarted ra (another signer, say) answers where card-mgmt calls.
+  fixtures++;
   const raGrpcPort = await freePort();
   const ra = await startRaFixture({
     transport: options.transport ?? 'kafka',
     dualControl: [],
     configure: (raw) => {
       raw.grpc = { host: '127.0.0.1', port: raGrpcPort };
+      // Test files share the broker: this ra's status events carry a producer name of their own,
+      // so that another file's ra cannot look like this one's (per-producer sequences).
+      (raw.events as Record<string, unknown>).producer = unique('ra');
     },
   });
   const dir = join(ra.dir, 'card-mgmt');
@@ -88,7 +95,7 @@ export async function startCardMgmtFixture(options: { transport?: 'kafka' | 'pos
     tls: { caFile: id.caFile, certFile: id.certFile, keyFile: id.keyFile },
     ra: { address: ra.ra.grpcAddress, serverIdentity: ra.signer.identities.ra.identity, deadlineMs: 30_000 },
     events: kafka
-      ? { transport: { type: 'kafka', brokers: process.env.PKI_TEST_KAFKA_BROKERS!.split(','), clientId: `card-mgmt-test-${process.pid}` }, pollIntervalMs: 50 }
+      ? { transport: { type: 'kafka', brokers: process.env.PKI_TEST_KAFKA_BROKERS!.split(','), clientId: unique('card-mgmt') }, group: unique('card-mgmt'), pollIntervalMs: 50 }
       : { transport: { type: 'postgres' }, pollIntervalMs: 50 },
     adminSecretKeyFile: secret('admin-secret'),
     transportKeyFile: secret('transport'),

@@ -93,4 +93,27 @@ describe('a replacement that fails half-way', () => {
     expect(res.code === 0 ? res.json : res).toMatchObject({ card: { state: 'PERSONALISED' } });
     expect(res.stderr).toMatch(/card-mgmt answered 503 \(start personalisation: a service card-mgmt depends on is unavailable; retry in 5 s\); retrying in 5 s/);
   });
+
+  it("follows ra: a card revoked in ra (an officer's revocation there) becomes REVOKED here, and can then be cut", async () => {
+    const citizen = await f.registerCitizen();
+    const number = 'HALF00000004';
+    const card = await f.supplyCard(number);
+    expect((await f.call('card-centre', 'POST', '/v1/batches', { batchId: 'B-HALF-4', supplier: 'Chip Co', cards: [card.manifest] })).status).toBe(201);
+    expect((await f.call('card-centre', 'POST', '/v1/assignments', { office: OFFICE, cardNumbers: [number] })).status).toBe(200);
+    expect((await f.workstation('registrar-a', card, ['personalise', '--card', number, '--subscriber', citizen.subscriberId, '--birth-date', citizen.birthDate])).code).toBe(0);
+    expect((await f.workstation('registrar-a', card, ['hand-over', '--card', number])).code).toBe(0);
+    // Revoked through ra's own REST API (no dual control in this fixture), not through card-mgmt.
+    const revoked = await f.ra.call('registrar-a', 'POST', `/v1/cards/${number}/revocation`, { reason: 'keyCompromise', comment: 'card stolen' });
+    expect(revoked.body).toMatchObject({ state: 'REVOKED' });
+    const deadline = Date.now() + 60_000;
+    let state = '';
+    while (Date.now() < deadline && state !== 'REVOKED') {
+      state = (await f.call('card-centre', 'GET', `/v1/cards/${number}`)).body.state as string;
+      if (state !== 'REVOKED') await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(state).toBe('REVOKED');
+    const history = (await f.call('card-centre', 'GET', `/v1/cards/${number}`)).body.history as Array<{ action: string; actor: string; reason?: string }>;
+    expect(history.at(-1)).toEqual({ action: 'revoke', fromState: 'ISSUED', toState: 'REVOKED', fromOffice: OFFICE, toOffice: OFFICE, actor: 'ra', reason: 'keyCompromise', at: expect.any(String) });
+    expect((await f.call('card-centre', 'POST', `/v1/cards/${number}/destruction`, { reason: 'card cut after revocation' })).body).toMatchObject({ state: 'DESTROYED' });
+  });
 });

@@ -57,7 +57,9 @@ export const TRANSITIONS: Readonly<Record<Exclude<CardAction, 'receive'>, { from
   // Spoiled in stock or at the counter, or broken in the citizen's hands.
   'report-damaged': { from: ['IN_STOCK', 'ASSIGNED', 'PERSONALISING', 'PERSONALISED', 'ISSUED', 'ACTIVATED', 'SUSPENDED'], to: 'DAMAGED' },
   revoke: { from: ['PERSONALISED', 'ISSUED', 'ACTIVATED', 'SUSPENDED', 'LOST', 'DAMAGED'], to: 'REVOKED' },
-  replace: { from: ['ISSUED', 'ACTIVATED', 'SUSPENDED', 'LOST', 'DAMAGED'], to: 'REPLACED' },
+  // REVOKED too: ra's supersession of the old certificates may reach this service (status events)
+  // before the replacement's own record does.
+  replace: { from: ['ISSUED', 'ACTIVATED', 'SUSPENDED', 'LOST', 'DAMAGED', 'REVOKED'], to: 'REPLACED' },
   // A card is cut when it can never be used again; a blank card only when it is withdrawn.
   destroy: { from: ['IN_STOCK', 'ASSIGNED', 'DAMAGED', 'REVOKED', 'REPLACED'], to: 'DESTROYED' },
 };

@@ -52,4 +52,9 @@ export interface CardStoreTx {
   insertDevice(device: DeviceRecord): Promise<void>;
   getDevice(id: string, options?: { forUpdate?: boolean }): Promise<DeviceRecord | undefined>;
   updateDevice(id: string, patch: Partial<Pick<DeviceRecord, 'state' | 'serialHex' | 'updatedAt'>>): Promise<void>;
+  /** True, and recorded, when this producer's event is new to `consumer` (exactly once with the effect). */
+  acceptEventOnce(consumer: string, event: { producer: string; seq: number }): Promise<boolean>;
+  deviceWithSerial(serialHex: string): Promise<DeviceRecord | undefined>;
+  /** The card whose SIGN certificate has this serial, locked. */
+  cardWithSigningSerial(serialHex: string): Promise<CardRecord | undefined>;
 }

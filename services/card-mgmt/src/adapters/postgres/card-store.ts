@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Clock } from '@pki/kit';
 import { toDatabaseError, withTransaction, type Tx } from '@pki/db';
 import { appendAuditEvent, AuditActorType, AuditOutcome } from '@pki/audit-events';
+import { acceptEventOnce } from '@pki/outbox';
 import type { CardReads, CardStore, CardStoreTx } from '../../ports/card-store';
 import type { CardState } from '../../domain/card-states';
 import type { AuditActor, AuditRecord, BindingChallenge, CardRecord, DeviceRecord, IdempotencyClaim, PersonalisationRecord, TransitionRecord } from '../../domain/model';
@@ -315,6 +316,20 @@ class Transaction implements CardStoreTx {
 
   async updateDevice(id: string, patch: Partial<Pick<DeviceRecord, 'state' | 'serialHex' | 'updatedAt'>>): Promise<void> {
     await this.tx.query(`UPDATE devices SET state = COALESCE($2, state), serial_hex = COALESCE($3, serial_hex), updated_at = COALESCE($4, updated_at) WHERE id = $1`, [id, patch.state ?? null, patch.serialHex ?? null, patch.updatedAt ?? null]);
+  }
+
+  async acceptEventOnce(consumer: string, event: { producer: string; seq: number }): Promise<boolean> {
+    return acceptEventOnce(this.tx, consumer, event);
+  }
+
+  async deviceWithSerial(serialHex: string): Promise<DeviceRecord | undefined> {
+    const { rows } = await this.tx.query(`SELECT * FROM devices WHERE serial_hex = $1 FOR UPDATE`, [serialHex]);
+    return rows[0] ? device(rows[0]) : undefined;
+  }
+
+  async cardWithSigningSerial(serialHex: string): Promise<CardRecord | undefined> {
+    const { rows } = await this.tx.query(`SELECT * FROM cards WHERE signing_serial = $1 FOR UPDATE`, [serialHex]);
+    return rows[0] ? card(rows[0]) : undefined;
   }
 
   async updatePersonalisation(id: string, patch: Partial<Pick<PersonalisationRecord, 'state' | 'failure' | 'result' | 'updatedAt'>>): Promise<void> {

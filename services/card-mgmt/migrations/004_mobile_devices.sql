@@ -24,3 +24,7 @@ CREATE TABLE devices (
   updated_at    timestamptz NOT NULL
 );
 CREATE INDEX devices_by_subscriber ON devices (subscriber_id);
+
+-- Status events from ra name certificates by serial: find the card or device they belong to.
+CREATE INDEX cards_by_signing_serial ON cards (signing_serial) WHERE signing_serial IS NOT NULL;
+CREATE INDEX devices_by_serial ON devices (serial_hex) WHERE serial_hex IS NOT NULL;
