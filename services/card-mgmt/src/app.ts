@@ -104,6 +104,7 @@ async function start(config: CardMgmtConfig, deps: CardMgmtDependencies, runtime
     fingerprintKey,
     https: { cert: readFileSync(config.http.certFile), key: readFileSync(config.http.keyFile), ca: config.http.clientCaFiles.map((f) => readFileSync(f)) },
     bodyLimitBytes: config.http.bodyLimitBytes,
+    rateLimits: config.http.rateLimits,
   });
   await http.listen({ host: config.http.host, port: config.http.port });
   lifecycle.onStopAccepting({ name: 'https', stop: () => http.close() });

@@ -13,6 +13,10 @@ export const cardMgmtConfigSchema = z.strictObject({
     /** CAs of the officers' client certificates (the officer CA ra trusts too). */
     clientCaFiles: z.array(z.string().min(1)).min(1),
     bodyLimitBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(2 * 1024 * 1024),
+    /** Requests a minute per officer, and per address for citizens' routes (mobile binding, self-service). */
+    rateLimits: z
+      .strictObject({ officerPerMinute: z.number().int().min(1).default(6000), citizenPerMinute: z.number().int().min(1).default(30) })
+      .default({ officerPerMinute: 6000, citizenPerMinute: 30 }),
   }),
   database: databaseConfig,
   /** This service's mTLS identity (spiffe://pki.internal/card-mgmt), for its calls to ra. */

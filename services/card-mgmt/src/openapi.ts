@@ -20,6 +20,7 @@ export async function cardMgmtOpenApiDocument(): Promise<unknown> {
     logger: createLogger({ service: 'card-mgmt', level: 'silent' }),
     fingerprintKey: Buffer.alloc(32),
     bodyLimitBytes: 1024,
+    rateLimits: { officerPerMinute: 1, citizenPerMinute: 1 },
   });
   await app.ready();
   const document = app.swagger();

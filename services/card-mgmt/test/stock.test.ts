@@ -134,6 +134,17 @@ describe('card stock', () => {
     expect(status).toBe(200);
   });
 
+  it("limits citizens' requests per address (429 with a retry hint), before any work", async () => {
+    let res;
+    let n = 0;
+    do {
+      res = await f.call('anonymous', 'POST', '/v1/mobile/challenges', { cardNumber: 'NOSUCH0002' });
+      n++;
+    } while (res.status !== 429 && n < 100);
+    expect({ status: res.status, n, error: res.body.error }).toEqual({ status: 429, n: 31, error: 'RESOURCE_EXHAUSTED' });
+    expect(res.body.message).toMatch(/^rate limit: at most 30 requests a minute; retry after \d+ s$/);
+  });
+
   describe('bad input: a clear error, nothing changed', () => {
     it.each<[string, string, () => Promise<[string, 'GET' | 'POST', string, unknown]>, number, RegExp]>([
       ['an illegal transition (cutting a card twice)', 'card-centre', async () => {

@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
+import rateLimit from '@fastify/rate-limit';
 import { PkiError, httpStatusOf, systemClock, type Logger } from '@pki/kit';
 import { ClientCertificateAuthenticator } from '@pki/client-auth';
 import { authorize, type Officer, type Permission } from '../domain/access';
@@ -39,6 +40,7 @@ export interface HttpDeps {
   /** Absent only when the app is built to print its OpenAPI document. */
   https?: { key: Buffer; cert: Buffer; ca: Buffer[] };
   bodyLimitBytes: number;
+  rateLimits: { officerPerMinute: number; citizenPerMinute: number };
 }
 
 const errorBody = {
@@ -114,6 +116,7 @@ interface RouteSpec {
  */
 export function buildHttpApp(deps: HttpDeps): FastifyInstance {
   const app = Fastify({
+    // Behind the counters' network the peer address is the client's; no proxy headers are trusted.
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: deps.bodyLimitBytes,
     ...(deps.https ? { https: { key: deps.https.key, cert: deps.https.cert, ca: deps.https.ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' as const } } : {}),
@@ -150,6 +153,16 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     const { certificate, principal } = await authenticator.authenticate(request.raw.socket as TLSSocket, operation);
     request.officer = { id: principal.id, office: principal.office, role: principal.role, certificateSha256: certificate.sha256 };
     authorize(request.officer, config.cardPermission, operation);
+  });
+
+  // After authentication: officers are limited each on their own, citizens by address.
+  void app.register(rateLimit, {
+    global: true,
+    hook: 'preValidation',
+    keyGenerator: (request) => (request.officer ? `officer:${request.officer.id}` : `citizen:${request.ip}`),
+    max: (request) => (request.officer ? deps.rateLimits.officerPerMinute : deps.rateLimits.citizenPerMinute),
+    timeWindow: 60_000,
+    errorResponseBuilder: (_request, context) => ({ statusCode: 429, error: 'RESOURCE_EXHAUSTED', message: `rate limit: at most ${context.max} requests a minute; retry after ${Math.ceil(context.ttl / 1000)} s` }),
   });
 
   app.setErrorHandler((err: FastifyError | PkiError, request, reply) => respondWithError(err, request, reply));
@@ -403,6 +416,7 @@ function respondWithError(err: FastifyError | PkiError, request: FastifyRequest,
     }
     return reply.status(httpStatusOf(err.code)).send({ error: err.code, message: err.message, ...(Object.keys(err.details).length > 0 ? { details: err.details } : {}) });
   }
+  if (err.statusCode === 429) return reply.status(429).send(err);
   if (err.validation) return reply.status(400).send({ error: 'INVALID_ARGUMENT', message: `${operation}: ${err.message}` });
   if (err.statusCode && err.statusCode < 500) return reply.status(err.statusCode).send({ error: err.statusCode === 413 ? 'RESOURCE_EXHAUSTED' : 'INVALID_ARGUMENT', message: `${operation}: ${err.message}` });
   request.log.error({ err }, 'request failed with an unexpected error');
