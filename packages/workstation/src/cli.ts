@@ -16,6 +16,8 @@ import { Card, type KeySlot } from './card';
 const USAGE = `pki-workstation: the counter workstation (card in the reader over PKCS#11, card-mgmt over HTTPS)
 
   personalise  --card <number> --subscriber <ra subscriber id> --birth-date YYYY-MM-DD [--replaces <old card>] [--out <dir>]
+  personalise  --card <number> --resume <personalisation id> --birth-date YYYY-MM-DD [--out <dir>]
+                                               finishes one whose answer from ra never came back, and writes the certificates
   hand-over    --card <number>
   activate     --card <number>                 the citizen changes the initial PIN on the card, then card-mgmt and ra activate it
   report-lost  --card <number>
@@ -29,7 +31,8 @@ const USAGE = `pki-workstation: the counter workstation (card in the reader over
 Common options: --api <card-mgmt URL> --cert <officer cert PEM> --key <officer key PEM> --ca <server CA PEM>
                 --module <PKCS#11 module of the reader> (default /usr/lib/softhsm/libsofthsm2.so)
 Secrets come from the environment, never the command line: PKI_CARD_PIN (the card's PIN),
-PKI_CARD_NEW_PIN (activate, unlock), PKI_SUBSCRIBER_CODE (unlock).
+PKI_CARD_NEW_PIN (activate, unlock), PKI_SUBSCRIBER_CODE (unlock). PKI_WORKSTATION_RETRY_SECONDS bounds
+how long a 503 is retried (default 120).
 Output: one JSON object on stdout; errors on stderr with exit code 1.`;
 
 interface Options {
@@ -54,7 +57,7 @@ async function call(options: Options, method: 'GET' | 'POST', path: string, body
   const headers: Record<string, string> = {};
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (method === 'POST') headers['idempotency-key'] = idempotencyKey ?? `ws-${randomUUID()}`;
-  const giveUp = Date.now() + 120_000;
+  const giveUp = Date.now() + 1000 * Number(process.env.PKI_WORKSTATION_RETRY_SECONDS ?? 120);
   for (;;) {
     const res = await fetch(`${options.api}${path}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}), dispatcher: options.agent });
     const text = await res.text();
@@ -108,21 +111,39 @@ async function personalise(options: Options, values: Record<string, string | und
     }
     // The key derives from the personalisation: a retry after a lost answer gets the same result.
     const done = await call(options, 'POST', `/v1/personalisations/${id}/certificates`, { signingCsr: csr.SIGN, encryptionCsr: csr.KEYX, signingAttestation: attestation.SIGN, encryptionAttestation: attestation.KEYX, tokenSerial }, `ws-${id}`);
-    const certificates = done.certificates as Array<{ keySlot: KeySlot; serialHex: string; certificate: string; chain: string[] }>;
-    for (const c of certificates) {
-      const der = fromPem(c.certificate, 'CERTIFICATE');
-      // The certificate must certify the key on this card, or it is not written.
-      const onCard = card.publicKey(options.card, pin, c.keySlot);
-      if (!new X509Certificate(der).publicKey.export({ format: 'der', type: 'spki' }).equals(onCard)) {
-        throw new PkiError('INTERNAL', `personalise: the ${c.keySlot} certificate from card-mgmt does not certify the card's ${c.keySlot} key`);
-      }
-      card.writeCertificate(options.card, pin, c.keySlot, der, subjectOf(der));
-    }
-    if (values.out) writeOut(values.out, options.card, certificates);
-    return { personalisationId: id, cardNumber: options.card, tokenSerial, card: done.card, replacedCard: done.replacedCard, certificates: certificates.map((c) => ({ keySlot: c.keySlot, serialHex: c.serialHex })) };
+    return writeCertificates(card, options, pin, id, tokenSerial, done, values.out);
   } finally {
     card.close();
   }
+}
+
+/** `personalise --resume <id>`: finishes a personalisation that reached ra and writes its certificates. */
+async function resumePersonalisation(options: Options, values: Record<string, string | undefined>): Promise<unknown> {
+  const id = required(values.resume, '--resume');
+  const pin = initialPin(required(values['birth-date'], '--birth-date'));
+  const card = Card.open(options.module);
+  try {
+    const tokenSerial = card.tokenSerial(options.card);
+    const done = await call(options, 'POST', `/v1/personalisations/${id}/resumption`, undefined, `ws-resume-${id}`);
+    return writeCertificates(card, options, pin, id, tokenSerial, done, values.out);
+  } finally {
+    card.close();
+  }
+}
+
+function writeCertificates(card: Card, options: Options, pin: string, id: string, tokenSerial: string, done: Record<string, unknown>, out: string | undefined): unknown {
+  const certificates = done.certificates as Array<{ keySlot: KeySlot; serialHex: string; certificate: string; chain: string[] }>;
+  for (const c of certificates) {
+    const der = fromPem(c.certificate, 'CERTIFICATE');
+    // The certificate must certify the key on this card, or it is not written.
+    const onCard = card.publicKey(options.card, pin, c.keySlot);
+    if (!new X509Certificate(der).publicKey.export({ format: 'der', type: 'spki' }).equals(onCard)) {
+      throw new PkiError('INTERNAL', `personalise: the ${c.keySlot} certificate from card-mgmt does not certify the card's ${c.keySlot} key`);
+    }
+    card.writeCertificate(options.card, pin, c.keySlot, der, subjectOf(der));
+  }
+  if (out) writeOut(out, options.card, certificates);
+  return { personalisationId: id, cardNumber: options.card, tokenSerial, card: done.card, replacedCard: done.replacedCard, certificates: certificates.map((c) => ({ keySlot: c.keySlot, serialHex: c.serialHex })) };
 }
 
 /** The supplier's tool: makes a blank chip into card `--card` and prints its manifest entry. */
@@ -261,7 +282,7 @@ async function main(argv: string[]): Promise<number> {
     strict: true,
     options: {
       api: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, ca: { type: 'string' }, module: { type: 'string' },
-      card: { type: 'string' }, subscriber: { type: 'string' }, 'transport-key-file': { type: 'string' }, 'birth-date': { type: 'string' }, replaces: { type: 'string' }, out: { type: 'string' }, 'device-key': { type: 'string' }, in: { type: 'string' }, 'device-name': { type: 'string' },
+      card: { type: 'string' }, subscriber: { type: 'string' }, 'transport-key-file': { type: 'string' }, 'birth-date': { type: 'string' }, replaces: { type: 'string' }, out: { type: 'string' }, 'device-key': { type: 'string' }, in: { type: 'string' }, resume: { type: 'string' }, 'device-name': { type: 'string' },
     },
   });
   const cardNumber = required(values.card, '--card');
@@ -286,7 +307,7 @@ async function main(argv: string[]): Promise<number> {
     let result: unknown;
     switch (command) {
       case 'personalise':
-        result = await personalise(options, values);
+        result = values.resume ? await resumePersonalisation(options, values) : await personalise(options, values);
         break;
       case 'hand-over':
         result = await call(options, 'POST', `/v1/cards/${cardNumber}/hand-over`);

@@ -76,6 +76,11 @@ CREATE TABLE personalisations (
   state            text        NOT NULL CHECK (state IN ('STARTED', 'ISSUING', 'COMPLETED', 'FAILED')),
   failure          text,
   result           jsonb,
+  -- Kept once ra is asked (public keys only): an interrupted issuance is resumed with the same
+  -- request, so ra finishes the same issuance.
+  signing_csr      text,
+  encryption_csr   text,
+  token_serial     text,
   created_at       timestamptz NOT NULL,
   updated_at       timestamptz NOT NULL
 );

@@ -1,6 +1,7 @@
 import { PkiError } from '@pki/kit';
 import { createGrpcClient } from '@pki/grpc';
 import { caSignerV1 } from '@pki/proto';
+import { join } from 'node:path';
 import { GrpcCertificateSigner } from '../../ra/src/adapters/grpc/ca-signer-client';
 import type { CertificateSigner } from '../../ra/src/ports/certificate-signer';
 import { startCardMgmtFixture, OFFICE, type CardMgmtFixture } from './card-mgmt-fixture';
@@ -116,4 +117,41 @@ describe('a replacement that fails half-way', () => {
     expect(history.at(-1)).toEqual({ action: 'revoke', fromState: 'ISSUED', toState: 'REVOKED', fromOffice: OFFICE, toOffice: OFFICE, actor: 'ra', reason: 'keyCompromise', at: expect.any(String) });
     expect((await f.call('card-centre', 'POST', `/v1/cards/${number}/destruction`, { reason: 'card cut after revocation' })).body).toMatchObject({ state: 'DESTROYED' });
   });
+
+  it('resumes a personalisation whose answer from ra never came back: the same issuance, written to the card', async () => {
+    const citizen = await f.registerCitizen();
+    const number = 'HALF00000005';
+    const card = await f.supplyCard(number);
+    expect((await f.call('card-centre', 'POST', '/v1/batches', { batchId: 'B-HALF-5', supplier: 'Chip Co', cards: [card.manifest] })).status).toBe(201);
+    expect((await f.call('card-centre', 'POST', '/v1/assignments', { office: OFFICE, cardNumbers: [number] })).status).toBe(200);
+    // ra "unavailable" for issuance only, and a client that does not wait.
+    await f.restart({ wrapRa: (ra) => ({ ...bind(ra), issueCardCertificates: async () => { throw new PkiError('UNAVAILABLE', 'ra is unavailable', { details: { dependency: 'ra' } }); } }) });
+    const interrupted = await f.workstation('registrar-a', card, ['personalise', '--card', number, '--subscriber', citizen.subscriberId, '--birth-date', citizen.birthDate], { PKI_WORKSTATION_RETRY_SECONDS: '0' });
+    expect(interrupted).toMatchObject({ code: 1, json: { error: 'UNAVAILABLE' } });
+    const { rows } = await f.db.query(`SELECT id, state FROM personalisations WHERE card_number = $1`, [number]);
+    expect(rows).toEqual([{ id: expect.any(String), state: 'ISSUING' }]);
+    expect((await f.call('registrar-a', 'GET', `/v1/cards/${number}`)).body.state).toBe('PERSONALISING');
+
+    await f.restart();
+    const out = join(card.dir, 'out');
+    // Another officer of the office resumes it; ra issues once, for the officer who started it.
+    const resumed = await f.workstation('registrar-b', card, ['personalise', '--card', number, '--resume', rows[0].id, '--birth-date', citizen.birthDate, '--out', out]);
+    expect(resumed.code === 0 ? resumed.json : resumed).toMatchObject({ card: { state: 'PERSONALISED' } });
+    const shown = await f.workstation('registrar-a', card, ['show', '--card', number], { PKI_CARD_PIN: citizen.birthDate.replaceAll('-', '') });
+    expect(shown.json).toMatchObject({ SIGN: { certificateMatchesKey: true }, KEYX: { certificateMatchesKey: true } });
+    const ra = (await f.ra.call('registrar-a', 'GET', `/v1/cards/${number}`)).body as { certificates: Array<{ status: string }> };
+    expect(ra.certificates.map((c) => c.status)).toEqual(['VALID', 'VALID']);
+    const applications = await f.ra.db.query(`SELECT state FROM applications WHERE card_number = $1`, [number]);
+    expect(applications.rows).toEqual([{ state: 'ISSUED' }]);
+  });
 });
+
+/** The methods of a port object, bound, so that one of them can be replaced in a spread. */
+function bind<T extends object>(target: T): T {
+  const out = {} as T;
+  for (const key of Object.getOwnPropertyNames(Object.getPrototypeOf(target)) as Array<keyof T>) {
+    const value = target[key];
+    if (typeof value === 'function' && key !== 'constructor') out[key] = (value as (...args: unknown[]) => unknown).bind(target) as T[keyof T];
+  }
+  return out;
+}

@@ -152,7 +152,7 @@ export class Counter {
     if (!UUID.test(personalisationId)) throw new PkiError('INVALID_ARGUMENT', `${operation}: the personalisation id must be a UUID`);
     if (typeof input.tokenSerial !== 'string' || !TOKEN_SERIAL.test(input.tokenSerial)) throw new PkiError('INVALID_ARGUMENT', `${operation}: tokenSerial must be 1-32 letters and digits`);
     const tokenSerial = input.tokenSerial;
-    const { store, clock, ra } = this.#deps;
+    const { store, clock } = this.#deps;
     const scope = `officer:${command.officer.id}`;
 
     const begun = await store.transaction(async (tx) => {
@@ -170,27 +170,56 @@ export class Counter {
       const signingCsr = checkCardCsr(input.signingCsr, input.signingAttestation, p, card.attestationKey, 'SIGN', operation);
       const encryptionCsr = checkCardCsr(input.encryptionCsr, input.encryptionAttestation, p, card.attestationKey, 'KEYX', operation);
       if (p.state === 'STARTED') {
-        await tx.updatePersonalisation(p.id, { state: 'ISSUING', updatedAt: clock.now() });
+        await tx.updatePersonalisation(p.id, { state: 'ISSUING', updatedAt: clock.now(), request: { signingCsr, encryptionCsr, tokenSerial } });
         await tx.audit({ action: 'personalisation.issue', outcome: 'SUCCESS', actor: actorOf(command.officer), objects: [{ type: 'card', id: p.cardNumber }, { type: 'personalisation', id: p.id }], attributes: { phase: 'requested', kind: p.kind } });
       }
       return { personalisation: p, signingCsr, encryptionCsr };
     });
     if ('done' in begun) return begun.done!;
-    const p = begun.personalisation;
+    return this.#issueAndRecord(command, begun.personalisation, { signingCsr: begun.signingCsr, encryptionCsr: begun.encryptionCsr, tokenSerial }, operation);
+  }
+
+  /**
+   * Finishes a personalisation that ra was asked for but whose answer never came back (the
+   * workstation gave up during an outage): the same request again, so ra finishes the same
+   * issuance; the workstation then writes the certificates to the card.
+   */
+  async resumePersonalisation(command: Command, personalisationId: string): Promise<PersonalisedCard> {
+    const operation = 'resume personalisation';
+    authorize(command.officer, 'card.personalise', operation);
+    if (!UUID.test(personalisationId)) throw new PkiError('INVALID_ARGUMENT', `${operation}: the personalisation id must be a UUID`);
+    const p = await this.#deps.store.reads.getPersonalisation(personalisationId);
+    if (!p) throw new PkiError('NOT_FOUND', `${operation}: no personalisation ${personalisationId}`);
+    assertOfficeScope(command.officer, p.office, operation, p.cardNumber);
+    if (p.state === 'COMPLETED') return p.result as PersonalisedCard;
+    if (p.state !== 'ISSUING' || !p.request) throw new PkiError('FAILED_PRECONDITION', `${operation}: personalisation ${personalisationId} is ${p.state}; only one that reached ra can be resumed`);
+    await this.#deps.store.transaction(async (tx) => {
+      const claim = await tx.claimIdempotency(`officer:${command.officer.id}`, command.idempotencyKey, operation, command.fingerprint);
+      if (claim.kind === 'conflict') throw idempotencyConflict(operation, command.idempotencyKey, claim.operation);
+    });
+    return this.#issueAndRecord(command, p, p.request, operation);
+  }
+
+  async #issueAndRecord(command: Command, p: PersonalisationRecord, request: { signingCsr: string; encryptionCsr: string; tokenSerial: string }, operation: string): Promise<PersonalisedCard> {
+    const { store, clock, ra } = this.#deps;
+    const scope = `officer:${command.officer.id}`;
+    const tokenSerial = request.tokenSerial;
 
     let issued: IssuedCardCertificates;
     try {
       issued = await ra.issueCardCertificates({
-        // The acting officer is the one at this request; ra checks their role and office itself.
-        officerCertificateSha256: command.officer.certificateSha256,
+        // The officer who started the personalisation acts throughout (ra checks their role and
+        // office itself, and scopes its idempotency to them): a resumption by a colleague asks ra
+        // for the same issuance, not a second one.
+        officerCertificateSha256: p.officerCertificateSha256,
         // One ra issuance per personalisation, however often and under whatever key it is retried.
         idempotencyKey: `personalisation:${p.id}`,
         subscriberId: p.subscriberId,
         cardNumber: p.cardNumber,
         kind: p.kind,
         ...(p.replacesCard ? { replacesCard: p.replacesCard } : {}),
-        signingCsr: begun.signingCsr,
-        encryptionCsr: begun.encryptionCsr,
+        signingCsr: request.signingCsr,
+        encryptionCsr: request.encryptionCsr,
       });
     } catch (err) {
       const failure = PkiError.from(err, operation);

@@ -59,6 +59,8 @@ export interface PersonalisationRecord {
   state: PersonalisationState;
   failure?: string;
   result?: unknown;
+  /** Set when ra is asked: what a resumption sends again. */
+  request?: { signingCsr: string; encryptionCsr: string; tokenSerial: string };
   createdAt: Date;
   updatedAt: Date;
 }

@@ -81,6 +81,16 @@ const wrappedSecretSchema = {
   required: ['serverPublicKey', 'nonce', 'ciphertext'],
 } as const;
 
+const personalisedCardSchema = {
+  $id: 'PersonalisedCard',
+  type: 'object',
+  properties: {
+    personalisationId: { type: 'string' }, card: { $ref: 'Card#' }, applicationId: { type: 'string' }, subjectSerialNumber: { type: 'string' }, replacedCard: { $ref: 'Card#' },
+    certificates: { type: 'array', items: { type: 'object', properties: { keySlot: { type: 'string' }, serialHex: { type: 'string' }, certificate: { type: 'string' }, chain: { type: 'array', items: { type: 'string' } }, notAfter: { type: 'string' } } } },
+  },
+  required: ['personalisationId', 'card', 'applicationId', 'subjectSerialNumber', 'certificates'],
+} as const;
+
 const idempotencyHeader = {
   type: 'object',
   properties: {
@@ -130,7 +140,7 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
       return officer ? { ...officer, active: true } : undefined;
     },
   });
-  for (const schema of [errorBody, cardSchema, wrappedSecretSchema]) app.addSchema(schema);
+  for (const schema of [errorBody, cardSchema, wrappedSecretSchema, personalisedCardSchema]) app.addSchema(schema);
   void app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -312,17 +322,13 @@ function declareRoutes(app: FastifyInstance, deps: HttpDeps): void {
         required: ['signingCsr', 'encryptionCsr', 'signingAttestation', 'encryptionAttestation', 'tokenSerial'],
         properties: { signingCsr: { type: 'string', maxLength: 16384 }, encryptionCsr: { type: 'string', maxLength: 16384 }, signingAttestation: { type: 'string', maxLength: 1024 }, encryptionAttestation: { type: 'string', maxLength: 1024 }, tokenSerial: { type: 'string', maxLength: 32 } },
       },
-      response: {
-        201: {
-          type: 'object',
-          properties: {
-            personalisationId: { type: 'string' }, card: { $ref: 'Card#' }, applicationId: { type: 'string' }, subjectSerialNumber: { type: 'string' }, replacedCard: { $ref: 'Card#' },
-            certificates: { type: 'array', items: { type: 'object', properties: { keySlot: { type: 'string' }, serialHex: { type: 'string' }, certificate: { type: 'string' }, chain: { type: 'array', items: { type: 'string' } }, notAfter: { type: 'string' } } } },
-          },
-          required: ['personalisationId', 'card', 'applicationId', 'subjectSerialNumber', 'certificates'],
-        },
-      } },
+      response: { 201: { $ref: 'PersonalisedCard#' } } },
     async (request, reply, command) => reply.status(201).send(await counter.completePersonalisation(command!, (request.params as P).id!, request.body as never)),
+  );
+  route(
+    { method: 'POST', url: '/v1/personalisations/:id/resumption', permission: 'card.personalise', operation: 'resume personalisation', summary: "Finish a personalisation whose answer from ra never came back (the same request again); returns the certificates to write to the card", tags: ['counter'], mutating: true,
+      params: { type: 'object', properties: { id: { type: 'string', maxLength: 36 } }, required: ['id'] }, response: { 200: { $ref: 'PersonalisedCard#' } } },
+    async (request, _reply, command) => counter.resumePersonalisation(command!, (request.params as P).id!),
   );
   route(
     { method: 'POST', url: '/v1/personalisations/:id/cancellation', permission: 'card.personalise', operation: 'cancel personalisation', summary: 'Abandon a personalisation that has not reached ra: the card goes back to the stock', tags: ['counter'], mutating: true,

@@ -42,7 +42,7 @@ export interface CardStoreTx {
   audit(record: AuditRecord): Promise<void>;
   insertPersonalisation(p: PersonalisationRecord): Promise<void>;
   getPersonalisation(id: string, options?: { forUpdate?: boolean }): Promise<PersonalisationRecord | undefined>;
-  updatePersonalisation(id: string, patch: Partial<Pick<PersonalisationRecord, 'state' | 'failure' | 'result' | 'updatedAt'>>): Promise<void>;
+  updatePersonalisation(id: string, patch: Partial<Pick<PersonalisationRecord, 'state' | 'failure' | 'result' | 'updatedAt' | 'request'>>): Promise<void>;
   insertChallenge(challenge: BindingChallenge): Promise<void>;
   /** Marks the challenge used; false when it was used already or does not exist. */
   useChallenge(id: string, at: Date): Promise<BindingChallenge | undefined>;

@@ -83,6 +83,7 @@ function personalisation(r: Record<string, unknown>): PersonalisationRecord {
     state: r.state as PersonalisationRecord['state'],
     ...(r.failure ? { failure: r.failure as string } : {}),
     ...(r.result ? { result: r.result } : {}),
+    ...(r.signing_csr ? { request: { signingCsr: r.signing_csr as string, encryptionCsr: r.encryption_csr as string, tokenSerial: r.token_serial as string } } : {}),
     createdAt: r.created_at as Date,
     updatedAt: r.updated_at as Date,
   };
@@ -332,10 +333,12 @@ class Transaction implements CardStoreTx {
     return rows[0] ? card(rows[0]) : undefined;
   }
 
-  async updatePersonalisation(id: string, patch: Partial<Pick<PersonalisationRecord, 'state' | 'failure' | 'result' | 'updatedAt'>>): Promise<void> {
+  async updatePersonalisation(id: string, patch: Partial<Pick<PersonalisationRecord, 'state' | 'failure' | 'result' | 'updatedAt' | 'request'>>): Promise<void> {
     await this.tx.query(
-      `UPDATE personalisations SET state = COALESCE($2, state), failure = COALESCE($3, failure), result = COALESCE($4, result), updated_at = COALESCE($5, updated_at) WHERE id = $1`,
-      [id, patch.state ?? null, patch.failure ?? null, patch.result === undefined ? null : JSON.stringify(patch.result), patch.updatedAt ?? null],
+      `UPDATE personalisations SET state = COALESCE($2, state), failure = COALESCE($3, failure), result = COALESCE($4, result), updated_at = COALESCE($5, updated_at),
+         signing_csr = COALESCE($6, signing_csr), encryption_csr = COALESCE($7, encryption_csr), token_serial = COALESCE($8, token_serial) WHERE id = $1`,
+      [id, patch.state ?? null, patch.failure ?? null, patch.result === undefined ? null : JSON.stringify(patch.result), patch.updatedAt ?? null,
+        patch.request?.signingCsr ?? null, patch.request?.encryptionCsr ?? null, patch.request?.tokenSerial ?? null],
     );
   }
 }
