@@ -3,7 +3,7 @@ import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import rateLimit from '@fastify/rate-limit';
-import { PkiError, httpStatusOf, systemClock, type Logger } from '@pki/kit';
+import { PkiError, canonicalJson, httpStatusOf, systemClock, type Logger } from '@pki/kit';
 import { ClientCertificateAuthenticator } from '@pki/client-auth';
 import { authorize, type Officer, type Permission } from '../domain/access';
 import type { CardStock, Command } from '../domain/card-stock';
@@ -395,17 +395,6 @@ function declareMobileRoutes(app: FastifyInstance, deps: HttpDeps, route: (spec:
       async (request, _reply, command) => mobile.changeStatus(command!, (request.params as P).id!, op),
     );
   }
-}
-
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value && typeof value === 'object') {
-    return `{${Object.keys(value as object)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
 }
 
 /** One mapping from errors to answers: what was wrong for bad input, 503 with a retry hint for a dependency, nothing internal. */
