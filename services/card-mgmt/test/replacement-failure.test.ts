@@ -87,8 +87,12 @@ describe('a replacement that fails half-way', () => {
     expect((await f.call('card-centre', 'POST', '/v1/assignments', { office: OFFICE, cardNumbers: [number] })).status).toBe(200);
     await f.ra.ra.runtime.stop();
     // registrar-b has not called card-mgmt yet: even resolving them needs ra.
+    const seen = f.logs.length;
     const running = f.workstation('registrar-b', card, ['personalise', '--card', number, '--subscriber', citizen.subscriberId, '--birth-date', citizen.birthDate]);
-    await new Promise((r) => setTimeout(r, 3_000));
+    // ra comes back only once card-mgmt has answered the client's request with a 503 (its log says
+    // so), however long the client takes to start on a loaded machine.
+    const deadline = Date.now() + 90_000;
+    while (!f.logs.slice(seen).some((l) => l.includes('dependency unavailable')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     await f.ra.restart();
     const res = await running;
     expect(res.code === 0 ? res.json : res).toMatchObject({ card: { state: 'PERSONALISED' } });

@@ -141,7 +141,8 @@ describe('card stock', () => {
       res = await f.call('anonymous', 'POST', '/v1/mobile/challenges', { cardNumber: 'NOSUCH0002' });
       n++;
     } while (res.status !== 429 && n < 100);
-    expect({ status: res.status, n, error: res.body.error }).toEqual({ status: 429, n: 31, error: 'RESOURCE_EXHAUSTED' });
+    // 30 a minute: the 31st at the earliest (later only if a minute's window turned meanwhile).
+    expect({ status: res.status, atLeast31: n >= 31, error: res.body.error }).toEqual({ status: 429, atLeast31: true, error: 'RESOURCE_EXHAUSTED' });
     expect(res.body.message).toMatch(/^rate limit: at most 30 requests a minute; retry after \d+ s$/);
   });
 
