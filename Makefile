@@ -10,7 +10,7 @@ help:
 	@echo "make up      run the whole PKI on embedded defaults (Ctrl-C stops it)"
 	@echo "make test    run every test against real PostgreSQL, Kafka and SoftHSM"
 	@echo "make proto   regenerate packages/proto/src/gen from proto/"
-	@echo "make openapi regenerate services/ra/openapi.json from ra's routes"
+	@echo "make openapi regenerate services/ra/openapi.json and services/card-mgmt/openapi.json from the routes"
 	@echo "make lint    type-check everything and run ESLint"
 	@echo "make bench   signing and end-to-end issuance throughput next to PKCS#11 alone and openssl speed; a 1,000,000-entry CRL next to openssl ca -gencrl; the audit log end to end and offline; the OCSP responder next to openssl ocsp (docs/benchmarks.md)"
 
@@ -39,6 +39,7 @@ proto-check: proto
 # ra's OpenAPI document is generated from its route schemas and committed (a test compares them).
 openapi: build
 	@node services/ra/dist/openapi.js > services/ra/openapi.json
+	@node services/card-mgmt/dist/openapi.js > services/card-mgmt/openapi.json
 
 lint:
 	@pnpm exec tsc -p tsconfig.json

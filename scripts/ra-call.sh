@@ -3,6 +3,7 @@
 # with a fresh idempotency key on every call (set IDEMPOTENCY_KEY to replay one).
 #
 #   scripts/ra-call.sh <who> <METHOD> <path> [json body]
+#   PKI_API=cardMgmt scripts/ra-call.sh ...   calls card-mgmt's REST API instead (same officers)
 #
 #   who: registrar, registrar-2, supervisor, card-centre, auditor (officers, client certificates
 #        from var/dev/officers), household (the household-registration system), or citizen /
@@ -10,7 +11,7 @@
 # Prints the JSON answer; exits non-zero (after printing it) when ra answers with an error.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-endpoints=$root/var/dev/endpoints.json
+endpoints=${PKI_DEV_STATE_DIR:-$root/var/dev}/endpoints.json
 node=$root/var/tools/bin/node
 [ -f "$endpoints" ] || { echo "no $endpoints: start the PKI with 'make up' first" >&2; exit 1; }
 [ $# -ge 3 ] || { sed -n '2,12p' "$0" >&2; exit 64; }
@@ -25,6 +26,6 @@ case $who in
 esac
 [ -n "$body" ] && args+=(-H 'content-type: application/json' --data "$body")
 status=0
-curl "${args[@]}" "$(read_endpoint http.ra)$path" || status=$?
+curl "${args[@]}" "$(read_endpoint "http.${PKI_API:-ra}")$path" || status=$?
 echo
 exit $status

@@ -136,7 +136,7 @@ async function main(): Promise<void> {
       ops: { host: '127.0.0.1', port: ports.raOps },
       http: { host: '127.0.0.1', port: ports.raHttp, certFile: ids.ra.certFile, keyFile: ids.ra.keyFile, clientCaFiles: [officerCa.certFile], rateLimits: { officerPerMinute: 10_000_000 } },
       grpc: { host: '127.0.0.1', port: ports.raGrpc },
-      allow: { GetCertificate: [ids['ca-signer'].identity], ListCertificateStatuses: [ids['ca-signer'].identity], GetCard: [ids['ca-signer'].identity] },
+      allow: { GetCertificate: [ids['ca-signer'].identity], ListCertificateStatuses: [ids['ca-signer'].identity], GetCard: [ids['ca-signer'].identity], ResolveOfficer: [ids['ca-signer'].identity], IssueCardCertificates: [ids['ca-signer'].identity], ChangeCardStatus: [ids['ca-signer'].identity], VerifySubscriberCode: [ids['ca-signer'].identity], IssueMobileCertificate: [ids['ca-signer'].identity], ChangeMobileCertificateStatus: [ids['ca-signer'].identity] },
       database: { url: databaseUrl, schema: 'ra', maxConnections: 16 },
       tls: tls(ids.ra),
       caSigner: { address: `127.0.0.1:${ports.signerGrpc}`, serverIdentity: ids['ca-signer'].identity, deadlineMs: 60_000 },

@@ -19,6 +19,8 @@ export interface DevConfigInputs {
     officerCaFile: string;
     personalData: { encryptionKeyFile: string; lookupKeyFile: string; referenceKeyFile: string };
   };
+  /** card-mgmt's keys (32 random bytes each, in secret files): administrative secrets, the supplier's transport key, idempotency fingerprints. */
+  cardMgmt: { adminSecretKeyFile: string; transportKeyFile: string; fingerprintKeyFile: string };
   /** Where the CA certificates (root.pem, issuing.pem) are written; default: `ca` beside the secrets folder (devLayout). */
   caDir?: string;
 }
@@ -73,6 +75,12 @@ export function buildDevConfigs(inputs: DevConfigInputs): Record<ServiceName, Re
         GetCertificate: [serviceIdentity('card-mgmt'), serviceIdentity('ocsp'), serviceIdentity('crl')],
         ListCertificateStatuses: [serviceIdentity('ocsp'), serviceIdentity('crl')],
         GetCard: [serviceIdentity('card-mgmt')],
+        ResolveOfficer: [serviceIdentity('card-mgmt')],
+        IssueCardCertificates: [serviceIdentity('card-mgmt')],
+        ChangeCardStatus: [serviceIdentity('card-mgmt')],
+        VerifySubscriberCode: [serviceIdentity('card-mgmt')],
+        IssueMobileCertificate: [serviceIdentity('card-mgmt')],
+        ChangeMobileCertificateStatus: [serviceIdentity('card-mgmt')],
       },
       tls: inputs.tls.ra,
       caSigner: { address: `127.0.0.1:${ports.caSignerGrpc}`, serverIdentity: serviceIdentity('ca-signer'), deadlineMs: 10_000 },
@@ -85,7 +93,17 @@ export function buildDevConfigs(inputs: DevConfigInputs): Record<ServiceName, Re
         referenceKeyFile: inputs.ra.personalData.referenceKeyFile,
       },
     },
-    'card-mgmt': base('card-mgmt'),
+    'card-mgmt': {
+      ...base('card-mgmt'),
+      // HTTPS with its service certificate; officers present the same client certificates as to ra.
+      http: { host: '127.0.0.1', port: ports.cardMgmtHttp, certFile: inputs.tls['card-mgmt'].certFile, keyFile: inputs.tls['card-mgmt'].keyFile, clientCaFiles: [inputs.ra.officerCaFile] },
+      tls: inputs.tls['card-mgmt'],
+      ra: { address: `127.0.0.1:${ports.raGrpc}`, serverIdentity: serviceIdentity('ra'), deadlineMs: 30_000 },
+      events: { transport: { type: 'postgres' }, auditProducer: 'card-mgmt.audit' },
+      adminSecretKeyFile: inputs.cardMgmt.adminSecretKeyFile,
+      transportKeyFile: inputs.cardMgmt.transportKeyFile,
+      fingerprintKeyFile: inputs.cardMgmt.fingerprintKeyFile,
+    },
     ocsp: {
       ...base('ocsp'),
       http: { host: '127.0.0.1', port: ports.ocspHttp, threads: 2 },

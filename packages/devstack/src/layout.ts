@@ -45,6 +45,7 @@ export function devPorts(base = Number(process.env.PKI_DEV_PORT_BASE ?? 18_000))
     crlAdmin: base + 82,
     auditHttps: base + 83,
     ocspHttp: base + 84,
+    cardMgmtHttp: base + 85,
     caSignerGrpc: base + 90,
     raGrpc: base + 91,
     /** The supervisor's own /metrics (restarts per service), /livez and /readyz. */

@@ -53,12 +53,23 @@ async function prepare(layout: DevLayout, ports: DevPorts, databaseUrl: string):
   }
 
   const ra = await prepareRaDev(layout);
+  // card-mgmt's keys, made once and kept: administrative secrets derive from the first.
+  const cardMgmtKey = (name: string) => {
+    const file = path.join(layout.secrets, `${name}.key`);
+    persistentSecret(file, () => randomBytes(32).toString('base64'));
+    return file;
+  };
   const configs = buildDevConfigs({
     ports,
     databaseUrlFile: urlFile,
     hsm: { modulePath: token.modulePath, tokenLabel: TOKEN_LABEL, pinFile: path.join(layout.secrets, 'hsm-pin'), softhsmConfigFile: token.configPath },
     tls,
     ra: { officerCaFile: ra.officerCaFile, personalData: ra.personalData },
+    cardMgmt: {
+      adminSecretKeyFile: cardMgmtKey('card-mgmt-admin-secret'),
+      transportKeyFile: cardMgmtKey('card-mgmt-transport'),
+      fingerprintKeyFile: cardMgmtKey('card-mgmt-fingerprint'),
+    },
   });
   const raHttp = `https://127.0.0.1:${ports.raHttp}`;
   const configFiles = {} as Record<ServiceName, string>;
@@ -70,7 +81,7 @@ async function prepare(layout: DevLayout, ports: DevPorts, databaseUrl: string):
     configFiles,
     ra,
     endpoints: {
-      http: { ra: raHttp, crl: `http://127.0.0.1:${ports.crlHttp}/crl`, caCertificates: `http://127.0.0.1:${ports.crlHttp}/ca`, ocsp: ocspUrl(ports) },
+      http: { ra: raHttp, cardMgmt: `https://127.0.0.1:${ports.cardMgmtHttp}`, crl: `http://127.0.0.1:${ports.crlHttp}/crl`, caCertificates: `http://127.0.0.1:${ports.crlHttp}/ca`, ocsp: ocspUrl(ports) },
       admin: { crl: `https://127.0.0.1:${ports.crlAdmin}` },
       // curl --cacert <serviceCa> --cert <officer>.crt --key <officer>.key (README walks through it)
       officers: Object.fromEntries(ra.principals.map((p) => [p.id, { certFile: p.certFile, keyFile: p.keyFile, ...('role' in p ? { role: p.role, office: p.office } : {}) }])),

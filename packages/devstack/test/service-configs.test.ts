@@ -41,6 +41,7 @@ describe('service configuration files', () => {
         officerCaFile: '/x/officer-ca.crt',
         personalData: { encryptionKeyFile: secret('pd', 'a'.repeat(64)), lookupKeyFile: secret('lookup', 'b'.repeat(64)), referenceKeyFile: secret('ref', 'c'.repeat(64)) },
       },
+      cardMgmt: { adminSecretKeyFile: secret('admin', 'd'.repeat(64)), transportKeyFile: secret('transport', 'e'.repeat(64)), fingerprintKeyFile: secret('fingerprint', 'f'.repeat(64)) },
     });
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));

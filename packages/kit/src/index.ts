@@ -7,3 +7,4 @@ export * from './observability';
 export * from './lifecycle';
 export * from './runtime';
 export * from './main';
+export * from './canonical-json';

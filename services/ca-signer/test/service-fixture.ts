@@ -12,7 +12,7 @@ import { DEVELOPMENT_ATTENDANCE } from '../src/ceremony/audit';
 import { openCeremony } from '../src/ceremony/session';
 import { createDelegatedSigner, createIssuing } from '../src/ceremony/steps';
 
-export const SERVICES = ['ca-signer', 'ra', 'ocsp', 'crl', 'audit'] as const;
+export const SERVICES = ['ca-signer', 'ra', 'card-mgmt', 'ocsp', 'crl', 'audit'] as const;
 export type TestIdentities = Awaited<ReturnType<typeof createServiceIdentities<(typeof SERVICES)[number]>>>;
 
 export interface CaSignerFixture {

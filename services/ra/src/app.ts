@@ -2,12 +2,13 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Counter, Histogram } from 'prom-client';
 import { ServiceRuntime, systemClock, type Clock, type Logger } from '@pki/kit';
-import { createGrpcClient, GrpcServer } from '@pki/grpc';
+import { createGrpcClient, GrpcServer, type ServiceHandlers } from '@pki/grpc';
 import { caSignerV1, raV1, Topics } from '@pki/proto';
 import { connectServiceDatabase, startOutboxRelay } from '@pki/outbox';
 import type { RaConfig } from './config';
 import { buildHttpApp } from './http/app';
 import { raServiceHandlers } from './grpc/ra-service';
+import { counterOperationHandlers } from './grpc/counter-operations';
 import { AesGcmPersonalDataVault, decodeKey } from './adapters/crypto/personal-data-vault';
 import { ScryptCodeHasher } from './adapters/crypto/scrypt-code-hasher';
 import { PostgresRegistry } from './adapters/postgres/registry';
@@ -116,9 +117,13 @@ async function start(config: RaConfig, deps: RaDependencies, runtime: ServiceRun
   const address = http.server.address();
   const httpUrl = `https://${config.http.host}:${typeof address === 'object' && address ? address.port : config.http.port}`;
 
+  const handlers: ServiceHandlers<typeof raV1.RaService> = {
+    ...raServiceHandlers(registry.reads, clock),
+    ...counterOperationHandlers({ ra, principals: registry, reads: registry.reads, fingerprint: (data) => vault.fingerprint(data), callerName: 'card-mgmt' }),
+  };
   const grpc = new GrpcServer(
     { host: config.grpc.host, port: config.grpc.port, tls: config.tls, logger, registry: runtime.registry, readiness: runtime.readiness },
-    [{ service: raV1.RaService, handlers: raServiceHandlers(registry.reads, clock), allow: config.allow }],
+    [{ service: raV1.RaService, handlers, allow: config.allow }],
   );
   const { address: grpcAddress } = await grpc.listen();
   lifecycle.onStopAccepting({ name: 'grpc', stop: () => grpc.stop() });

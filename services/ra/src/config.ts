@@ -30,7 +30,18 @@ export const raConfigSchema = z.strictObject({
   /** The gRPC API for other services (card-mgmt; ocsp and crl to rebuild their state). */
   grpc: z.strictObject({ host: z.string().min(1).default('127.0.0.1'), port: z.number().int().min(0).max(65535) }),
   /** Who may call each RPC of pki.ra.v1.RaService (mTLS identities). Every RPC must be listed. */
-  allow: z.strictObject({ GetCertificate: allowList, ListCertificateStatuses: allowList, GetCard: allowList }),
+  allow: z.strictObject({
+    GetCertificate: allowList,
+    ListCertificateStatuses: allowList,
+    GetCard: allowList,
+    // The counter operations card-mgmt calls for an officer (decision 0023); card-mgmt only.
+    ResolveOfficer: allowList,
+    IssueCardCertificates: allowList,
+    ChangeCardStatus: allowList,
+    VerifySubscriberCode: allowList,
+    IssueMobileCertificate: allowList,
+    ChangeMobileCertificateStatus: allowList,
+  }),
   database: databaseConfig,
   /** This service's mTLS identity (spiffe://pki.internal/ra): calls to ca-signer and the gRPC server. */
   tls: tlsIdentityConfig,

@@ -20,6 +20,7 @@ import { prepareCertificate, signPreparedCertificate, type IssuingCa, type Prepa
 export const PROFILE_NAMES: Readonly<Record<string, CertificateProfileName>> = {
   'citizen-signature': 'citizenSignature',
   'citizen-encryption': 'citizenEncryption',
+  'citizen-mobile': 'citizenMobile',
 };
 
 export interface PublicationUrls {

@@ -125,6 +125,23 @@ export const citizenEncryptionProfile: CertificateProfile = {
 };
 
 /**
+ * A mobile credential (domain.md: a key pair generated on the phone, bound to the person through
+ * the physical card, up to 3 devices): the citizen's subject, a P-256 key from the phone's
+ * keystore, signatures only, and a shorter life than the card's (a phone is replaced sooner).
+ */
+export const citizenMobileProfile: CertificateProfile = {
+  ...citizenSignatureProfile,
+  name: 'citizenMobile',
+  subjectKeys: [{ type: 'EC', curve: 'P-256' }],
+  maxValidity: { years: 2 },
+  // A new kind of certificate: no field software depends on the card certificates' non-critical
+  // keyUsage here, so RFC 5280 §4.2.1.3's SHOULD holds.
+  keyUsage: { usages: ['digitalSignature'], critical: true },
+  allowsEmail: false,
+  deviations: [],
+};
+
+/**
  * A delegated OCSP responder of an issuing CA generation (RFC 6960 §4.2.2.2): the CA certifies the
  * responder key with id-kp-OCSPSigning, so responses need not be signed by the CA key itself.
  * id-pkix-ocsp-nocheck (§4.2.2.2.1) spares clients a revocation check of the responder, which is
@@ -233,6 +250,7 @@ export const serviceMtlsProfile: CertificateProfile = {
 export const certificateProfiles = {
   citizenSignature: citizenSignatureProfile,
   citizenEncryption: citizenEncryptionProfile,
+  citizenMobile: citizenMobileProfile,
   ocspResponder: ocspResponderProfile,
   auditCheckpointSigner: auditCheckpointSignerProfile,
   agencyClient: agencyClientProfile,

@@ -2,7 +2,7 @@ import { PkiError } from '@pki/kit';
 import type { RegistryTx } from '../ports/registry';
 import { assertOfficeScope, authorize, type Principal } from './access';
 import { assertCardTransition, cardStatusAfter, revocationReasonOf, type RevocationReason, type StatusReason } from './lifecycle';
-import type { AuditActor, CardRecord, HouseholdEventKind, SubscriberStatus } from './model';
+import type { AuditActor, CardRecord, HouseholdEventKind, SubscriberRecord, SubscriberStatus } from './model';
 import { parseNationalId } from './national-id';
 import { afterWrongCode, assertNotLocked } from './subscriber-code';
 import { actorOf, changeCertificateStatus, idempotencyConflict, idempotencyScope, isLive, runOnce, type Command, type RaDeps } from './shared';
@@ -121,6 +121,29 @@ export class CardStatusService {
   async bySelfService(command: Command, operation: 'activate' | 'suspend' | 'resume', cardNumber: string, code: unknown): Promise<CardView> {
     const name = `self-service ${operation}`;
     authorize(command.principal, 'self-service', name);
+    const subscriber = await this.verifySubscriberCode(cardNumber, code, name, operation);
+    const citizen = { ...command, principal: { kind: 'citizen' as const } };
+    return runOnce(
+      this.#deps,
+      citizen,
+      name,
+      async (tx) => {
+        const current = (await tx.getSubscriber(subscriber.id, { forUpdate: true }))!;
+        if (current.codeAttempts.failures > 0) await tx.updateSubscriberCodeAttempts(subscriber.id, { ...current.codeAttempts, failures: 0 });
+        const locked = await tx.getCard(cardNumber, { forUpdate: true });
+        return this.apply(tx, locked!, operation, { actor: { type: 'citizen', personRef: subscriber.personRef }, by: `citizen:${subscriber.personRef}` });
+      },
+      cardNumber,
+    );
+  }
+
+  /**
+   * Checks the subscriber code of the holder of `cardNumber`: self-service here, and card-mgmt's
+   * PIN unlock and mobile binding through gRPC. A wrong code, or a card number that does not
+   * exist, gets the same answer after the same work; each wrong code counts towards the lock
+   * (audited), and a right one clears the count.
+   */
+  async verifySubscriberCode(cardNumber: string, code: unknown, name: string, purpose: string): Promise<SubscriberRecord> {
     const { registry, hasher, clock, policy } = this.#deps;
     const wrong = () => new PkiError('UNAUTHENTICATED', `${name}: the card number or the subscriber code is wrong`);
     if (typeof code !== 'string' || code.length === 0 || code.length > 256) throw new PkiError('INVALID_ARGUMENT', `${name}: subscriberCode is required`);
@@ -138,7 +161,7 @@ export class CardStatusService {
         const next = afterWrongCode(current.codeAttempts, clock.now(), policy.subscriberCode);
         await tx.updateSubscriberCodeAttempts(subscriber.id, next);
         const actor: AuditActor = { type: 'citizen', personRef: subscriber.personRef };
-        await tx.audit({ action: 'self-service.authenticate', outcome: 'FAILURE', actor, objects: [{ type: 'card', id: cardNumber }], reason: 'wrong subscriber code', attributes: { operation } });
+        await tx.audit({ action: 'self-service.authenticate', outcome: 'FAILURE', actor, objects: [{ type: 'card', id: cardNumber }], reason: 'wrong subscriber code', attributes: { operation: purpose } });
         if (next.locked) {
           await tx.audit({
             action: 'self-service.lock',
@@ -154,19 +177,19 @@ export class CardStatusService {
       if (locked) assertNotLocked({ failures: 0, lockouts: 0, lockedUntil: locked }, clock.now(), name);
       throw wrong();
     }
-    const citizen = { ...command, principal: { kind: 'citizen' as const } };
-    return runOnce(
-      this.#deps,
-      citizen,
-      name,
-      async (tx) => {
-        const current = (await tx.getSubscriber(subscriber.id, { forUpdate: true }))!;
-        if (current.codeAttempts.failures > 0) await tx.updateSubscriberCodeAttempts(subscriber.id, { ...current.codeAttempts, failures: 0 });
-        const locked = await tx.getCard(cardNumber, { forUpdate: true });
-        return this.apply(tx, locked!, operation, { actor: { type: 'citizen', personRef: subscriber.personRef }, by: `citizen:${subscriber.personRef}` });
-      },
-      cardNumber,
-    );
+    return subscriber;
+  }
+
+  /** A right code, checked for another service (card-mgmt): clears the failure count, audited. */
+  async confirmSubscriberCode(cardNumber: string, code: unknown, purpose: string, caller: string): Promise<{ subscriberId: string }> {
+    const name = `verify subscriber code (${purpose})`;
+    const subscriber = await this.verifySubscriberCode(cardNumber, code, name, purpose);
+    await this.#deps.registry.transaction(async (tx) => {
+      const current = (await tx.getSubscriber(subscriber.id, { forUpdate: true }))!;
+      if (current.codeAttempts.failures > 0) await tx.updateSubscriberCodeAttempts(subscriber.id, { ...current.codeAttempts, failures: 0 });
+      await tx.audit({ action: 'self-service.authenticate', outcome: 'SUCCESS', actor: { type: 'citizen', personRef: subscriber.personRef }, objects: [{ type: 'card', id: cardNumber }], attributes: { operation: purpose, for: caller } });
+    });
+    return { subscriberId: subscriber.id };
   }
 
   /**

@@ -72,7 +72,8 @@ export interface CardRecord {
   createdAt: Date;
 }
 
-export type KeySlot = 'SIGN' | 'KEYX';
+/** SIGN and KEYX: the card's two key pairs; MOBILE: a phone's key bound through the card (decision 0025). */
+export type KeySlot = 'SIGN' | 'KEYX' | 'MOBILE';
 
 export interface CertificateRecord {
   serialHex: string;
@@ -81,6 +82,8 @@ export interface CertificateRecord {
   cardNumber?: string;
   applicationId?: string;
   keySlot: KeySlot;
+  /** MOBILE: the device card-mgmt enrolled. */
+  deviceId?: string;
   status: CertificateStatus;
   reason?: StatusReason;
   revocationTime?: Date;

@@ -1,3 +1,4 @@
+import { MobileCertificates } from './mobile';
 import { Approvals } from './approvals';
 import { CardStatusService } from './card-status';
 import { Issuance } from './issuance';
@@ -14,6 +15,7 @@ export class RegistrationAuthority {
   readonly approvals: Approvals;
   readonly queries: Queries;
   readonly reconciliation: Reconciliation;
+  readonly mobile: MobileCertificates;
 
   constructor(deps: RaDeps, reconciliation: ReconciliationPolicy) {
     this.subscribers = new Subscribers(deps);
@@ -24,5 +26,6 @@ export class RegistrationAuthority {
     this.cards.useApprovals(this.approvals);
     this.queries = new Queries(deps);
     this.reconciliation = new Reconciliation(deps, this.issuance, reconciliation);
+    this.mobile = new MobileCertificates(deps);
   }
 }

@@ -9,7 +9,7 @@ export interface CertificateView {
   serialHex: string;
   issuerKeyId: string;
   profile: string;
-  keySlot: 'SIGN' | 'KEYX';
+  keySlot: 'SIGN' | 'KEYX' | 'MOBILE';
   status: 'VALID' | 'SUSPENDED' | 'REVOKED';
   reason?: string;
   revocationTime?: string;

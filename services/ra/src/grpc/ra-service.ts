@@ -51,7 +51,7 @@ function recordOf(c: CertificateRecord): raV1.CertificateRecord {
 }
 
 /** The gRPC face of the registry for other services: translation only, no personal data. */
-export function raServiceHandlers(reads: RegistryReads, clock: { now(): Date }): ServiceHandlers<typeof raV1.RaService> {
+export function raServiceHandlers(reads: RegistryReads, clock: { now(): Date }): Pick<ServiceHandlers<typeof raV1.RaService>, 'getCertificate' | 'listCertificateStatuses' | 'getCard'> {
   return {
     getCertificate: async (request) => {
       const serial = request.serialHex.toLowerCase();

@@ -2,7 +2,7 @@ import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import rateLimit from '@fastify/rate-limit';
-import { PkiError, httpStatusOf, type Logger } from '@pki/kit';
+import { PkiError, canonicalJson, httpStatusOf, type Logger } from '@pki/kit';
 import { authorize, permissionsOf, type Permission, type Principal } from '../domain/access';
 import type { RegistrationAuthority } from '../domain/registration-authority';
 import type { Command } from '../domain/shared';
@@ -435,17 +435,6 @@ function declareRoutes(app: FastifyInstance, deps: HttpDeps): void {
 /** A request's identity for idempotency: the operation, its path parameters and its body, canonically. */
 function fingerprintInput(operation: string, request: FastifyRequest): string {
   return `${operation}\n${canonicalJson(request.params ?? {})}\n${canonicalJson(request.body ?? {})}`;
-}
-
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value && typeof value === 'object') {
-    return `{${Object.keys(value as object)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
 }
 
 /**

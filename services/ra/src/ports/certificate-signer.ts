@@ -1,5 +1,5 @@
 /** What ra needs of ca-signer, in the domain's terms (adapters/grpc wraps the gRPC client). */
-export type CitizenProfile = 'citizen-signature' | 'citizen-encryption';
+export type CitizenProfile = 'citizen-signature' | 'citizen-encryption' | 'citizen-mobile';
 
 export interface IssueRequest {
   /** Unique per intended certificate: `ra/<application id>/<SIGN|KEYX>`. */

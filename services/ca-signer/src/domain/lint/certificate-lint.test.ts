@@ -53,6 +53,11 @@ const REQUESTS: Record<CertificateProfileName, Omit<IssueCertificateRequest, 'is
     subject: [{ type: 'C', value: 'TW' }, { type: 'CN', value: '王小明' }, { type: 'serialNumber', value: '0000000012345678' }],
     publicKeySpki: rsa2048,
   },
+  citizenMobile: {
+    subject: [{ type: 'C', value: 'TW' }, { type: 'CN', value: '王小明' }, { type: 'serialNumber', value: '0000000012345678' }],
+    publicKeySpki: p256,
+    nationalIdLastFour: '6789',
+  },
   ocspResponder: { subject: [{ type: 'C', value: 'TW' }, { type: 'O', value: '內政部' }, { type: 'CN', value: 'OCSP 1' }], publicKeySpki: p256, validity: { days: 30 } },
   auditCheckpointSigner: { subject: [{ type: 'C', value: 'TW' }, { type: 'O', value: '內政部' }, { type: 'CN', value: 'Audit' }], publicKeySpki: p256 },
   agencyClient: {

@@ -12,7 +12,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { CertificateStatusChanged } from "../../events/v1/events_pb";
+import type { CertificateStatus, CertificateStatusChanged } from "../../events/v1/events_pb";
 import { file_pki_events_v1_events } from "../../events/v1/events_pb";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -20,7 +20,435 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pki/ra/v1/ra.proto.
  */
 export const file_pki_ra_v1_ra: GenFile = /*@__PURE__*/
-  fileDesc("ChJwa2kvcmEvdjEvcmEucHJvdG8SCXBraS5yYS52MSIrChVHZXRDZXJ0aWZpY2F0ZVJlcXVlc3QSEgoKc2VyaWFsX2hleBgBIAEoCSKIAQoRQ2VydGlmaWNhdGVSZWNvcmQSNwoGc3RhdHVzGAEgASgLMicucGtpLmV2ZW50cy52MS5DZXJ0aWZpY2F0ZVN0YXR1c0NoYW5nZWQSEwoLY2FyZF9udW1iZXIYAiABKAkSEAoIa2V5X3Nsb3QYAyABKAkSEwoLY2VydGlmaWNhdGUYBCABKAwiSwoWR2V0Q2VydGlmaWNhdGVSZXNwb25zZRIxCgtjZXJ0aWZpY2F0ZRgBIAEoCzIcLnBraS5yYS52MS5DZXJ0aWZpY2F0ZVJlY29yZCJeCh5MaXN0Q2VydGlmaWNhdGVTdGF0dXNlc1JlcXVlc3QSEgoKcGFnZV90b2tlbhgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SFQoNaXNzdWVyX2tleV9pZBgDIAEoCSKiAQofTGlzdENlcnRpZmljYXRlU3RhdHVzZXNSZXNwb25zZRI5CghzdGF0dXNlcxgBIAMoCzInLnBraS5ldmVudHMudjEuQ2VydGlmaWNhdGVTdGF0dXNDaGFuZ2VkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIrCgdyZWFkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIlCg5HZXRDYXJkUmVxdWVzdBITCgtjYXJkX251bWJlchgBIAEoCSLkAQoPR2V0Q2FyZFJlc3BvbnNlEhMKC2NhcmRfbnVtYmVyGAEgASgJEiUKBnN0YXR1cxgCIAEoDjIVLnBraS5yYS52MS5DYXJkU3RhdHVzEh0KFXN1YmplY3Rfc2VyaWFsX251bWJlchgDIAEoCRIyCgxjZXJ0aWZpY2F0ZXMYBCADKAsyHC5wa2kucmEudjEuQ2VydGlmaWNhdGVSZWNvcmQSMAoMYWN0aXZhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghleHRlbmRlZBgGIAEoCCqNAQoKQ2FyZFN0YXR1cxIbChdDQVJEX1NUQVRVU19VTlNQRUNJRklFRBAAEhYKEkNBUkRfU1RBVFVTX0lTU1VFRBABEhYKEkNBUkRfU1RBVFVTX0FDVElWRRACEhkKFUNBUkRfU1RBVFVTX1NVU1BFTkRFRBADEhcKE0NBUkRfU1RBVFVTX1JFVk9LRUQQBDKWAgoJUmFTZXJ2aWNlElUKDkdldENlcnRpZmljYXRlEiAucGtpLnJhLnYxLkdldENlcnRpZmljYXRlUmVxdWVzdBohLnBraS5yYS52MS5HZXRDZXJ0aWZpY2F0ZVJlc3BvbnNlEnAKF0xpc3RDZXJ0aWZpY2F0ZVN0YXR1c2VzEikucGtpLnJhLnYxLkxpc3RDZXJ0aWZpY2F0ZVN0YXR1c2VzUmVxdWVzdBoqLnBraS5yYS52MS5MaXN0Q2VydGlmaWNhdGVTdGF0dXNlc1Jlc3BvbnNlEkAKB0dldENhcmQSGS5wa2kucmEudjEuR2V0Q2FyZFJlcXVlc3QaGi5wa2kucmEudjEuR2V0Q2FyZFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_pki_events_v1_events]);
+  fileDesc("ChJwa2kvcmEvdjEvcmEucHJvdG8SCXBraS5yYS52MSJgCh1Jc3N1ZU1vYmlsZUNlcnRpZmljYXRlUmVxdWVzdBITCgtjYXJkX251bWJlchgBIAEoCRIRCglkZXZpY2VfaWQYAiABKAkSFwoPcHVibGljX2tleV9zcGtpGAMgASgMIlMKHklzc3VlTW9iaWxlQ2VydGlmaWNhdGVSZXNwb25zZRIxCgtjZXJ0aWZpY2F0ZRgBIAEoCzIcLnBraS5yYS52MS5Jc3N1ZWRDZXJ0aWZpY2F0ZSLBAQokQ2hhbmdlTW9iaWxlQ2VydGlmaWNhdGVTdGF0dXNSZXF1ZXN0EiIKGm9mZmljZXJfY2VydGlmaWNhdGVfc2hhMjU2GAEgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCRISCgpzZXJpYWxfaGV4GAMgASgJEjgKCW9wZXJhdGlvbhgEIAEoDjIlLnBraS5yYS52MS5Nb2JpbGVDZXJ0aWZpY2F0ZU9wZXJhdGlvbhIOCgZyZWFzb24YBSABKAkiWQolQ2hhbmdlTW9iaWxlQ2VydGlmaWNhdGVTdGF0dXNSZXNwb25zZRIwCgZzdGF0dXMYASABKA4yIC5wa2kuZXZlbnRzLnYxLkNlcnRpZmljYXRlU3RhdHVzIjMKFVJlc29sdmVPZmZpY2VyUmVxdWVzdBIaChJjZXJ0aWZpY2F0ZV9zaGEyNTYYASABKAkiSgoWUmVzb2x2ZU9mZmljZXJSZXNwb25zZRISCgpvZmZpY2VyX2lkGAEgASgJEg4KBm9mZmljZRgCIAEoCRIMCgRyb2xlGAMgASgJItkBChxJc3N1ZUNhcmRDZXJ0aWZpY2F0ZXNSZXF1ZXN0EiIKGm9mZmljZXJfY2VydGlmaWNhdGVfc2hhMjU2GAEgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCRIVCg1zdWJzY3JpYmVyX2lkGAMgASgJEhMKC2NhcmRfbnVtYmVyGAQgASgJEgwKBGtpbmQYBSABKAkSFQoNcmVwbGFjZXNfY2FyZBgGIAEoCRITCgtzaWduaW5nX2NzchgHIAEoCRIWCg5lbmNyeXB0aW9uX2NzchgIIAEoCSKMAQoRSXNzdWVkQ2VydGlmaWNhdGUSEgoKc2VyaWFsX2hleBgBIAEoCRIQCghrZXlfc2xvdBgCIAEoCRITCgtjZXJ0aWZpY2F0ZRgDIAEoDBINCgVjaGFpbhgEIAMoDBItCglub3RfYWZ0ZXIYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIooBCh1Jc3N1ZUNhcmRDZXJ0aWZpY2F0ZXNSZXNwb25zZRIWCg5hcHBsaWNhdGlvbl9pZBgBIAEoCRIyCgxjZXJ0aWZpY2F0ZXMYAiADKAsyHC5wa2kucmEudjEuSXNzdWVkQ2VydGlmaWNhdGUSHQoVc3ViamVjdF9zZXJpYWxfbnVtYmVyGAMgASgJIrcBChdDaGFuZ2VDYXJkU3RhdHVzUmVxdWVzdBIiChpvZmZpY2VyX2NlcnRpZmljYXRlX3NoYTI1NhgBIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAiABKAkSEwoLY2FyZF9udW1iZXIYAyABKAkSMQoJb3BlcmF0aW9uGAQgASgOMh4ucGtpLnJhLnYxLkNhcmRTdGF0dXNPcGVyYXRpb24SFwoPc3Vic2NyaWJlcl9jb2RlGAUgASgJIloKGENoYW5nZUNhcmRTdGF0dXNSZXNwb25zZRIlCgZzdGF0dXMYASABKA4yFS5wa2kucmEudjEuQ2FyZFN0YXR1cxIXCg9jaGFuZ2VkX3NlcmlhbHMYAiADKAkiXAobVmVyaWZ5U3Vic2NyaWJlckNvZGVSZXF1ZXN0EhMKC2NhcmRfbnVtYmVyGAEgASgJEhcKD3N1YnNjcmliZXJfY29kZRgCIAEoCRIPCgdwdXJwb3NlGAMgASgJIjUKHFZlcmlmeVN1YnNjcmliZXJDb2RlUmVzcG9uc2USFQoNc3Vic2NyaWJlcl9pZBgBIAEoCSIrChVHZXRDZXJ0aWZpY2F0ZVJlcXVlc3QSEgoKc2VyaWFsX2hleBgBIAEoCSKIAQoRQ2VydGlmaWNhdGVSZWNvcmQSNwoGc3RhdHVzGAEgASgLMicucGtpLmV2ZW50cy52MS5DZXJ0aWZpY2F0ZVN0YXR1c0NoYW5nZWQSEwoLY2FyZF9udW1iZXIYAiABKAkSEAoIa2V5X3Nsb3QYAyABKAkSEwoLY2VydGlmaWNhdGUYBCABKAwiSwoWR2V0Q2VydGlmaWNhdGVSZXNwb25zZRIxCgtjZXJ0aWZpY2F0ZRgBIAEoCzIcLnBraS5yYS52MS5DZXJ0aWZpY2F0ZVJlY29yZCJeCh5MaXN0Q2VydGlmaWNhdGVTdGF0dXNlc1JlcXVlc3QSEgoKcGFnZV90b2tlbhgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SFQoNaXNzdWVyX2tleV9pZBgDIAEoCSKiAQofTGlzdENlcnRpZmljYXRlU3RhdHVzZXNSZXNwb25zZRI5CghzdGF0dXNlcxgBIAMoCzInLnBraS5ldmVudHMudjEuQ2VydGlmaWNhdGVTdGF0dXNDaGFuZ2VkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIrCgdyZWFkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIlCg5HZXRDYXJkUmVxdWVzdBITCgtjYXJkX251bWJlchgBIAEoCSLkAQoPR2V0Q2FyZFJlc3BvbnNlEhMKC2NhcmRfbnVtYmVyGAEgASgJEiUKBnN0YXR1cxgCIAEoDjIVLnBraS5yYS52MS5DYXJkU3RhdHVzEh0KFXN1YmplY3Rfc2VyaWFsX251bWJlchgDIAEoCRIyCgxjZXJ0aWZpY2F0ZXMYBCADKAsyHC5wa2kucmEudjEuQ2VydGlmaWNhdGVSZWNvcmQSMAoMYWN0aXZhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghleHRlbmRlZBgGIAEoCCrGAQoaTW9iaWxlQ2VydGlmaWNhdGVPcGVyYXRpb24SLAooTU9CSUxFX0NFUlRJRklDQVRFX09QRVJBVElPTl9VTlNQRUNJRklFRBAAEigKJE1PQklMRV9DRVJUSUZJQ0FURV9PUEVSQVRJT05fU1VTUEVORBABEicKI01PQklMRV9DRVJUSUZJQ0FURV9PUEVSQVRJT05fUkVTVU1FEAISJwojTU9CSUxFX0NFUlRJRklDQVRFX09QRVJBVElPTl9SRVZPS0UQAyqlAQoTQ2FyZFN0YXR1c09wZXJhdGlvbhIlCiFDQVJEX1NUQVRVU19PUEVSQVRJT05fVU5TUEVDSUZJRUQQABIiCh5DQVJEX1NUQVRVU19PUEVSQVRJT05fQUNUSVZBVEUQARIhCh1DQVJEX1NUQVRVU19PUEVSQVRJT05fU1VTUEVORBACEiAKHENBUkRfU1RBVFVTX09QRVJBVElPTl9SRVNVTUUQAyqNAQoKQ2FyZFN0YXR1cxIbChdDQVJEX1NUQVRVU19VTlNQRUNJRklFRBAAEhYKEkNBUkRfU1RBVFVTX0lTU1VFRBABEhYKEkNBUkRfU1RBVFVTX0FDVElWRRACEhkKFUNBUkRfU1RBVFVTX1NVU1BFTkRFRBADEhcKE0NBUkRfU1RBVFVTX1JFVk9LRUQQBDKTBwoJUmFTZXJ2aWNlElUKDkdldENlcnRpZmljYXRlEiAucGtpLnJhLnYxLkdldENlcnRpZmljYXRlUmVxdWVzdBohLnBraS5yYS52MS5HZXRDZXJ0aWZpY2F0ZVJlc3BvbnNlEnAKF0xpc3RDZXJ0aWZpY2F0ZVN0YXR1c2VzEikucGtpLnJhLnYxLkxpc3RDZXJ0aWZpY2F0ZVN0YXR1c2VzUmVxdWVzdBoqLnBraS5yYS52MS5MaXN0Q2VydGlmaWNhdGVTdGF0dXNlc1Jlc3BvbnNlEkAKB0dldENhcmQSGS5wa2kucmEudjEuR2V0Q2FyZFJlcXVlc3QaGi5wa2kucmEudjEuR2V0Q2FyZFJlc3BvbnNlElUKDlJlc29sdmVPZmZpY2VyEiAucGtpLnJhLnYxLlJlc29sdmVPZmZpY2VyUmVxdWVzdBohLnBraS5yYS52MS5SZXNvbHZlT2ZmaWNlclJlc3BvbnNlEmoKFUlzc3VlQ2FyZENlcnRpZmljYXRlcxInLnBraS5yYS52MS5Jc3N1ZUNhcmRDZXJ0aWZpY2F0ZXNSZXF1ZXN0GigucGtpLnJhLnYxLklzc3VlQ2FyZENlcnRpZmljYXRlc1Jlc3BvbnNlElsKEENoYW5nZUNhcmRTdGF0dXMSIi5wa2kucmEudjEuQ2hhbmdlQ2FyZFN0YXR1c1JlcXVlc3QaIy5wa2kucmEudjEuQ2hhbmdlQ2FyZFN0YXR1c1Jlc3BvbnNlEmcKFFZlcmlmeVN1YnNjcmliZXJDb2RlEiYucGtpLnJhLnYxLlZlcmlmeVN1YnNjcmliZXJDb2RlUmVxdWVzdBonLnBraS5yYS52MS5WZXJpZnlTdWJzY3JpYmVyQ29kZVJlc3BvbnNlEm0KFklzc3VlTW9iaWxlQ2VydGlmaWNhdGUSKC5wa2kucmEudjEuSXNzdWVNb2JpbGVDZXJ0aWZpY2F0ZVJlcXVlc3QaKS5wa2kucmEudjEuSXNzdWVNb2JpbGVDZXJ0aWZpY2F0ZVJlc3BvbnNlEoIBCh1DaGFuZ2VNb2JpbGVDZXJ0aWZpY2F0ZVN0YXR1cxIvLnBraS5yYS52MS5DaGFuZ2VNb2JpbGVDZXJ0aWZpY2F0ZVN0YXR1c1JlcXVlc3QaMC5wa2kucmEudjEuQ2hhbmdlTW9iaWxlQ2VydGlmaWNhdGVTdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_pki_events_v1_events]);
+
+/**
+ * @generated from message pki.ra.v1.IssueMobileCertificateRequest
+ */
+export type IssueMobileCertificateRequest = Message<"pki.ra.v1.IssueMobileCertificateRequest"> & {
+  /**
+   * @generated from field: string card_number = 1;
+   */
+  cardNumber: string;
+
+  /**
+   * card-mgmt's device id (a UUID).
+   *
+   * @generated from field: string device_id = 2;
+   */
+  deviceId: string;
+
+  /**
+   * SubjectPublicKeyInfo DER of the phone's P-256 key.
+   *
+   * Next unused field number: 4
+   *
+   * @generated from field: bytes public_key_spki = 3;
+   */
+  publicKeySpki: Uint8Array;
+};
+
+/**
+ * Describes the message pki.ra.v1.IssueMobileCertificateRequest.
+ * Use `create(IssueMobileCertificateRequestSchema)` to create a new message.
+ */
+export const IssueMobileCertificateRequestSchema: GenMessage<IssueMobileCertificateRequest> = /*@__PURE__*/
+  messageDesc(file_pki_ra_v1_ra, 0);
+
+/**
+ * @generated from message pki.ra.v1.IssueMobileCertificateResponse
+ */
+export type IssueMobileCertificateResponse = Message<"pki.ra.v1.IssueMobileCertificateResponse"> & {
+  /**
+   * Next unused field number: 2
+   *
+   * @generated from field: pki.ra.v1.IssuedCertificate certificate = 1;
+   */
+  certificate?: IssuedCertificate | undefined;
+};
+
+/**
+ * Describes the message pki.ra.v1.IssueMobileCertificateResponse.
+ * Use `create(IssueMobileCertificateResponseSchema)` to create a new message.
+ */
+export const IssueMobileCertificateResponseSchema: GenMessage<IssueMobileCertificateResponse> = /*@__PURE__*/
+  messageDesc(file_pki_ra_v1_ra, 1);
+
+/**
+ * @generated from message pki.ra.v1.ChangeMobileCertificateStatusRequest
+ */
+export type ChangeMobileCertificateStatusRequest = Message<"pki.ra.v1.ChangeMobileCertificateStatusRequest"> & {
+  /**
+   * As in IssueCardCertificatesRequest.
+   *
+   * @generated from field: string officer_certificate_sha256 = 1;
+   */
+  officerCertificateSha256: string;
+
+  /**
+   * @generated from field: string idempotency_key = 2;
+   */
+  idempotencyKey: string;
+
+  /**
+   * @generated from field: string serial_hex = 3;
+   */
+  serialHex: string;
+
+  /**
+   * @generated from field: pki.ra.v1.MobileCertificateOperation operation = 4;
+   */
+  operation: MobileCertificateOperation;
+
+  /**
+   * REVOKE: an RFC 5280 reason name; cessationOfOperation when empty.
+   *
+   * Next unused field number: 6
+   *
+   * @generated from field: string reason = 5;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message pki.ra.v1.ChangeMobileCertificateStatusRequest.
+ * Use `create(ChangeMobileCertificateStatusRequestSchema)` to create a new message.
+ */
+export const ChangeMobileCertificateStatusRequestSchema: GenMessage<ChangeMobileCertificateStatusRequest> = /*@__PURE__*/
+  messageDesc(file_pki_ra_v1_ra, 2);
+
+/**
+ * @generated from message pki.ra.v1.ChangeMobileCertificateStatusResponse
+ */
+export type ChangeMobileCertificateStatusResponse = Message<"pki.ra.v1.ChangeMobileCertificateStatusResponse"> & {
+  /**
+   * Next unused field number: 2
+   *
+   * @generated from field: pki.events.v1.CertificateStatus status = 1;
+   */
+  status: CertificateStatus;
+};
+
+/**
+ * Describes the message pki.ra.v1.ChangeMobileCertificateStatusResponse.
+ * Use `create(ChangeMobileCertificateStatusResponseSchema)` to create a new message.
+ */
+export const ChangeMobileCertificateStatusResponseSchema: GenMessage<ChangeMobileCertificateStatusResponse> = /*@__PURE__*/
+  messageDesc(file_pki_ra_v1_ra, 3);
+
+/**
+ * @generated from message pki.ra.v1.ResolveOfficerRequest
+ */
+export type ResolveOfficerRequest = Message<"pki.ra.v1.ResolveOfficerRequest"> & {
+  /**
+   * Lower-case hex SHA-256 of the client certificate's DER.
+   *
+   * Next unused field number: 2
+   *
+   * @generated from field: string certificate_sha256 = 1;
+   */
+  certificateSha256: string;
+};
+
+/**
+ * Describes the message pki.ra.v1.ResolveOfficerRequest.
+ * Use `create(ResolveOfficerRequestSchema)` to create a new message.
+ */
+export const ResolveOfficerRequestSchema: GenMessage<ResolveOfficerRequest> = /*@__PURE__*/
+  messageDesc(file_pki_ra_v1_ra, 4);
+
+/**
+ * @generated from message pki.ra.v1.ResolveOfficerResponse
+ */
+export type ResolveOfficerResponse = Message<"pki.ra.v1.ResolveOfficerResponse"> & {
+  /**
+   * @generated from field: string officer_id = 1;
+   */
+  officerId: string;
+
+  /**
+   * @generated from field: string office = 2;
+   */
+  office: string;
+
+  /**
+   * One of ra's officer roles: registrar, supervisor, card-centre, auditor.
+   *
+   * Next unused field number: 4
+   *
+   * @generated from field: string role = 3;
+   */
+  role: string;
+};
+
+/**
+ * Describes the message pki.ra.v1.ResolveOfficerResponse.
+ * Use `create(ResolveOfficerResponseSchema)` to create a new message.
+ */
+export const ResolveOfficerResponseSchema: GenMessage<ResolveOfficerResponse> = /*@__PURE__*/
+  messageDesc(file_pki_ra_v1_ra, 5);
+
+/**
+ * @generated from message pki.ra.v1.IssueCardCertificatesRequest
+ */
+export type IssueCardCertificatesRequest = Message<"pki.ra.v1.IssueCardCertificatesRequest"> & {
+  /**
+   * The officer acting at the counter, as the SHA-256 of the client certificate they presented to
+   * the caller: ra resolves it in its own directory and authorises that officer, not the caller.
+   *
+   * @generated from field: string officer_certificate_sha256 = 1;
+   */
+  officerCertificateSha256: string;
+
+  /**
+   * The caller's idempotency key for this issuance; a retry with the same key and request returns
+   * the same certificates, one with another request is refused.
+   *
+   * @generated from field: string idempotency_key = 2;
+   */
+  idempotencyKey: string;
+
+  /**
+   * @generated from field: string subscriber_id = 3;
+   */
+  subscriberId: string;
+
+  /**
+   * @generated from field: string card_number = 4;
+   */
+  cardNumber: string;
+
+  /**
+   * "NEW" or "REPLACEMENT".
+   *
+   * @generated from field: string kind = 5;
+   */
+  kind: string;
+
+  /**
+   * REPLACEMENT: the card whose certificates the new ones supersede.
+   *
+   * @generated from field: string replaces_card = 6;
+   */
+  replacesCard: string;
+
+  /**
+   * PKCS#10 requests (PEM) made with the card's SIGN and KEYX key pairs (proof of possession).
+   *
+   * @generated from field: string signing_csr = 7;
+   */
+  signingCsr: string;
+
+  /**
+   * Next unused field number: 9
+   *
+   * @generated from field: string encryption_csr = 8;
+   */
+  encryptionCsr: string;
+};
+
+/**
+ * Describes the message pki.ra.v1.IssueCardCertificatesRequest.
+ * Use `create(IssueCardCertificatesRequestSchema)` to create a new message.
+ */
+export const IssueCardCertificatesRequestSchema: GenMessage<IssueCardCertificatesRequest> = /*@__PURE__*/
+  messageDesc(file_pki_ra_v1_ra, 6);
+
+/**
+ * @generated from message pki.ra.v1.IssuedCertificate
+ */
+export type IssuedCertificate = Message<"pki.ra.v1.IssuedCertificate"> & {
+  /**
+   * @generated from field: string serial_hex = 1;
+   */
+  serialHex: string;
+
+  /**
+   * "SIGN" or "KEYX".
+   *
+   * @generated from field: string key_slot = 2;
+   */
+  keySlot: string;
+
+  /**
+   * DER.
+   *
+   * @generated from field: bytes certificate = 3;
+   */
+  certificate: Uint8Array;
+
+  /**
+   * The issuing generation's chain, issuing CA first (DER each).
+   *
+   * @generated from field: repeated bytes chain = 4;
+   */
+  chain: Uint8Array[];
+
+  /**
+   * Next unused field number: 6
+   *
+   * @generated from field: google.protobuf.Timestamp not_after = 5;
+   */
+  notAfter?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message pki.ra.v1.IssuedCertificate.
+ * Use `create(IssuedCertificateSchema)` to create a new message.
+ */
+export const IssuedCertificateSchema: GenMessage<IssuedCertificate> = /*@__PURE__*/
+  messageDesc(file_pki_ra_v1_ra, 7);
+
+/**
+ * @generated from message pki.ra.v1.IssueCardCertificatesResponse
+ */
+export type IssueCardCertificatesResponse = Message<"pki.ra.v1.IssueCardCertificatesResponse"> & {
+  /**
+   * @generated from field: string application_id = 1;
+   */
+  applicationId: string;
+
+  /**
+   * @generated from field: repeated pki.ra.v1.IssuedCertificate certificates = 2;
+   */
+  certificates: IssuedCertificate[];
+
+  /**
+   * The 16-digit subject serialNumber of the card's certificates.
+   *
+   * Next unused field number: 4
+   *
+   * @generated from field: string subject_serial_number = 3;
+   */
+  subjectSerialNumber: string;
+};
+
+/**
+ * Describes the message pki.ra.v1.IssueCardCertificatesResponse.
+ * Use `create(IssueCardCertificatesResponseSchema)` to create a new message.
+ */
+export const IssueCardCertificatesResponseSchema: GenMessage<IssueCardCertificatesResponse> = /*@__PURE__*/
+  messageDesc(file_pki_ra_v1_ra, 8);
+
+/**
+ * @generated from message pki.ra.v1.ChangeCardStatusRequest
+ */
+export type ChangeCardStatusRequest = Message<"pki.ra.v1.ChangeCardStatusRequest"> & {
+  /**
+   * As in IssueCardCertificatesRequest. Empty for a citizen's own request (subscriber_code).
+   *
+   * @generated from field: string officer_certificate_sha256 = 1;
+   */
+  officerCertificateSha256: string;
+
+  /**
+   * @generated from field: string idempotency_key = 2;
+   */
+  idempotencyKey: string;
+
+  /**
+   * @generated from field: string card_number = 3;
+   */
+  cardNumber: string;
+
+  /**
+   * @generated from field: pki.ra.v1.CardStatusOperation operation = 4;
+   */
+  operation: CardStatusOperation;
+
+  /**
+   * A citizen's own request (self-service, e.g. reporting a loss): their subscriber code instead of
+   * an officer. Checked exactly as ra's self-service checks it; wrong codes count towards the lock.
+   *
+   * Next unused field number: 6
+   *
+   * @generated from field: string subscriber_code = 5;
+   */
+  subscriberCode: string;
+};
+
+/**
+ * Describes the message pki.ra.v1.ChangeCardStatusRequest.
+ * Use `create(ChangeCardStatusRequestSchema)` to create a new message.
+ */
+export const ChangeCardStatusRequestSchema: GenMessage<ChangeCardStatusRequest> = /*@__PURE__*/
+  messageDesc(file_pki_ra_v1_ra, 9);
+
+/**
+ * @generated from message pki.ra.v1.ChangeCardStatusResponse
+ */
+export type ChangeCardStatusResponse = Message<"pki.ra.v1.ChangeCardStatusResponse"> & {
+  /**
+   * @generated from field: pki.ra.v1.CardStatus status = 1;
+   */
+  status: CardStatus;
+
+  /**
+   * The certificates whose status changed.
+   *
+   * Next unused field number: 3
+   *
+   * @generated from field: repeated string changed_serials = 2;
+   */
+  changedSerials: string[];
+};
+
+/**
+ * Describes the message pki.ra.v1.ChangeCardStatusResponse.
+ * Use `create(ChangeCardStatusResponseSchema)` to create a new message.
+ */
+export const ChangeCardStatusResponseSchema: GenMessage<ChangeCardStatusResponse> = /*@__PURE__*/
+  messageDesc(file_pki_ra_v1_ra, 10);
+
+/**
+ * @generated from message pki.ra.v1.VerifySubscriberCodeRequest
+ */
+export type VerifySubscriberCodeRequest = Message<"pki.ra.v1.VerifySubscriberCodeRequest"> & {
+  /**
+   * @generated from field: string card_number = 1;
+   */
+  cardNumber: string;
+
+  /**
+   * @generated from field: string subscriber_code = 2;
+   */
+  subscriberCode: string;
+
+  /**
+   * What the code is checked for (e.g. "pin-unlock", "mobile-binding"), for ra's audit record.
+   *
+   * Next unused field number: 4
+   *
+   * @generated from field: string purpose = 3;
+   */
+  purpose: string;
+};
+
+/**
+ * Describes the message pki.ra.v1.VerifySubscriberCodeRequest.
+ * Use `create(VerifySubscriberCodeRequestSchema)` to create a new message.
+ */
+export const VerifySubscriberCodeRequestSchema: GenMessage<VerifySubscriberCodeRequest> = /*@__PURE__*/
+  messageDesc(file_pki_ra_v1_ra, 11);
+
+/**
+ * @generated from message pki.ra.v1.VerifySubscriberCodeResponse
+ */
+export type VerifySubscriberCodeResponse = Message<"pki.ra.v1.VerifySubscriberCodeResponse"> & {
+  /**
+   * Next unused field number: 2
+   *
+   * @generated from field: string subscriber_id = 1;
+   */
+  subscriberId: string;
+};
+
+/**
+ * Describes the message pki.ra.v1.VerifySubscriberCodeResponse.
+ * Use `create(VerifySubscriberCodeResponseSchema)` to create a new message.
+ */
+export const VerifySubscriberCodeResponseSchema: GenMessage<VerifySubscriberCodeResponse> = /*@__PURE__*/
+  messageDesc(file_pki_ra_v1_ra, 12);
 
 /**
  * @generated from message pki.ra.v1.GetCertificateRequest
@@ -41,7 +469,7 @@ export type GetCertificateRequest = Message<"pki.ra.v1.GetCertificateRequest"> &
  * Use `create(GetCertificateRequestSchema)` to create a new message.
  */
 export const GetCertificateRequestSchema: GenMessage<GetCertificateRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ra_v1_ra, 0);
+  messageDesc(file_pki_ra_v1_ra, 13);
 
 /**
  * @generated from message pki.ra.v1.CertificateRecord
@@ -84,7 +512,7 @@ export type CertificateRecord = Message<"pki.ra.v1.CertificateRecord"> & {
  * Use `create(CertificateRecordSchema)` to create a new message.
  */
 export const CertificateRecordSchema: GenMessage<CertificateRecord> = /*@__PURE__*/
-  messageDesc(file_pki_ra_v1_ra, 1);
+  messageDesc(file_pki_ra_v1_ra, 14);
 
 /**
  * @generated from message pki.ra.v1.GetCertificateResponse
@@ -103,7 +531,7 @@ export type GetCertificateResponse = Message<"pki.ra.v1.GetCertificateResponse">
  * Use `create(GetCertificateResponseSchema)` to create a new message.
  */
 export const GetCertificateResponseSchema: GenMessage<GetCertificateResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ra_v1_ra, 2);
+  messageDesc(file_pki_ra_v1_ra, 15);
 
 /**
  * @generated from message pki.ra.v1.ListCertificateStatusesRequest
@@ -138,7 +566,7 @@ export type ListCertificateStatusesRequest = Message<"pki.ra.v1.ListCertificateS
  * Use `create(ListCertificateStatusesRequestSchema)` to create a new message.
  */
 export const ListCertificateStatusesRequestSchema: GenMessage<ListCertificateStatusesRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ra_v1_ra, 3);
+  messageDesc(file_pki_ra_v1_ra, 16);
 
 /**
  * @generated from message pki.ra.v1.ListCertificateStatusesResponse
@@ -171,7 +599,7 @@ export type ListCertificateStatusesResponse = Message<"pki.ra.v1.ListCertificate
  * Use `create(ListCertificateStatusesResponseSchema)` to create a new message.
  */
 export const ListCertificateStatusesResponseSchema: GenMessage<ListCertificateStatusesResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ra_v1_ra, 4);
+  messageDesc(file_pki_ra_v1_ra, 17);
 
 /**
  * @generated from message pki.ra.v1.GetCardRequest
@@ -190,7 +618,7 @@ export type GetCardRequest = Message<"pki.ra.v1.GetCardRequest"> & {
  * Use `create(GetCardRequestSchema)` to create a new message.
  */
 export const GetCardRequestSchema: GenMessage<GetCardRequest> = /*@__PURE__*/
-  messageDesc(file_pki_ra_v1_ra, 5);
+  messageDesc(file_pki_ra_v1_ra, 18);
 
 /**
  * @generated from message pki.ra.v1.GetCardResponse
@@ -240,7 +668,69 @@ export type GetCardResponse = Message<"pki.ra.v1.GetCardResponse"> & {
  * Use `create(GetCardResponseSchema)` to create a new message.
  */
 export const GetCardResponseSchema: GenMessage<GetCardResponse> = /*@__PURE__*/
-  messageDesc(file_pki_ra_v1_ra, 6);
+  messageDesc(file_pki_ra_v1_ra, 19);
+
+/**
+ * @generated from enum pki.ra.v1.MobileCertificateOperation
+ */
+export enum MobileCertificateOperation {
+  /**
+   * @generated from enum value: MOBILE_CERTIFICATE_OPERATION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: MOBILE_CERTIFICATE_OPERATION_SUSPEND = 1;
+   */
+  SUSPEND = 1,
+
+  /**
+   * @generated from enum value: MOBILE_CERTIFICATE_OPERATION_RESUME = 2;
+   */
+  RESUME = 2,
+
+  /**
+   * @generated from enum value: MOBILE_CERTIFICATE_OPERATION_REVOKE = 3;
+   */
+  REVOKE = 3,
+}
+
+/**
+ * Describes the enum pki.ra.v1.MobileCertificateOperation.
+ */
+export const MobileCertificateOperationSchema: GenEnum<MobileCertificateOperation> = /*@__PURE__*/
+  enumDesc(file_pki_ra_v1_ra, 0);
+
+/**
+ * @generated from enum pki.ra.v1.CardStatusOperation
+ */
+export enum CardStatusOperation {
+  /**
+   * @generated from enum value: CARD_STATUS_OPERATION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: CARD_STATUS_OPERATION_ACTIVATE = 1;
+   */
+  ACTIVATE = 1,
+
+  /**
+   * @generated from enum value: CARD_STATUS_OPERATION_SUSPEND = 2;
+   */
+  SUSPEND = 2,
+
+  /**
+   * @generated from enum value: CARD_STATUS_OPERATION_RESUME = 3;
+   */
+  RESUME = 3,
+}
+
+/**
+ * Describes the enum pki.ra.v1.CardStatusOperation.
+ */
+export const CardStatusOperationSchema: GenEnum<CardStatusOperation> = /*@__PURE__*/
+  enumDesc(file_pki_ra_v1_ra, 1);
 
 /**
  * @generated from enum pki.ra.v1.CardStatus
@@ -284,7 +774,7 @@ export enum CardStatus {
  * Describes the enum pki.ra.v1.CardStatus.
  */
 export const CardStatusSchema: GenEnum<CardStatus> = /*@__PURE__*/
-  enumDesc(file_pki_ra_v1_ra, 0);
+  enumDesc(file_pki_ra_v1_ra, 2);
 
 /**
  * @generated from service pki.ra.v1.RaService
@@ -320,6 +810,75 @@ export const RaService: GenService<{
     methodKind: "unary";
     input: typeof GetCardRequestSchema;
     output: typeof GetCardResponseSchema;
+  },
+  /**
+   * The officer a client certificate is registered to in ra's directory: card-mgmt authenticates
+   * counter and card-centre staff against it, so that one directory says who is an officer, of
+   * which office and role. NOT_FOUND when no active officer holds that certificate.
+   *
+   * @generated from rpc pki.ra.v1.RaService.ResolveOfficer
+   */
+  resolveOfficer: {
+    methodKind: "unary";
+    input: typeof ResolveOfficerRequestSchema;
+    output: typeof ResolveOfficerResponseSchema;
+  },
+  /**
+   * Issues a card's two certificates for an officer at the counter (card-mgmt's personalisation):
+   * an application of kind NEW or REPLACEMENT, approved at once, under that officer's role and
+   * office exactly as through ra's REST API. A REPLACEMENT revokes the replaced card's certificates
+   * as superseded in the same transaction that records the new ones, or neither happens.
+   *
+   * @generated from rpc pki.ra.v1.RaService.IssueCardCertificates
+   */
+  issueCardCertificates: {
+    methodKind: "unary";
+    input: typeof IssueCardCertificatesRequestSchema;
+    output: typeof IssueCardCertificatesResponseSchema;
+  },
+  /**
+   * Activates, suspends or resumes a card's certificates for an officer (card-mgmt's counter
+   * operations: activation at hand-over, a reported loss).
+   *
+   * @generated from rpc pki.ra.v1.RaService.ChangeCardStatus
+   */
+  changeCardStatus: {
+    methodKind: "unary";
+    input: typeof ChangeCardStatusRequestSchema;
+    output: typeof ChangeCardStatusResponseSchema;
+  },
+  /**
+   * Checks a citizen's subscriber code for one card. A wrong code counts towards ra's lock exactly
+   * as a wrong code in self-service does (UNAUTHENTICATED; RESOURCE_EXHAUSTED while locked).
+   *
+   * @generated from rpc pki.ra.v1.RaService.VerifySubscriberCode
+   */
+  verifySubscriberCode: {
+    methodKind: "unary";
+    input: typeof VerifySubscriberCodeRequestSchema;
+    output: typeof VerifySubscriberCodeResponseSchema;
+  },
+  /**
+   * Certifies a phone's P-256 key (ca-signer's citizen-mobile profile) for the holder of a card,
+   * once card-mgmt has checked the binding (the card's SIGN key over its challenge, the subscriber
+   * code, at most 3 devices). One certificate per device id, however often asked.
+   *
+   * @generated from rpc pki.ra.v1.RaService.IssueMobileCertificate
+   */
+  issueMobileCertificate: {
+    methodKind: "unary";
+    input: typeof IssueMobileCertificateRequestSchema;
+    output: typeof IssueMobileCertificateResponseSchema;
+  },
+  /**
+   * Suspends, resumes or revokes one mobile certificate for an officer.
+   *
+   * @generated from rpc pki.ra.v1.RaService.ChangeMobileCertificateStatus
+   */
+  changeMobileCertificateStatus: {
+    methodKind: "unary";
+    input: typeof ChangeMobileCertificateStatusRequestSchema;
+    output: typeof ChangeMobileCertificateStatusResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_pki_ra_v1_ra, 0);

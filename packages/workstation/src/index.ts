@@ -1,0 +1,1 @@
+export { Card, type KeySlot } from './card';
