@@ -47,7 +47,7 @@ export async function startCrl(config: CrlConfig, depsOrLogger: CrlDependencies 
   const pool = await connectServiceDatabase(runtime, config.database, MIGRATIONS_DIRECTORY, [inboxMigration(2)]);
   const { transport } = await startOutboxRelay(runtime, pool, config.database, config.events);
   const audit = { producer: config.events.producer, clock };
-  const store = new PostgresCrlStore(pool, audit, 'spiffe://pki.internal/crl');
+  const store = new PostgresCrlStore(pool, audit, 'spiffe://pki.internal/crl', config.schedule.leaseSeconds);
 
   let signer = deps.signer;
   if (!signer) {

@@ -51,11 +51,14 @@ export class PostgresCrlStore implements CrlStore {
   readonly #pool: Pool;
   readonly #audit: AuditChannel;
   readonly #actor: AuditActor;
+  readonly #leaseIdleMs: number;
 
-  constructor(pool: Pool, audit: AuditChannel, serviceIdentity: string) {
+  /** `leaseSeconds`: the generator lease's length; a transaction holding the lease row may not idle longer. */
+  constructor(pool: Pool, audit: AuditChannel, serviceIdentity: string, leaseSeconds = 30) {
     this.#pool = pool;
     this.#audit = audit;
     this.#actor = serviceActor(serviceIdentity);
+    this.#leaseIdleMs = Math.max(1_000, Math.round(leaseSeconds * 1_000));
   }
 
   get pool(): Pool {
@@ -180,6 +183,10 @@ export class PostgresCrlStore implements CrlStore {
 
   /** FAILED_PRECONDITION unless `claim` still holds the lease; keeps the lease row locked until the transaction ends. */
   async #assertLease(tx: Tx, claim: LeaseClaim, operation: string): Promise<void> {
+    // A holder frozen inside this transaction (stopped, paused, cut off) would keep the lease row
+    // locked, and no other pod could ever take the lease over. PostgreSQL ends a transaction left
+    // idle longer than the lease: by then the holder has lost the lease anyway.
+    await tx.query(`SET LOCAL idle_in_transaction_session_timeout = ${this.#leaseIdleMs}`);
     const { rows } = await tx.query(`SELECT holder, token::text, expires_at > clock_timestamp() AS valid FROM generator_lease FOR UPDATE`);
     const lease = rows[0];
     if (!lease || lease.holder !== claim.holder || lease.token !== claim.token.toString() || !lease.valid) {
