@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { POSTGRES_PID_FILE } from '@pki/testing';
 
 /* Shared by the benchmarks: CPU accounting from /proc, openssl speed, the PKCS#11-alone reference. */
 
@@ -39,6 +40,11 @@ export function postgresCpuUs(postmasterPid: number): number {
     if (fields !== undefined && Number(fields[1]) === postmasterPid) ticks += Number(fields[11]) + Number(fields[12]);
   }
   return ticks * TICK_US;
+}
+
+/** The postmaster's pid of a test harness cluster (its folder), for {@link postgresCpuUs}; undefined if unknown. */
+export function postmasterPidOf(clusterDir: string): number | undefined {
+  return Number(readFileSync(path.join(clusterDir, POSTGRES_PID_FILE), 'utf8').trim()) || undefined;
 }
 
 /** Busy CPU microseconds of the whole machine so far (all but idle and iowait), from /proc/stat. */

@@ -8,11 +8,11 @@ import * as x509 from '@peculiar/x509';
 import pg from 'pg';
 import { Agent, fetch } from 'undici';
 import { parseConfig, systemClock } from '@pki/kit';
-import { createDatabase, createServiceIdentities, createSoftHsmToken, findRepoRoot, freePort, POSTGRES_PID_FILE, startPostgres, useSoftHsmConfig } from '@pki/testing';
+import { createDatabase, createServiceIdentities, createSoftHsmToken, findRepoRoot, freePort, startPostgres, useSoftHsmConfig } from '@pki/testing';
 import { ensureSoftwareCa, issueClientCertificate } from '@pki/internal-ca';
 import { caSignerConfigSchema, createIssuing, createRoot, DEV_ROOT_CA_SUBJECT, DEVELOPMENT_ATTENDANCE, openCeremony } from '@pki/ca-signer';
 import { addPrincipal, withCheckDigit } from '@pki/ra';
-import { CpuMeter, opensslSpeed, pkcs11Alone } from './common';
+import { CpuMeter, opensslSpeed, pkcs11Alone, postmasterPidOf } from './common';
 
 /* eslint-disable no-console -- a benchmark reports to its operator */
 
@@ -219,7 +219,7 @@ async function main(): Promise<void> {
     await inParallel(warmup, CONCURRENCY, (i) => approve(applications[i]!));
     // The benchmark's PostgreSQL (postmaster and backends) apart; 'other' is the machine's busy time
     // less everything named, i.e. the OS, Kafka-less relays' peers and everybody else's load.
-    const postmasterPid = Number(readFileSync(path.join(postgres.dir, POSTGRES_PID_FILE), 'utf8').trim()) || undefined;
+    const postmasterPid = postmasterPidOf(postgres.dir);
     const meter = new CpuMeter({ ra: ra.pid!, 'ca-signer': signer.pid! }, postmasterPid);
     meter.start();
     await inParallel(CARDS, CONCURRENCY, (i) => approve(applications[warmup + i]!));

@@ -14,10 +14,10 @@ import { createPool, migrate, withTransaction } from '@pki/db';
 import { appendEvent, createEventTransport, inboxMigration, migrateServiceSchema, outboxMigration, OutboxRelay } from '@pki/outbox';
 import { eventsV1 } from '@pki/proto';
 import { buildCertId, fromPem, id_pkix_ocsp_nonce, parseCertificate, readOcspResponse, toArrayBuffer } from '@pki/x509';
-import { createDatabase, createServiceIdentities, createSoftHsmToken, findRepoRoot, freePort, POSTGRES_PID_FILE, startKafka, startPostgres, useSoftHsmConfig } from '@pki/testing';
+import { createDatabase, createServiceIdentities, createSoftHsmToken, findRepoRoot, freePort, startKafka, startPostgres, useSoftHsmConfig } from '@pki/testing';
 import { caSignerConfigSchema, createDelegatedSigner, createIssuing, createRoot, DEV_ROOT_CA_SUBJECT, DEVELOPMENT_ATTENDANCE, openCeremony } from '@pki/ca-signer';
 import { MIGRATIONS_DIRECTORY } from '@pki/ocsp';
-import { CpuMeter } from './common';
+import { CpuMeter, postmasterPidOf } from './common';
 
 const cpuText = (us: Record<string, number>): string => Object.entries(us).map(([name, v]) => `${name} ${v}`).join(', ');
 
@@ -382,7 +382,7 @@ async function main(): Promise<void> {
     await warm(`http://127.0.0.1:${ocspHttpPort}`, uniformFile);
     // CPU per answer by process (load-independent, unlike the rates on a shared machine); the load
     // generator (wrk) is in 'other' with everybody else.
-    const postmasterPid = Number(readFileSync(path.join(postgres.dir, POSTGRES_PID_FILE), 'utf8').trim()) || undefined;
+    const postmasterPid = postmasterPidOf(postgres.dir);
     const meter = () => new CpuMeter({ ocsp: ocsp.pid!, 'ca-signer': signer.pid! }, postmasterPid);
     const preProducedCpu = meter();
     preProducedCpu.start();

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
@@ -9,7 +9,7 @@ import { createLogger, parseConfig } from '@pki/kit';
 import { caSignerV1 } from '@pki/proto';
 import { rsaSubjectPublicKeyInfo } from '@pki/x509';
 import pg from 'pg';
-import { createDatabase, createServiceIdentities, createSoftHsmToken, findRepoRoot, freePort, POSTGRES_PID_FILE, startPostgres, useSoftHsmConfig } from '@pki/testing';
+import { createDatabase, createServiceIdentities, createSoftHsmToken, findRepoRoot, freePort, startPostgres, useSoftHsmConfig } from '@pki/testing';
 import {
   caSignerConfigSchema,
   createDelegatedSigner,
@@ -20,7 +20,7 @@ import {
   openCeremony,
   type CaKeySpec,
 } from '@pki/ca-signer';
-import { machineBusyUs, opensslSpeed as commonOpensslSpeed, pkcs11Alone, postgresCpuUs, processCpuUs } from './common';
+import { machineBusyUs, opensslSpeed as commonOpensslSpeed, pkcs11Alone, postgresCpuUs, postmasterPidOf, processCpuUs } from './common';
 
 /* eslint-disable no-console -- a benchmark reports to its operator */
 
@@ -156,7 +156,7 @@ async function main(): Promise<void> {
   console.log(`signing benchmark: ${SECONDS} s per measurement, ${SESSIONS} HSM sessions, batches of ${BATCH}, ${CONCURRENCY} RPCs in flight; ${os.cpus().length} cores`);
 
   const postgres = await startPostgres({ dir: runDir });
-  postmasterPid = Number(readFileSync(path.join(postgres.dir, POSTGRES_PID_FILE), 'utf8').trim()) || undefined;
+  postmasterPid = postmasterPidOf(postgres.dir);
   let signer: ChildProcess | undefined;
   try {
     const databaseUrl = await createDatabase(postgres.url, 'bench');
