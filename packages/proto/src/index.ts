@@ -9,4 +9,5 @@ export const Topics = {
   certificateStatus: 'pki.certificate-status.v1',
   audit: 'pki.audit.v1',
   auditCheckpoints: 'pki.audit-checkpoints.v1',
+  usage: 'pki.usage.v1',
 } as const;

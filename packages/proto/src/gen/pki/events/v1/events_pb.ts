@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pki/events/v1/events.proto.
  */
 export const file_pki_events_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Chpwa2kvZXZlbnRzL3YxL2V2ZW50cy5wcm90bxINcGtpLmV2ZW50cy52MSLtAwoYQ2VydGlmaWNhdGVTdGF0dXNDaGFuZ2VkEhIKCnNlcmlhbF9oZXgYASABKAkSFQoNaXNzdWVyX2tleV9pZBgCIAEoCRIwCgZzdGF0dXMYAyABKA4yIC5wa2kuZXZlbnRzLnYxLkNlcnRpZmljYXRlU3RhdHVzEi4KCmNoYW5nZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCW5vdF9hZnRlchgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoPcmV2b2NhdGlvbl90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgZyZWFzb24YByABKA4yHy5wa2kuZXZlbnRzLnYxLlJldm9jYXRpb25SZWFzb24SMwoPaW52YWxpZGl0eV9kYXRlGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpub3RfYmVmb3JlGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdwcm9maWxlGAogASgJEjkKD3ByZXZpb3VzX3N0YXR1cxgLIAEoDjIgLnBraS5ldmVudHMudjEuQ2VydGlmaWNhdGVTdGF0dXMi7AIKCkF1ZGl0RXZlbnQSDgoGYWN0aW9uGAEgASgJEiwKB291dGNvbWUYAiABKA4yGy5wa2kuZXZlbnRzLnYxLkF1ZGl0T3V0Y29tZRIvCgtvY2N1cnJlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPQoKYXR0cmlidXRlcxgFIAMoCzIpLnBraS5ldmVudHMudjEuQXVkaXRFdmVudC5BdHRyaWJ1dGVzRW50cnkSEAoIZXZlbnRfaWQYBiABKAkSKwoHb2JqZWN0cxgHIAMoCzIaLnBraS5ldmVudHMudjEuQXVkaXRPYmplY3QSDgoGcmVhc29uGAggASgJEigKBWFjdG9yGAkgASgLMhkucGtpLmV2ZW50cy52MS5BdWRpdEFjdG9yGjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBSgQIAxAEImMKCkF1ZGl0QWN0b3ISKwoEdHlwZRgBIAEoDjIdLnBraS5ldmVudHMudjEuQXVkaXRBY3RvclR5cGUSCgoCaWQYAiABKAkSDgoGb2ZmaWNlGAMgASgJEgwKBHJvbGUYBCABKAkiJwoLQXVkaXRPYmplY3QSDAoEdHlwZRgBIAEoCRIKCgJpZBgCIAEoCSLfAQoYQXVkaXRDaGVja3BvaW50UHVibGlzaGVkEg4KBm9yaWdpbhgBIAEoCRIRCgl0cmVlX3NpemUYAiABKAQSEQoJcm9vdF9oYXNoGAMgASgMEhIKCmNoZWNrcG9pbnQYBCABKAwSEQoJc2lnbmF0dXJlGAUgASgMEhoKEnNpZ25lcl9jZXJ0aWZpY2F0ZRgGIAEoDBIbChNzaWduYXR1cmVfYWxnb3JpdGhtGAcgASgJEi0KCXNpZ25lZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqlwEKEUNlcnRpZmljYXRlU3RhdHVzEiIKHkNFUlRJRklDQVRFX1NUQVRVU19VTlNQRUNJRklFRBAAEhwKGENFUlRJRklDQVRFX1NUQVRVU19WQUxJRBABEiAKHENFUlRJRklDQVRFX1NUQVRVU19TVVNQRU5ERUQQAhIeChpDRVJUSUZJQ0FURV9TVEFUVVNfUkVWT0tFRBADKpoDChBSZXZvY2F0aW9uUmVhc29uEiEKHVJFVk9DQVRJT05fUkVBU09OX1VOU1BFQ0lGSUVEEAASJAogUkVWT0NBVElPTl9SRUFTT05fS0VZX0NPTVBST01JU0UQARIjCh9SRVZPQ0FUSU9OX1JFQVNPTl9DQV9DT01QUk9NSVNFEAISKQolUkVWT0NBVElPTl9SRUFTT05fQUZGSUxJQVRJT05fQ0hBTkdFRBADEiAKHFJFVk9DQVRJT05fUkVBU09OX1NVUEVSU0VERUQQBBIsCihSRVZPQ0FUSU9OX1JFQVNPTl9DRVNTQVRJT05fT0ZfT1BFUkFUSU9OEAUSJgoiUkVWT0NBVElPTl9SRUFTT05fQ0VSVElGSUNBVEVfSE9MRBAGEiUKIVJFVk9DQVRJT05fUkVBU09OX1JFTU9WRV9GUk9NX0NSTBAIEikKJVJFVk9DQVRJT05fUkVBU09OX1BSSVZJTEVHRV9XSVRIRFJBV04QCRIjCh9SRVZPQ0FUSU9OX1JFQVNPTl9BQV9DT01QUk9NSVNFEAoqfQoMQXVkaXRPdXRjb21lEh0KGUFVRElUX09VVENPTUVfVU5TUEVDSUZJRUQQABIYChRBVURJVF9PVVRDT01FX0lOVEVOVBABEhkKFUFVRElUX09VVENPTUVfU1VDQ0VTUxACEhkKFUFVRElUX09VVENPTUVfRkFJTFVSRRADKvcBCg5BdWRpdEFjdG9yVHlwZRIgChxBVURJVF9BQ1RPUl9UWVBFX1VOU1BFQ0lGSUVEEAASHAoYQVVESVRfQUNUT1JfVFlQRV9TRVJWSUNFEAESHAoYQVVESVRfQUNUT1JfVFlQRV9PRkZJQ0VSEAISHAoYQVVESVRfQUNUT1JfVFlQRV9DSVRJWkVOEAMSJQohQVVESVRfQUNUT1JfVFlQRV9IT1VTRUhPTERfU1lTVEVNEAQSIgoeQVVESVRfQUNUT1JfVFlQRV9BR0VOQ1lfU1lTVEVNEAUSHgoaQVVESVRfQUNUT1JfVFlQRV9DVVNUT0RJQU4QBmIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("Chpwa2kvZXZlbnRzL3YxL2V2ZW50cy5wcm90bxINcGtpLmV2ZW50cy52MSLtAwoYQ2VydGlmaWNhdGVTdGF0dXNDaGFuZ2VkEhIKCnNlcmlhbF9oZXgYASABKAkSFQoNaXNzdWVyX2tleV9pZBgCIAEoCRIwCgZzdGF0dXMYAyABKA4yIC5wa2kuZXZlbnRzLnYxLkNlcnRpZmljYXRlU3RhdHVzEi4KCmNoYW5nZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCW5vdF9hZnRlchgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoPcmV2b2NhdGlvbl90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgZyZWFzb24YByABKA4yHy5wa2kuZXZlbnRzLnYxLlJldm9jYXRpb25SZWFzb24SMwoPaW52YWxpZGl0eV9kYXRlGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpub3RfYmVmb3JlGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdwcm9maWxlGAogASgJEjkKD3ByZXZpb3VzX3N0YXR1cxgLIAEoDjIgLnBraS5ldmVudHMudjEuQ2VydGlmaWNhdGVTdGF0dXMi7AIKCkF1ZGl0RXZlbnQSDgoGYWN0aW9uGAEgASgJEiwKB291dGNvbWUYAiABKA4yGy5wa2kuZXZlbnRzLnYxLkF1ZGl0T3V0Y29tZRIvCgtvY2N1cnJlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPQoKYXR0cmlidXRlcxgFIAMoCzIpLnBraS5ldmVudHMudjEuQXVkaXRFdmVudC5BdHRyaWJ1dGVzRW50cnkSEAoIZXZlbnRfaWQYBiABKAkSKwoHb2JqZWN0cxgHIAMoCzIaLnBraS5ldmVudHMudjEuQXVkaXRPYmplY3QSDgoGcmVhc29uGAggASgJEigKBWFjdG9yGAkgASgLMhkucGtpLmV2ZW50cy52MS5BdWRpdEFjdG9yGjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBSgQIAxAEImMKCkF1ZGl0QWN0b3ISKwoEdHlwZRgBIAEoDjIdLnBraS5ldmVudHMudjEuQXVkaXRBY3RvclR5cGUSCgoCaWQYAiABKAkSDgoGb2ZmaWNlGAMgASgJEgwKBHJvbGUYBCABKAkiJwoLQXVkaXRPYmplY3QSDAoEdHlwZRgBIAEoCRIKCgJpZBgCIAEoCSLfAQoYQXVkaXRDaGVja3BvaW50UHVibGlzaGVkEg4KBm9yaWdpbhgBIAEoCRIRCgl0cmVlX3NpemUYAiABKAQSEQoJcm9vdF9oYXNoGAMgASgMEhIKCmNoZWNrcG9pbnQYBCABKAwSEQoJc2lnbmF0dXJlGAUgASgMEhoKEnNpZ25lcl9jZXJ0aWZpY2F0ZRgGIAEoDBIbChNzaWduYXR1cmVfYWxnb3JpdGhtGAcgASgJEi0KCXNpZ25lZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi9QEKEE9jc3BVc2FnZUNvdW50ZWQSGgoScmVzcG9uZGVyX2luc3RhbmNlGAEgASgJEhcKD3dpbmRvd19zZXF1ZW5jZRgCIAEoBBIwCgx3aW5kb3dfc3RhcnQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCndpbmRvd19lbmQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KB2VudHJpZXMYBSADKAsyHS5wa2kuZXZlbnRzLnYxLk9jc3BVc2FnZUVudHJ5EhoKEmFub255bW91c19yZXF1ZXN0cxgGIAEoBCJ3Cg5PY3NwVXNhZ2VFbnRyeRI/Cg5pZGVudGlmaWNhdGlvbhgBIAEoDjInLnBraS5ldmVudHMudjEuT2NzcENhbGxlcklkZW50aWZpY2F0aW9uEhIKCmNhbGxlcl9rZXkYAiABKAkSEAoIcmVxdWVzdHMYAyABKAQqlwEKEUNlcnRpZmljYXRlU3RhdHVzEiIKHkNFUlRJRklDQVRFX1NUQVRVU19VTlNQRUNJRklFRBAAEhwKGENFUlRJRklDQVRFX1NUQVRVU19WQUxJRBABEiAKHENFUlRJRklDQVRFX1NUQVRVU19TVVNQRU5ERUQQAhIeChpDRVJUSUZJQ0FURV9TVEFUVVNfUkVWT0tFRBADKpoDChBSZXZvY2F0aW9uUmVhc29uEiEKHVJFVk9DQVRJT05fUkVBU09OX1VOU1BFQ0lGSUVEEAASJAogUkVWT0NBVElPTl9SRUFTT05fS0VZX0NPTVBST01JU0UQARIjCh9SRVZPQ0FUSU9OX1JFQVNPTl9DQV9DT01QUk9NSVNFEAISKQolUkVWT0NBVElPTl9SRUFTT05fQUZGSUxJQVRJT05fQ0hBTkdFRBADEiAKHFJFVk9DQVRJT05fUkVBU09OX1NVUEVSU0VERUQQBBIsCihSRVZPQ0FUSU9OX1JFQVNPTl9DRVNTQVRJT05fT0ZfT1BFUkFUSU9OEAUSJgoiUkVWT0NBVElPTl9SRUFTT05fQ0VSVElGSUNBVEVfSE9MRBAGEiUKIVJFVk9DQVRJT05fUkVBU09OX1JFTU9WRV9GUk9NX0NSTBAIEikKJVJFVk9DQVRJT05fUkVBU09OX1BSSVZJTEVHRV9XSVRIRFJBV04QCRIjCh9SRVZPQ0FUSU9OX1JFQVNPTl9BQV9DT01QUk9NSVNFEAoqfQoMQXVkaXRPdXRjb21lEh0KGUFVRElUX09VVENPTUVfVU5TUEVDSUZJRUQQABIYChRBVURJVF9PVVRDT01FX0lOVEVOVBABEhkKFUFVRElUX09VVENPTUVfU1VDQ0VTUxACEhkKFUFVRElUX09VVENPTUVfRkFJTFVSRRADKvcBCg5BdWRpdEFjdG9yVHlwZRIgChxBVURJVF9BQ1RPUl9UWVBFX1VOU1BFQ0lGSUVEEAASHAoYQVVESVRfQUNUT1JfVFlQRV9TRVJWSUNFEAESHAoYQVVESVRfQUNUT1JfVFlQRV9PRkZJQ0VSEAISHAoYQVVESVRfQUNUT1JfVFlQRV9DSVRJWkVOEAMSJQohQVVESVRfQUNUT1JfVFlQRV9IT1VTRUhPTERfU1lTVEVNEAQSIgoeQVVESVRfQUNUT1JfVFlQRV9BR0VOQ1lfU1lTVEVNEAUSHgoaQVVESVRfQUNUT1JfVFlQRV9DVVNUT0RJQU4QBirFAQoYT2NzcENhbGxlcklkZW50aWZpY2F0aW9uEioKJk9DU1BfQ0FMTEVSX0lERU5USUZJQ0FUSU9OX1VOU1BFQ0lGSUVEEAASIwofT0NTUF9DQUxMRVJfSURFTlRJRklDQVRJT05fTVRMUxABEi0KKU9DU1BfQ0FMTEVSX0lERU5USUZJQ0FUSU9OX1NJR05FRF9SRVFVRVNUEAISKQolT0NTUF9DQUxMRVJfSURFTlRJRklDQVRJT05fU1lTVEVNX1VSTBADYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * Topic "pki.certificate-status.v1": the authoritative status of a certificate changed in ra
@@ -327,6 +327,99 @@ export const AuditCheckpointPublishedSchema: GenMessage<AuditCheckpointPublished
   messageDesc(file_pki_events_v1_events, 4);
 
 /**
+ * Topic "pki.usage.v1": how many OCSP requests each self-identifying relying party made in one
+ * metering window of one responder instance. The responder does not know the registry of
+ * application systems: it reports how the caller identified itself, and ra attributes the counts
+ * to a registered system (or to "unattributed"). Keyed by responder_instance. A window is
+ * reported at least once; (responder_instance, window_sequence) is unique, so a consumer that
+ * stores that pair in the same transaction as the counts never counts a window twice.
+ *
+ * @generated from message pki.events.v1.OcspUsageCounted
+ */
+export type OcspUsageCounted = Message<"pki.events.v1.OcspUsageCounted"> & {
+  /**
+   * Stable for the life of one responder process (pod name plus start time, for example).
+   *
+   * @generated from field: string responder_instance = 1;
+   */
+  responderInstance: string;
+
+  /**
+   * Increases by one per window within responder_instance, starting at 1.
+   *
+   * @generated from field: uint64 window_sequence = 2;
+   */
+  windowSequence: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp window_start = 3;
+   */
+  windowStart?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp window_end = 4;
+   */
+  windowEnd?: Timestamp | undefined;
+
+  /**
+   * @generated from field: repeated pki.events.v1.OcspUsageEntry entries = 5;
+   */
+  entries: OcspUsageEntry[];
+
+  /**
+   * Requests in the window that carried no identification (anonymous relying parties).
+   *
+   * Next unused field number: 7
+   *
+   * @generated from field: uint64 anonymous_requests = 6;
+   */
+  anonymousRequests: bigint;
+};
+
+/**
+ * Describes the message pki.events.v1.OcspUsageCounted.
+ * Use `create(OcspUsageCountedSchema)` to create a new message.
+ */
+export const OcspUsageCountedSchema: GenMessage<OcspUsageCounted> = /*@__PURE__*/
+  messageDesc(file_pki_events_v1_events, 5);
+
+/**
+ * @generated from message pki.events.v1.OcspUsageEntry
+ */
+export type OcspUsageEntry = Message<"pki.events.v1.OcspUsageEntry"> & {
+  /**
+   * How the caller identified itself.
+   *
+   * @generated from field: pki.events.v1.OcspCallerIdentification identification = 1;
+   */
+  identification: OcspCallerIdentification;
+
+  /**
+   * MTLS and SIGNED_REQUEST: the caller certificate's issuer key identifier (hex) and serial (hex)
+   * joined by ":"; SYSTEM_URL: the system identifier taken from the per-system URL path.
+   *
+   * @generated from field: string caller_key = 2;
+   */
+  callerKey: string;
+
+  /**
+   * OCSP requests (not CertIDs) answered for this caller in the window, successful or not.
+   *
+   * Next unused field number: 4
+   *
+   * @generated from field: uint64 requests = 3;
+   */
+  requests: bigint;
+};
+
+/**
+ * Describes the message pki.events.v1.OcspUsageEntry.
+ * Use `create(OcspUsageEntrySchema)` to create a new message.
+ */
+export const OcspUsageEntrySchema: GenMessage<OcspUsageEntry> = /*@__PURE__*/
+  messageDesc(file_pki_events_v1_events, 6);
+
+/**
  * @generated from enum pki.events.v1.CertificateStatus
  */
 export enum CertificateStatus {
@@ -523,4 +616,41 @@ export enum AuditActorType {
  */
 export const AuditActorTypeSchema: GenEnum<AuditActorType> = /*@__PURE__*/
   enumDesc(file_pki_events_v1_events, 3);
+
+/**
+ * @generated from enum pki.events.v1.OcspCallerIdentification
+ */
+export enum OcspCallerIdentification {
+  /**
+   * @generated from enum value: OCSP_CALLER_IDENTIFICATION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A TLS client certificate issued by this PKI under the agency profile.
+   *
+   * @generated from enum value: OCSP_CALLER_IDENTIFICATION_MTLS = 1;
+   */
+  MTLS = 1,
+
+  /**
+   * An RFC 6960 section 4.1.2 signed request whose requestorName certificate verified.
+   *
+   * @generated from enum value: OCSP_CALLER_IDENTIFICATION_SIGNED_REQUEST = 2;
+   */
+  SIGNED_REQUEST = 2,
+
+  /**
+   * A per-system URL (/s/{systemId}/...): self-declared, not authenticated.
+   *
+   * @generated from enum value: OCSP_CALLER_IDENTIFICATION_SYSTEM_URL = 3;
+   */
+  SYSTEM_URL = 3,
+}
+
+/**
+ * Describes the enum pki.events.v1.OcspCallerIdentification.
+ */
+export const OcspCallerIdentificationSchema: GenEnum<OcspCallerIdentification> = /*@__PURE__*/
+  enumDesc(file_pki_events_v1_events, 4);
 
