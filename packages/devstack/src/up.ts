@@ -97,8 +97,13 @@ async function prepare(layout: DevLayout, ports: DevPorts, databaseUrl: string):
   };
 }
 
+/**
+ * A service's built script. PKI_DEV_SERVICES_DIR runs the services from elsewhere: the image
+ * test starts every service from its production pack (deploy/images/pack-service.sh), laid out
+ * as <dir>/<service>/dist.
+ */
 function serviceEntry(root: string, service: ServiceName, script = 'main.js'): string {
-  return path.join(root, 'services', service, 'dist', script);
+  return path.join(process.env.PKI_DEV_SERVICES_DIR || path.join(root, 'services'), service, 'dist', script);
 }
 
 /** A service as the supervisor runs it: its built main.js on its config, ready when its /readyz says so. */

@@ -3,3 +3,4 @@ export * from './identity';
 export * from './errors';
 export * from './server';
 export * from './client';
+export * from './allow-lists';

@@ -26,3 +26,4 @@ export {
 } from './postgres-bus';
 export { createEventTransport, type EventTransport, type EventTransportConfig } from './transport';
 export { connectServiceDatabase, migrateServiceSchema, startOutboxRelay, databaseUrl, type ServiceEventsConfig } from './service';
+export { runMigrateCli } from './migrate-cli';

@@ -17,6 +17,8 @@ import { buildHttpApp } from './http/app';
 import type { RegistrationAuthority } from './ports/registration-authority';
 
 export const MIGRATIONS_DIRECTORY = path.join(__dirname, '..', 'migrations');
+/** Migrations from packages applied before this service's own files (its migrate.js applies the same). */
+export const SHARED_MIGRATIONS = [inboxMigration(2)];
 
 export interface CardMgmtDependencies {
   clock?: Clock;
@@ -57,7 +59,7 @@ async function start(config: CardMgmtConfig, deps: CardMgmtDependencies, runtime
   const adminSecretKey = decodeKey(config.adminSecretKeyFile.reveal(), 'adminSecretKeyFile');
   const transportKey = decodeKey(config.transportKeyFile.reveal(), 'transportKeyFile');
   const fingerprintKey = decodeKey(config.fingerprintKeyFile.reveal(), 'fingerprintKeyFile');
-  const pool = await connectServiceDatabase(runtime, config.database, MIGRATIONS_DIRECTORY, [inboxMigration(2)]);
+  const pool = await connectServiceDatabase(runtime, config.database, MIGRATIONS_DIRECTORY, SHARED_MIGRATIONS);
   const client = createGrpcClient(raV1.RaService, { ...config.ra, tls: config.tls });
   lifecycle.onClose({ name: 'ra client', stop: async () => client.close() });
   const grpcRa = new GrpcRegistrationAuthority(client, config.ra.deadlineMs);

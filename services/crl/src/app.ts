@@ -17,6 +17,8 @@ import { buildAdminApp } from './http/admin';
 import type { CrlSigningClient } from './ports/crl-signer';
 
 export const MIGRATIONS_DIRECTORY = path.join(__dirname, '..', 'migrations');
+/** Migrations from packages applied before this service's own files (its migrate.js applies the same). */
+export const SHARED_MIGRATIONS = [inboxMigration(2)];
 const CHANGES_CHANNEL = 'pki_crl_changes';
 
 export interface CrlDependencies {
@@ -44,7 +46,7 @@ export async function startCrl(config: CrlConfig, depsOrLogger: CrlDependencies 
   const runtime = new ServiceRuntime('crl', config, deps.logger);
   const { logger, lifecycle } = runtime;
   const clock = deps.clock ?? systemClock;
-  const pool = await connectServiceDatabase(runtime, config.database, MIGRATIONS_DIRECTORY, [inboxMigration(2)]);
+  const pool = await connectServiceDatabase(runtime, config.database, MIGRATIONS_DIRECTORY, SHARED_MIGRATIONS);
   const { transport } = await startOutboxRelay(runtime, pool, config.database, config.events);
   const audit = { producer: config.events.producer, clock };
   const store = new PostgresCrlStore(pool, audit, 'spiffe://pki.internal/crl', config.schedule.leaseSeconds);

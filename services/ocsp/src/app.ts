@@ -20,6 +20,8 @@ import { ServingPool } from './http/serving-pool';
 import { ANSWERS, COUNTERS, createMetricsBuffer, ISSUER_ANSWERS, LATENCY_BUCKETS, MAX_ISSUERS, readMetrics } from './http/serving-metrics';
 
 export const MIGRATIONS_DIRECTORY = path.join(__dirname, '..', 'migrations');
+/** Migrations from packages applied before this service's own files (its migrate.js applies the same). */
+export const SHARED_MIGRATIONS = [inboxMigration(2)];
 /** The consumer name of the status events in inbox_position. */
 export const STATUS_CONSUMER = 'ocsp.certificate-status';
 
@@ -75,7 +77,7 @@ async function wire(config: OcspConfig, runtime: ServiceRuntime, clock: Clock, d
   lifecycle.onClose({ name: 'database pool', stop: () => pool.end() });
   // Unlike most services, a broken database at runtime is not fatal: the pool must not crash us.
   pool.on('error', (err) => logger.warn({ err }, 'ocsp: idle database connection failed'));
-  await migrate(pool, { schema: config.database.schema, directory: MIGRATIONS_DIRECTORY, migrations: [outboxMigration(1), inboxMigration(2)], logger });
+  await migrate(pool, { schema: config.database.schema, directory: MIGRATIONS_DIRECTORY, migrations: [outboxMigration(1), ...SHARED_MIGRATIONS], logger });
   const store = new StatusStore(pool);
   health.up('database');
 

@@ -1,0 +1,3 @@
+export * from './chart-data';
+export * from './kube-cluster';
+export * from './dockerfile-lint';
