@@ -7,6 +7,7 @@ import { createLogger } from '@pki/kit';
 import { createPool } from '@pki/db';
 import { inboxMigration, migrateServiceSchema } from '@pki/outbox';
 import { createDatabase, findRepoRoot, startPostgres } from '@pki/testing';
+import { machineBusyUs, postgresCpuUs } from './common';
 
 /* eslint-disable no-console -- a benchmark reports to its operator */
 
@@ -114,9 +115,13 @@ async function main(): Promise<void> {
     );
     const uptime = os.loadavg();
     console.log(`importing (load average ${uptime.map((l) => l.toFixed(2)).join(' ')})`);
+    const pgCpu0 = postgresCpuUs(postmaster);
+    const busy0 = machineBusyUs();
     const imported = await runCli(['import', '--export', exportDir, '--config', configFile, '--report', path.join(work, 'report.json'), '--report-text', path.join(work, 'report.txt')], () => [postmaster]);
     if (imported.code !== 0) throw new Error(`import failed (${imported.code}): ${imported.stderr.slice(-2000)}`);
-    const importResult = JSON.parse(imported.stdout) as { written: Record<string, number>; disagreements: Record<string, number>; maxRssMb: number };
+    const pgCpuSeconds = Math.round((postgresCpuUs(postmaster) - pgCpu0) / 1e5) / 10;
+    const machineBusySeconds = Math.round((machineBusyUs() - busy0) / 1e5) / 10;
+    const importResult = JSON.parse(imported.stdout) as { written: Record<string, number>; disagreements: Record<string, number>; timings: Record<string, number>; maxRssMb: number; cpuSeconds: number };
     const checked = await runCli(['check', '--export-id', `bench-${CERTIFICATES}`, '--config', configFile], () => [postmaster]);
     const check = JSON.parse(checked.stdout) as { ok: boolean; registry: { checked: number; mismatches: number }; maxRssMb: number };
     const { rows } = await ra.query(`SELECT count(*)::int AS n FROM outbox WHERE producer = 'ra' AND topic = 'pki.certificate-status.v1'`);
@@ -127,7 +132,7 @@ async function main(): Promise<void> {
       command: 'BENCH_ONLY=migration make bench',
       certificates: CERTIFICATES,
       generateSeconds,
-      import: { seconds: Math.round(imported.seconds * 10) / 10, perSecond: Math.round(CERTIFICATES / imported.seconds), importerPeakMb: importResult.maxRssMb, treePeakPssMb: imported.treePeakMb, written: importResult.written, disagreements: importResult.disagreements },
+      import: { seconds: Math.round(imported.seconds * 10) / 10, perSecond: Math.round(CERTIFICATES / imported.seconds), importerPeakMb: importResult.maxRssMb, importerCpuSeconds: importResult.cpuSeconds, postgresCpuSeconds: pgCpuSeconds, machineBusySeconds, phases: importResult.timings, treePeakPssMb: imported.treePeakMb, written: importResult.written, disagreements: importResult.disagreements },
       check: { seconds: Math.round(checked.seconds * 10) / 10, checkerPeakMb: check.maxRssMb, registry: check.registry, ok: check.ok },
       statusEventsInOutbox: rows[0].n,
       importAndReconcileSeconds: Math.round((imported.seconds + checked.seconds) * 10) / 10,

@@ -93,7 +93,7 @@ async function main(argv: string[]): Promise<number> {
         if (values.report) await writeFile(values.report, `${JSON.stringify({ ...result.report, written: result.written }, null, 2)}\n`);
         const text = renderReport(result.report!);
         if (values['report-text']) await writeFile(values['report-text'], text);
-        process.stdout.write(`${JSON.stringify({ exportId: result.exportId, phase: result.phase, written: result.written, disagreements: result.report!.summary.disagreements, maxRssMb: maxRssMb() })}\n`);
+        process.stdout.write(`${JSON.stringify({ exportId: result.exportId, phase: result.phase, written: result.written, disagreements: result.report!.summary.disagreements, timings: result.timings, maxRssMb: maxRssMb(), cpuSeconds: cpuSeconds() })}\n`);
         if (!values.quiet) process.stderr.write(text);
         return result.phase === 'PARTIAL' ? 3 : 0;
       } finally {
@@ -108,7 +108,7 @@ async function main(argv: string[]): Promise<number> {
         const crls = values.crl ? await Promise.all(values.crl.map((f) => readFile(f))) : undefined;
         const check = await checkNewSystem(pool, values['export-id'], crls);
         if (values.report) await writeFile(values.report, `${JSON.stringify(check, null, 2)}\n`);
-        process.stdout.write(`${JSON.stringify({ ...check, maxRssMb: maxRssMb() })}\n`);
+        process.stdout.write(`${JSON.stringify({ ...check, maxRssMb: maxRssMb(), cpuSeconds: cpuSeconds() })}\n`);
         return check.ok ? 0 : 4;
       } finally {
         await pool.end();
@@ -125,6 +125,12 @@ class UsageError extends Error {}
 /** This process's peak resident set so far (getrusage ru_maxrss), in MB. */
 function maxRssMb(): number {
   return Math.round(process.resourceUsage().maxRSS / 1024);
+}
+
+/** CPU seconds (user + system) this process has used. */
+function cpuSeconds(): number {
+  const { user, system } = process.cpuUsage();
+  return Math.round((user + system) / 1e5) / 10;
 }
 
 function summaryOf(facts: Record<string, unknown>): Record<string, unknown> {

@@ -182,13 +182,31 @@ export async function* readLines(path: string, entry: ManifestEntry, expectedHea
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
     const buffer = rest.length ? Buffer.concat([rest, chunk as Buffer]) : (chunk as Buffer);
     hash.update(chunk as Buffer);
-    let start = 0;
-    for (let nl = buffer.indexOf(10, start); nl !== -1; nl = buffer.indexOf(10, start)) {
+    const lastNewline = buffer.lastIndexOf(10);
+    if (lastNewline === -1) {
+      rest = buffer;
+      continue;
+    }
+    // One decode per chunk (a decoder call per line costs more than the parsing, for Big5 most of
+    // all). Splitting the bytes at 0x0A first is safe in both encodings: in UTF-8 and in Big5 a
+    // 0x0A byte is only ever a line feed (Big5 trail bytes are 0x40-0x7E and 0xA1-0xFE).
+    let text: string;
+    try {
+      text = decoder.decode(buffer.subarray(0, lastNewline));
+    } catch {
+      // Find the line that is not valid in its encoding, for the report.
+      let at = 0;
+      for (let n = line + 1; at <= lastNewline; n++) {
+        const end = buffer.indexOf(10, at);
+        decode(buffer.subarray(at, end), n);
+        at = end + 1;
+      }
+      throw new ExportError(`${entry.file}:${line + 1}`, `not valid ${entry.encoding}`);
+    }
+    rest = buffer.subarray(lastNewline + 1);
+    for (const raw of text.split('\n')) {
       line++;
-      const end = nl > start && buffer[nl - 1] === 13 ? nl - 1 : nl;
-      const text = decode(buffer.subarray(start, end), line);
-      start = nl + 1;
-      const fields = text.split('\t');
+      const fields = (raw.endsWith('\r') ? raw.slice(0, -1) : raw).split('\t');
       if (line === 1) {
         if (fields.join('\t') !== expectedHeader.join('\t')) throw new ExportError(`${entry.file}:1`, `header must be ${expectedHeader.join(' ')}`);
         continue;
@@ -196,7 +214,6 @@ export async function* readLines(path: string, entry: ManifestEntry, expectedHea
       if (fields.length !== expectedHeader.length) throw new ExportError(`${entry.file}:${line}`, `expected ${expectedHeader.length} tab-separated fields, found ${fields.length}`);
       yield { line, fields };
     }
-    rest = buffer.subarray(start);
   }
   if (rest.length > 0) throw new ExportError(`${entry.file}:${line + 1}`, 'the last line has no line end (file cut short)');
   if (line === 0) throw new ExportError(`${entry.file}:1`, 'empty file (no header)');

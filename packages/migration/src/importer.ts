@@ -82,6 +82,8 @@ export interface ImportResult {
   /** Rows written by this run (0 everywhere for a second run, and for a dry run). */
   written: { subscribers: number; raCards: number; certificates: number; events: number; cardMgmtCards: number };
   phase: 'REFUSED' | 'DRY_RUN' | 'PARTIAL' | 'DONE';
+  /** Seconds spent per phase by this run (for the runbook's planning and the benchmark). */
+  timings?: Record<string, number>;
 }
 
 const MAX_ERRORS = 50;
@@ -102,33 +104,53 @@ export async function importLegacyExport(targets: ImportTargets, options: Import
   if (manifest instanceof ExportError) return { ok: false, exportId: '', errors: [{ location: manifest.location, problem: manifest.problem }], written, phase: 'REFUSED' };
   if (!(manifest as Manifest).files) throw manifest;
   const m = manifest as Manifest;
+  const timings: Record<string, number> = {};
+  let mark = performance.now();
+  const lap = (name: string) => {
+    const now = performance.now();
+    timings[name] = Math.round(now - mark) / 1000;
+    mark = now;
+  };
   const manifestSha256 = await fileSha256(join(options.dir, 'MANIFEST'));
   await ensureStagingSchema(targets.ra);
   await ensureProgressTable(targets.cardMgmt);
 
   const run = await targets.ra.query(`SELECT phase, manifest_sha256 FROM ${STAGING}.runs WHERE export_id = $1`, [m.exportId]);
+  const stagingIntact = async (pool: Pool, exportId: string) =>
+    (await pool.query(`SELECT staged_certificates = (SELECT count(*) FROM ${STAGING}.certificates WHERE export_id = $1) AS ok FROM ${STAGING}.runs WHERE export_id = $1`, [exportId])).rows[0]?.ok === true;
   const existing = run.rows[0] as { phase: string; manifest_sha256: string } | undefined;
   if (existing && existing.manifest_sha256 !== manifestSha256) {
     return { ok: false, exportId: m.exportId, errors: [{ location: 'MANIFEST', problem: `export ${m.exportId} was staged from another manifest (its files changed since): refusing to mix them` }], written, phase: 'REFUSED' };
   }
-  if (!existing || options.dryRun) {
+  // The staging tables are UNLOGGED (no WAL for a copy that is re-made from the export at will):
+  // a database crash empties them. A run staged before such a crash is staged again; what was
+  // already applied stays, and is not applied twice (every insert is ON CONFLICT DO NOTHING).
+  const restage = existing !== undefined && !(await stagingIntact(targets.ra, m.exportId));
+  if (!existing || options.dryRun || restage) {
     const client = await targets.ra.connect();
     try {
       await client.query('BEGIN');
       await client.query('SET LOCAL statement_timeout = 0');
       const errors = await stage(client, targets, options, m, manifestSha256);
+      lap('validateAndStage');
       if (errors.length > 0) {
         await client.query('ROLLBACK');
         return { ok: false, exportId: m.exportId, errors, written, phase: 'REFUSED' };
       }
       await reconcile(client, m.exportId);
+      lap('reconcile');
       const report = await buildReport(client, m.exportId, options.dryRun ? 'DRY_RUN' : 'STAGED');
+      lap('report');
       if (options.dryRun) {
         await client.query('ROLLBACK');
-        return { ok: true, exportId: m.exportId, errors: [], report, written, phase: 'DRY_RUN' };
+        return { ok: true, exportId: m.exportId, errors: [], report, written, phase: 'DRY_RUN', timings };
       }
-      await client.query(`UPDATE ${STAGING}.runs SET phase = 'STAGED', updated_at = now() WHERE export_id = $1`, [m.exportId]);
+      await client.query(
+        `UPDATE ${STAGING}.runs SET phase = 'STAGED', staged_certificates = (SELECT count(*) FROM ${STAGING}.certificates WHERE export_id = $1), updated_at = now() WHERE export_id = $1`,
+        [m.exportId],
+      );
       await client.query('COMMIT');
+      lap('commitStaging');
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       if (err instanceof ExportError) return { ok: false, exportId: m.exportId, errors: [{ location: err.location, problem: err.problem }], written, phase: 'REFUSED' };
@@ -141,9 +163,11 @@ export async function importLegacyExport(targets: ImportTargets, options: Import
   if (preflight.length > 0) return { ok: false, exportId: m.exportId, errors: preflight, written, phase: 'REFUSED' };
 
   const finished = await apply(targets, options, m.exportId, written);
+  lap('apply');
   const report = await buildReport(targets.ra, m.exportId, finished ? 'DONE' : 'PARTIAL');
+  lap('finalReport');
   if (finished) await targets.ra.query(`UPDATE ${STAGING}.runs SET phase = 'DONE', report = $2, updated_at = now() WHERE export_id = $1`, [m.exportId, JSON.stringify(report.summary)]);
-  return { ok: true, exportId: m.exportId, errors: [], report, written, phase: finished ? 'DONE' : 'PARTIAL' };
+  return { ok: true, exportId: m.exportId, errors: [], report, written, phase: finished ? 'DONE' : 'PARTIAL', timings };
 }
 
 async function ensureStagingSchema(pool: Pool): Promise<void> {
@@ -153,26 +177,26 @@ async function ensureStagingSchema(pool: Pool): Promise<void> {
     CREATE SCHEMA IF NOT EXISTS ${STAGING};
     CREATE TABLE IF NOT EXISTS ${STAGING}.runs (
       export_id text PRIMARY KEY, manifest_sha256 text NOT NULL, phase text NOT NULL, stage text NOT NULL DEFAULT 'subscribers',
-      position text NOT NULL DEFAULT '', batches integer NOT NULL DEFAULT 0, report jsonb, started_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now());
+      position text NOT NULL DEFAULT '', batches integer NOT NULL DEFAULT 0, staged_certificates integer, report jsonb, started_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now());
     CREATE TABLE IF NOT EXISTS ${STAGING}.generations (
       export_id text NOT NULL, generation text NOT NULL, key_id text NOT NULL, crl_this_update timestamptz NOT NULL, certificate_der bytea NOT NULL, PRIMARY KEY (export_id, generation));
-    CREATE TABLE IF NOT EXISTS ${STAGING}.certificates (
+    CREATE UNLOGGED TABLE IF NOT EXISTS ${STAGING}.certificates (
       export_id text NOT NULL, serial_hex text NOT NULL, generation text NOT NULL, issuer_key_id text NOT NULL, not_before timestamptz NOT NULL, not_after timestamptz NOT NULL,
       subject_serial text, spki bytea NOT NULL, der_sha256 bytea NOT NULL, sealed bytea NOT NULL, pd_key_id text NOT NULL, line integer NOT NULL, PRIMARY KEY (export_id, serial_hex));
-    CREATE TABLE IF NOT EXISTS ${STAGING}.status (
+    CREATE UNLOGGED TABLE IF NOT EXISTS ${STAGING}.status (
       export_id text NOT NULL, serial_hex text NOT NULL, legacy_status text NOT NULL, status_time timestamptz NOT NULL, line integer NOT NULL, PRIMARY KEY (export_id, serial_hex));
-    CREATE TABLE IF NOT EXISTS ${STAGING}.crl_entries (
+    CREATE UNLOGGED TABLE IF NOT EXISTS ${STAGING}.crl_entries (
       export_id text NOT NULL, serial_hex text NOT NULL, generation text NOT NULL, revocation_time timestamptz NOT NULL, reason_code smallint, PRIMARY KEY (export_id, serial_hex));
-    CREATE TABLE IF NOT EXISTS ${STAGING}.subscribers (
+    CREATE UNLOGGED TABLE IF NOT EXISTS ${STAGING}.subscribers (
       export_id text NOT NULL, subscriber_id uuid NOT NULL, person_ref text NOT NULL, lookup_key_id text NOT NULL, national_id_lookup bytea NOT NULL, pd_key_id text NOT NULL,
       national_id_sealed bytea NOT NULL, name_sealed bytea NOT NULL, birth_date_sealed bytea NOT NULL, email_sealed bytea, id_kind text NOT NULL, gender text NOT NULL,
       publication_consent boolean NOT NULL, code_hash text NOT NULL, office text NOT NULL, location text NOT NULL, PRIMARY KEY (export_id, subscriber_id));
-    CREATE TABLE IF NOT EXISTS ${STAGING}.subscriber_ids (
+    CREATE UNLOGGED TABLE IF NOT EXISTS ${STAGING}.subscriber_ids (
       export_id text NOT NULL, legacy_id text NOT NULL, subscriber_id uuid NOT NULL, PRIMARY KEY (export_id, legacy_id));
-    CREATE TABLE IF NOT EXISTS ${STAGING}.cards (
+    CREATE UNLOGGED TABLE IF NOT EXISTS ${STAGING}.cards (
       export_id text NOT NULL, card_number text NOT NULL, legacy_subscriber_id text NOT NULL, legacy_state text NOT NULL, office text NOT NULL,
       sign_serial text NOT NULL, keyx_serial text NOT NULL, issued_at timestamptz NOT NULL, line integer NOT NULL, PRIMARY KEY (export_id, card_number));
-    CREATE TABLE IF NOT EXISTS ${STAGING}.final (
+    CREATE UNLOGGED TABLE IF NOT EXISTS ${STAGING}.final (
       export_id text NOT NULL, serial_hex text NOT NULL, status text NOT NULL, reason text, revocation_time timestamptz, card_number text, key_slot text NOT NULL,
       PRIMARY KEY (export_id, serial_hex));
     CREATE TABLE IF NOT EXISTS ${STAGING}.disagreements (
@@ -233,11 +257,14 @@ async function stage(client: PoolClient, targets: ImportTargets, options: Import
     if (hash.digest('hex') !== entry.sha256) throw new ExportError(entry.file, 'SHA-256 differs from the manifest (file altered)');
   };
 
-  await client.query(`DELETE FROM ${STAGING}.runs WHERE export_id = $1`, [exportId]);
   for (const table of ['generations', 'certificates', 'status', 'crl_entries', 'subscribers', 'subscriber_ids', 'cards', 'final', 'disagreements']) {
     await client.query(`DELETE FROM ${STAGING}.${table} WHERE export_id = $1`, [exportId]);
   }
-  await client.query(`INSERT INTO ${STAGING}.runs (export_id, manifest_sha256, phase) VALUES ($1, $2, 'STAGING')`, [exportId, manifestSha256]);
+  // A re-staged run keeps its apply checkpoint: batches already committed are skipped again.
+  await client.query(
+    `INSERT INTO ${STAGING}.runs (export_id, manifest_sha256, phase) VALUES ($1, $2, 'STAGING') ON CONFLICT (export_id) DO UPDATE SET phase = 'STAGING', updated_at = now()`,
+    [exportId, manifestSha256],
+  );
   const disagree = (rows: unknown[][]) =>
     insertRows(client, 'disagreements', [['export_id', 'text'], ['kind', 'text'], ['subject', 'text'], ['location', 'text'], ['detail', 'text'], ['rule', 'text']], rows, '');
 
@@ -300,8 +327,12 @@ async function stage(client: PoolClient, targets: ImportTargets, options: Import
   let duplicates: unknown[][] = [];
   const seen = new Map<string, { sha: Buffer; line: number }>();
   const flushCertificates = async () => {
+    // Everything the batch needs is taken synchronously: the next batch is parsed while this
+    // one's INSERT runs (one statement in flight on the connection, the CPU parsing meanwhile).
     const rows = batch;
+    const found = duplicates;
     batch = [];
+    duplicates = [];
     seen.clear();
     const inserted = await client.query(
       `INSERT INTO ${STAGING}.certificates (export_id, serial_hex, generation, issuer_key_id, not_before, not_after, subject_serial, spki, der_sha256, sealed, pd_key_id, line)
@@ -317,13 +348,13 @@ async function stage(client: PoolClient, targets: ImportTargets, options: Import
       const known = new Map(earlier.map((r: { serial_hex: string; der_sha256: Buffer; line: number }) => [r.serial_hex, r]));
       for (const r of again) {
         const first = known.get(r[1] as string)!;
-        if ((first.der_sha256 as Buffer).equals(r[8] as Buffer)) duplicates.push([exportId, 'duplicate-certificate', r[1], `certificates.txt:${r[11]}`, `the same certificate as line ${first.line}`, 'imported once']);
+        if ((first.der_sha256 as Buffer).equals(r[8] as Buffer)) found.push([exportId, 'duplicate-certificate', r[1], `certificates.txt:${r[11]}`, `the same certificate as line ${first.line}`, 'imported once']);
         else errors.add(`certificates.txt:${r[11]}`, `serial ${r[1]} is also line ${first.line}, with another certificate`);
       }
     }
-    await disagree(duplicates);
-    duplicates = [];
+    await disagree(found);
   };
+  let inFlight: Promise<void> = Promise.resolve();
   const verifications: Array<Promise<void>> = [];
   for await (const { line, fields } of hashed(certEntry, HEADERS.certificates)) {
     const where = `certificates.txt:${line}`;
@@ -364,13 +395,17 @@ async function stage(client: PoolClient, targets: ImportTargets, options: Import
     );
     const sealed = targets.vault.seal('certificate', cert.serialHex, bytes);
     batch.push([exportId, cert.serialHex, issuer.generation, issuer.keyId, cert.notBefore, cert.notAfter, cert.subjectSerialNumber ?? null, Buffer.from(cert.spki), sha, sealed.ciphertext, sealed.keyId, line]);
-    if (batch.length >= 5000) {
+    if (batch.length >= 2000) {
       await Promise.all(verifications.splice(0));
-      await flushCertificates();
+      await inFlight;
+      inFlight = flushCertificates();
+      // A failed INSERT surfaces at the next await; until then it must not go unhandled.
+      inFlight.catch(() => undefined);
     }
     if (errors.full) break;
   }
   await Promise.all(verifications.splice(0));
+  await inFlight;
   if (!errors.full) await flushCertificates();
 
   // --- status table ---
@@ -548,6 +583,9 @@ async function reconcile(client: PoolClient, exportId: string): Promise<void> {
     `CASE ${column} ${LEGACY_STATUSES.map((s) => `WHEN '${s}' THEN ${part === 'status' ? `'${STATUS_MAP[s].status}'` : STATUS_MAP[s].reason ? `'${STATUS_MAP[s].reason}'` : 'NULL'}`).join(' ')} END`;
   const reasonOf = `CASE e.reason_code ${[...REASON_BY_CODE].map(([code, name]) => `WHEN ${code} THEN '${name}'`).join(' ')} ELSE 'unspecified' END`;
   const q = (sql: string) => client.query(sql, [exportId]);
+  // Statistics for the rows just staged (in this transaction): without them the planner takes the
+  // staging tables for empty and joins them by nested loops, quadratic in the export's size.
+  await client.query(`ANALYZE ${STAGING}.certificates, ${STAGING}.status, ${STAGING}.crl_entries, ${STAGING}.cards, ${STAGING}.subscriber_ids, ${STAGING}.generations`);
   // Which card and key slot each certificate belongs to; a card whose subscriber is missing keeps its certificates without the link.
   await q(`
     INSERT INTO ${STAGING}.final (export_id, serial_hex, status, reason, revocation_time, card_number, key_slot)
@@ -565,12 +603,15 @@ async function reconcile(client: PoolClient, exportId: string): Promise<void> {
         WHEN s.serial_hex IS NOT NULL AND s.status_time > g.crl_this_update AND ${statusCase('s.legacy_status', 'status')} <> 'VALID' THEN s.status_time
         END,
       CASE WHEN si.subscriber_id IS NOT NULL THEN k.card_number END,
-      CASE WHEN k.keyx_serial = c.serial_hex THEN 'KEYX' ELSE 'SIGN' END
+      coalesce(k.slot, 'SIGN')
     FROM ${STAGING}.certificates c
     JOIN ${STAGING}.generations g ON g.export_id = c.export_id AND g.generation = c.generation
     LEFT JOIN ${STAGING}.crl_entries e ON e.export_id = c.export_id AND e.serial_hex = c.serial_hex
     LEFT JOIN ${STAGING}.status s ON s.export_id = c.export_id AND s.serial_hex = c.serial_hex
-    LEFT JOIN LATERAL (SELECT * FROM ${STAGING}.cards k WHERE k.export_id = c.export_id AND (k.sign_serial = c.serial_hex OR k.keyx_serial = c.serial_hex) LIMIT 1) k ON true
+    LEFT JOIN (SELECT DISTINCT ON (serial_hex) * FROM (
+                 SELECT card_number, legacy_subscriber_id, sign_serial AS serial_hex, 'SIGN' AS slot FROM ${STAGING}.cards WHERE export_id = $1
+                 UNION ALL SELECT card_number, legacy_subscriber_id, keyx_serial, 'KEYX' FROM ${STAGING}.cards WHERE export_id = $1) slots
+               ORDER BY serial_hex, card_number) k ON k.serial_hex = c.serial_hex
     LEFT JOIN ${STAGING}.subscriber_ids si ON si.export_id = c.export_id AND si.legacy_id = k.legacy_subscriber_id
     WHERE c.export_id = $1`);
   await q(`
@@ -650,7 +691,9 @@ async function apply(targets: ImportTargets, options: ImportOptions, exportId: s
     const client = await targets.ra.connect();
     try {
       await client.query('BEGIN');
-      await client.query('SET LOCAL statement_timeout = 0');
+      // A batch lost in a crash after COMMIT returned is simply applied again on resume (its
+      // checkpoint went with it), so the importer need not wait for each WAL flush.
+      await client.query('SET LOCAL statement_timeout = 0; SET LOCAL synchronous_commit = off');
       const result = await work(client);
       if (result.last === undefined) {
         stage = next;
