@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as graphene from 'graphene-pk11';
@@ -9,6 +10,9 @@ import { CrlSigner } from '../../../services/ca-signer/src/domain/crl-signing';
 import { IssuerRegistry } from '../../../services/ca-signer/src/domain/issuer-registry';
 import * as der from '../src/der';
 import { generateLegacyExport, type GeneratedExport } from '../src/generate';
+import { importLegacyExport } from '../src/importer';
+import { checkNewSystem } from '../src/report';
+import { createKeys, createTargets } from './fixture';
 
 // The migration day's key ceremony against a real SoftHSM token, with OpenSSL as the judge: a
 // transport key made in the token, the old CA keys wrapped under it by the "legacy HSM" (the
@@ -27,6 +31,8 @@ afterAll(async () => {
 });
 
 const pin = () => ['--pin-file', f.initialPinFile];
+/** `openssl crl -CAfile` exits 0 whether or not the signature verifies: its verdict is on stderr. */
+const crlVerdict = (crlFile: string, caFile: string, form = 'PEM') => spawnSync('openssl', ['crl', '-inform', form, '-in', crlFile, '-CAfile', caFile, '-noout'], { encoding: 'utf8' }).stderr.trim();
 
 it('creates a transport key whose private half only unwraps', async () => {
   const r = await f.cli(['create-transport-key', '--label', 'migration-transport', '--out', file('transport.pem'), ...pin()]);
@@ -39,7 +45,7 @@ it('creates a transport key whose private half only unwraps', async () => {
 
 it('imports a wrapped legacy CA key into the token (C_UnwrapKey) and records the old generation', async () => {
   const spki = fromPem(readFileSync(file('transport.pem'), 'utf8'), 'PUBLIC KEY');
-  exported = await generateLegacyExport({ dir: file('export'), certificates: 60, generations: ['G1', 'G2'], transportKeySpki: spki, exportId: 'ceremony-test' });
+  exported = await generateLegacyExport({ dir: file('export'), certificates: 400, generations: ['G1', 'G2'], transportKeySpki: spki, exportId: 'ceremony-test', dirt: true });
   const wrapped = readFileSync(file('export/keys/G1.wrapped'), 'utf8');
   expect(wrapped).not.toContain('PRIVATE KEY');
 
@@ -103,7 +109,10 @@ it('signs a CRL for the old generation that OpenSSL verifies against the old CA 
     writeFileSync(file('new-g1.crl'), toPem(crlDer, 'X509 CRL'));
     writeFileSync(file('g1.pem'), toPem(exported.generations[0]!.certificateDer, 'CERTIFICATE'));
     writeFileSync(file('chain.pem'), toPem(exported.root.certificateDer, 'CERTIFICATE') + toPem(exported.generations[0]!.certificateDer, 'CERTIFICATE'));
-    expect(openssl('crl', '-in', file('new-g1.crl'), '-CAfile', file('g1.pem'), '-noout')).toBe('');
+    expect(crlVerdict(file('new-g1.crl'), file('g1.pem'))).toBe('verify OK');
+    // ... and not against another generation's certificate (same DN, another key).
+    writeFileSync(file('g2.pem'), toPem(exported.generations[1]!.certificateDer, 'CERTIFICATE'));
+    expect(crlVerdict(file('new-g1.crl'), file('g2.pem'))).toMatch(/verify failure/);
     // Every legacy entry is on the new CRL.
     const text = openssl('crl', '-in', file('new-g1.crl'), '-noout', '-text');
     for (const e of legacy.entries) expect(text).toContain(e.serialHex.toUpperCase().replace(/^0+/, ''));
@@ -129,3 +138,51 @@ it('signs a CRL for the old generation that OpenSSL verifies against the old CA 
     await ceremony.close();
   }
 }, 120_000);
+
+it('imports the export only once every old generation is in ca-signer, and the new CRLs list exactly what the legacy records say', async () => {
+  const keys = await createKeys(f.dir);
+  const targets = await createTargets('ceremony', keys, f.dir, { caSigner: { database: { url: f.config.database.url!, schema: 'ca_signer' } } });
+  try {
+    // G2's key has not been brought in yet: refused, naming the generation, nothing imported.
+    const refused = await importLegacyExport(targets.targets, { dir: file('export'), clock: systemClock, batchSize: 100 });
+    expect(refused.ok).toBe(false);
+    expect(refused.errors).toEqual([{ location: 'generations.tsv', problem: expect.stringMatching(/^generation G2 \(key [0-9a-f]+\) is not an issuer generation in ca-signer/) }]);
+    expect((await targets.ra.query('SELECT count(*)::int AS n FROM certificates')).rows[0].n).toBe(0);
+
+    const r = await f.cli(['import-legacy', '--generation', 'L-G2', '--cert', file('export/ca/G2.cer'), '--issuer-cert', file('export/ca/ROOT.cer'),
+      '--wrapped', file('export/keys/G2.wrapped'), '--transport-key', transportKeyId, ...pin()]);
+    expect(r.code).toBe(0);
+    const result = await importLegacyExport(targets.targets, { dir: file('export'), clock: systemClock, batchSize: 100 });
+    expect(result.phase).toBe('DONE');
+
+    // The new system's CRL for each old generation, built from ra's registry and signed by ca-signer with the unwrapped keys.
+    const ceremony = await openCeremony(f.config, { pin: f.token.pin, attendance: { actor: 'test', attributes: {} } });
+    const crls: Buffer[] = [];
+    try {
+      const registry = new IssuerRegistry(f.pool);
+      await registry.load();
+      const signer = new CrlSigner({ pool: f.pool, registry, keyManager: await ceremony.context.hsm(), clock: systemClock, logger: createLogger({ service: 'test', level: 'silent' }), producer: 'ca-signer' });
+      const reasons: Record<string, number> = { keyCompromise: 1, cACompromise: 2, affiliationChanged: 3, superseded: 4, cessationOfOperation: 5, certificateHold: 6 };
+      const now = new Date(Math.floor(Date.now() / 1000) * 1000);
+      for (const [i, g] of exported.generations.entries()) {
+        const { rows } = await targets.ra.query(`SELECT serial_hex, reason, revocation_time FROM certificates WHERE issuer_key_id = $1 AND status <> 'VALID'`, [g.keyId]);
+        const crl = await signer.sign({
+          caller: 'migration-test', idempotencyKey: `check-${g.generation}`, issuerKeyId: g.keyId, partition: '', crlNumber: String(2026120500 + i),
+          thisUpdate: now, nextUpdate: new Date(now.getTime() + 86_400_000), announceDeltaCrl: false,
+          entries: rows.map((row) => ({ serialHex: row.serial_hex, revocationDate: row.revocation_time, reason: reasons[row.reason] ?? 0 })),
+        });
+        writeFileSync(file(`check-${g.generation}.crl`), crl);
+        writeFileSync(file(`check-${g.generation}.pem`), toPem(g.certificateDer, 'CERTIFICATE'));
+        expect(crlVerdict(file(`check-${g.generation}.crl`), file(`check-${g.generation}.pem`), 'DER')).toBe('verify OK');
+        crls.push(crl);
+      }
+    } finally {
+      await ceremony.close();
+    }
+    const check = await checkNewSystem(targets.ra, 'ceremony-test', crls);
+    expect(check).toMatchObject({ ok: true, registry: { mismatches: 0 }, crl: { mismatches: 0, legacyMissing: 0 } });
+    expect(check.crl!.checked).toBe(exported.facts.uniqueCertificates);
+  } finally {
+    await targets.close();
+  }
+}, 180_000);

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { AesGcmPersonalDataVault, decodeKey } from './personal-data-vault';
 import { ScryptCodeHasher } from './scrypt-code-hasher';
 
@@ -67,7 +67,6 @@ describe('legacy subscriber-code hashes (migration)', () => {
   const hasher = new ScryptCodeHasher({ cost: 2 ** 12, blockSize: 8, parallelization: 1 });
   const legacy = (algorithm: 'sha1' | 'md5', code: string) => {
     const salt = Buffer.from('0011223344556677', 'hex');
-    const { createHash } = require('node:crypto') as typeof import('node:crypto');
     return `legacy-${algorithm}-salt$${salt.toString('hex')}$${createHash(algorithm).update(salt).update(code).digest('hex')}`;
   };
   it('verifies SHA-1 and MD5 salted hashes as the old system did, and asks for a rehash', async () => {
