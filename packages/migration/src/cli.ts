@@ -147,19 +147,21 @@ async function readKey(file: string): Promise<Buffer> {
 /** The importer writes as ra and card-mgmt would: into their schemas, sealing with ra's keys. */
 export function targetsFrom(config: MigrationConfig): ImportTargets {
   const pd = config.ra.personalData;
-  const vault = new AesGcmPersonalDataVault({
+  const vaultKeys = {
     encryption: pd.encryptionKeys.map((k) => ({ id: k.id, key: decodeKey(k.keyFile.reveal(), `encryption key ${k.id}`) })),
     activeEncryptionKeyId: pd.activeEncryptionKey,
     lookup: pd.lookupKeys.map((k) => ({ id: k.id, key: decodeKey(k.keyFile.reveal(), `lookup key ${k.id}`) })),
     activeLookupKeyId: pd.activeLookupKey,
     reference: decodeKey(pd.referenceKeyFile.reveal(), 'reference key'),
-  });
+  };
+  const vault = new AesGcmPersonalDataVault(vaultKeys);
   const pool = (database: MigrationConfig['cardMgmt']['database'], max: number) =>
     createPool({ url: databaseUrl(database), schema: database.schema, maxConnections: max, applicationName: 'pki-migrate' });
   return {
     ra: pool(config.ra.database, 3),
     raSchema: config.ra.database.schema,
     vault,
+    vaultKeys,
     statusProducer: config.ra.statusProducer,
     auditProducer: config.ra.auditProducer,
     cardMgmt: pool(config.cardMgmt.database, 2),

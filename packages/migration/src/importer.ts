@@ -6,7 +6,7 @@ import { appendAuditEvents, AuditActorType, AuditOutcome } from '@pki/audit-even
 import type { Clock } from '@pki/kit';
 import { appendEvents } from '@pki/outbox';
 import { Topics } from '@pki/proto';
-import { encodeStatusChange, parseBirthDate, parseEmail, parseName, parseNationalId, type PersonalDataVault } from '@pki/ra';
+import { encodeStatusChange, parseBirthDate, parseEmail, parseName, parseNationalId, type PersonalDataVault, type VaultKeys } from '@pki/ra';
 import * as der from './der';
 import {
   type CertificateStatus,
@@ -29,6 +29,8 @@ import {
 } from './format';
 import type { Progress } from './progress';
 import { buildReport, type ReconciliationReport } from './report';
+import { type CertificateLine, CertificateBatchPreparer, type PreparedBatch } from './certificate-batch';
+import { StageWorkers } from './worker-pool';
 
 /**
  * The importer. Three phases, each restartable:
@@ -52,6 +54,8 @@ export interface ImportTargets {
   ra: Pool;
   raSchema: string;
   vault: PersonalDataVault;
+  /** The vault's key material, for the worker threads that seal in parallel (without it, sealing stays in this thread). */
+  vaultKeys?: VaultKeys;
   /** ra's outbox producers (its config's events.producer and events.auditProducer). */
   statusProducer: string;
   auditProducer: string;
@@ -317,23 +321,24 @@ async function stage(client: PoolClient, targets: ImportTargets, options: Import
       if (inserted !== part.length) throw new ExportError(crlFile, 'lists a serial twice, or a serial another generation\'s CRL lists');
     }
   }
-  const byKeyId = new Map([...generations.values()].map((g) => [g.keyId, g]));
 
   // --- certificates: parse, verify against the old issuer, seal ---
   const certEntry = one('certificates');
   const total = m.files.filter((f) => f.encoding !== 'binary').reduce((n, f) => n + f.records, 0);
   progress?.start('validate and stage', total);
-  let batch: unknown[][] = [];
-  let duplicates: unknown[][] = [];
-  const seen = new Map<string, { sha: Buffer; line: number }>();
-  const flushCertificates = async () => {
-    // Everything the batch needs is taken synchronously: the next batch is parsed while this
-    // one's INSERT runs (one statement in flight on the connection, the CPU parsing meanwhile).
-    const rows = batch;
-    const found = duplicates;
-    batch = [];
-    duplicates = [];
-    seen.clear();
+  // Batches of lines go to worker threads (one per core) for the CPU work; this thread reads,
+  // inserts and keeps at most `DEPTH` batches in flight, so memory stays bounded.
+  const issuerKeys = [...generations.values()].map((g) => ({ keyId: g.keyId, generation: g.generation, spki: Buffer.from(g.key.export({ format: 'der', type: 'spki' })) }));
+  const workers = targets.vaultKeys && StageWorkers.available() ? new StageWorkers(targets.vaultKeys, issuerKeys, exportId) : undefined;
+  const inline = new CertificateBatchPreparer(issuerKeys, targets.vault, exportId);
+  const DEPTH = 4;
+  const queue: Array<Promise<PreparedBatch>> = [];
+  let lines: CertificateLine[] = [];
+  const insertPrepared = async (prepared: PreparedBatch) => {
+    for (const e of prepared.errors) errors.add(e.location, e.problem);
+    const rows = prepared.rows;
+    const found: unknown[][] = prepared.duplicates.map((d) => [exportId, 'duplicate-certificate', d.serialHex, `certificates.txt:${d.line}`, `the same certificate as line ${d.firstLine}`, 'imported once']);
+    if (errors.list.length > 0) return; // nothing will be kept: spare the database
     const inserted = await client.query(
       `INSERT INTO ${STAGING}.certificates (export_id, serial_hex, generation, issuer_key_id, not_before, not_after, subject_serial, spki, der_sha256, sealed, pd_key_id, line)
        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::bytea[], $9::bytea[], $10::bytea[], $11::text[], $12::int[])
@@ -354,59 +359,27 @@ async function stage(client: PoolClient, targets: ImportTargets, options: Import
     }
     await disagree(found);
   };
-  let inFlight: Promise<void> = Promise.resolve();
-  const verifications: Array<Promise<void>> = [];
-  for await (const { line, fields } of hashed(certEntry, HEADERS.certificates)) {
-    const where = `certificates.txt:${line}`;
-    progress?.tick();
-    const [serialField, b64] = fields as [string, string];
-    const bytes = Buffer.from(b64, 'base64');
-    let cert: der.CertificateFields;
-    try {
-      if (bytes.toString('base64') !== b64) throw new der.DerError('not canonical base64');
-      cert = der.readCertificate(bytes);
-    } catch (err) {
-      errors.add(where, `not a DER certificate in base64 (${(err as Error).message})`);
-      if (errors.full) break;
-      continue;
+  const dispatch = () => {
+    const batchLines = lines;
+    lines = [];
+    queue.push(workers ? workers.prepare(batchLines) : Promise.resolve().then(() => inline.prepare(batchLines)));
+  };
+  try {
+    for await (const { line, fields } of hashed(certEntry, HEADERS.certificates)) {
+      progress?.tick();
+      lines.push({ line, serial: fields[0]!, b64: fields[1]! });
+      if (lines.length >= 2000) {
+        dispatch();
+        if (queue.length >= DEPTH) await insertPrepared(await queue.shift()!);
+        if (errors.full) break;
+      }
     }
-    if (cert.serialHex !== serialField.toLowerCase()) errors.add(where, `the serial column (${serialField}) differs from the certificate's serial ${cert.serialHex}`);
-    const issuer = cert.authorityKeyId ? byKeyId.get(cert.authorityKeyId) : undefined;
-    if (!issuer) {
-      errors.add(where, `issued by key ${cert.authorityKeyId ?? '(no authorityKeyIdentifier)'}, which is none of the export's generations`);
-      continue;
-    }
-    const sha = createHash('sha256').update(bytes).digest();
-    const inBatch = seen.get(cert.serialHex);
-    if (inBatch) {
-      if (inBatch.sha.equals(sha)) duplicates.push([exportId, 'duplicate-certificate', cert.serialHex, where, `the same certificate as line ${inBatch.line}`, 'imported once']);
-      else errors.add(where, `serial ${cert.serialHex} is also line ${inBatch.line}, with another certificate`);
-      continue;
-    }
-    seen.set(cert.serialHex, { sha, line });
-    // node:crypto verifies on libuv's thread pool when given a callback: both cores work while this loop parses.
-    verifications.push(
-      new Promise<void>((resolve) =>
-        verify('sha256', cert.tbs, issuer.key, cert.signature, (err, ok) => {
-          if (err || !ok) errors.add(where, `its signature does not verify against generation ${issuer.generation}'s key`);
-          resolve();
-        }),
-      ),
-    );
-    const sealed = targets.vault.seal('certificate', cert.serialHex, bytes);
-    batch.push([exportId, cert.serialHex, issuer.generation, issuer.keyId, cert.notBefore, cert.notAfter, cert.subjectSerialNumber ?? null, Buffer.from(cert.spki), sha, sealed.ciphertext, sealed.keyId, line]);
-    if (batch.length >= 2000) {
-      await Promise.all(verifications.splice(0));
-      await inFlight;
-      inFlight = flushCertificates();
-      // A failed INSERT surfaces at the next await; until then it must not go unhandled.
-      inFlight.catch(() => undefined);
-    }
-    if (errors.full) break;
+    if (lines.length > 0) dispatch();
+    while (queue.length > 0) await insertPrepared(await queue.shift()!);
+  } finally {
+    await Promise.allSettled(queue);
+    await workers?.close();
   }
-  await Promise.all(verifications.splice(0));
-  await inFlight;
-  if (!errors.full) await flushCertificates();
 
   // --- status table ---
   let statusRows: unknown[][] = [];
