@@ -331,7 +331,7 @@ async function stage(client: PoolClient, targets: ImportTargets, options: Import
   const issuerKeys = [...generations.values()].map((g) => ({ keyId: g.keyId, generation: g.generation, spki: Buffer.from(g.key.export({ format: 'der', type: 'spki' })) }));
   const workers = targets.vaultKeys && StageWorkers.available() ? new StageWorkers(targets.vaultKeys, issuerKeys, exportId) : undefined;
   const inline = new CertificateBatchPreparer(issuerKeys, targets.vault, exportId);
-  const DEPTH = 4;
+  const DEPTH = 3;
   const queue: Array<Promise<PreparedBatch>> = [];
   let lines: CertificateLine[] = [];
   const insertPrepared = async (prepared: PreparedBatch) => {

@@ -21,7 +21,8 @@ export class StageWorkers {
 
   constructor(keys: VaultKeys, issuers: IssuerKey[], exportId: string, count = Math.max(1, cpus().length)) {
     this.#workers = Array.from({ length: count }, () => {
-      const worker = new Worker(join(__dirname, 'stage-worker.js'), { workerData: { keys, issuers, exportId } });
+      // A batch is a few MB in and out: a small heap per worker keeps the importer under its memory budget.
+      const worker = new Worker(join(__dirname, 'stage-worker.js'), { workerData: { keys, issuers, exportId }, resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 16 } });
       worker.on('message', (m: PreparedBatch & { id: number }) => {
         const p = this.#pending.get(m.id);
         this.#pending.delete(m.id);
