@@ -418,7 +418,8 @@ export function buildCrl(ca: { name: Buffer; keyId: Buffer; key: KeyObject }, en
     ca.name,
     der.time(thisUpdate),
     der.time(new Date(thisUpdate.getTime() + 7 * 24 * 3600_000)),
-    ...(revoked.length ? [der.sequence(...revoked)] : []),
+    // Concatenated, not spread: a CRL has hundreds of thousands of entries (more than a call's arguments).
+    ...(revoked.length ? [der.tlv(0x30, Buffer.concat(revoked))] : []),
     der.explicit(0, der.sequence(extension('2.5.29.35', der.sequence(der.tlv(0x80, ca.keyId))), extension('2.5.29.20', der.unsignedInteger(hexBytes(crlNumber.toString(16)))))),
   );
   return der.sequence(tbs, SHA256_RSA, der.bitString(sign('sha256', tbs, ca.key)));
