@@ -7,7 +7,7 @@ module.exports = {
   testMatch: ['**/?(*.)test.ts'],
   transform: { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2023', parser: { syntax: 'typescript', decorators: true }, transform: { legacyDecorator: true, decoratorMetadata: true } } }] },
   moduleNameMapper: {
-    '^@pki/(kit|db|proto|grpc|outbox|audit-events|merkle|client-auth|x509|internal-ca|testing|devstack|bench|workstation|deploy)$': '<rootDir>/packages/$1/src',
+    '^@pki/(kit|db|proto|grpc|outbox|audit-events|merkle|client-auth|x509|internal-ca|testing|devstack|bench|workstation|deploy|migration)$': '<rootDir>/packages/$1/src',
     '^@pki/(ca-signer|ra|ocsp|crl|card-mgmt|audit)$': '<rootDir>/services/$1/src',
   },
   globalSetup: '<rootDir>/jest.global-setup.ts',

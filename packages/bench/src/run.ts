@@ -15,6 +15,7 @@ const BENCHMARKS: Array<{ script: string; measurements: string[] }> = [
   { script: 'audit-bench.js', measurements: ['audit'] },
   { script: 'ocsp-bench.js', measurements: ['OCSP'] },
   { script: 'logging-bench.js', measurements: ['logging'] },
+  { script: 'migration-bench.js', measurements: ['migration'] },
 ];
 
 const only = process.env.BENCH_ONLY?.split(',').map((s) => s.trim()).filter(Boolean);

@@ -10,7 +10,7 @@ import { streamProgress } from './ceremony/progress';
 import { parseSubject } from './ceremony/subject';
 import { custodyRequired, openCeremony, type PinSource, readPinFile, readShareFiles, resolveCeremonyPin, type ResolvedPin } from './ceremony/session';
 import { splitTokenPin } from './ceremony/split-pin';
-import { activateIssuer, createDelegatedSigner, createIssuing, createRoot, importIssuing, listHierarchy, parseArlReason, revokeIssuing, signArl } from './ceremony/steps';
+import { activateIssuer, createDelegatedSigner, createIssuing, createRoot, createTransportKey, importIssuing, importLegacyIssuer, listHierarchy, parseArlReason, revokeIssuing, signArl } from './ceremony/steps';
 import type { CeremonyContext } from './ceremony/steps';
 import { parseKeySpec } from './domain/ca-hierarchy';
 
@@ -35,6 +35,12 @@ Steps:
   create-issuing --generation <name> --key <spec> [--subject "C=TW, O=..., OU=..."]
             (--csr-out <file.pem> | --sign-with-root <root key id> [--validity-years 20] [--cert-out <file.pem>])
   import-issuing --cert <file.pem> [--issuer-cert <root.pem>] [--generation <name>]
+  create-transport-key --label <name> [--out <transport.pem>]
+            migration: an RSA-4096 key pair whose private half can only unwrap; the public key
+            goes to the previous CA's HSM, which wraps its CA keys under it
+  import-legacy --generation <name> --cert <old CA cert> --wrapped <file> --transport-key <key id>
+            [--issuer-cert <old root cert>]   unwraps an old generation's key into the token
+            (C_UnwrapKey; never in clear outside an HSM) and records the generation, inactive
   activate --issuer <key id>
   create-ocsp-responder --issuer <key id> [--key p-256|rsa-2048|...] [--validity-days N] [--cert-out <file.pem>]
   create-audit-signer --issuer <key id> [--key <spec>] [--validity-days N] [--cert-out <file.pem>]
@@ -71,6 +77,9 @@ const OPTIONS = {
   issuer: { type: 'string' },
   root: { type: 'string' },
   reason: { type: 'string' },
+  label: { type: 'string' },
+  wrapped: { type: 'string' },
+  'transport-key': { type: 'string' },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
@@ -138,6 +147,15 @@ function askHidden(question: string): Promise<string> {
     });
     muted = true;
   });
+}
+
+/** A wrapped key file from the legacy export (docs/migration/legacy-export.md): `name: value` lines. */
+function parseWrappedKeyFile(text: string): { kek: Buffer; key: Buffer } {
+  const fields = new Map(text.split('\n').filter(Boolean).map((line) => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 1).trim()]));
+  const kek = fields.get('wrapped-kek');
+  const key = fields.get('wrapped-key');
+  if (!kek || !key) throw new UsageError('--wrapped: the file must hold wrapped-kek and wrapped-key lines (base64)');
+  return { kek: Buffer.from(kek, 'base64'), key: Buffer.from(key, 'base64') };
 }
 
 async function readCertificate(file: string): Promise<Buffer> {
@@ -238,6 +256,25 @@ async function runStep(step: string, values: Values): Promise<void> {
       const issuerCertificateDer = values['issuer-cert'] === undefined ? undefined : await readCertificate(values['issuer-cert']);
       const result = await withCeremony(config, values, (ctx) => importIssuing(ctx, { certificateDer, issuerCertificateDer, generation: values.generation }));
       console.log(JSON.stringify({ generation: result.generation, keyId: result.keyId, hsmKeyId: result.hsmKeyId, active: false }, null, 2));
+      return;
+    }
+    case 'create-transport-key': {
+      const label = need(values, 'label');
+      const result = await withCeremony(config, values, (ctx) => createTransportKey(ctx, { label }));
+      if (values.out) await writeFile(values.out, toPem(result.publicKeySpki, 'PUBLIC KEY'));
+      console.log(JSON.stringify({ transportKeyId: result.keyId, publicKey: values.out ?? null }, null, 2));
+      return;
+    }
+    case 'import-legacy': {
+      const certificateDer = await readCertificate(need(values, 'cert'));
+      const issuerCertificateDer = values['issuer-cert'] === undefined ? undefined : await readCertificate(values['issuer-cert']);
+      const wrapped = parseWrappedKeyFile(await readFile(need(values, 'wrapped'), 'utf8'));
+      const transportKeyId = need(values, 'transport-key');
+      const generation = need(values, 'generation');
+      const result = await withCeremony(config, values, (ctx) =>
+        importLegacyIssuer(ctx, { generation, certificateDer, issuerCertificateDer, transportKeyId, wrappedKek: wrapped.kek, wrappedKey: wrapped.key }),
+      );
+      console.log(JSON.stringify({ generation: result.generation, keyId: result.keyId, hsmKeyId: result.hsmKeyId, active: false, legacy: true }, null, 2));
       return;
     }
     case 'activate': {

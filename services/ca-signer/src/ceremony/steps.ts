@@ -40,7 +40,7 @@ import { prepareCertificate, signPreparedCertificate, type IssuingCa } from '../
 import { signatureAlgorithmForIssuerSpki, wholeSecond } from '../domain/certificate-signing';
 import { reserveCrlNumber } from '../domain/crl-signing';
 import { assertLintClean, CrlEntryLinter, lintCrlFrame } from '../domain/lint';
-import type { CaKeySpec, GenerateKeyPairResponse, KeyManager } from '../ports/key-manager';
+import { type CaKeySpec, type GenerateKeyPairResponse, type KeyManager, supportsKeyImport } from '../ports/key-manager';
 import { type CeremonyAudit, sha256Hex, type StepScope } from './audit';
 import { prepareCsr, signCsr } from './csr';
 import type { CeremonyProgress } from './progress';
@@ -242,6 +242,83 @@ export async function importIssuing(ctx: CeremonyContext, request: ImportIssuing
       await tx.query(`UPDATE ca_key_requests SET state = 'IMPORTED', issuer_key_id = $2, imported_at = now() WHERE hsm_key_id = $1`, [pending.hsmKeyId, result.keyId]);
     });
     ctx.progress.say(`issuing CA ${pending.generation} imported (inactive): key identifier ${result.keyId}`);
+    return result;
+  });
+}
+
+// --- create-transport-key / import-legacy (migration of a previous CA's keys, decision 0031) -----
+
+/**
+ * Generates the transport key pair a previous CA's HSM wraps its keys under: RSA, private half
+ * only able to unwrap. Its public key goes to the exporting side; nothing is recorded but the audit.
+ */
+export async function createTransportKey(ctx: CeremonyContext, request: { label: string; bits?: 3072 | 4096 }): Promise<{ keyId: string; publicKeySpki: Buffer }> {
+  const step = 'create-transport-key';
+  const bits = request.bits ?? 4096;
+  return ctx.audit.step(step, { keyLabel: request.label, keySpec: `rsa-${bits}`, purpose: 'unwrap keys brought from another HSM' }, async (scope) => {
+    const hsm = await ctx.hsm();
+    if (!supportsKeyImport(hsm)) throw new PkiError('FAILED_PRECONDITION', `${step}: this key manager cannot import keys`);
+    const key = await ctx.progress.during(`generating transport key '${request.label}' in the HSM`, hsm.createTransportKey({ label: request.label, bits }));
+    scope.remember({ hsmKeyId: key.keyId });
+    await scope.complete({ transportKeyId: key.keyId, publicKeySha256: sha256Hex(key.publicKeySpki) });
+    ctx.progress.say(`transport key ${key.keyId} generated: give its public key to the exporting side`);
+    return key;
+  });
+}
+
+export interface ImportLegacyRequest {
+  generation: string;
+  /** The old generation's CA certificate, as the legacy export carries it. */
+  certificateDer: Buffer;
+  /** The old root's certificate: the generation's certificate must verify under it. */
+  issuerCertificateDer?: Buffer;
+  transportKeyId: string;
+  wrappedKek: Buffer;
+  wrappedKey: Buffer;
+}
+
+/**
+ * Brings an old CA generation's key into the token (C_UnwrapKey, never in clear outside an HSM)
+ * and records the generation, inactive: ca-signer then signs CRLs and OCSP responder certificates
+ * for the certificates the old system issued under it. Custody as for a new generation: the step
+ * runs in a ceremony opened with the custodians' shares, and is audited intent first.
+ */
+export async function importLegacyIssuer(ctx: CeremonyContext, request: ImportLegacyRequest): Promise<CaGenerationResult> {
+  const step = 'import-legacy';
+  const generation = checkGeneration(request.generation, step);
+  const cert = parseCertificate(request.certificateDer, step);
+  checkCaCertificate(request.certificateDer, { publicKeySpki: cert.subjectPublicKeyInfo, subject: formatName(cert.subject), clock: ctx.clock, issuerCertificateDer: request.issuerCertificateDer }, step);
+  const spec = keySpecOfSpki(cert.subjectPublicKeyInfo);
+  if (!spec.startsWith('rsa-')) throw new PkiError('INVALID_ARGUMENT', `${step}: only RSA generations are imported (the legacy CA keys are RSA)`);
+  const keyId = cert.subjectKeyIdentifier!.toString('hex');
+  await assertGenerationFree(ctx.pool, 'ISSUING', generation, step);
+  if ((await ctx.pool.query(`SELECT 1 FROM issuers WHERE key_id = $1`, [keyId])).rows.length > 0) throw new PkiError('ALREADY_EXISTS', `${step}: the generation with key identifier ${keyId} is already recorded`);
+  const intent = {
+    generation, certificateSha256: sha256Hex(request.certificateDer), subject: formatName(cert.subject), keyId, keySpec: spec,
+    transportKeyId: request.transportKeyId, wrappedKeySha256: sha256Hex(request.wrappedKey),
+  };
+  return ctx.audit.step(step, intent, async (scope) => {
+    const hsm = await ctx.hsm();
+    if (!supportsKeyImport(hsm)) throw new PkiError('FAILED_PRECONDITION', `${step}: this key manager cannot import keys`);
+    const imported = await ctx.progress.during(
+      `unwrapping the ${generation} key into the HSM`,
+      hsm.importWrappedKey({ transportKeyId: request.transportKeyId, wrappedKek: request.wrappedKek, wrappedKey: request.wrappedKey, label: `legacy-ca-${generation}`, publicKeySpki: cert.subjectPublicKeyInfo }),
+    );
+    scope.remember({ hsmKeyId: imported.keyId });
+    await scope.note('key-imported', AuditOutcome.SUCCESS, { hsmKeyId: imported.keyId, keyLabel: `legacy-ca-${generation}`, publicKeySha256: sha256Hex(cert.subjectPublicKeyInfo) });
+    // Proof of possession: the token's new key signs, the certificate's public key verifies.
+    const challenge = Buffer.from(`import-legacy ${generation} ${keyId} ${ctx.clock.now().toISOString()}`);
+    const algorithm = signatureAlgorithmForIssuerSpki(cert.subjectPublicKeyInfo);
+    const { signature } = await hsm.sign({ keyId: imported.keyId, algorithm, data: challenge });
+    if (!verifySignature({ algorithm: signatureAlgorithmIdentifier(algorithm), publicKeySpki: cert.subjectPublicKeyInfo, data: challenge, signature }, step)) {
+      throw new PkiError('INVALID_ARGUMENT', `${step}: the imported key's signature does not verify with the certificate's public key`);
+    }
+    const result = { hsmKeyId: imported.keyId, generation, certificateDer: request.certificateDer, keyId: '' };
+    await scope.complete({ ...certificateFacts(request.certificateDer), active: 'false', legacy: 'true' }, async (tx) => {
+      result.keyId = (await recordIssuer(tx, { role: 'ISSUING', hsmKeyId: imported.keyId, certificateDer: request.certificateDer, active: false, generation })).keyId;
+      await recordCrlPublication(tx, result.keyId, ctx.publication, 'ISSUING');
+    });
+    ctx.progress.say(`legacy generation ${generation} imported (inactive): key identifier ${result.keyId}`);
     return result;
   });
 }

@@ -157,3 +157,36 @@ export function assertAlgorithmFitsKey(algorithm: SignatureAlgorithm, keyType: '
     throw new PkiError('INVALID_ARGUMENT', `${operation}: key ${keyId} is an ${keyType} key and cannot sign ${algorithm}`);
   }
 }
+
+/** A key pair whose private half only unwraps keys brought to the ceremony (never signs, never decrypts data). */
+export interface CreateTransportKeyRequest {
+  label: string;
+  bits: 3072 | 4096;
+}
+
+/**
+ * A private key brought wrapped from another HSM: `wrappedKek` is an AES-256 key wrapped with
+ * RSA-OAEP (SHA-1, MGF1-SHA-1) under the transport key, `wrappedKey` the PKCS#8 private key
+ * wrapped with that AES key by AES Key Wrap with Padding (RFC 5649): the two steps of PKCS#11's
+ * CKM_RSA_AES_KEY_WRAP. The key is unwrapped inside the token as a sensitive, non-extractable
+ * signing key and never exists in clear outside an HSM.
+ */
+export interface ImportWrappedKeyRequest {
+  transportKeyId: string;
+  wrappedKek: Buffer;
+  wrappedKey: Buffer;
+  label: string;
+  /** The public key the unwrapped private key must belong to (from the CA certificate); stored beside it. */
+  publicKeySpki: Buffer;
+}
+
+/** Optional capability: bringing CA keys of a previous system into the token (migration, decision 0031). */
+export interface KeyImportingKeyManager extends KeyManager {
+  createTransportKey(request: CreateTransportKeyRequest): Promise<GenerateKeyPairResponse>;
+  importWrappedKey(request: ImportWrappedKeyRequest): Promise<{ keyId: string }>;
+}
+
+export function supportsKeyImport(keyManager: KeyManager): keyManager is KeyImportingKeyManager {
+  const k = keyManager as Partial<KeyImportingKeyManager>;
+  return typeof k.createTransportKey === 'function' && typeof k.importWrappedKey === 'function';
+}

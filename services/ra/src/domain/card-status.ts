@@ -177,6 +177,17 @@ export class CardStatusService {
       if (locked) assertNotLocked({ failures: 0, lockouts: 0, lockedUntil: locked }, clock.now(), name);
       throw wrong();
     }
+    if (hasher.needsRehash(subscriber.subscriberCodeHash)) {
+      // A hash carried over from the old CA centre (or weaker than today's): the code is known
+      // right now, so it is re-hashed with the current scheme and the old hash is gone for good.
+      const upgraded = await hasher.hash(code);
+      await registry.transaction(async (tx) => {
+        if (await tx.replaceSubscriberCodeHash(subscriber.id, subscriber.subscriberCodeHash, upgraded)) {
+          const scheme = subscriber.subscriberCodeHash.split('$')[0]!;
+          await tx.audit({ action: 'subscriber-code.upgrade', outcome: 'SUCCESS', actor: { type: 'service', id: this.#deps.serviceIdentity }, objects: [{ type: 'subscriber', id: subscriber.personRef }], attributes: { from: scheme, to: upgraded.split('$')[0]! } });
+        }
+      });
+    }
     return subscriber;
   }
 

@@ -105,6 +105,8 @@ export interface RegistryTx {
   findSubscriberByLookup(hashes: Array<{ keyId: string; hash: Buffer }>, options?: { forUpdate?: boolean }): Promise<SubscriberRecord | undefined>;
   getSubscriber(id: string, options?: { forUpdate?: boolean }): Promise<SubscriberRecord | undefined>;
   updateSubscriberCodeAttempts(id: string, state: CodeAttemptState): Promise<void>;
+  /** Replaces the code hash if it is still `previous` (a concurrent change wins); true when replaced. */
+  replaceSubscriberCodeHash(id: string, previous: string, next: string): Promise<boolean>;
   updateSubscriberStatus(id: string, status: SubscriberStatus): Promise<void>;
 
   insertApplication(application: ApplicationRecord): Promise<void>;

@@ -9,12 +9,13 @@ import type {
   GetPublicKeyRequest,
   GetPublicKeyResponse,
   DigestSigningKeyManager,
+  KeyImportingKeyManager,
   KeyManagerHealth,
   SignDigestRequest,
   SignRequest,
   SignResponse,
 } from '../../ports/key-manager';
-import { assertAlgorithmFitsKey, keyIdBytes, sha256DigestInfo, validateGenerateKeyPairRequest, validateSignDigestRequest, validateSignRequest } from '../../ports/key-manager';
+import { assertAlgorithmFitsKey, type CreateTransportKeyRequest, type ImportWrappedKeyRequest, keyIdBytes, sha256DigestInfo, validateGenerateKeyPairRequest, validateSignDigestRequest, validateSignRequest } from '../../ports/key-manager';
 import { toPkiError } from './pkcs11-errors';
 import { SessionPool } from './session-pool';
 
@@ -82,7 +83,7 @@ interface ProbeKey {
  * after the HSM goes away is {@link ResilientKeyManager}'s job: it closes this instance and opens a
  * new one, and it opens the circuit on exactly the errors {@link toPkiError} maps to UNAVAILABLE.
  */
-export class Pkcs11KeyManager implements DigestSigningKeyManager {
+export class Pkcs11KeyManager implements DigestSigningKeyManager, KeyImportingKeyManager {
   readonly #module: graphene.Module;
   readonly #slot: graphene.Slot;
   readonly #pool: SessionPool<graphene.Session>;
@@ -183,6 +184,76 @@ export class Pkcs11KeyManager implements DigestSigningKeyManager {
         return { keyId, publicKeySpki };
       } catch (err) {
         throw toPkiError(err, operation);
+      }
+    });
+  }
+
+  async createTransportKey(request: CreateTransportKeyRequest): Promise<GenerateKeyPairResponse> {
+    const operation = 'create transport key';
+    this.#assertOpen(operation);
+    if (typeof request.label !== 'string' || request.label.length === 0 || Buffer.byteLength(request.label) > 128) throw new PkiError('INVALID_ARGUMENT', `${operation}: label must be 1 to 128 bytes`);
+    if (request.bits !== 3072 && request.bits !== 4096) throw new PkiError('INVALID_ARGUMENT', `${operation}: a transport key is RSA 3072 or 4096`);
+    const id = randomBytes(16);
+    const keyId = id.toString('hex');
+    const common = { token: true, id, label: request.label, keyType: graphene.KeyType.RSA };
+    // The public half wraps (the exporting side uses it); the private half only unwraps: no
+    // decrypt, so it cannot be used as a decryption oracle for anything but key objects.
+    const publicTemplate: graphene.ITemplate = { ...common, modulusBits: request.bits, publicExponent: Buffer.from([1, 0, 1]), wrap: true, encrypt: false, verify: false, private: false };
+    const privateTemplate: graphene.ITemplate = { ...common, unwrap: true, decrypt: false, sign: false, derive: false, sensitive: true, extractable: false };
+    return this.#pool.use(operation, async (session) => {
+      try {
+        const pair = await new Promise<graphene.IKeyPair>((resolve, reject) =>
+          session.generateKeyPair(graphene.KeyGenMechanism.RSA, publicTemplate, privateTemplate, (err, keys) => (err || keys === null ? reject(err ?? new Error('C_GenerateKeyPair returned no keys')) : resolve(keys))),
+        );
+        this.#logger?.info({ keyId, keyLabel: request.label }, 'transport key pair generated in HSM');
+        return { keyId, publicKeySpki: readPublicKey(pair.publicKey, operation) };
+      } catch (err) {
+        throw toPkiError(err, operation);
+      }
+    });
+  }
+
+  async importWrappedKey(request: ImportWrappedKeyRequest): Promise<{ keyId: string }> {
+    const operation = 'import wrapped key';
+    this.#assertOpen(operation);
+    const transportId = keyIdBytes(request.transportKeyId, operation);
+    const jwk = createPublicKey({ key: request.publicKeySpki, format: 'der', type: 'spki' }).export({ format: 'jwk' });
+    if (jwk.kty !== 'RSA' || !jwk.n || !jwk.e) throw new PkiError('INVALID_ARGUMENT', `${operation}: only RSA CA keys are imported`);
+    const modulusBytes = Buffer.from(jwk.n, 'base64url');
+    const exponentBytes = Buffer.from(jwk.e, 'base64url');
+    const id = randomBytes(16);
+    const keyId = id.toString('hex');
+    return this.#pool.use(operation, async (session) => {
+      let kek: graphene.Key | undefined;
+      try {
+        const found = session.find({ class: graphene.ObjectClass.PRIVATE_KEY, id: transportId });
+        if (found.length !== 1) throw new PkiError('NOT_FOUND', `${operation}: transport key ${request.transportKeyId} not found in token '${this.#tokenLabel}'`);
+        const transport = found.items(0).toType<graphene.PrivateKey>();
+        // Step 1 (C_UnwrapKey, CKM_RSA_PKCS_OAEP): the AES key, as a session object that dies with the session.
+        const oaep = { name: 'RSA_PKCS_OAEP', params: new graphene.RsaOaepParams(graphene.MechanismEnum.SHA1, graphene.RsaMgf.MGF1_SHA1) };
+        kek = session.unwrapKey(oaep, transport, request.wrappedKek, {
+          class: graphene.ObjectClass.SECRET_KEY, keyType: graphene.KeyType.AES, token: false, unwrap: true, encrypt: false, decrypt: false, sensitive: true, extractable: false,
+        });
+        // Step 2 (C_UnwrapKey, CKM_AES_KEY_WRAP_PAD): the CA key, as generated keys are made (sign only, sensitive, never extractable).
+        const unwrapped = session.unwrapKey({ name: 'AES_KEY_WRAP_PAD', params: null }, kek, request.wrappedKey, {
+          class: graphene.ObjectClass.PRIVATE_KEY, keyType: graphene.KeyType.RSA, token: true, private: true, id, label: request.label,
+          sign: true, decrypt: false, unwrap: false, derive: false, sensitive: true, extractable: false,
+        });
+        const { modulus } = unwrapped.getAttribute({ modulus: null });
+        if (!(modulus as Buffer).equals(modulusBytes)) {
+          unwrapped.destroy();
+          throw new PkiError('INVALID_ARGUMENT', `${operation}: the unwrapped key does not belong to the certificate's public key`);
+        }
+        session.create({
+          class: graphene.ObjectClass.PUBLIC_KEY, keyType: graphene.KeyType.RSA, token: true, private: false, id, label: request.label,
+          modulus: modulusBytes, publicExponent: exponentBytes, verify: true, encrypt: false, wrap: false,
+        });
+        this.#logger?.info({ keyId, keyLabel: request.label, transportKeyId: request.transportKeyId }, 'CA key imported into HSM (unwrapped)');
+        return { keyId };
+      } catch (err) {
+        throw toPkiError(err, operation);
+      } finally {
+        if (kek) closeQuietly(() => kek!.destroy());
       }
     });
   }

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { AesGcmPersonalDataVault, decodeKey } from './personal-data-vault';
 import { ScryptCodeHasher } from './scrypt-code-hasher';
 
@@ -60,5 +60,24 @@ describe('subscriber code hashing (scrypt)', () => {
     await expect(hasher.verify('abcd1234', a)).resolves.toBe(true);
     await expect(hasher.verify('abcd1235', a)).resolves.toBe(false);
     await expect(hasher.dummyVerify('whatever1')).resolves.toBeUndefined();
+  });
+});
+
+describe('legacy subscriber-code hashes (migration)', () => {
+  const hasher = new ScryptCodeHasher({ cost: 2 ** 12, blockSize: 8, parallelization: 1 });
+  const legacy = (algorithm: 'sha1' | 'md5', code: string) => {
+    const salt = Buffer.from('0011223344556677', 'hex');
+    return `legacy-${algorithm}-salt$${salt.toString('hex')}$${createHash(algorithm).update(salt).update(code).digest('hex')}`;
+  };
+  it('verifies SHA-1 and MD5 salted hashes as the old system did, and asks for a rehash', async () => {
+    for (const algorithm of ['sha1', 'md5'] as const) {
+      const stored = legacy(algorithm, 'oldcode12');
+      await expect(hasher.verify('oldcode12', stored)).resolves.toBe(true);
+      await expect(hasher.verify('oldcode13', stored)).resolves.toBe(false);
+      expect(hasher.needsRehash(stored)).toBe(true);
+    }
+    expect(hasher.needsRehash(await hasher.hash('newcode12'))).toBe(false);
+    expect(new ScryptCodeHasher({ cost: 2 ** 13, blockSize: 8, parallelization: 1 }).needsRehash(await hasher.hash('newcode12'))).toBe(true);
+    await expect(hasher.verify('x', 'legacy-crc32$00$00')).rejects.toThrow('stored legacy hash has an unknown format');
   });
 });

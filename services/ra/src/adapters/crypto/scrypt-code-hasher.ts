@@ -1,4 +1,4 @@
-import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 import { PkiError } from '@pki/kit';
 import type { CodeHasher } from '../../ports/code-hasher';
 
@@ -38,11 +38,18 @@ export class ScryptCodeHasher implements CodeHasher {
   }
 
   async verify(code: string, encoded: string): Promise<boolean> {
+    if (encoded.startsWith('legacy-')) return verifyLegacy(code, encoded);
     const [scheme, n, r, p, salt, hash] = encoded.split('$');
     if (scheme !== 'scrypt' || !n || !r || !p || !salt || !hash) throw new PkiError('INTERNAL', 'verify subscriber code: stored hash has an unknown format');
     const expected = Buffer.from(hash, 'base64');
     const actual = await derive(code, Buffer.from(salt, 'base64'), { cost: Number(n), blockSize: Number(r), parallelization: Number(p) });
     return actual.length === expected.length && timingSafeEqual(actual, expected);
+  }
+
+  needsRehash(encoded: string): boolean {
+    const [scheme, n, r, p] = encoded.split('$');
+    const { cost, blockSize, parallelization } = this.#params;
+    return scheme !== 'scrypt' || Number(n) < cost || Number(r) < blockSize || Number(p) < parallelization;
   }
 
   async dummyVerify(code: string): Promise<void> {
@@ -56,4 +63,22 @@ function derive(code: string, salt: Buffer, params: ScryptParameters): Promise<B
       err ? reject(new PkiError('INTERNAL', `subscriber code hashing: ${err.message}`, { cause: err })) : resolve(key),
     ),
   );
+}
+
+/**
+ * Hashes carried over from the old CA centre by the migration (packages/migration), kept with
+ * their algorithm: `legacy-sha1-salt$<salt hex>$<digest hex>` (SHA-1 of salt || code) and
+ * `legacy-md5-salt$...`. They verify as the old system did, and ra replaces them with scrypt on
+ * the first successful use (card-status.ts); they are never written for new codes.
+ */
+function verifyLegacy(code: string, encoded: string): boolean {
+  const [scheme, salt, digest] = encoded.split('$');
+  const algorithm = scheme === 'legacy-sha1-salt' ? 'sha1' : scheme === 'legacy-md5-salt' ? 'md5' : undefined;
+  if (!algorithm || !salt || !digest || !/^[0-9a-f]+$/.test(salt) || !/^[0-9a-f]+$/.test(digest)) {
+    throw new PkiError('INTERNAL', 'verify subscriber code: stored legacy hash has an unknown format');
+  }
+  // The old system hashed the code as typed (UTF-8), without normalisation.
+  const actual = createHash(algorithm).update(Buffer.from(salt, 'hex')).update(code, 'utf8').digest();
+  const expected = Buffer.from(digest, 'hex');
+  return actual.length === expected.length && timingSafeEqual(actual, expected);
 }

@@ -348,6 +348,11 @@ class Transaction extends Reads implements RegistryTx {
     await this.tx.query(`UPDATE subscribers SET code_failures = $2, code_lockouts = $3, code_locked_until = $4 WHERE id = $1`, [id, state.failures, state.lockouts, state.lockedUntil ?? null]);
   }
 
+  async replaceSubscriberCodeHash(id: string, previous: string, next: string): Promise<boolean> {
+    const { rowCount } = await this.tx.query(`UPDATE subscribers SET subscriber_code_hash = $3 WHERE id = $1 AND subscriber_code_hash = $2`, [id, previous, next]);
+    return rowCount === 1;
+  }
+
   async updateSubscriberStatus(id: string, status: SubscriberStatus): Promise<void> {
     await this.tx.query(`UPDATE subscribers SET status = $2 WHERE id = $1`, [id, status]);
   }
