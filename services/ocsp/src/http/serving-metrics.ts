@@ -18,6 +18,16 @@ export const COUNTERS = [
   'shedLive',
   'shedMisses',
   'neverIssued',
+  /** Requests counted for usage metering, by how the caller identified itself (issue 13). */
+  'usageMtls',
+  'usageSignedRequest',
+  'usageSystemUrl',
+  'usageAnonymous',
+  /** Signed requests (RFC 6960 §4.1.2) whose signer was verified, and those answered unauthorized. */
+  'signedVerified',
+  'signedRejected',
+  /** TLS connections whose client certificate is not one of ours (answered, counted as anonymous). */
+  'mtlsUnidentified',
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 
