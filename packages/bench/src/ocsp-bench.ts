@@ -1,5 +1,5 @@
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes, randomInt } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, randomInt } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,8 +12,9 @@ import { OCSPRequest, Request, TBSRequest } from '@peculiar/asn1-ocsp';
 import { createLogger, parseConfig } from '@pki/kit';
 import { createPool, migrate, withTransaction } from '@pki/db';
 import { appendEvent, createEventTransport, inboxMigration, migrateServiceSchema, outboxMigration, OutboxRelay } from '@pki/outbox';
-import { eventsV1 } from '@pki/proto';
-import { buildCertId, fromPem, id_pkix_ocsp_nonce, parseCertificate, readOcspResponse, toArrayBuffer } from '@pki/x509';
+import { caSignerV1, eventsV1 } from '@pki/proto';
+import { buildCertId, fromPem, id_pkix_ocsp_nonce, parseCertificate, readOcspResponse, toArrayBuffer, toPem } from '@pki/x509';
+import { createGrpcClient } from '@pki/grpc';
 import { createDatabase, createServiceIdentities, createSoftHsmToken, findRepoRoot, freePort, startKafka, startPostgres, useSoftHsmConfig } from '@pki/testing';
 import { caSignerConfigSchema, createDelegatedSigner, createIssuing, createRoot, DEV_ROOT_CA_SUBJECT, DEVELOPMENT_ATTENDANCE, openCeremony } from '@pki/ca-signer';
 import { MIGRATIONS_DIRECTORY } from '@pki/ocsp';
@@ -37,17 +38,25 @@ const cpuText = (us: Record<string, number>): string => Object.entries(us).map((
  * - live nonce answers/s against PKCS#11 alone with the same responder key;
  * - the same pre-produced load with memory holding 10% of the responses, Zipf-distributed;
  * - memory per responder with BENCH_OCSP_MEMORY_RESPONSES (default 5,000,000) responses;
- * - latency from a revocation committed in ra's outbox to the changed answer (through Kafka).
+ * - latency from a revocation committed in ra's outbox to the changed answer (through Kafka);
+ * - usage metering (issue 13): the same responder with metering on against a second one with it
+ *   off, on the same store, under a mix of anonymous, per-system URL and mTLS callers, in
+ *   interleaved rounds (off/on, on/off, ...), reported as the median on/off ratio.
  *
  * Settings (environment): BENCH_SECONDS (per load measurement, default 10), BENCH_OCSP_POPULATION,
  * BENCH_OCSP_MEMORY_RESPONSES, BENCH_OCSP_REVOCATIONS (latency samples, default 200),
- * BENCH_OCSP_CONNECTIONS (wrk connections, default 64).
+ * BENCH_OCSP_CONNECTIONS (wrk connections, default 64), BENCH_OCSP_METERING_PAIRS (on/off pairs,
+ * default 4).
  */
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const POPULATION = Number(process.env.BENCH_OCSP_POPULATION ?? 1_000_000);
 const MEMORY_RESPONSES = Number(process.env.BENCH_OCSP_MEMORY_RESPONSES ?? 5_000_000);
 const REVOCATIONS = Number(process.env.BENCH_OCSP_REVOCATIONS ?? 200);
 const CONNECTIONS = Number(process.env.BENCH_OCSP_CONNECTIONS ?? 64);
+const METERING_PAIRS = Number(process.env.BENCH_OCSP_METERING_PAIRS ?? 4);
+/** The metering mix: a quarter of the plain-HTTP requests through per-system URLs of this many systems, plus mTLS lanes. */
+const METERED_SYSTEMS = 200;
+const MTLS_CLIENTS = 8;
 const THREADS = os.availableParallelism();
 const REVOKED_SHARE = 0.1;
 /**
@@ -284,11 +293,16 @@ async function main(): Promise<void> {
     const ocspHttpPort = await freePort();
     const ocspOpsPort = await freePort();
     const topic = 'pki.certificate-status.v1';
-    const ocspConfig = (memoryBytes: number) => ({
+    const ocspHttpsPort = await freePort();
+    // The HTTPS listener's own certificate (agencies identifying with mTLS connect to it).
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', path.join(runDir, 'https.key'), '-out', path.join(runDir, 'https.pem'), '-days', '2', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+    const ocspConfig = (memoryBytes: number, ports = { http: ocspHttpPort, https: ocspHttpsPort, ops: ocspOpsPort }, metering = true) => ({
       log: { level: 'warn' },
-      ops: { host: '127.0.0.1', port: ocspOpsPort },
+      ops: { host: '127.0.0.1', port: ports.ops },
       database: { url: databaseUrl, schema: 'ocsp', maxConnections: 10 },
-      http: { host: '127.0.0.1', port: ocspHttpPort, threads: THREADS },
+      http: { host: '127.0.0.1', port: ports.http, threads: THREADS },
+      https: { host: '127.0.0.1', port: ports.https, certFile: path.join(runDir, 'https.pem'), keyFile: path.join(runDir, 'https.key') },
+      metering: { enabled: metering },
       tls: tls(ids.ocsp),
       caSigner: { address: `127.0.0.1:${signerGrpcPort}`, serverIdentity: ids['ca-signer'].identity, deadlineMs: 60_000 },
       events: { transport: { type: 'kafka', brokers: kafka.brokers, clientId: 'ocsp-bench' }, group: 'ocsp', topic },
@@ -429,6 +443,22 @@ async function main(): Promise<void> {
     const liveCpuRatio = Number((pkcs11.cpuPerSignatureUs / livePathUs).toFixed(2));
     console.log(`  PKCS#11 alone, same key (RSA-2048)   ${Math.round(pkcs11.perSecond).toLocaleString('en')}/s, ${pkcs11.cpuPerSignatureUs} µs CPU per signature (live path ${livePathUs} µs per answer: ${liveCpuRatio} of the ceiling in CPU terms)`);
 
+    // --- usage metering on against off (issue 13) -----------------------------------------------------
+    const metering = await meteringRounds({
+      root,
+      runDir,
+      ocspConfig: (ports, on) => ocspConfig(fullMemory, ports, on),
+      onPorts: { http: ocspHttpPort, https: ocspHttpsPort, ops: ocspOpsPort },
+      children,
+      paths: uniform.map((i) => getPath(ocspRequest(ours, population.serials[i]!))),
+      signerAddress: `127.0.0.1:${signerGrpcPort}`,
+      signerIdentity: ids['ca-signer'].identity,
+      tls: tls(ids.ocsp),
+      issuerKeyId: issuer.keyId,
+      script,
+      expectedResponses: POPULATION + LIVE_POPULATION,
+    });
+
     // --- latency: a revocation committed in ra's outbox to the changed answer, through Kafka -------
     console.log(`latency from a revocation committed in ra to the changed answer (${REVOCATIONS} revocations, through Kafka)...`);
     const raPool = createPool({ url: databaseUrl, schema: 'ra_outbox' });
@@ -533,10 +563,12 @@ async function main(): Promise<void> {
       tenPercentMemoryUniform: uniformTenPercent,
       memory: { ...memory, responderRssWithPopulation: rssFull },
       revocationToAnswer: revocation,
+      metering,
     });
     console.log(
       `\nratios: responder / openssl ${(results.ratios as Record<string, number>).responderToOpenssl}x (both with new connections: ${(results.ratios as Record<string, number>).responderToOpensslBothNewConnections}x), ` +
-        `responder / static ceiling ${(results.ratios as Record<string, number>).responderToStaticCeiling}, live / PKCS#11 alone ${(results.ratios as Record<string, number>).liveToPkcs11Alone}; load average after ${uptime()}`,
+        `responder / static ceiling ${(results.ratios as Record<string, number>).responderToStaticCeiling}, live / PKCS#11 alone ${(results.ratios as Record<string, number>).liveToPkcs11Alone}, ` +
+        `metering on / off ${metering.medianRatio} (median of ${metering.pairs.length} pairs); load average after ${uptime()}`,
     );
     const out = path.join(root, 'var', 'bench', 'ocsp-latest.json');
     writeFileSync(out, JSON.stringify(results, null, 2) + '\n');
@@ -549,6 +581,118 @@ async function main(): Promise<void> {
     // when it has something to look at (profiles, or the logs of a failed run).
     if (succeeded && process.env.BENCH_PROFILE !== '1') rmSync(runDir, { recursive: true, force: true });
   }
+}
+
+interface MeteringRoundsOptions {
+  root: string;
+  runDir: string;
+  ocspConfig: (ports: { http: number; https: number; ops: number }, metering: boolean) => object;
+  onPorts: { http: number; https: number; ops: number };
+  children: ChildProcess[];
+  /** GET paths of the population (plain). */
+  paths: string[];
+  signerAddress: string;
+  signerIdentity: string;
+  tls: { caFile: string; certFile: string; keyFile: string };
+  issuerKeyId: string;
+  script: string;
+  expectedResponses: number;
+}
+
+interface MeteringMeasurement {
+  perSecond: number;
+  http: WrkResult;
+  mtls: WrkResult;
+}
+
+/**
+ * Metering on (the responder under test, default config) against off (a second responder on the
+ * same store with `metering.enabled: false`), each under the same mix at once: wrk over plain HTTP
+ * with three quarters of the requests anonymous and a quarter through per-system URLs of
+ * METERED_SYSTEMS systems, plus MTLS_CLIENTS keep-alive lanes over HTTPS, each presenting an agency
+ * client certificate issued by the CA. A measurement is the answers/s of both generators together.
+ * Rounds alternate (off/on, on/off, ...) so that drift in the machine's load falls on both sides;
+ * the result is the median of the per-pair ratios.
+ */
+async function meteringRounds(o: MeteringRoundsOptions): Promise<{ pairs: Array<{ off: MeteringMeasurement; on: MeteringMeasurement; ratio: number }>; medianRatio: number; mix: string; usageByIdentification: Record<string, number> }> {
+  console.log(`usage metering on against off (${METERING_PAIRS} interleaved pairs; load average ${uptime()})...`);
+  const file = (name: string) => path.join(o.runDir, name);
+  // Agency client certificates, issued by the CA (generation 1) for keys the generator holds.
+  const caSigner = createGrpcClient(caSignerV1.CaSignerService, { address: o.signerAddress, serverIdentity: o.signerIdentity, tls: o.tls, deadlineMs: 60_000 });
+  const clients: Array<{ keyFile: string; certFile: string }> = [];
+  try {
+    for (let n = 0; n < MTLS_CLIENTS; n++) {
+      const keys = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const issued = await caSigner.issueCertificate({
+        idempotencyKey: `bench-agency-${process.pid}-${n}`,
+        profile: 'citizen-signature',
+        publicKeySpki: keys.publicKey.export({ type: 'spki', format: 'der' }),
+        subject: [
+          { type: 'C', value: 'TW' },
+          { type: 'CN', value: `agency system ${n}` },
+          { type: 'serialNumber', value: String(9_000_000_000_000_000 + n) },
+        ],
+        issuerKeyId: o.issuerKeyId,
+      });
+      writeFileSync(file(`agency-${n}.key`), keys.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+      writeFileSync(file(`agency-${n}.pem`), toPem(issued.certificate, 'CERTIFICATE'));
+      clients.push({ keyFile: file(`agency-${n}.key`), certFile: file(`agency-${n}.pem`) });
+    }
+  } finally {
+    caSigner.close();
+  }
+  const mixed = o.paths.map((p, i) => (i % 4 === 3 ? `/s/agency-system-${i % METERED_SYSTEMS}${p}` : p));
+  const mixFile = file('metering-mix.txt');
+  writeFileSync(mixFile, mixed.join('\n') + '\n');
+  const plainFile = file('metering-plain.txt');
+  writeFileSync(plainFile, o.paths.join('\n') + '\n');
+
+  // The second responder, metering off, on the same store (it reads the whole population too).
+  const offPorts = { http: await freePort(), https: await freePort(), ops: await freePort() };
+  const offConfigFile = file('ocsp-metering-off.json');
+  writeFileSync(offConfigFile, JSON.stringify(o.ocspConfig(offPorts, false)));
+  const off = startProcess(o.root, [path.join(o.root, 'services', 'ocsp', 'dist', 'main.js'), offConfigFile], file('ocsp-metering-off.log'));
+  o.children.push(off);
+  const offOps = `http://127.0.0.1:${offPorts.ops}`;
+  const onOps = `http://127.0.0.1:${o.onPorts.ops}`;
+  await ready(offOps);
+  await waitFor('the metering-off responder loaded', async () => (await metric(offOps, 'ocsp_memory_responses')) >= o.expectedResponses, 600_000);
+
+  const measure = async (ports: { http: number; https: number }): Promise<MeteringMeasurement> => {
+    const mtlsRun = new Promise<WrkResult>((resolve, reject) =>
+      execFile(process.execPath, [path.join(__dirname, 'http-load.js'), JSON.stringify({ port: ports.https, pathsFile: plainFile, connections: MTLS_CLIENTS, seconds: SECONDS, keepAlive: true, clients })], { encoding: 'utf8' }, (err, stdout) =>
+        err ? reject(err) : resolve(JSON.parse(stdout.trim().split('\n').pop()!) as WrkResult),
+      ),
+    );
+    const [http, mtls] = await Promise.all([wrk(`http://127.0.0.1:${ports.http}`, mixFile, o.script), mtlsRun]);
+    return { perSecond: http.perSecond + mtls.perSecond, http, mtls };
+  };
+  const sides = { off: offPorts, on: o.onPorts };
+  await wrk(`http://127.0.0.1:${offPorts.http}`, mixFile, o.script, { seconds: 2 });
+  await wrk(`http://127.0.0.1:${o.onPorts.http}`, mixFile, o.script, { seconds: 2 });
+  const pairs: Array<{ off: MeteringMeasurement; on: MeteringMeasurement; ratio: number }> = [];
+  const line = (m: MeteringMeasurement) => `${Math.round(m.perSecond).toLocaleString('en')}/s (HTTP ${Math.round(m.http.perSecond).toLocaleString('en')}/s p99 ${m.http.p99Ms.toFixed(2)} ms, mTLS ${Math.round(m.mtls.perSecond).toLocaleString('en')}/s)`;
+  for (let pair = 0; pair < METERING_PAIRS; pair++) {
+    const order: Array<'off' | 'on'> = pair % 2 === 0 ? ['off', 'on'] : ['on', 'off'];
+    const result: Partial<Record<'off' | 'on', MeteringMeasurement>> = {};
+    for (const side of order) result[side] = await measure(sides[side]);
+    const ratio = Number((result.on!.perSecond / result.off!.perSecond).toFixed(3));
+    pairs.push({ off: result.off!, on: result.on!, ratio });
+    console.log(`  pair ${pair + 1} (${order.join(', ')}): off ${line(result.off!)}; on ${line(result.on!)}; on/off ${ratio}`);
+  }
+  const ratios = pairs.map((p) => p.ratio).sort((a, b) => a - b);
+  const medianRatio = Number((ratios.length % 2 ? ratios[(ratios.length - 1) / 2]! : (ratios[ratios.length / 2 - 1]! + ratios[ratios.length / 2]!) / 2).toFixed(3));
+  // The mix really was metered (and only by the responder with metering on).
+  const usageByIdentification: Record<string, number> = {};
+  for (const id of ['anonymous', 'system_url', 'mtls', 'signed_request']) usageByIdentification[id] = await metric(onOps, 'ocsp_usage_requests_total', `identification="${id}"`);
+  const offCounted = await metric(offOps, 'ocsp_usage_requests_total');
+  if (!(usageByIdentification.mtls! > 0 && usageByIdentification.system_url! > 0 && usageByIdentification.anonymous! > 0) || offCounted !== 0) {
+    throw new Error(`metering mix not as intended: on ${JSON.stringify(usageByIdentification)}, off ${offCounted}`);
+  }
+  const windows = await metric(onOps, 'ocsp_usage_windows_total', 'outcome="recorded"');
+  console.log(`  metering on / off: median ${medianRatio} (pairs ${ratios.join(', ')}); counted on the metered responder ${JSON.stringify(usageByIdentification)}, ${windows} windows recorded`);
+  await stopProcess(off);
+  return { pairs, medianRatio, mix: `HTTP (wrk, ${CONNECTIONS} connections): 3/4 anonymous, 1/4 per-system URL over ${METERED_SYSTEMS} systems; HTTPS: ${MTLS_CLIENTS} keep-alive lanes with agency client certificates`, usageByIdentification };
 }
 
 main().catch((err: unknown) => {
