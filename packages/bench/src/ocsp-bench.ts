@@ -18,7 +18,7 @@ import { createGrpcClient } from '@pki/grpc';
 import { createDatabase, createServiceIdentities, createSoftHsmToken, findRepoRoot, freePort, startKafka, startPostgres, useSoftHsmConfig } from '@pki/testing';
 import { caSignerConfigSchema, createDelegatedSigner, createIssuing, createRoot, DEV_ROOT_CA_SUBJECT, DEVELOPMENT_ATTENDANCE, openCeremony } from '@pki/ca-signer';
 import { MIGRATIONS_DIRECTORY } from '@pki/ocsp';
-import { CpuMeter, postmasterPidOf } from './common';
+import { CpuMeter, postmasterPidOf, processCpuUs } from './common';
 
 const cpuText = (us: Record<string, number>): string => Object.entries(us).map(([name, v]) => `${name} ${v}`).join(', ');
 
@@ -39,21 +39,21 @@ const cpuText = (us: Record<string, number>): string => Object.entries(us).map((
  * - the same pre-produced load with memory holding 10% of the responses, Zipf-distributed;
  * - memory per responder with BENCH_OCSP_MEMORY_RESPONSES (default 5,000,000) responses;
  * - latency from a revocation committed in ra's outbox to the changed answer (through Kafka);
- * - usage metering (issue 13): the same responder with metering on against a second one with it
- *   off, on the same store, under a mix of anonymous, per-system URL and mTLS callers, in
+ * - usage metering (issue 13): a responder with metering on against one with it off, both started
+ *   fresh on the same store, under a mix of anonymous, per-system URL and mTLS callers, in
  *   interleaved rounds (off/on, on/off, ...), reported as the median on/off ratio.
  *
  * Settings (environment): BENCH_SECONDS (per load measurement, default 10), BENCH_OCSP_POPULATION,
  * BENCH_OCSP_MEMORY_RESPONSES, BENCH_OCSP_REVOCATIONS (latency samples, default 200),
  * BENCH_OCSP_CONNECTIONS (wrk connections, default 64), BENCH_OCSP_METERING_PAIRS (on/off pairs,
- * default 4).
+ * default 6).
  */
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const POPULATION = Number(process.env.BENCH_OCSP_POPULATION ?? 1_000_000);
 const MEMORY_RESPONSES = Number(process.env.BENCH_OCSP_MEMORY_RESPONSES ?? 5_000_000);
 const REVOCATIONS = Number(process.env.BENCH_OCSP_REVOCATIONS ?? 200);
 const CONNECTIONS = Number(process.env.BENCH_OCSP_CONNECTIONS ?? 64);
-const METERING_PAIRS = Number(process.env.BENCH_OCSP_METERING_PAIRS ?? 4);
+const METERING_PAIRS = Number(process.env.BENCH_OCSP_METERING_PAIRS ?? 6);
 /** The metering mix: a quarter of the plain-HTTP requests through per-system URLs of this many systems, plus mTLS lanes. */
 const METERED_SYSTEMS = 200;
 const MTLS_CLIENTS = 8;
@@ -296,13 +296,13 @@ async function main(): Promise<void> {
     const ocspHttpsPort = await freePort();
     // The HTTPS listener's own certificate (agencies identifying with mTLS connect to it).
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', path.join(runDir, 'https.key'), '-out', path.join(runDir, 'https.pem'), '-days', '2', '-subj', '/CN=localhost'], { stdio: 'ignore' });
-    const ocspConfig = (memoryBytes: number, ports = { http: ocspHttpPort, https: ocspHttpsPort, ops: ocspOpsPort }, metering = true) => ({
+    const ocspConfig = (memoryBytes: number, ports = { http: ocspHttpPort, https: ocspHttpsPort, ops: ocspOpsPort }, metering: object = { enabled: true }) => ({
       log: { level: 'warn' },
       ops: { host: '127.0.0.1', port: ports.ops },
       database: { url: databaseUrl, schema: 'ocsp', maxConnections: 10 },
       http: { host: '127.0.0.1', port: ports.http, threads: THREADS },
       https: { host: '127.0.0.1', port: ports.https, certFile: path.join(runDir, 'https.pem'), keyFile: path.join(runDir, 'https.key') },
-      metering: { enabled: metering },
+      metering,
       tls: tls(ids.ocsp),
       caSigner: { address: `127.0.0.1:${signerGrpcPort}`, serverIdentity: ids['ca-signer'].identity, deadlineMs: 60_000 },
       events: { transport: { type: 'kafka', brokers: kafka.brokers, clientId: 'ocsp-bench' }, group: 'ocsp', topic },
@@ -447,8 +447,8 @@ async function main(): Promise<void> {
     const metering = await meteringRounds({
       root,
       runDir,
-      ocspConfig: (ports, on) => ocspConfig(fullMemory, ports, on),
-      onPorts: { http: ocspHttpPort, https: ocspHttpsPort, ops: ocspOpsPort },
+      // A window every 10 s (the default is 60): each measurement pays for a window's close and its outbox append.
+      ocspConfig: (ports, on) => ocspConfig(fullMemory, ports, on ? { enabled: true, windowSeconds: 10 } : { enabled: false }),
       children,
       paths: uniform.map((i) => getPath(ocspRequest(ours, population.serials[i]!))),
       signerAddress: `127.0.0.1:${signerGrpcPort}`,
@@ -568,7 +568,7 @@ async function main(): Promise<void> {
     console.log(
       `\nratios: responder / openssl ${(results.ratios as Record<string, number>).responderToOpenssl}x (both with new connections: ${(results.ratios as Record<string, number>).responderToOpensslBothNewConnections}x), ` +
         `responder / static ceiling ${(results.ratios as Record<string, number>).responderToStaticCeiling}, live / PKCS#11 alone ${(results.ratios as Record<string, number>).liveToPkcs11Alone}, ` +
-        `metering on / off ${metering.medianRatio} (median of ${metering.pairs.length} pairs); load average after ${uptime()}`,
+        `metering on / off ${metering.medianRatio} (median of ${metering.pairs.length} pairs; by CPU ${metering.medianCpuRatio}); load average after ${uptime()}`,
     );
     const out = path.join(root, 'var', 'bench', 'ocsp-latest.json');
     writeFileSync(out, JSON.stringify(results, null, 2) + '\n');
@@ -587,7 +587,6 @@ interface MeteringRoundsOptions {
   root: string;
   runDir: string;
   ocspConfig: (ports: { http: number; https: number; ops: number }, metering: boolean) => object;
-  onPorts: { http: number; https: number; ops: number };
   children: ChildProcess[];
   /** GET paths of the population (plain). */
   paths: string[];
@@ -601,20 +600,22 @@ interface MeteringRoundsOptions {
 
 interface MeteringMeasurement {
   perSecond: number;
+  /** The measured responder's CPU (all its threads) per answer: what other load on the machine does not move. */
+  cpuUsPerAnswer: number;
   http: WrkResult;
   mtls: WrkResult;
 }
 
 /**
- * Metering on (the responder under test, default config) against off (a second responder on the
- * same store with `metering.enabled: false`), each under the same mix at once: wrk over plain HTTP
+ * Metering on against off: two responders started alike on the same store, one with metering on
+ * (10 s windows) and one with `metering.enabled: false`, each under the same mix: wrk over plain HTTP
  * with three quarters of the requests anonymous and a quarter through per-system URLs of
  * METERED_SYSTEMS systems, plus MTLS_CLIENTS keep-alive lanes over HTTPS, each presenting an agency
  * client certificate issued by the CA. A measurement is the answers/s of both generators together.
  * Rounds alternate (off/on, on/off, ...) so that drift in the machine's load falls on both sides;
  * the result is the median of the per-pair ratios.
  */
-async function meteringRounds(o: MeteringRoundsOptions): Promise<{ pairs: Array<{ off: MeteringMeasurement; on: MeteringMeasurement; ratio: number }>; medianRatio: number; mix: string; usageByIdentification: Record<string, number> }> {
+async function meteringRounds(o: MeteringRoundsOptions): Promise<{ pairs: Array<{ off: MeteringMeasurement; on: MeteringMeasurement; ratio: number; cpuRatio: number }>; medianRatio: number; medianCpuRatio: number; mix: string; usageByIdentification: Record<string, number> }> {
   console.log(`usage metering on against off (${METERING_PAIRS} interleaved pairs; load average ${uptime()})...`);
   const file = (name: string) => path.join(o.runDir, name);
   // Agency client certificates, issued by the CA (generation 1) for keys the generator holds.
@@ -647,41 +648,55 @@ async function meteringRounds(o: MeteringRoundsOptions): Promise<{ pairs: Array<
   const plainFile = file('metering-plain.txt');
   writeFileSync(plainFile, o.paths.join('\n') + '\n');
 
-  // The second responder, metering off, on the same store (it reads the whole population too).
-  const offPorts = { http: await freePort(), https: await freePort(), ops: await freePort() };
-  const offConfigFile = file('ocsp-metering-off.json');
-  writeFileSync(offConfigFile, JSON.stringify(o.ocspConfig(offPorts, false)));
-  const off = startProcess(o.root, [path.join(o.root, 'services', 'ocsp', 'dist', 'main.js'), offConfigFile], file('ocsp-metering-off.log'));
-  o.children.push(off);
-  const offOps = `http://127.0.0.1:${offPorts.ops}`;
-  const onOps = `http://127.0.0.1:${o.onPorts.ops}`;
-  await ready(offOps);
-  await waitFor('the metering-off responder loaded', async () => (await metric(offOps, 'ocsp_memory_responses')) >= o.expectedResponses, 600_000);
+  // Two fresh responders on the same store, started alike, one with metering on and one off.
+  const start = async (name: 'on' | 'off') => {
+    const ports = { http: await freePort(), https: await freePort(), ops: await freePort() };
+    const configFile = file(`ocsp-metering-${name}.json`);
+    writeFileSync(configFile, JSON.stringify(o.ocspConfig(ports, name === 'on')));
+    const child = startProcess(o.root, [path.join(o.root, 'services', 'ocsp', 'dist', 'main.js'), configFile], file(`ocsp-metering-${name}.log`));
+    o.children.push(child);
+    return { ...ports, pid: child.pid!, child, ops: `http://127.0.0.1:${ports.ops}` };
+  };
+  const sides = { off: await start('off'), on: await start('on') };
+  const offOps = sides.off.ops;
+  const onOps = sides.on.ops;
+  for (const side of Object.values(sides)) {
+    await ready(side.ops);
+    await waitFor('a metering responder loaded', async () => (await metric(side.ops, 'ocsp_memory_responses')) >= o.expectedResponses, 600_000);
+  }
 
-  const measure = async (ports: { http: number; https: number }): Promise<MeteringMeasurement> => {
+  const measure = async (ports: { http: number; https: number }, pid: number): Promise<MeteringMeasurement> => {
+    const cpuBefore = processCpuUs(pid);
     const mtlsRun = new Promise<WrkResult>((resolve, reject) =>
       execFile(process.execPath, [path.join(__dirname, 'http-load.js'), JSON.stringify({ port: ports.https, pathsFile: plainFile, connections: MTLS_CLIENTS, seconds: SECONDS, keepAlive: true, clients })], { encoding: 'utf8' }, (err, stdout) =>
         err ? reject(err) : resolve(JSON.parse(stdout.trim().split('\n').pop()!) as WrkResult),
       ),
     );
     const [http, mtls] = await Promise.all([wrk(`http://127.0.0.1:${ports.http}`, mixFile, o.script), mtlsRun]);
-    return { perSecond: http.perSecond + mtls.perSecond, http, mtls };
+    const cpuUsPerAnswer = Math.round((10 * (processCpuUs(pid) - cpuBefore)) / (http.requests + mtls.requests)) / 10;
+    return { perSecond: http.perSecond + mtls.perSecond, cpuUsPerAnswer, http, mtls };
   };
-  const sides = { off: offPorts, on: o.onPorts };
-  await wrk(`http://127.0.0.1:${offPorts.http}`, mixFile, o.script, { seconds: 2 });
-  await wrk(`http://127.0.0.1:${o.onPorts.http}`, mixFile, o.script, { seconds: 2 });
-  const pairs: Array<{ off: MeteringMeasurement; on: MeteringMeasurement; ratio: number }> = [];
-  const line = (m: MeteringMeasurement) => `${Math.round(m.perSecond).toLocaleString('en')}/s (HTTP ${Math.round(m.http.perSecond).toLocaleString('en')}/s p99 ${m.http.p99Ms.toFixed(2)} ms, mTLS ${Math.round(m.mtls.perSecond).toLocaleString('en')}/s)`;
+  await wrk(`http://127.0.0.1:${sides.off.http}`, mixFile, o.script, { seconds: 2 });
+  await wrk(`http://127.0.0.1:${sides.on.http}`, mixFile, o.script, { seconds: 2 });
+  const pairs: Array<{ off: MeteringMeasurement; on: MeteringMeasurement; ratio: number; cpuRatio: number }> = [];
+  const line = (m: MeteringMeasurement) => `${Math.round(m.perSecond).toLocaleString('en')}/s, ${m.cpuUsPerAnswer} µs CPU per answer (HTTP ${Math.round(m.http.perSecond).toLocaleString('en')}/s p99 ${m.http.p99Ms.toFixed(2)} ms, mTLS ${Math.round(m.mtls.perSecond).toLocaleString('en')}/s)`;
   for (let pair = 0; pair < METERING_PAIRS; pair++) {
     const order: Array<'off' | 'on'> = pair % 2 === 0 ? ['off', 'on'] : ['on', 'off'];
     const result: Partial<Record<'off' | 'on', MeteringMeasurement>> = {};
-    for (const side of order) result[side] = await measure(sides[side]);
+    for (const side of order) result[side] = await measure(sides[side], sides[side].pid);
     const ratio = Number((result.on!.perSecond / result.off!.perSecond).toFixed(3));
-    pairs.push({ off: result.off!, on: result.on!, ratio });
-    console.log(`  pair ${pair + 1} (${order.join(', ')}): off ${line(result.off!)}; on ${line(result.on!)}; on/off ${ratio}`);
+    // In CPU: the answers per CPU-second with metering on, against off.
+    const cpuRatio = Number((result.off!.cpuUsPerAnswer / result.on!.cpuUsPerAnswer).toFixed(3));
+    pairs.push({ off: result.off!, on: result.on!, ratio, cpuRatio });
+    console.log(`  pair ${pair + 1} (${order.join(', ')}): off ${line(result.off!)}; on ${line(result.on!)}; on/off ${ratio}, by CPU ${cpuRatio}`);
   }
+  const median = (values: number[]) => {
+    const v = [...values].sort((a, b) => a - b);
+    return Number((v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2).toFixed(3));
+  };
   const ratios = pairs.map((p) => p.ratio).sort((a, b) => a - b);
-  const medianRatio = Number((ratios.length % 2 ? ratios[(ratios.length - 1) / 2]! : (ratios[ratios.length / 2 - 1]! + ratios[ratios.length / 2]!) / 2).toFixed(3));
+  const medianRatio = median(ratios);
+  const medianCpuRatio = median(pairs.map((p) => p.cpuRatio));
   // The mix really was metered (and only by the responder with metering on).
   const usageByIdentification: Record<string, number> = {};
   for (const id of ['anonymous', 'system_url', 'mtls', 'signed_request']) usageByIdentification[id] = await metric(onOps, 'ocsp_usage_requests_total', `identification="${id}"`);
@@ -690,9 +705,10 @@ async function meteringRounds(o: MeteringRoundsOptions): Promise<{ pairs: Array<
     throw new Error(`metering mix not as intended: on ${JSON.stringify(usageByIdentification)}, off ${offCounted}`);
   }
   const windows = await metric(onOps, 'ocsp_usage_windows_total', 'outcome="recorded"');
-  console.log(`  metering on / off: median ${medianRatio} (pairs ${ratios.join(', ')}); counted on the metered responder ${JSON.stringify(usageByIdentification)}, ${windows} windows recorded`);
-  await stopProcess(off);
-  return { pairs, medianRatio, mix: `HTTP (wrk, ${CONNECTIONS} connections): 3/4 anonymous, 1/4 per-system URL over ${METERED_SYSTEMS} systems; HTTPS: ${MTLS_CLIENTS} keep-alive lanes with agency client certificates`, usageByIdentification };
+  console.log(`  metering on / off: median ${medianRatio} (pairs ${ratios.join(', ')}), by CPU per answer median ${medianCpuRatio}; counted on the metered responder ${JSON.stringify(usageByIdentification)}, ${windows} windows recorded`);
+  await stopProcess(sides.off.child);
+  await stopProcess(sides.on.child);
+  return { pairs, medianRatio, medianCpuRatio, mix: `HTTP (wrk, ${CONNECTIONS} connections): 3/4 anonymous, 1/4 per-system URL over ${METERED_SYSTEMS} systems; HTTPS: ${MTLS_CLIENTS} keep-alive lanes with agency client certificates`, usageByIdentification };
 }
 
 main().catch((err: unknown) => {
