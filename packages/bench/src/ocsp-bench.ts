@@ -676,8 +676,9 @@ async function meteringRounds(o: MeteringRoundsOptions): Promise<{ pairs: Array<
     const cpuUsPerAnswer = Math.round((10 * (processCpuUs(pid) - cpuBefore)) / (http.requests + mtls.requests)) / 10;
     return { perSecond: http.perSecond + mtls.perSecond, cpuUsPerAnswer, http, mtls };
   };
-  await wrk(`http://127.0.0.1:${sides.off.http}`, mixFile, o.script, { seconds: 2 });
-  await wrk(`http://127.0.0.1:${sides.on.http}`, mixFile, o.script, { seconds: 2 });
+  // Warm-up: one whole measurement per side, discarded (the JIT warms both paths, HTTP and mTLS).
+  await measure(sides.off, sides.off.pid);
+  await measure(sides.on, sides.on.pid);
   const pairs: Array<{ off: MeteringMeasurement; on: MeteringMeasurement; ratio: number; cpuRatio: number }> = [];
   const line = (m: MeteringMeasurement) => `${Math.round(m.perSecond).toLocaleString('en')}/s, ${m.cpuUsPerAnswer} µs CPU per answer (HTTP ${Math.round(m.http.perSecond).toLocaleString('en')}/s p99 ${m.http.p99Ms.toFixed(2)} ms, mTLS ${Math.round(m.mtls.perSecond).toLocaleString('en')}/s)`;
   for (let pair = 0; pair < METERING_PAIRS; pair++) {
