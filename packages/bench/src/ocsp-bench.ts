@@ -258,6 +258,7 @@ async function main(): Promise<void> {
     children.push(signer);
     await ready(`http://127.0.0.1:${signerConfig.ops.port}`);
     const issuerCert = parseCertificate(issuer.certificateDer, 'bench');
+    const clients = await issueAgencyCertificates({ runDir, signerAddress: `127.0.0.1:${signerGrpcPort}`, signerIdentity: ids['ca-signer'].identity, tls: tls(ids.ocsp), issuerKeyId: issuer.keyId });
     const liveIssuerCert = parseCertificate(liveIssuer.certificateDer, 'bench');
 
     // --- the population, in the responder's store as its status consumer writes it ------------------
@@ -451,10 +452,7 @@ async function main(): Promise<void> {
       ocspConfig: (ports, on) => ocspConfig(fullMemory, ports, on ? { enabled: true, windowSeconds: 10 } : { enabled: false }),
       children,
       paths: uniform.map((i) => getPath(ocspRequest(ours, population.serials[i]!))),
-      signerAddress: `127.0.0.1:${signerGrpcPort}`,
-      signerIdentity: ids['ca-signer'].identity,
-      tls: tls(ids.ocsp),
-      issuerKeyId: issuer.keyId,
+      clients,
       script,
       expectedResponses: POPULATION + LIVE_POPULATION,
     });
@@ -583,6 +581,39 @@ async function main(): Promise<void> {
   }
 }
 
+/**
+ * Agency client certificates for the metering measurement, issued by the CA (generation 1) for keys
+ * the generator holds. Issued right after ca-signer starts: the bench runs no audit service, and
+ * ca-signer stops issuing once its audit events have gone unconfirmed for 300 s (decision 0017).
+ */
+async function issueAgencyCertificates(o: { runDir: string; signerAddress: string; signerIdentity: string; tls: { caFile: string; certFile: string; keyFile: string }; issuerKeyId: string }): Promise<Array<{ keyFile: string; certFile: string }>> {
+  const file = (name: string) => path.join(o.runDir, name);
+  const caSigner = createGrpcClient(caSignerV1.CaSignerService, { address: o.signerAddress, serverIdentity: o.signerIdentity, tls: o.tls, deadlineMs: 60_000 });
+  const clients: Array<{ keyFile: string; certFile: string }> = [];
+  try {
+    for (let n = 0; n < MTLS_CLIENTS; n++) {
+      const keys = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const issued = await caSigner.issueCertificate({
+        idempotencyKey: `bench-agency-${process.pid}-${n}`,
+        profile: 'citizen-signature',
+        publicKeySpki: keys.publicKey.export({ type: 'spki', format: 'der' }),
+        subject: [
+          { type: 'C', value: 'TW' },
+          { type: 'CN', value: `agency system ${n}` },
+          { type: 'serialNumber', value: String(9_000_000_000_000_000 + n) },
+        ],
+        issuerKeyId: o.issuerKeyId,
+      });
+      writeFileSync(file(`agency-${n}.key`), keys.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+      writeFileSync(file(`agency-${n}.pem`), toPem(issued.certificate, 'CERTIFICATE'));
+      clients.push({ keyFile: file(`agency-${n}.key`), certFile: file(`agency-${n}.pem`) });
+    }
+  } finally {
+    caSigner.close();
+  }
+  return clients;
+}
+
 interface MeteringRoundsOptions {
   root: string;
   runDir: string;
@@ -590,10 +621,8 @@ interface MeteringRoundsOptions {
   children: ChildProcess[];
   /** GET paths of the population (plain). */
   paths: string[];
-  signerAddress: string;
-  signerIdentity: string;
-  tls: { caFile: string; certFile: string; keyFile: string };
-  issuerKeyId: string;
+  /** Agency client certificates (key and certificate files) for the mTLS lanes. */
+  clients: Array<{ keyFile: string; certFile: string }>;
   script: string;
   expectedResponses: number;
 }
@@ -618,30 +647,7 @@ interface MeteringMeasurement {
 async function meteringRounds(o: MeteringRoundsOptions): Promise<{ pairs: Array<{ off: MeteringMeasurement; on: MeteringMeasurement; ratio: number; cpuRatio: number }>; medianRatio: number; medianCpuRatio: number; mix: string; usageByIdentification: Record<string, number> }> {
   console.log(`usage metering on against off (${METERING_PAIRS} interleaved pairs; load average ${uptime()})...`);
   const file = (name: string) => path.join(o.runDir, name);
-  // Agency client certificates, issued by the CA (generation 1) for keys the generator holds.
-  const caSigner = createGrpcClient(caSignerV1.CaSignerService, { address: o.signerAddress, serverIdentity: o.signerIdentity, tls: o.tls, deadlineMs: 60_000 });
-  const clients: Array<{ keyFile: string; certFile: string }> = [];
-  try {
-    for (let n = 0; n < MTLS_CLIENTS; n++) {
-      const keys = generateKeyPairSync('rsa', { modulusLength: 2048 });
-      const issued = await caSigner.issueCertificate({
-        idempotencyKey: `bench-agency-${process.pid}-${n}`,
-        profile: 'citizen-signature',
-        publicKeySpki: keys.publicKey.export({ type: 'spki', format: 'der' }),
-        subject: [
-          { type: 'C', value: 'TW' },
-          { type: 'CN', value: `agency system ${n}` },
-          { type: 'serialNumber', value: String(9_000_000_000_000_000 + n) },
-        ],
-        issuerKeyId: o.issuerKeyId,
-      });
-      writeFileSync(file(`agency-${n}.key`), keys.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
-      writeFileSync(file(`agency-${n}.pem`), toPem(issued.certificate, 'CERTIFICATE'));
-      clients.push({ keyFile: file(`agency-${n}.key`), certFile: file(`agency-${n}.pem`) });
-    }
-  } finally {
-    caSigner.close();
-  }
+  const clients = o.clients;
   const mixed = o.paths.map((p, i) => (i % 4 === 3 ? `/s/agency-system-${i % METERED_SYSTEMS}${p}` : p));
   const mixFile = file('metering-mix.txt');
   writeFileSync(mixFile, mixed.join('\n') + '\n');
