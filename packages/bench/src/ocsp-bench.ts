@@ -663,13 +663,18 @@ async function meteringRounds(o: MeteringRoundsOptions): Promise<{ pairs: Array<
     o.children.push(child);
     return { ...ports, pid: child.pid!, child, ops: `http://127.0.0.1:${ports.ops}` };
   };
-  const sides = { off: await start('off'), on: await start('on') };
-  const offOps = sides.off.ops;
-  const onOps = sides.on.ops;
-  for (const side of Object.values(sides)) {
-    await ready(side.ops);
-    await waitFor('a metering responder loaded', async () => (await metric(side.ops, 'ocsp_memory_responses')) >= o.expectedResponses, 600_000);
-  }
+  /** A fresh pair of responders, loaded and warmed: each pair of measurements gets its own processes. */
+  const startPair = async () => {
+    const sides = { off: await start('off'), on: await start('on') };
+    for (const side of Object.values(sides)) {
+      await ready(side.ops);
+      await waitFor('a metering responder loaded', async () => (await metric(side.ops, 'ocsp_memory_responses')) >= o.expectedResponses, 600_000);
+    }
+    // Warm-up: one whole measurement per side, discarded (the JIT warms both paths, HTTP and mTLS).
+    await measure(sides.off, sides.off.pid);
+    await measure(sides.on, sides.on.pid);
+    return sides;
+  };
 
   const measure = async (ports: { http: number; https: number }, pid: number): Promise<MeteringMeasurement> => {
     const cpuBefore = processCpuUs(pid);
@@ -682,12 +687,15 @@ async function meteringRounds(o: MeteringRoundsOptions): Promise<{ pairs: Array<
     const cpuUsPerAnswer = Math.round((10 * (processCpuUs(pid) - cpuBefore)) / (http.requests + mtls.requests)) / 10;
     return { perSecond: http.perSecond + mtls.perSecond, cpuUsPerAnswer, http, mtls };
   };
-  // Warm-up: one whole measurement per side, discarded (the JIT warms both paths, HTTP and mTLS).
-  await measure(sides.off, sides.off.pid);
-  await measure(sides.on, sides.on.pid);
   const pairs: Array<{ off: MeteringMeasurement; on: MeteringMeasurement; ratio: number; cpuRatio: number }> = [];
   const line = (m: MeteringMeasurement) => `${Math.round(m.perSecond).toLocaleString('en')}/s, ${m.cpuUsPerAnswer} µs CPU per answer (HTTP ${Math.round(m.http.perSecond).toLocaleString('en')}/s p99 ${m.http.p99Ms.toFixed(2)} ms, mTLS ${Math.round(m.mtls.perSecond).toLocaleString('en')}/s)`;
+  const usageByIdentification: Record<string, number> = { anonymous: 0, system_url: 0, mtls: 0, signed_request: 0 };
+  let offCounted = 0;
+  let windows = 0;
   for (let pair = 0; pair < METERING_PAIRS; pair++) {
+    // New processes per pair: two Node processes differ by a few per cent on their own (JIT, memory
+    // layout), more than the metering costs; fresh pairs spread that over both sides.
+    const sides = await startPair();
     const order: Array<'off' | 'on'> = pair % 2 === 0 ? ['off', 'on'] : ['on', 'off'];
     const result: Partial<Record<'off' | 'on', MeteringMeasurement>> = {};
     for (const side of order) result[side] = await measure(sides[side], sides[side].pid);
@@ -696,6 +704,12 @@ async function meteringRounds(o: MeteringRoundsOptions): Promise<{ pairs: Array<
     const cpuRatio = Number((result.off!.cpuUsPerAnswer / result.on!.cpuUsPerAnswer).toFixed(3));
     pairs.push({ off: result.off!, on: result.on!, ratio, cpuRatio });
     console.log(`  pair ${pair + 1} (${order.join(', ')}): off ${line(result.off!)}; on ${line(result.on!)}; on/off ${ratio}, by CPU ${cpuRatio}`);
+    // The mix really was metered (and only by the responder with metering on).
+    for (const id of Object.keys(usageByIdentification)) usageByIdentification[id]! += await metric(sides.on.ops, 'ocsp_usage_requests_total', `identification="${id}"`);
+    offCounted += await metric(sides.off.ops, 'ocsp_usage_requests_total');
+    windows += await metric(sides.on.ops, 'ocsp_usage_windows_total', 'outcome="recorded"');
+    await stopProcess(sides.off.child);
+    await stopProcess(sides.on.child);
   }
   const median = (values: number[]) => {
     const v = [...values].sort((a, b) => a - b);
@@ -704,17 +718,10 @@ async function meteringRounds(o: MeteringRoundsOptions): Promise<{ pairs: Array<
   const ratios = pairs.map((p) => p.ratio).sort((a, b) => a - b);
   const medianRatio = median(ratios);
   const medianCpuRatio = median(pairs.map((p) => p.cpuRatio));
-  // The mix really was metered (and only by the responder with metering on).
-  const usageByIdentification: Record<string, number> = {};
-  for (const id of ['anonymous', 'system_url', 'mtls', 'signed_request']) usageByIdentification[id] = await metric(onOps, 'ocsp_usage_requests_total', `identification="${id}"`);
-  const offCounted = await metric(offOps, 'ocsp_usage_requests_total');
   if (!(usageByIdentification.mtls! > 0 && usageByIdentification.system_url! > 0 && usageByIdentification.anonymous! > 0) || offCounted !== 0) {
     throw new Error(`metering mix not as intended: on ${JSON.stringify(usageByIdentification)}, off ${offCounted}`);
   }
-  const windows = await metric(onOps, 'ocsp_usage_windows_total', 'outcome="recorded"');
   console.log(`  metering on / off: median ${medianRatio} (pairs ${ratios.join(', ')}), by CPU per answer median ${medianCpuRatio}; counted on the metered responder ${JSON.stringify(usageByIdentification)}, ${windows} windows recorded`);
-  await stopProcess(sides.off.child);
-  await stopProcess(sides.on.child);
   return { pairs, medianRatio, medianCpuRatio, mix: `HTTP (wrk, ${CONNECTIONS} connections): 3/4 anonymous, 1/4 per-system URL over ${METERED_SYSTEMS} systems; HTTPS: ${MTLS_CLIENTS} keep-alive lanes with agency client certificates`, usageByIdentification };
 }
 
