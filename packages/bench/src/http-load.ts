@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 
 /* eslint-disable no-console -- prints its one result for the parent benchmark */
 
@@ -9,7 +10,9 @@ import net from 'node:net';
  * keep-alive connections (HTTP/1.1, as CDNs and agency clients do) or with a new connection per
  * request (HTTP/1.0: what `openssl ocsp` serves; wrk hangs on it). Raw sockets, so that the
  * generator costs less than the servers it measures. Prints answers/s and p50/p99 latency.
- * Argument: JSON { port, pathsFile, connections, seconds, keepAlive }.
+ * Argument: JSON { port, pathsFile, connections, seconds, keepAlive, clients? }. With `clients`
+ * (key and certificate PEM files), keep-alive lanes speak TLS, each presenting one of the client
+ * certificates in turn (agencies identifying with mTLS, issue 13).
  */
 interface Settings {
   port: number;
@@ -17,6 +20,7 @@ interface Settings {
   connections: number;
   seconds: number;
   keepAlive: boolean;
+  clients?: Array<{ keyFile: string; certFile: string }>;
 }
 
 const settings = JSON.parse(process.argv[2] ?? '{}') as Settings;
@@ -28,6 +32,8 @@ let non200 = 0;
 let next = Math.floor(Math.random() * paths.length);
 const until = Date.now() + settings.seconds * 1000;
 const nextPath = () => paths[(next = (next + 1) % paths.length)]!;
+const clients = (settings.clients ?? []).map((c) => ({ key: readFileSync(c.keyFile), cert: readFileSync(c.certFile) }));
+let lanes = 0;
 
 /** Reads one HTTP response from `buffer`: its status and total length, or undefined when incomplete. */
 function parse(buffer: Buffer): { status: number; length: number } | undefined {
@@ -41,7 +47,8 @@ function parse(buffer: Buffer): { status: number; length: number } | undefined {
 
 function keepAliveLane(): Promise<void> {
   return new Promise((resolve) => {
-    const socket = net.connect(settings.port, '127.0.0.1');
+    const client = clients.length > 0 ? clients[lanes++ % clients.length]! : undefined;
+    const socket = client ? tls.connect({ port: settings.port, host: '127.0.0.1', key: client.key, cert: client.cert, rejectUnauthorized: false }) : net.connect(settings.port, '127.0.0.1');
     socket.setNoDelay(true);
     let buffer: Buffer = Buffer.alloc(0);
     let started = 0;
@@ -50,7 +57,7 @@ function keepAliveLane(): Promise<void> {
       started = performance.now();
       socket.write(`GET ${nextPath()} HTTP/1.1\r\nHost: ocsp\r\n\r\n`);
     };
-    socket.on('connect', send);
+    socket.on(client ? 'secureConnect' : 'connect', send);
     socket.on('data', (chunk: Buffer) => {
       buffer = buffer.length === 0 ? chunk : Buffer.concat([buffer, chunk]);
       const response = parse(buffer);

@@ -1,5 +1,5 @@
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes, randomInt } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, randomInt } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,12 +12,13 @@ import { OCSPRequest, Request, TBSRequest } from '@peculiar/asn1-ocsp';
 import { createLogger, parseConfig } from '@pki/kit';
 import { createPool, migrate, withTransaction } from '@pki/db';
 import { appendEvent, createEventTransport, inboxMigration, migrateServiceSchema, outboxMigration, OutboxRelay } from '@pki/outbox';
-import { eventsV1 } from '@pki/proto';
-import { buildCertId, fromPem, id_pkix_ocsp_nonce, parseCertificate, readOcspResponse, toArrayBuffer } from '@pki/x509';
+import { caSignerV1, eventsV1 } from '@pki/proto';
+import { buildCertId, fromPem, id_pkix_ocsp_nonce, parseCertificate, readOcspResponse, toArrayBuffer, toPem } from '@pki/x509';
+import { createGrpcClient } from '@pki/grpc';
 import { createDatabase, createServiceIdentities, createSoftHsmToken, findRepoRoot, freePort, startKafka, startPostgres, useSoftHsmConfig } from '@pki/testing';
 import { caSignerConfigSchema, createDelegatedSigner, createIssuing, createRoot, DEV_ROOT_CA_SUBJECT, DEVELOPMENT_ATTENDANCE, openCeremony } from '@pki/ca-signer';
 import { MIGRATIONS_DIRECTORY } from '@pki/ocsp';
-import { CpuMeter, postmasterPidOf } from './common';
+import { CpuMeter, postmasterPidOf, processCpuUs } from './common';
 
 const cpuText = (us: Record<string, number>): string => Object.entries(us).map(([name, v]) => `${name} ${v}`).join(', ');
 
@@ -37,17 +38,25 @@ const cpuText = (us: Record<string, number>): string => Object.entries(us).map((
  * - live nonce answers/s against PKCS#11 alone with the same responder key;
  * - the same pre-produced load with memory holding 10% of the responses, Zipf-distributed;
  * - memory per responder with BENCH_OCSP_MEMORY_RESPONSES (default 5,000,000) responses;
- * - latency from a revocation committed in ra's outbox to the changed answer (through Kafka).
+ * - latency from a revocation committed in ra's outbox to the changed answer (through Kafka);
+ * - usage metering (issue 13): a responder with metering on against one with it off, both started
+ *   fresh on the same store, under a mix of anonymous, per-system URL and mTLS callers, in
+ *   interleaved rounds (off/on, on/off, ...), reported as the median on/off ratio.
  *
  * Settings (environment): BENCH_SECONDS (per load measurement, default 10), BENCH_OCSP_POPULATION,
  * BENCH_OCSP_MEMORY_RESPONSES, BENCH_OCSP_REVOCATIONS (latency samples, default 200),
- * BENCH_OCSP_CONNECTIONS (wrk connections, default 64).
+ * BENCH_OCSP_CONNECTIONS (wrk connections, default 64), BENCH_OCSP_METERING_PAIRS (on/off pairs,
+ * default 6).
  */
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const POPULATION = Number(process.env.BENCH_OCSP_POPULATION ?? 1_000_000);
 const MEMORY_RESPONSES = Number(process.env.BENCH_OCSP_MEMORY_RESPONSES ?? 5_000_000);
 const REVOCATIONS = Number(process.env.BENCH_OCSP_REVOCATIONS ?? 200);
 const CONNECTIONS = Number(process.env.BENCH_OCSP_CONNECTIONS ?? 64);
+const METERING_PAIRS = Number(process.env.BENCH_OCSP_METERING_PAIRS ?? 6);
+/** The metering mix: a quarter of the plain-HTTP requests through per-system URLs of this many systems, plus mTLS lanes. */
+const METERED_SYSTEMS = 200;
+const MTLS_CLIENTS = 8;
 const THREADS = os.availableParallelism();
 const REVOKED_SHARE = 0.1;
 /**
@@ -249,6 +258,7 @@ async function main(): Promise<void> {
     children.push(signer);
     await ready(`http://127.0.0.1:${signerConfig.ops.port}`);
     const issuerCert = parseCertificate(issuer.certificateDer, 'bench');
+    const clients = await issueAgencyCertificates({ runDir, signerAddress: `127.0.0.1:${signerGrpcPort}`, signerIdentity: ids['ca-signer'].identity, tls: tls(ids.ocsp), issuerKeyId: issuer.keyId });
     const liveIssuerCert = parseCertificate(liveIssuer.certificateDer, 'bench');
 
     // --- the population, in the responder's store as its status consumer writes it ------------------
@@ -284,11 +294,16 @@ async function main(): Promise<void> {
     const ocspHttpPort = await freePort();
     const ocspOpsPort = await freePort();
     const topic = 'pki.certificate-status.v1';
-    const ocspConfig = (memoryBytes: number) => ({
+    const ocspHttpsPort = await freePort();
+    // The HTTPS listener's own certificate (agencies identifying with mTLS connect to it).
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', path.join(runDir, 'https.key'), '-out', path.join(runDir, 'https.pem'), '-days', '2', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+    const ocspConfig = (memoryBytes: number, ports = { http: ocspHttpPort, https: ocspHttpsPort, ops: ocspOpsPort }, metering: object = { enabled: true }) => ({
       log: { level: 'warn' },
-      ops: { host: '127.0.0.1', port: ocspOpsPort },
+      ops: { host: '127.0.0.1', port: ports.ops },
       database: { url: databaseUrl, schema: 'ocsp', maxConnections: 10 },
-      http: { host: '127.0.0.1', port: ocspHttpPort, threads: THREADS },
+      http: { host: '127.0.0.1', port: ports.http, threads: THREADS },
+      https: { host: '127.0.0.1', port: ports.https, certFile: path.join(runDir, 'https.pem'), keyFile: path.join(runDir, 'https.key') },
+      metering,
       tls: tls(ids.ocsp),
       caSigner: { address: `127.0.0.1:${signerGrpcPort}`, serverIdentity: ids['ca-signer'].identity, deadlineMs: 60_000 },
       events: { transport: { type: 'kafka', brokers: kafka.brokers, clientId: 'ocsp-bench' }, group: 'ocsp', topic },
@@ -429,6 +444,19 @@ async function main(): Promise<void> {
     const liveCpuRatio = Number((pkcs11.cpuPerSignatureUs / livePathUs).toFixed(2));
     console.log(`  PKCS#11 alone, same key (RSA-2048)   ${Math.round(pkcs11.perSecond).toLocaleString('en')}/s, ${pkcs11.cpuPerSignatureUs} µs CPU per signature (live path ${livePathUs} µs per answer: ${liveCpuRatio} of the ceiling in CPU terms)`);
 
+    // --- usage metering on against off (issue 13) -----------------------------------------------------
+    const metering = await meteringRounds({
+      root,
+      runDir,
+      // A window every 10 s (the default is 60): each measurement pays for a window's close and its outbox append.
+      ocspConfig: (ports, on) => ocspConfig(fullMemory, ports, on ? { enabled: true, windowSeconds: 10 } : { enabled: false }),
+      children,
+      paths: uniform.map((i) => getPath(ocspRequest(ours, population.serials[i]!))),
+      clients,
+      script,
+      expectedResponses: POPULATION + LIVE_POPULATION,
+    });
+
     // --- latency: a revocation committed in ra's outbox to the changed answer, through Kafka -------
     console.log(`latency from a revocation committed in ra to the changed answer (${REVOCATIONS} revocations, through Kafka)...`);
     const raPool = createPool({ url: databaseUrl, schema: 'ra_outbox' });
@@ -533,10 +561,12 @@ async function main(): Promise<void> {
       tenPercentMemoryUniform: uniformTenPercent,
       memory: { ...memory, responderRssWithPopulation: rssFull },
       revocationToAnswer: revocation,
+      metering,
     });
     console.log(
       `\nratios: responder / openssl ${(results.ratios as Record<string, number>).responderToOpenssl}x (both with new connections: ${(results.ratios as Record<string, number>).responderToOpensslBothNewConnections}x), ` +
-        `responder / static ceiling ${(results.ratios as Record<string, number>).responderToStaticCeiling}, live / PKCS#11 alone ${(results.ratios as Record<string, number>).liveToPkcs11Alone}; load average after ${uptime()}`,
+        `responder / static ceiling ${(results.ratios as Record<string, number>).responderToStaticCeiling}, live / PKCS#11 alone ${(results.ratios as Record<string, number>).liveToPkcs11Alone}, ` +
+        `metering on / off ${metering.medianRatio} (median of ${metering.pairs.length} pairs; by CPU ${metering.medianCpuRatio}); load average after ${uptime()}`,
     );
     const out = path.join(root, 'var', 'bench', 'ocsp-latest.json');
     writeFileSync(out, JSON.stringify(results, null, 2) + '\n');
@@ -549,6 +579,150 @@ async function main(): Promise<void> {
     // when it has something to look at (profiles, or the logs of a failed run).
     if (succeeded && process.env.BENCH_PROFILE !== '1') rmSync(runDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Agency client certificates for the metering measurement, issued by the CA (generation 1) for keys
+ * the generator holds. Issued right after ca-signer starts: the bench runs no audit service, and
+ * ca-signer stops issuing once its audit events have gone unconfirmed for 300 s (decision 0017).
+ */
+async function issueAgencyCertificates(o: { runDir: string; signerAddress: string; signerIdentity: string; tls: { caFile: string; certFile: string; keyFile: string }; issuerKeyId: string }): Promise<Array<{ keyFile: string; certFile: string }>> {
+  const file = (name: string) => path.join(o.runDir, name);
+  const caSigner = createGrpcClient(caSignerV1.CaSignerService, { address: o.signerAddress, serverIdentity: o.signerIdentity, tls: o.tls, deadlineMs: 60_000 });
+  const clients: Array<{ keyFile: string; certFile: string }> = [];
+  try {
+    for (let n = 0; n < MTLS_CLIENTS; n++) {
+      const keys = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const issued = await caSigner.issueCertificate({
+        idempotencyKey: `bench-agency-${process.pid}-${n}`,
+        profile: 'citizen-signature',
+        publicKeySpki: keys.publicKey.export({ type: 'spki', format: 'der' }),
+        subject: [
+          { type: 'C', value: 'TW' },
+          { type: 'CN', value: `agency system ${n}` },
+          { type: 'serialNumber', value: String(9_000_000_000_000_000 + n) },
+        ],
+        issuerKeyId: o.issuerKeyId,
+      });
+      writeFileSync(file(`agency-${n}.key`), keys.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+      writeFileSync(file(`agency-${n}.pem`), toPem(issued.certificate, 'CERTIFICATE'));
+      clients.push({ keyFile: file(`agency-${n}.key`), certFile: file(`agency-${n}.pem`) });
+    }
+  } finally {
+    caSigner.close();
+  }
+  return clients;
+}
+
+interface MeteringRoundsOptions {
+  root: string;
+  runDir: string;
+  ocspConfig: (ports: { http: number; https: number; ops: number }, metering: boolean) => object;
+  children: ChildProcess[];
+  /** GET paths of the population (plain). */
+  paths: string[];
+  /** Agency client certificates (key and certificate files) for the mTLS lanes. */
+  clients: Array<{ keyFile: string; certFile: string }>;
+  script: string;
+  expectedResponses: number;
+}
+
+interface MeteringMeasurement {
+  perSecond: number;
+  /** The measured responder's CPU (all its threads) per answer: what other load on the machine does not move. */
+  cpuUsPerAnswer: number;
+  http: WrkResult;
+  mtls: WrkResult;
+}
+
+/**
+ * Metering on against off: two responders started alike on the same store, one with metering on
+ * (10 s windows) and one with `metering.enabled: false`, each under the same mix: wrk over plain HTTP
+ * with three quarters of the requests anonymous and a quarter through per-system URLs of
+ * METERED_SYSTEMS systems, plus MTLS_CLIENTS keep-alive lanes over HTTPS, each presenting an agency
+ * client certificate issued by the CA. A measurement is the answers/s of both generators together.
+ * Rounds alternate (off/on, on/off, ...) so that drift in the machine's load falls on both sides;
+ * the result is the median of the per-pair ratios.
+ */
+async function meteringRounds(o: MeteringRoundsOptions): Promise<{ pairs: Array<{ off: MeteringMeasurement; on: MeteringMeasurement; ratio: number; cpuRatio: number }>; medianRatio: number; medianCpuRatio: number; mix: string; usageByIdentification: Record<string, number> }> {
+  console.log(`usage metering on against off (${METERING_PAIRS} interleaved pairs; load average ${uptime()})...`);
+  const file = (name: string) => path.join(o.runDir, name);
+  const clients = o.clients;
+  const mixed = o.paths.map((p, i) => (i % 4 === 3 ? `/s/agency-system-${i % METERED_SYSTEMS}${p}` : p));
+  const mixFile = file('metering-mix.txt');
+  writeFileSync(mixFile, mixed.join('\n') + '\n');
+  const plainFile = file('metering-plain.txt');
+  writeFileSync(plainFile, o.paths.join('\n') + '\n');
+
+  // Two fresh responders on the same store, started alike, one with metering on and one off.
+  const start = async (name: 'on' | 'off') => {
+    const ports = { http: await freePort(), https: await freePort(), ops: await freePort() };
+    const configFile = file(`ocsp-metering-${name}.json`);
+    writeFileSync(configFile, JSON.stringify(o.ocspConfig(ports, name === 'on')));
+    const child = startProcess(o.root, [path.join(o.root, 'services', 'ocsp', 'dist', 'main.js'), configFile], file(`ocsp-metering-${name}.log`));
+    o.children.push(child);
+    return { ...ports, pid: child.pid!, child, ops: `http://127.0.0.1:${ports.ops}` };
+  };
+  /** A fresh pair of responders, loaded and warmed: each pair of measurements gets its own processes. */
+  const startPair = async () => {
+    const sides = { off: await start('off'), on: await start('on') };
+    for (const side of Object.values(sides)) {
+      await ready(side.ops);
+      await waitFor('a metering responder loaded', async () => (await metric(side.ops, 'ocsp_memory_responses')) >= o.expectedResponses, 600_000);
+    }
+    // Warm-up: one whole measurement per side, discarded (the JIT warms both paths, HTTP and mTLS).
+    await measure(sides.off, sides.off.pid);
+    await measure(sides.on, sides.on.pid);
+    return sides;
+  };
+
+  const measure = async (ports: { http: number; https: number }, pid: number): Promise<MeteringMeasurement> => {
+    const cpuBefore = processCpuUs(pid);
+    const mtlsRun = new Promise<WrkResult>((resolve, reject) =>
+      execFile(process.execPath, [path.join(__dirname, 'http-load.js'), JSON.stringify({ port: ports.https, pathsFile: plainFile, connections: MTLS_CLIENTS, seconds: SECONDS, keepAlive: true, clients })], { encoding: 'utf8' }, (err, stdout) =>
+        err ? reject(err) : resolve(JSON.parse(stdout.trim().split('\n').pop()!) as WrkResult),
+      ),
+    );
+    const [http, mtls] = await Promise.all([wrk(`http://127.0.0.1:${ports.http}`, mixFile, o.script), mtlsRun]);
+    const cpuUsPerAnswer = Math.round((10 * (processCpuUs(pid) - cpuBefore)) / (http.requests + mtls.requests)) / 10;
+    return { perSecond: http.perSecond + mtls.perSecond, cpuUsPerAnswer, http, mtls };
+  };
+  const pairs: Array<{ off: MeteringMeasurement; on: MeteringMeasurement; ratio: number; cpuRatio: number }> = [];
+  const line = (m: MeteringMeasurement) => `${Math.round(m.perSecond).toLocaleString('en')}/s, ${m.cpuUsPerAnswer} µs CPU per answer (HTTP ${Math.round(m.http.perSecond).toLocaleString('en')}/s p99 ${m.http.p99Ms.toFixed(2)} ms, mTLS ${Math.round(m.mtls.perSecond).toLocaleString('en')}/s)`;
+  const usageByIdentification: Record<string, number> = { anonymous: 0, system_url: 0, mtls: 0, signed_request: 0 };
+  let offCounted = 0;
+  let windows = 0;
+  for (let pair = 0; pair < METERING_PAIRS; pair++) {
+    // New processes per pair: two Node processes differ by a few per cent on their own (JIT, memory
+    // layout), more than the metering costs; fresh pairs spread that over both sides.
+    const sides = await startPair();
+    const order: Array<'off' | 'on'> = pair % 2 === 0 ? ['off', 'on'] : ['on', 'off'];
+    const result: Partial<Record<'off' | 'on', MeteringMeasurement>> = {};
+    for (const side of order) result[side] = await measure(sides[side], sides[side].pid);
+    const ratio = Number((result.on!.perSecond / result.off!.perSecond).toFixed(3));
+    // In CPU: the answers per CPU-second with metering on, against off.
+    const cpuRatio = Number((result.off!.cpuUsPerAnswer / result.on!.cpuUsPerAnswer).toFixed(3));
+    pairs.push({ off: result.off!, on: result.on!, ratio, cpuRatio });
+    console.log(`  pair ${pair + 1} (${order.join(', ')}): off ${line(result.off!)}; on ${line(result.on!)}; on/off ${ratio}, by CPU ${cpuRatio}`);
+    // The mix really was metered (and only by the responder with metering on).
+    for (const id of Object.keys(usageByIdentification)) usageByIdentification[id]! += await metric(sides.on.ops, 'ocsp_usage_requests_total', `identification="${id}"`);
+    offCounted += await metric(sides.off.ops, 'ocsp_usage_requests_total');
+    windows += await metric(sides.on.ops, 'ocsp_usage_windows_total', 'outcome="recorded"');
+    await stopProcess(sides.off.child);
+    await stopProcess(sides.on.child);
+  }
+  const median = (values: number[]) => {
+    const v = [...values].sort((a, b) => a - b);
+    return Number((v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2).toFixed(3));
+  };
+  const ratios = pairs.map((p) => p.ratio).sort((a, b) => a - b);
+  const medianRatio = median(ratios);
+  const medianCpuRatio = median(pairs.map((p) => p.cpuRatio));
+  if (!(usageByIdentification.mtls! > 0 && usageByIdentification.system_url! > 0 && usageByIdentification.anonymous! > 0) || offCounted !== 0) {
+    throw new Error(`metering mix not as intended: on ${JSON.stringify(usageByIdentification)}, off ${offCounted}`);
+  }
+  console.log(`  metering on / off: median ${medianRatio} (pairs ${ratios.join(', ')}), by CPU per answer median ${medianCpuRatio}; counted on the metered responder ${JSON.stringify(usageByIdentification)}, ${windows} windows recorded`);
+  return { pairs, medianRatio, medianCpuRatio, mix: `HTTP (wrk, ${CONNECTIONS} connections): 3/4 anonymous, 1/4 per-system URL over ${METERED_SYSTEMS} systems; HTTPS: ${MTLS_CLIENTS} keep-alive lanes with agency client certificates`, usageByIdentification };
 }
 
 main().catch((err: unknown) => {

@@ -8,7 +8,9 @@ import { AlgorithmIdentifier, Extension, Extensions } from '@peculiar/asn1-x509'
 import { CertID, OCSPRequest, Request, TBSRequest } from '@peculiar/asn1-ocsp';
 import { assembleCertificate, buildTbsCertificate } from './certificate';
 import { assembleOcspResponse, assembleOcspResponseParts, buildCertId, buildResponseData, ocspErrorResponse } from './ocsp';
-import { id_pkix_ocsp_nonce, parseOcspRequest } from './ocsp-request';
+import { id_pkix_ocsp_nonce, ocspRequestSignatureCheck, parseOcspRequest } from './ocsp-request';
+import { encodeDerElement } from './der';
+import { verifySignature } from './signature-verification';
 import { readOcspResponse } from './ocsp-response-reader';
 import { toPem } from './pem';
 import { toArrayBuffer } from './public-key';
@@ -101,6 +103,42 @@ describe('OCSP request parsing', () => {
     der[der.length - 1] = 0xff;
     const parsed = parseOcspRequest(request([AsnConvert.parse(der, CertID)]), limits);
     expect(parsed.certIds[0]!.serialHex).toBeUndefined();
+  });
+});
+
+describe('signed OCSP requests (RFC 6960 §4.1.2)', () => {
+  const signer = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const signerSpki = signer.publicKey.export({ type: 'spki', format: 'der' });
+  const ecdsaSha256 = Buffer.from('300a06082a8648ce3d040302', 'hex');
+  const fakeCert = Buffer.from('3003020101', 'hex'); // a SEQUENCE: only its bytes matter here
+  /** OCSPRequest { tbsRequest, [0] { Signature { alg, BIT STRING, [0] { SEQUENCE OF cert } } } } by hand. */
+  function signedRequest(options: { unusedBits?: number; certs?: Buffer[]; tamper?: boolean } = {}): { der: Buffer; tbs: Buffer } {
+    const tbsDer = Buffer.from(AsnConvert.serialize(new TBSRequest({ requestList: [new Request({ reqCert: buildCertId(issuer, Buffer.from([5]), 'SHA1') })] })));
+    let signature = sign('sha256', tbsDer, { key: signer.privateKey, dsaEncoding: 'der' });
+    if (options.tamper) signature = Buffer.concat([signature.subarray(0, 10), Buffer.from([signature[10]! ^ 1]), signature.subarray(11)]);
+    const bits = encodeDerElement(0x03, Buffer.from([options.unusedBits ?? 0]), signature);
+    const certs = options.certs ? [encodeDerElement(0xa0, encodeDerElement(0x30, ...options.certs))] : [];
+    const sig = encodeDerElement(0xa0, encodeDerElement(0x30, ecdsaSha256, bits, ...certs));
+    return { der: encodeDerElement(0x30, tbsDer, sig), tbs: tbsDer };
+  }
+
+  it('reads the signed bytes, algorithm, signature and certificates only when present, and they verify', () => {
+    const { der, tbs } = signedRequest({ certs: [fakeCert, fakeCert] });
+    const parsed = parseOcspRequest(der, limits);
+    expect(parsed.signed).toBe(true);
+    expect(parsed.signature!.tbsRequestDer.equals(tbs)).toBe(true);
+    expect(parsed.signature!.certs.map((c) => c.toString('hex'))).toEqual([fakeCert.toString('hex'), fakeCert.toString('hex')]);
+    expect(verifySignature(ocspRequestSignatureCheck(parsed.signature!, signerSpki))).toBe(true);
+    const tampered = parseOcspRequest(signedRequest({ tamper: true }).der, limits);
+    expect(tampered.signature!.certs).toEqual([]);
+    expect(verifySignature(ocspRequestSignatureCheck(tampered.signature!, signerSpki))).toBe(false);
+    expect(parseOcspRequest(request([buildCertId(issuer, Buffer.from([5]), 'SHA1')]), limits).signature).toBeUndefined();
+  });
+
+  it('refuses a Signature it cannot read', () => {
+    expect(() => parseOcspRequest(signedRequest({ unusedBits: 3 }).der, limits)).toThrow(/not a whole number of octets/);
+    expect(() => parseOcspRequest(signedRequest({ certs: Array.from({ length: 5 }, () => fakeCert) }).der, limits)).toThrow(/carries 5 certificates; at most 4/);
+    expect(() => parseOcspRequest(signedRequest({ certs: [Buffer.from('020101', 'hex')] }).der, limits)).toThrow(/Signature certificate has tag 0x02/);
   });
 });
 

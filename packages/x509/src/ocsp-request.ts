@@ -1,6 +1,9 @@
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { AlgorithmIdentifier } from '@peculiar/asn1-x509';
 import { PkiError } from '@pki/kit';
-import { derChildren, readDerElement, type DerElement } from './der';
+import { derBytes, derChildren, readDerElement, type DerElement } from './der';
 import type { CertIdHash } from './ocsp';
+import type { SignatureCheck } from './signature-verification';
 
 /*
  * OCSP requests (RFC 6960 §4.1.1), read strictly and by hand: a responder parses whatever the
@@ -55,8 +58,31 @@ export interface ParsedOcspRequest {
    * when the request has no nonce.
    */
   nonce?: Buffer;
-  /** The request was signed (optionalSignature present); this responder does not require or check it. */
+  /** The request was signed (optionalSignature present): `signature` says with what. */
   signed: boolean;
+  /**
+   * RFC 6960 §4.1.2, read only when present (unsigned requests pay nothing for it): the signed
+   * bytes, the algorithm, the signature and the certificates sent to verify it. Checking it is the
+   * caller's business (the responder verifies it off its pre-produced path).
+   */
+  signature?: OcspRequestSignature;
+}
+
+/**
+ *   Signature ::= SEQUENCE { signatureAlgorithm AlgorithmIdentifier, signature BIT STRING,
+ *                            certs [0] EXPLICIT SEQUENCE OF Certificate OPTIONAL }
+ */
+export interface OcspRequestSignature {
+  /** The tbsRequest exactly as received: what the signature covers (RFC 6960 §4.1.2). */
+  tbsRequestDer: Buffer;
+  /** The signatureAlgorithm AlgorithmIdentifier, DER. */
+  algorithmDer: Buffer;
+  /** The BIT STRING's octets (no unused bits). */
+  value: Buffer;
+  /** The DER of each certificate in `certs`, in order (the first is the signer's); empty when absent. */
+  certs: Buffer[];
+  /** The requestorName GeneralName (DER, inside the [1] wrapper), when present. */
+  requestorNameDer?: Buffer;
 }
 
 export interface OcspRequestLimits {
@@ -203,7 +229,8 @@ export function parseOcspRequest(der: Uint8Array, limits: OcspRequestLimits): Pa
     if (value.length !== 1 || value[0] !== 0) throw malformed('version is not v1');
     index++;
   }
-  if (tbs[index]?.tag === 0xa1) index++; // requestorName: not used for authorisation here
+  let requestorName: DerElement | undefined;
+  if (tbs[index]?.tag === 0xa1) requestorName = tbs[index++]; // read only for signed requests
   const list = expectTag(tbs[index], 0x30, 'requestList');
   index++;
   let nonce: Buffer | undefined;
@@ -227,5 +254,47 @@ export function parseOcspRequest(der: Uint8Array, limits: OcspRequestLimits): Pa
     }
     return parseCertId(der, parts[0]!);
   });
-  return { certIds, ...(nonce !== undefined ? { nonce } : {}), signed: top[1] !== undefined };
+  if (top[1] === undefined) return { certIds, ...(nonce !== undefined ? { nonce } : {}), signed: false };
+  const signature = readSignature(der, top[1], derBytes(der, top[0]!));
+  if (requestorName !== undefined) {
+    const inner = derChildren(der, requestorName, OPERATION);
+    if (inner.length !== 1) throw malformed('requestorName must hold one GeneralName');
+    signature.requestorNameDer = derBytes(der, inner[0]!);
+  }
+  return { certIds, ...(nonce !== undefined ? { nonce } : {}), signed: true, signature };
+}
+
+/** Most certificates read from a signed request's `certs` (the signer's and a few intermediates). */
+const MAX_SIGNATURE_CERTS = 4;
+
+/** RFC 6960 §4.1.1 Signature, inside optionalSignature [0] EXPLICIT. */
+function readSignature(der: Uint8Array, wrapper: DerElement, tbsRequestDer: Buffer): OcspRequestSignature {
+  const inner = derChildren(der, wrapper, OPERATION);
+  if (inner.length !== 1) throw malformed('optionalSignature must hold one Signature');
+  const parts = derChildren(der, expectTag(inner[0], 0x30, 'Signature'), OPERATION);
+  if (parts.length < 2 || parts.length > 3) throw malformed(`Signature has ${parts.length} elements`);
+  const algorithm = expectTag(parts[0], 0x30, 'Signature signatureAlgorithm');
+  const bits = expectTag(parts[1], 0x03, 'Signature signature');
+  // A signature is whole octets: the unused-bits octet must be 0 (X.690 §8.6.2.2).
+  if (bits.end - bits.contentStart < 2 || der[bits.contentStart] !== 0) throw malformed('Signature signature is not a whole number of octets');
+  const certs: Buffer[] = [];
+  if (parts[2] !== undefined) {
+    const wrapped = derChildren(der, expectTag(parts[2], 0xa0, 'Signature certs'), OPERATION);
+    if (wrapped.length !== 1) throw malformed('Signature certs must hold one SEQUENCE OF Certificate');
+    const list = derChildren(der, expectTag(wrapped[0], 0x30, 'Signature certs'), OPERATION);
+    if (list.length > MAX_SIGNATURE_CERTS) throw malformed(`Signature carries ${list.length} certificates; at most ${MAX_SIGNATURE_CERTS} are read`);
+    for (const cert of list) certs.push(derBytes(der, expectTag(cert, 0x30, 'Signature certificate')));
+  }
+  return { tbsRequestDer, algorithmDer: derBytes(der, algorithm), value: Buffer.from(der.subarray(bits.contentStart + 1, bits.end)), certs };
+}
+
+/** What {@link verifySignature} needs to check a signed request with the signer's key (RFC 6960 §4.1.2). */
+export function ocspRequestSignatureCheck(signature: OcspRequestSignature, publicKeySpki: Uint8Array): SignatureCheck {
+  let algorithm: AlgorithmIdentifier;
+  try {
+    algorithm = AsnConvert.parse(signature.algorithmDer, AlgorithmIdentifier);
+  } catch (err) {
+    throw new PkiError('INVALID_ARGUMENT', `${OPERATION}: the signature algorithm is not an AlgorithmIdentifier`, { cause: err });
+  }
+  return { publicKeySpki, algorithm, data: signature.tbsRequestDer, signature: signature.value };
 }

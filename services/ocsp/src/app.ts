@@ -1,11 +1,14 @@
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { PkiError, ServiceRuntime, systemClock, type Clock, type Logger } from '@pki/kit';
 import { checkDatabase, createPool, migrate, type Pool } from '@pki/db';
-import { createEventTransport, createKafkaClient, databaseUrl, inboxMigration, outboxMigration, type EventTransport } from '@pki/outbox';
+import { createEventTransport, createKafkaClient, databaseUrl, inboxMigration, outboxMigration, startOutboxRelay, type EventTransport } from '@pki/outbox';
 import type { OcspConfig } from './config';
 import { StatusStore } from './adapters/postgres/status-store';
 import { GrpcOcspSigner } from './adapters/grpc/ca-signer-client';
+import { UsageOutbox } from './adapters/postgres/usage-outbox';
+import { UsageMeter } from './domain/usage-meter';
 import type { OcspSigningPort } from './ports/ocsp-signing';
 import { ChangeFollower } from './domain/change-follower';
 import { DependencyHealth, type Dependency } from './domain/dependency-health';
@@ -36,6 +39,10 @@ export interface RunningOcsp {
   runtime: ServiceRuntime;
   /** Base URL of the responder, e.g. http://127.0.0.1:8080/ (with the path prefix). */
   url: string;
+  /** Base URL of the HTTPS listener (optional client certificates), when configured. */
+  httpsUrl?: string;
+  /** The metering of this process (absent when `metering.enabled` is false). */
+  usage?: UsageMeter;
   opsUrl: string;
   memory: ResponseMemory;
   health: DependencyHealth;
@@ -142,6 +149,10 @@ async function wire(config: OcspConfig, runtime: ServiceRuntime, clock: Clock, d
   const resolver = new RequestResolver({ memory, directory, store, live, health, policy, clock, logger });
   const follower = new ChangeFollower({ store, memory, directory, health, policy, certIdHashes: config.responses.certIdHashes, pollIntervalMs: config.changePollIntervalMs, clock, logger, refreshIssuers });
 
+  // --- usage metering (issue 13) -----------------------------------------------------------------
+  const https = config.https ? { host: config.https.host, port: config.https.port, cert: config.https.certFile, key: config.https.keyFile.reveal() } : undefined;
+  const usage = config.metering.enabled ? await startUsageMeter(config, runtime, pool, clock, () => threads.pool) : undefined;
+
   // --- serving threads ---------------------------------------------------------------------------
   const metricsBuffer = createMetricsBuffer(config.http.threads);
   const serving = await ServingPool.start(
@@ -166,16 +177,27 @@ async function wire(config: OcspConfig, runtime: ServiceRuntime, clock: Clock, d
       metrics: metricsBuffer,
       admission: new SharedArrayBuffer(8),
       directory: directory.snapshot(),
+      ...(https ? { https } : {}),
+      metering: { enabled: config.metering.enabled, maxCallersPerWindow: config.metering.maxCallersPerWindow },
     },
     {
       miss: (m) => resolver.miss(m.issuerIndex, m.single),
       live: (m) => resolver.live(m.issuerIndex, m.singles, m.nonce),
+      usage: (tally) => usage?.add(tally),
     },
     logger,
   );
   threads.pool = serving;
   sentVersion = directory.version;
-  lifecycle.onStopAccepting({ name: 'ocsp serving threads', stop: () => serving.stop() });
+  usage?.start();
+  lifecycle.onStopAccepting({
+    name: 'ocsp serving threads',
+    stop: async () => {
+      await serving.stop();
+      // After the threads: their last counts are in, and the open window is recorded.
+      await usage?.stop();
+    },
+  });
   registerServingMetrics(runtime, metricsBuffer, config.http.threads, writer, directory);
 
   // --- background work ---------------------------------------------------------------------------
@@ -248,8 +270,48 @@ async function wire(config: OcspConfig, runtime: ServiceRuntime, clock: Clock, d
 
   const opsUrl = await runtime.startOps();
   const url = `http://${config.http.host}:${serving.port}${config.http.pathPrefix}`;
-  logger.info({ url, opsUrl, threads: config.http.threads, issuers: directory.issuers().map((i) => i.keyId) }, 'ocsp started');
-  return { runtime, url, opsUrl, memory, health, loaded };
+  const httpsUrl = config.https && serving.httpsPort !== undefined ? `https://${config.https.host}:${serving.httpsPort}${config.http.pathPrefix}` : undefined;
+  logger.info({ url, httpsUrl, opsUrl, threads: config.http.threads, issuers: directory.issuers().map((i) => i.keyId), usageInstance: usage?.instance }, 'ocsp started');
+  return { runtime, url, ...(httpsUrl ? { httpsUrl } : {}), ...(usage ? { usage } : {}), opsUrl, memory, health, loaded };
+}
+
+/**
+ * The metering windows and their delivery: windows are appended to this service's outbox (the
+ * schema already has it) and the outbox relay delivers them through the same transport the status
+ * events come from (Kafka, or the PostgreSQL bus in the embedded mode).
+ */
+async function startUsageMeter(config: OcspConfig, runtime: ServiceRuntime, pool: Pool, clock: Clock, servingPool: () => ServingPool | undefined): Promise<UsageMeter> {
+  const { logger, registry } = runtime;
+  const registers = [registry];
+  const { transport } = await startOutboxRelay(runtime, pool, config.database, { transport: config.events.transport, producer: config.metering.producer, pollIntervalMs: 1_000 });
+  // The topic may not be creatable yet (Kafka down): delivery retries until it exists.
+  void transport.ensureTopics([config.metering.topic]).catch((err: unknown) => logger.warn({ err }, 'ocsp: could not check or create the usage topic; delivery retries until it exists'));
+  const windows = new Counter({ name: 'ocsp_usage_windows_total', help: 'Metering windows, by outcome: recorded in the outbox, or a failed attempt (retried)', labelNames: ['outcome'] as const, registers });
+  const overflow = new Counter({ name: 'ocsp_usage_overflow_requests_total', help: 'Identified requests not attributed because a thread\'s caller table was full', registers });
+  // A new instance per process start (issue 13: a restart must not reuse window sequences).
+  const started = clock.now().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const meter = new UsageMeter({
+    instance: `${config.metering.instanceName}-${started}-${randomBytes(3).toString('hex')}`,
+    windowMs: config.metering.windowSeconds * 1000,
+    collect: async (timeoutMs) => servingPool()?.collectUsage(timeoutMs),
+    sink: new UsageOutbox(pool, { producer: config.metering.producer, topic: config.metering.topic }),
+    clock,
+    logger,
+    onPublished: (w) => {
+      windows.inc({ outcome: 'recorded' });
+      overflow.inc(w.overflow);
+    },
+    onFailed: () => windows.inc({ outcome: 'failed' }),
+  });
+  new Gauge({
+    name: 'ocsp_usage_windows_pending',
+    help: 'Closed metering windows not yet recorded (the database was unavailable)',
+    registers,
+    collect() {
+      this.set(meter.pending);
+    },
+  });
+  return meter;
 }
 
 /**
@@ -373,6 +435,33 @@ function registerServingMetrics(runtime: ServiceRuntime, buffer: SharedArrayBuff
   counter('ocsp_shed_live_total', 'Live requests answered tryLater because the live limit was reached', 'shedLive');
   counter('ocsp_shed_misses_total', 'Store lookups answered tryLater because too many were in flight', 'shedMisses');
   counter('ocsp_never_issued_total', 'Requests for serials never issued by the issuer named', 'neverIssued');
+  new Counter({
+    name: 'ocsp_usage_requests_total',
+    help: 'Requests counted for usage metering, by how the caller identified itself (mtls, signed_request, system_url, anonymous)',
+    labelNames: ['identification'] as const,
+    registers,
+    collect() {
+      const t = totals();
+      this.reset();
+      this.inc({ identification: 'mtls' }, t.counters.usageMtls);
+      this.inc({ identification: 'signed_request' }, t.counters.usageSignedRequest);
+      this.inc({ identification: 'system_url' }, t.counters.usageSystemUrl);
+      this.inc({ identification: 'anonymous' }, t.counters.usageAnonymous);
+    },
+  });
+  new Counter({
+    name: 'ocsp_signed_requests_total',
+    help: 'Signed requests (RFC 6960 §4.1.2) by outcome: verified (signer of ours), rejected (answered unauthorized)',
+    labelNames: ['outcome'] as const,
+    registers,
+    collect() {
+      const t = totals();
+      this.reset();
+      this.inc({ outcome: 'verified' }, t.counters.signedVerified);
+      this.inc({ outcome: 'rejected' }, t.counters.signedRejected);
+    },
+  });
+  counter('ocsp_tls_clients_unidentified_total', 'TLS connections with a client certificate not issued by our CA generations (answered, counted as anonymous)', 'mtlsUnidentified');
   new Histogram({
     name: 'ocsp_request_duration_seconds',
     help: 'Time from request to answer in the serving threads',

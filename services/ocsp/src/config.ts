@@ -1,7 +1,28 @@
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import { baseServiceConfig, eventTransportConfig, grpcClientConfig, tlsIdentityConfig, z } from '@pki/kit';
+import { baseServiceConfig, eventTransportConfig, grpcClientConfig, secretFile, tlsIdentityConfig, z } from '@pki/kit';
 
 const certIdHash = z.enum(['SHA1', 'SHA256']);
+
+/** A PEM file read when the config is loaded, so that a wrong path stops the service before it starts. */
+const pemFile = (label: string) =>
+  z
+    .string()
+    .min(1)
+    .transform((file, ctx) => {
+      let text: string;
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` });
+        return z.NEVER;
+      }
+      if (!text.includes(`-----BEGIN ${label}-----`)) {
+        ctx.addIssue({ code: 'custom', message: `${file} holds no PEM ${label}` });
+        return z.NEVER;
+      }
+      return text;
+    });
 
 /**
  * ocsp's configuration: the RFC 6960 / RFC 5019 responder, its updater of pre-produced responses
@@ -24,6 +45,40 @@ export const ocspConfigSchema = baseServiceConfig.extend({
     /** Upper bound of Cache-Control max-age on pre-produced responses (it never exceeds nextUpdate). */
     maxAgeSeconds: z.number().int().min(0).default(86_400),
   }),
+  /**
+   * An optional HTTPS listener for agencies that identify themselves with a TLS client certificate
+   * of ours (relying parties use plain HTTP, RFC 5019 §5). Client certificates are optional; one
+   * issued by a CA generation this responder answers for identifies the caller for metering.
+   * Served by the same threads, same paths and answers as `http`.
+   */
+  https: z
+    .strictObject({
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535),
+      /** The server certificate chain (PEM), read at load time. */
+      certFile: pemFile('CERTIFICATE'),
+      /** Its private key (PEM), a secret. */
+      keyFile: secretFile,
+    })
+    .optional(),
+  /**
+   * Usage metering (issue 13): requests counted per identified caller in the serving threads,
+   * published per window as OcspUsageCounted on `topic` through this service's outbox.
+   */
+  metering: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** Length of a metering window. */
+      windowSeconds: z.number().int().min(1).max(3_600).default(60),
+      /** Distinct callers one serving thread tallies per window; requests of further callers are counted as overflow. */
+      maxCallersPerWindow: z.number().int().min(16).max(1_000_000).default(10_000),
+      topic: z.string().regex(/^[a-zA-Z0-9._-]{1,249}$/).default('pki.usage.v1'),
+      /** The outbox producer every pod writes its windows as (one relay delivers them, decision 0005). */
+      producer: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,99}$/).default('ocsp'),
+      /** responder_instance prefix; default the host name (the pod name). A start time and random suffix are appended. */
+      instanceName: z.string().regex(/^[A-Za-z0-9._-]{1,100}$/).default(os.hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 100) || 'ocsp'),
+    })
+    .default({ enabled: true, windowSeconds: 60, maxCallersPerWindow: 10_000, topic: 'pki.usage.v1', producer: 'ocsp', instanceName: os.hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 100) || 'ocsp' }),
   /** mTLS identity towards ca-signer, and where it is. */
   tls: tlsIdentityConfig,
   caSigner: grpcClientConfig,

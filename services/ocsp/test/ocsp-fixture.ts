@@ -58,7 +58,8 @@ export interface OcspFixture {
   config: OcspConfig;
   topic: string;
   dir: string;
-  issue(generation: Generation, options?: { notAfter?: Date }): Promise<IssuedCertificate>;
+  /** Issues a certificate; `publicKeySpki` when the test holds the private key (a client certificate). */
+  issue(generation: Generation, options?: { notAfter?: Date; publicKeySpki?: Uint8Array }): Promise<IssuedCertificate>;
   /** Commits a CertificateStatusChanged in the outbox (producer `ra`), as ra does; returns when committed. */
   publish(certificate: IssuedCertificate, change: StatusChange): Promise<Date>;
   /** Stops ca-signer (in this process) and starts it again on the same port. */
@@ -169,7 +170,7 @@ export async function startOcspFixture(options: OcspFixtureOptions = {}): Promis
       const result = await caSigner.issueCertificate({
         idempotencyKey: `ocsp-test-${process.pid}-${n}-${randomBytes(4).toString('hex')}`,
         profile: 'citizen-signature',
-        publicKeySpki: keys[n % keys.length]!,
+        publicKeySpki: issueOptions.publicKeySpki ?? keys[n % keys.length]!,
         subject: [
           { type: 'C', value: 'TW' },
           { type: 'CN', value: '王小明' },

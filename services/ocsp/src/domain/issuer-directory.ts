@@ -9,6 +9,8 @@ export interface IssuerEntry {
   /** Hex of SHA-1 / SHA-256 over the issuer's subject DER and public key bits, per CertID hash. */
   nameHash: Record<CertIdHash, string>;
   keyHash: Record<CertIdHash, string>;
+  /** The generation's certificate: callers' certificates (mTLS, signed requests) are checked against it. */
+  certificateDer: Uint8Array;
 }
 
 /** A delegated responder whose certificate pre-produced responses carry; shared by all its responses. */
@@ -104,6 +106,7 @@ export class IssuerDirectory {
           keyId: i.keyId,
           nameHash: { SHA1: hashHex('SHA1', i.certificate.subjectDer), SHA256: hashHex('SHA256', i.certificate.subjectDer) },
           keyHash: { SHA1: hashHex('SHA1', bits), SHA256: hashHex('SHA256', bits) },
+          certificateDer: i.certificateDer,
         };
       }),
       responders: [...this.#responders.values()].sort((a, b) => a.index - b.index),

@@ -1,6 +1,7 @@
 import type { CertIdHash, OcspErrorStatus } from '@pki/x509';
 import type { DirectorySnapshot } from '../domain/issuer-directory';
 import type { StoreBuffers } from '../store/shared-response-store';
+import type { TallySnapshot } from './usage-tally';
 
 /** What a serving thread is started with (workerData). */
 export interface ServingThreadData {
@@ -27,6 +28,9 @@ export interface ServingThreadData {
   /** Int32Array [live in flight, misses in flight], shared by the threads. */
   admission: SharedArrayBuffer;
   directory: DirectorySnapshot;
+  /** The HTTPS listener (optional client certificates), with its certificate chain and key (PEM). */
+  https?: { host: string; port: number; cert: string; key: string };
+  metering: { enabled: boolean; maxCallersPerWindow: number };
 }
 
 export interface RequestedSingle {
@@ -36,7 +40,9 @@ export interface RequestedSingle {
 }
 
 export type ToMain =
-  | { type: 'listening'; thread: number; port: number }
+  | { type: 'listening'; thread: number; port: number; httpsPort?: number }
+  /** A thread's usage counts since its last hand-over (asked by `take-usage`, and sent once more when it stops). */
+  | { type: 'usage'; thread: number; tally: TallySnapshot }
   | { type: 'failed'; thread: number; message: string }
   /** A known certificate whose response is not in memory. */
   | { type: 'miss'; id: number; issuerIndex: number; single: RequestedSingle }
@@ -52,4 +58,5 @@ export type MainAnswer =
 export type ToThread =
   | { type: 'directory'; directory: DirectorySnapshot }
   | { type: 'answer'; id: number; answer: MainAnswer }
+  | { type: 'take-usage' }
   | { type: 'stop' };

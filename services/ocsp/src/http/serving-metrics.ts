@@ -18,8 +18,19 @@ export const COUNTERS = [
   'shedLive',
   'shedMisses',
   'neverIssued',
+  /** Requests counted for usage metering, by how the caller identified itself (issue 13). */
+  'usageMtls',
+  'usageSignedRequest',
+  'usageSystemUrl',
+  'usageAnonymous',
+  /** Signed requests (RFC 6960 §4.1.2) whose signer was verified, and those answered unauthorized. */
+  'signedVerified',
+  'signedRejected',
+  /** TLS connections whose client certificate is not one of ours (answered, counted as anonymous). */
+  'mtlsUnidentified',
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
+const COUNTER_INDEX = Object.fromEntries(COUNTERS.map((name, i) => [name, i])) as Record<CounterName, number>;
 
 /** Upper bounds (seconds) of the latency histogram, as Prometheus buckets. */
 export const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
@@ -57,7 +68,8 @@ export class ServingMetrics {
   }
 
   count(name: CounterName): void {
-    this.#values[COUNTER_BASE + COUNTERS.indexOf(name)]! += 1;
+    // A property read, not an indexOf over the list: several counters move on every request.
+    this.#values[COUNTER_BASE + COUNTER_INDEX[name]]! += 1;
   }
 
   latency(seconds: number): void {

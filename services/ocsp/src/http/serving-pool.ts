@@ -4,10 +4,13 @@ import { Worker } from 'node:worker_threads';
 import { PkiError, type Logger } from '@pki/kit';
 import type { DirectorySnapshot } from '../domain/issuer-directory';
 import type { MainAnswer, ServingThreadData, ToMain, ToThread } from './protocol';
+import type { TallySnapshot } from './usage-tally';
 
 export interface ServingPoolHandlers {
   miss(message: Extract<ToMain, { type: 'miss' }>): Promise<MainAnswer>;
   live(message: Extract<ToMain, { type: 'live' }>): Promise<MainAnswer>;
+  /** A thread's usage counts (metering): whenever they arrive, including late and final ones. */
+  usage?(tally: TallySnapshot): void;
 }
 
 /** The compiled serving thread: next to this file in dist/, or in dist/ when this runs from src/ (tests). */
@@ -27,7 +30,10 @@ function servingThreadScript(): string {
 export class ServingPool {
   readonly #workers: Worker[] = [];
   readonly #logger: Logger;
+  /** Threads whose usage counts are awaited by `collectUsage`. */
+  readonly #usageAwaited = new Map<number, () => void>();
   port = 0;
+  httpsPort: number | undefined;
 
   private constructor(logger: Logger) {
     this.#logger = logger;
@@ -38,10 +44,15 @@ export class ServingPool {
     const script = servingThreadScript();
     try {
       let port = data.port;
+      let https = data.https;
       for (let thread = 0; thread < threads; thread++) {
-        port = await pool.#startThread(script, { ...data, port, thread }, handlers);
+        // The first thread binds the ports (0: any free one); the others join them (SO_REUSEPORT).
+        const bound = await pool.#startThread(script, { ...data, port, ...(https ? { https } : {}), thread }, handlers);
+        port = bound.port;
+        if (https && bound.httpsPort !== undefined) https = { ...https, port: bound.httpsPort };
       }
       pool.port = port;
+      pool.httpsPort = https?.port;
       return pool;
     } catch (err) {
       await pool.stop();
@@ -49,7 +60,7 @@ export class ServingPool {
     }
   }
 
-  #startThread(script: string, data: ServingThreadData, handlers: ServingPoolHandlers): Promise<number> {
+  #startThread(script: string, data: ServingThreadData, handlers: ServingPoolHandlers): Promise<{ port: number; httpsPort?: number }> {
     const worker = new Worker(script, { workerData: data, name: `ocsp-serving-${data.thread}` });
     this.#workers.push(worker);
     const reply = (id: number, answer: MainAnswer) => worker.postMessage({ type: 'answer', id, answer } satisfies ToThread);
@@ -57,7 +68,11 @@ export class ServingPool {
       worker.on('message', (message: ToMain) => {
         switch (message.type) {
           case 'listening':
-            resolve(message.port);
+            resolve({ port: message.port, ...(message.httpsPort !== undefined ? { httpsPort: message.httpsPort } : {}) });
+            break;
+          case 'usage':
+            handlers.usage?.(message.tally);
+            this.#usageAwaited.get(message.thread)?.();
             break;
           case 'failed':
             reject(new PkiError('UNAVAILABLE', `ocsp: serving thread ${message.thread} could not listen on ${data.host}:${data.port}: ${message.message}`));
@@ -79,6 +94,30 @@ export class ServingPool {
         reject(err);
       });
     });
+  }
+
+  /**
+   * Asks every thread for its usage counts and waits until each has answered (they reach
+   * `handlers.usage`), or until `timeoutMs`: a thread too busy to answer in time hands its counts
+   * over later, and they go to the next window rather than being lost.
+   */
+  async collectUsage(timeoutMs: number): Promise<void> {
+    const replies = this.#workers.map(
+      (worker, thread) =>
+        new Promise<void>((resolve) => {
+          const timer = setTimeout(done, timeoutMs);
+          const usage = this.#usageAwaited;
+          function done(): void {
+            clearTimeout(timer);
+            usage.delete(thread);
+            resolve();
+          }
+          usage.get(thread)?.();
+          usage.set(thread, done);
+          worker.postMessage({ type: 'take-usage' } satisfies ToThread);
+        }),
+    );
+    await Promise.all(replies);
   }
 
   broadcast(directory: DirectorySnapshot): void {

@@ -1,11 +1,16 @@
 import http from 'node:http';
+import https from 'node:https';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { parentPort, workerData } from 'node:worker_threads';
 import { assembleOcspResponseParts, ocspErrorResponse, parseOcspRequest, type OcspErrorStatus, type ParsedOcspRequest } from '@pki/x509';
+import { CallerCertificates } from '../domain/caller-certificates';
 import { IssuerMatcher, type DirectorySnapshot, type ResponderEntry } from '../domain/issuer-directory';
 import { HASH_INDEX, ResponseStoreReader } from '../store/shared-response-store';
 import type { MainAnswer, RequestedSingle, ServingThreadData, ToMain, ToThread } from './protocol';
 import { decodeGetRequest } from './request-decoding';
 import { ServingMetrics, type AnswerKind } from './serving-metrics';
+import { MTLS, SIGNED_REQUEST, SYSTEM_URL, UsageTally } from './usage-tally';
 
 /*
  * One serving thread: an HTTP listener on the shared port (SO_REUSEPORT: the kernel spreads
@@ -17,6 +22,12 @@ import { ServingMetrics, type AnswerKind } from './serving-metrics';
  * 200 (successful, malformedRequest, unauthorized, tryLater, internalError), 304 for a
  * conditional GET of an unchanged response, 404 outside the OCSP path, 405 for other methods,
  * and Node's own 408/431/400 for requests too slow or too large to read.
+ *
+ * Usage metering (issue 13): every OCSP request is counted once, in this thread, under the
+ * strongest identification it carries (a verified TLS client certificate, a verified signed
+ * request, the per-system URL) or as anonymous, in a per-thread tally the main thread collects at
+ * each window's end. Counting costs a Map lookup and an increment; signed requests, which need a
+ * signature check, leave the pre-produced fast path (unsigned ones never pay for it).
  */
 
 const data = workerData as ServingThreadData;
@@ -28,6 +39,16 @@ let responders: ResponderEntry[] = data.directory.responders;
 const prefix = data.pathPrefix;
 const prefixWithoutSlash = prefix.length > 1 ? prefix.slice(0, -1) : prefix;
 const STATUS_OF_CODE: AnswerKind[] = ['good', 'revoked', 'unknown'];
+/** The per-system URL: <prefix>s/<system id>/ then the usual GET or POST forms. */
+const SYSTEM_PATH = `${prefix}s/`;
+/** A system id as the registry writes it (the agency client profile's CN). */
+const SYSTEM_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const metering = data.metering.enabled;
+const tally = new UsageTally(data.metering.maxCallersPerWindow);
+let callers = new CallerCertificates(data.directory.issuers);
+/** The caller key a TLS connection's client certificate identified, set once per connection. */
+const CALLER = Symbol('ocsp caller');
+type MaybeIdentifiedSocket = Socket & { [CALLER]?: string };
 
 const pending = new Map<number, (answer: MainAnswer | undefined) => void>();
 let nextId = 1;
@@ -39,6 +60,7 @@ function post(message: ToMain): void {
 function setDirectory(directory: DirectorySnapshot): void {
   matcher = new IssuerMatcher(directory);
   responders = directory.responders;
+  callers = new CallerCertificates(directory.issuers);
 }
 
 /** Sends a request to the main thread; resolves undefined when it does not answer in time. */
@@ -163,13 +185,58 @@ function neverIssued(req: http.IncomingMessage, res: http.ServerResponse, starte
   sendError(req, res, 'unauthorized', started, issuerIndex);
 }
 
-function answer(req: http.IncomingMessage, res: http.ServerResponse, der: Buffer, started: bigint): void | Promise<void> {
+/** Counts one request for metering under the identification it carries (mTLS before the per-system URL). */
+function meter(mtls: string | undefined, system: string | undefined): void {
+  if (!metering) return;
+  if (mtls !== undefined) {
+    tally.identified(MTLS, mtls);
+    metrics.count('usageMtls');
+  } else if (system !== undefined) {
+    tally.identified(SYSTEM_URL, system);
+    metrics.count('usageSystemUrl');
+  } else {
+    tally.anonymous();
+    metrics.count('usageAnonymous');
+  }
+}
+
+function answer(req: http.IncomingMessage, res: http.ServerResponse, der: Buffer, started: bigint, mtls: string | undefined, system: string | undefined): void | Promise<void> {
   let parsed: ParsedOcspRequest;
   try {
     parsed = parseOcspRequest(der, { maxCertIds: data.maxCertIds, minNonceLength: data.minNonceLength });
   } catch {
+    meter(mtls, system);
     return sendError(req, res, 'malformedRequest', started);
   }
+  if (parsed.signature !== undefined) return signed(req, res, parsed, started, mtls, system);
+  meter(mtls, system);
+  return respond(req, res, parsed, started);
+}
+
+/**
+ * RFC 6960 §4.1.2 signed requests, off the fast path: the signature must verify with the first
+ * certificate in `certs`, issued by one of our generations. One that does not is answered
+ * `unauthorized` (decision 0029: the request is well-formed, its requestor is not established) and
+ * is never counted as that caller.
+ */
+async function signed(req: http.IncomingMessage, res: http.ServerResponse, parsed: ParsedOcspRequest, started: bigint, mtls: string | undefined, system: string | undefined): Promise<void> {
+  const identity = await callers.identifySigner(parsed.signature!);
+  if (!identity.ok) {
+    metrics.count('signedRejected');
+    meter(mtls, system);
+    return sendError(req, res, 'unauthorized', started);
+  }
+  metrics.count('signedVerified');
+  if (metering && mtls === undefined) {
+    tally.identified(SIGNED_REQUEST, identity.callerKey);
+    metrics.count('usageSignedRequest');
+  } else {
+    meter(mtls, system);
+  }
+  return respond(req, res, parsed, started);
+}
+
+function respond(req: http.IncomingMessage, res: http.ServerResponse, parsed: ParsedOcspRequest, started: bigint): void | Promise<void> {
   // Every CertID must name a generation we answer for, and one answer has one responder.
   let issuerIndex = -1;
   for (const certId of parsed.certIds) {
@@ -223,33 +290,53 @@ function handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     else res.destroy(err instanceof Error ? err : undefined);
   };
   try {
+    const mtls = (req.socket as MaybeIdentifiedSocket)[CALLER];
     if (req.method === 'GET') {
       metrics.count('requestsGet');
       if (!url.startsWith(prefix)) return notFound(res);
-      const der = decodeGetRequest(url.slice(prefix.length), data.maxRequestBytes);
-      if (typeof der === 'string') return sendError(req, res, 'malformedRequest', started);
-      void Promise.resolve(answer(req, res, der, started)).catch(fail);
+      let system: string | undefined;
+      let requestAt = prefix.length;
+      if (url.startsWith(SYSTEM_PATH)) {
+        const slash = url.indexOf('/', SYSTEM_PATH.length);
+        system = url.slice(SYSTEM_PATH.length, slash < 0 ? url.length : slash);
+        if (slash < 0 || !SYSTEM_ID.test(system)) return badSystemUrl(res);
+        requestAt = slash + 1;
+      }
+      const der = decodeGetRequest(url.slice(requestAt), data.maxRequestBytes);
+      if (typeof der === 'string') {
+        meter(mtls, system);
+        return sendError(req, res, 'malformedRequest', started);
+      }
+      void Promise.resolve(answer(req, res, der, started, mtls, system)).catch(fail);
       return;
     }
     if (req.method === 'POST') {
       metrics.count('requestsPost');
-      const path = url.split('?')[0];
-      if (path !== prefix && path !== prefixWithoutSlash) return notFound(res);
+      const path = url.split('?')[0]!;
+      let system: string | undefined;
+      if (path.startsWith(SYSTEM_PATH)) {
+        system = path.slice(SYSTEM_PATH.length, path.endsWith('/') ? -1 : path.length);
+        if (!SYSTEM_ID.test(system)) return badSystemUrl(res);
+      } else if (path !== prefix && path !== prefixWithoutSlash) return notFound(res);
       const declared = Number(req.headers['content-length'] ?? NaN);
-      if (declared > data.maxRequestBytes) return tooLarge(req, res, started);
+      if (declared > data.maxRequestBytes) {
+        meter(mtls, system);
+        return tooLarge(req, res, started);
+      }
       const chunks: Buffer[] = [];
       let length = 0;
       req.on('data', (chunk: Buffer) => {
         length += chunk.length;
         if (length > data.maxRequestBytes) {
           req.removeAllListeners('data');
+          meter(mtls, system);
           return tooLarge(req, res, started);
         }
         chunks.push(chunk);
       });
       req.on('end', () => {
         if (length > data.maxRequestBytes || res.headersSent) return;
-        void Promise.resolve(answer(req, res, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), started)).catch(fail);
+        void Promise.resolve(answer(req, res, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), started, mtls, system)).catch(fail);
       });
       req.on('error', () => res.destroy());
       return;
@@ -262,7 +349,13 @@ function handle(req: http.IncomingMessage, res: http.ServerResponse): void {
 }
 
 function notFound(res: http.ServerResponse): void {
-  res.writeHead(404, { 'content-type': 'text/plain', 'cache-control': 'no-store' }).end(`OCSP requests go to ${prefix}\n`);
+  res.writeHead(404, { 'content-type': 'text/plain', 'cache-control': 'no-store' }).end(`OCSP requests go to ${prefix} (or ${SYSTEM_PATH}<system id>/)\n`);
+}
+
+function badSystemUrl(res: http.ServerResponse): void {
+  res
+    .writeHead(404, { 'content-type': 'text/plain', 'cache-control': 'no-store' })
+    .end(`a per-system OCSP URL is ${SYSTEM_PATH}<system id>/ followed by the request; a system id is 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit\n`);
 }
 
 /** An oversized body is malformed (RFC 6960 §2.3); the connection is closed rather than read to the end. */
@@ -273,38 +366,75 @@ function tooLarge(req: http.IncomingMessage, res: http.ServerResponse, started: 
   res.on('finish', () => req.socket.destroy());
 }
 
-const server = http.createServer(
-  {
-    requestTimeout: data.requestTimeoutMs,
-    headersTimeout: data.headersTimeoutMs,
-    keepAliveTimeout: data.keepAliveTimeoutMs,
-    maxHeaderSize: 16 * 1024,
-    // Idle sockets are checked for the timeouts above this often.
-    connectionsCheckingInterval: Math.min(1000, data.headersTimeoutMs),
-  },
-  handle,
-);
-server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+const serverOptions: http.ServerOptions = {
+  requestTimeout: data.requestTimeoutMs,
+  headersTimeout: data.headersTimeoutMs,
+  keepAliveTimeout: data.keepAliveTimeoutMs,
+  maxHeaderSize: 16 * 1024,
+  // Idle sockets are checked for the timeouts above this often.
+  connectionsCheckingInterval: Math.min(1000, data.headersTimeoutMs),
+};
+const server = http.createServer(serverOptions, handle);
+/**
+ * The HTTPS listener for agencies identifying with a client certificate. The certificate is asked
+ * for but not required (requestCert without rejectUnauthorized): a client without one, or with one
+ * that is not ours, is answered like any relying party and counted as anonymous. The TLS handshake
+ * has already proved the client holds the certificate's key (CertificateVerify); which issuer
+ * vouches for it is checked here, once per connection.
+ */
+const secureServer = data.https ? https.createServer({ ...serverOptions, cert: data.https.cert, key: data.https.key, requestCert: true, rejectUnauthorized: false }, handle) : undefined;
+secureServer?.on('secureConnection', (socket: TLSSocket) => {
+  if (!metering) return;
+  const peer = socket.getPeerX509Certificate();
+  if (peer === undefined) return;
+  const identity = callers.identify(peer.raw);
+  if (identity.ok) (socket as MaybeIdentifiedSocket)[CALLER] = identity.callerKey;
+  else metrics.count('mtlsUnidentified');
+});
+
+function onClientError(err: NodeJS.ErrnoException, socket: import('node:stream').Duplex): void {
   // A request too slow to arrive (slow senders), with headers too large, or not HTTP at all.
-  if (!socket.writable || socket.destroyed) return socket.destroy();
+  if (!socket.writable || socket.destroyed) return void socket.destroy();
   const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
   socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
-});
+}
+server.on('clientError', onClientError);
+// A failed TLS handshake never reaches HTTP: nothing to answer, the socket is closed.
+secureServer?.on('tlsClientError', (_err, socket) => socket.destroy());
+secureServer?.on('clientError', onClientError);
+
+const closeServer = (s: http.Server | https.Server | undefined) =>
+  new Promise<void>((resolve) => {
+    if (!s) return resolve();
+    s.close(() => resolve());
+    s.closeIdleConnections();
+  });
 
 parentPort!.on('message', (message: ToThread) => {
   if (message.type === 'answer') pending.get(message.id)?.(message.answer);
   else if (message.type === 'directory') setDirectory(message.directory);
+  else if (message.type === 'take-usage') post({ type: 'usage', thread: data.thread, tally: tally.take() });
   else if (message.type === 'stop') {
-    server.close(() => {
+    void Promise.all([closeServer(server), closeServer(secureServer)]).then(() => {
       for (const resolve of pending.values()) resolve(undefined);
+      // The last counts of the open window, after the last request: the main thread publishes them.
+      if (metering) post({ type: 'usage', thread: data.thread, tally: tally.take() });
       parentPort!.close();
     });
-    server.closeIdleConnections();
   }
 });
 
-server.once('error', (err) => post({ type: 'failed', thread: data.thread, message: err.message }));
-server.listen({ host: data.host, port: data.port, reusePort: true }, () => {
-  const address = server.address();
-  post({ type: 'listening', thread: data.thread, port: typeof address === 'object' && address ? address.port : data.port });
-});
+const listen = (s: http.Server | https.Server, host: string, port: number) =>
+  new Promise<number>((resolve, reject) => {
+    s.once('error', reject);
+    s.listen({ host, port, reusePort: true }, () => {
+      const address = s.address();
+      resolve(typeof address === 'object' && address ? address.port : port);
+    });
+  });
+
+(async () => {
+  const port = await listen(server, data.host, data.port);
+  const httpsPort = secureServer && data.https ? await listen(secureServer, data.https.host, data.https.port) : undefined;
+  post({ type: 'listening', thread: data.thread, port, ...(httpsPort !== undefined ? { httpsPort } : {}) });
+})().catch((err: unknown) => post({ type: 'failed', thread: data.thread, message: (err as Error).message }));
