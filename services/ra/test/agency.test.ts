@@ -79,7 +79,7 @@ function sixCases() {
 // 0 match and activated; 1 no such pair; 2 no certificate for the ID; 3 not activated; 5 revoked;
 // a suspended card is activated (0); a wrong birth date is no such pair (1); an unknown ID is 2.
 const EXPECTED = { 1: 0, 2: 1, 3: 2, 4: 3, 5: 5, 6: 0, 7: 0, 8: 1, 9: 2 };
-let identityCalls = { gov: 0, pub: 0 };
+const identityCalls = { gov: 0, pub: 0 };
 
 describe('onboarding', () => {
   it('issues the system a certificate under the agencyClient profile, recorded with its status event and audited', async () => {
@@ -309,12 +309,12 @@ describe('usage metering and statistics', () => {
     expect((await f.call('registrar-a', 'GET', `/v1/statistics/usage?year=${year()}`)).status).toBe(403);
     expect((await f.call('anonymous', 'GET', `/v1/statistics/usage?year=${year()}`)).status).toBe(401);
 
-    const table = await f.call('anonymous', 'GET', '/v1/open-data/usage-by-year.json');
+    const table = await f.call('anonymous', 'GET', '/v1/public/open-data/usage-by-year.json');
     expect(table.body.rows).toEqual([
       { year: year() - 1, systemsGovernment: 1, systemsPublic: 1, usesGovernment: 1000, usesPublic: 200, unattributedOcsp: 7 },
       { year: year(), systemsGovernment: 2, systemsPublic: 2, usesGovernment: govTotal + 1, usesPublic: pubTotal + 1, unattributedOcsp: 107 },
     ]);
-    const csv = await f.call('anonymous', 'GET', '/v1/open-data/usage-by-year.csv');
+    const csv = await f.call('anonymous', 'GET', '/v1/public/open-data/usage-by-year.csv');
     expect(csv.headers.get('content-type')).toMatch(/^text\/csv/);
     expect(csv.text).toBe(`year,systems_government,systems_public,uses_government,uses_public,unattributed_ocsp\r\n${year() - 1},1,1,1000,200,7\r\n${year()},2,2,${govTotal + 1},${pubTotal + 1},107\r\n`);
     const perSystem = await f.call('supervisor-a', 'GET', `/v1/statistics/usage.csv?year=${year()}`);
@@ -327,19 +327,19 @@ describe('usage metering and statistics', () => {
     // person() alternates the gender digit: both appear among the five cards.
     expect(expected.male + expected.female).toBe(5);
     expect(Math.min(expected.male, expected.female)).toBeGreaterThan(0);
-    const json = await f.call('anonymous', 'GET', '/v1/open-data/issuance-by-gender.json');
+    const json = await f.call('anonymous', 'GET', '/v1/public/open-data/issuance-by-gender.json');
     expect(json.body.rows).toEqual([{ year: year(), ...expected, total: 5 }]);
-    const csv = await f.call('anonymous', 'GET', '/v1/open-data/issuance-by-gender.csv');
+    const csv = await f.call('anonymous', 'GET', '/v1/public/open-data/issuance-by-gender.csv');
     expect(csv.text).toBe(`year,male,female,total\r\n${year()},${expected.male},${expected.female},5\r\n`);
   });
 
   it('draws the chart page in a real headless browser with the numbers of the API', async () => {
     const probe = join(__dirname, 'chart-probe.mjs');
-    const { stdout } = await promisify(execFile)(process.execPath, [probe, `${f.httpUrl}/v1/statistics/charts.html`, process.env.PKI_CHROMIUM ?? '/usr/bin/chromium'], { timeout: 110_000 });
+    const { stdout } = await promisify(execFile)(process.execPath, [probe, `${f.httpUrl}/v1/public/statistics/charts.html`, process.env.PKI_CHROMIUM ?? '/usr/bin/chromium'], { timeout: 110_000 });
     const shown = JSON.parse(stdout) as { ready: string; errors: string[]; usageTable: Array<Record<string, number>>; genderTable: Array<Record<string, number>>; usesBars: Bar[]; systemsBars: Bar[]; genderBars: Bar[] };
     expect(shown.errors).toEqual([]);
     expect(shown.ready).toBe('true');
-    const api = (await f.call('anonymous', 'GET', '/v1/open-data/usage-by-year.json')).body.rows as Array<Record<string, number>>;
+    const api = (await f.call('anonymous', 'GET', '/v1/public/open-data/usage-by-year.json')).body.rows as Array<Record<string, number>>;
     expect(api.length).toBe(2);
     expect(shown.usageTable).toEqual(api.map(({ unattributedOcsp: _, ...r }) => r));
     const series = (bars: Bar[], name: string) => bars.filter((b) => b.series === name).map((b) => [b.year, b.value]);
@@ -349,7 +349,7 @@ describe('usage metering and statistics', () => {
     // The drawing follows the numbers: the tallest bar is the largest value, heights in proportion.
     const tallest = shown.usesBars.reduce((a, b) => (b.height > a.height ? b : a));
     expect(tallest.value).toBe(Math.max(...shown.usesBars.map((b) => b.value)));
-    const gender = (await f.call('anonymous', 'GET', '/v1/open-data/issuance-by-gender.json')).body.rows as Array<Record<string, number>>;
+    const gender = (await f.call('anonymous', 'GET', '/v1/public/open-data/issuance-by-gender.json')).body.rows as Array<Record<string, number>>;
     expect(shown.genderTable).toEqual(gender);
     expect(series(shown.genderBars, 'male')).toEqual(gender.map((r) => [r.year, r.male]));
     expect(series(shown.genderBars, 'female')).toEqual(gender.map((r) => [r.year, r.female]));

@@ -148,24 +148,24 @@ export function declareAgencyRoutes(app: FastifyInstance, route: RouteFn, deps: 
 
   // --- open data (public): the yearly table, issuance by gender, the chart page ---------------
   route(
-    { method: 'GET', url: '/v1/open-data/usage-by-year.json', access: 'public', permission: 'public.read', operation: 'open data', summary: "The programme's yearly table: application systems in use and their uses, government / public", tags: ['open data'],
+    { method: 'GET', url: '/v1/public/open-data/usage-by-year.json', access: 'public', permission: 'public.read', operation: 'open data', summary: "The programme's yearly table: application systems in use and their uses, government / public", tags: ['open data'],
       response: { 200: { type: 'object', properties: { rows: { type: 'array', items: yearlyRow } }, required: ['rows'] } } },
     async () => ({ rows: await statistics.yearlyTable() }),
   );
   route(
-    { method: 'GET', url: '/v1/open-data/usage-by-year.csv', access: 'public', permission: 'public.read', operation: 'open data', summary: 'The yearly table as CSV', tags: ['open data'], response: { 200: { type: 'string' } } },
+    { method: 'GET', url: '/v1/public/open-data/usage-by-year.csv', access: 'public', permission: 'public.read', operation: 'open data', summary: 'The yearly table as CSV', tags: ['open data'], response: { 200: { type: 'string' } } },
     async (_request, reply) => {
       const rows = await statistics.yearlyTable();
       return reply.type('text/csv; charset=utf-8').send(toCsv(['year', 'systems_government', 'systems_public', 'uses_government', 'uses_public', 'unattributed_ocsp'], rows.map((r) => [r.year, r.systemsGovernment, r.systemsPublic, r.usesGovernment, r.usesPublic, r.unattributedOcsp])));
     },
   );
   route(
-    { method: 'GET', url: '/v1/open-data/issuance-by-gender.json', access: 'public', permission: 'public.read', operation: 'open data', summary: 'Cards issued per year (Taiwan time) by the holder\'s gender (from the ID\'s second character)', tags: ['open data'],
+    { method: 'GET', url: '/v1/public/open-data/issuance-by-gender.json', access: 'public', permission: 'public.read', operation: 'open data', summary: 'Cards issued per year (Taiwan time) by the holder\'s gender (from the ID\'s second character)', tags: ['open data'],
       response: { 200: { type: 'object', properties: { rows: { type: 'array', items: genderRow } }, required: ['rows'] } } },
     async () => ({ rows: await statistics.issuanceByGender() }),
   );
   route(
-    { method: 'GET', url: '/v1/open-data/issuance-by-gender.csv', access: 'public', permission: 'public.read', operation: 'open data', summary: 'Cards issued per year by gender, as CSV', tags: ['open data'], response: { 200: { type: 'string' } } },
+    { method: 'GET', url: '/v1/public/open-data/issuance-by-gender.csv', access: 'public', permission: 'public.read', operation: 'open data', summary: 'Cards issued per year by gender, as CSV', tags: ['open data'], response: { 200: { type: 'string' } } },
     async (_request, reply) => {
       const rows = await statistics.issuanceByGender();
       return reply.type('text/csv; charset=utf-8').send(toCsv(['year', 'male', 'female', 'total'], rows.map((r) => [r.year, r.male, r.female, r.total])));
@@ -175,11 +175,11 @@ export function declareAgencyRoutes(app: FastifyInstance, route: RouteFn, deps: 
   const script = readFileSync(path.join(STATIC, 'charts.js'), 'utf8');
   const security = { 'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:", 'x-content-type-options': 'nosniff' };
   route(
-    { method: 'GET', url: '/v1/statistics/charts.html', access: 'public', permission: 'public.read', operation: 'chart page', summary: "The programme managers' chart page (drawn from the open data)", tags: ['open data'], response: { 200: { type: 'string' } } },
+    { method: 'GET', url: '/v1/public/statistics/charts.html', access: 'public', permission: 'public.read', operation: 'chart page', summary: "The programme managers' chart page (drawn from the open data)", tags: ['open data'], response: { 200: { type: 'string' } } },
     async (_request, reply) => reply.type('text/html; charset=utf-8').headers(security).send(page),
   );
   route(
-    { method: 'GET', url: '/v1/statistics/charts.js', access: 'public', permission: 'public.read', operation: 'chart page', summary: "The chart page's script", tags: ['open data'], response: { 200: { type: 'string' } } },
+    { method: 'GET', url: '/v1/public/statistics/charts.js', access: 'public', permission: 'public.read', operation: 'chart page', summary: "The chart page's script", tags: ['open data'], response: { 200: { type: 'string' } } },
     async (_request, reply) => reply.type('text/javascript; charset=utf-8').headers(security).send(script),
   );
 

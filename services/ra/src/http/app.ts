@@ -460,7 +460,9 @@ function respondWithError(err: FastifyError | PkiError, request: FastifyRequest,
       request.log.warn({ err }, 'dependency unavailable');
       const dependency = err.details.dependency ?? (err.message.includes('database:') ? 'the registry database' : 'a service ra depends on');
       const retry = err.details.retryAfterSeconds ?? '5';
-      return reply.status(503).header('retry-after', retry).send({ error: 'UNAVAILABLE', message: `${operationOf(request)}: ${dependency} is unavailable; retry in ${retry} s` });
+      // Agency systems branch on the request-level code (domain.md: backend unavailable).
+      const agency = request.routeOptions.config?.access === 'agency-system' ? { details: { code: 'BACKEND_UNAVAILABLE' } } : {};
+      return reply.status(503).header('retry-after', retry).send({ error: 'UNAVAILABLE', message: `${operationOf(request)}: ${dependency} is unavailable; retry in ${retry} s`, ...agency });
     }
     if (err.code === 'INTERNAL') {
       request.log.error({ err }, 'request failed');
