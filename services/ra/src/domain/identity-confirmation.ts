@@ -87,7 +87,7 @@ export function parseIdentityConfirmationRequest(input: unknown, policy: Identit
     if (typeof r.serialNumber !== 'string' || !SERIAL_NUMBER.test(r.serialNumber)) throw malformed(`record seq ${seq}: serialNumber must be the certificate subject's 16 digits`);
     let nationalId: string;
     try {
-      nationalId = parseNationalId(r.nationalId, `${operation}: record seq ${seq}: nationalId`).value;
+      nationalId = parseNationalId(r.nationalId, `${operation}: record seq ${seq}`).value;
     } catch (err) {
       // parseNationalId's message never repeats the value.
       throw agencyError('INVALID_ARGUMENT', 'MALFORMED_FIELD', err instanceof PkiError ? err.message : `${operation}: record seq ${seq}: nationalId is malformed`);
