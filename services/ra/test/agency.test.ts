@@ -355,6 +355,19 @@ describe('usage metering and statistics', () => {
     expect(series(shown.genderBars, 'female')).toEqual(gender.map((r) => [r.year, r.female]));
   }, 120_000);
 
+  it("holds each system to its own rate limit (429 with a retry hint), other systems unaffected", async () => {
+    const { client } = await onboard(f, 'RATE-LIMITED', 'PUBLIC', { rateLimitPerMinute: 2 });
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) statuses.push((await confirm(f, client, identityBody(clock, [sixCases()[0]!]))).status);
+    // The window may turn between calls on a loaded machine: at least one 429 among the three, never a 2xx after it.
+    const limited = await confirm(f, client, identityBody(clock, [sixCases()[0]!]));
+    expect(statuses.filter((s) => s === 200).length).toBeLessThanOrEqual(2);
+    expect([...statuses, limited.status]).toContain(429);
+    if (limited.status === 429) expect(limited.headers.get('retry-after')).toMatch(/^\d+$/);
+    expect((await confirm(f, gov, identityBody(clock, [sixCases()[0]!]))).status).toBe(200);
+    await client.agent.close();
+  });
+
   it('answers code 4 once the certificates have expired', async () => {
     const notAfter = new Date(holders.active.card!.certificates[0]!.notAfter).getTime();
     clock.advance(notAfter - clock.now().getTime() + DAY);

@@ -1,8 +1,8 @@
 import { createHash, verify as verifySignature, X509Certificate } from 'node:crypto';
 import { PkiError, type Clock } from '@pki/kit';
 import { fromPem, parseCsr } from '@pki/x509';
-import type { AgencyCaller, AgencyCredentialRecord, AgencyStore, ApplicationSystemRecord, SystemContact, SystemSector, UsageChannel } from '../ports/agency';
-import type { CertificateSigner } from '../ports/certificate-signer';
+import type { AgencyCaller, AgencyCredentialRecord, AgencyStore, AgencyTx, ApplicationSystemRecord, SystemContact, SystemSector, UsageChannel } from '../ports/agency';
+import type { CertificateSigner, SignedCertificate } from '../ports/certificate-signer';
 import { authorize, type Principal } from './access';
 import { actorOf, changeCertificateStatus, idempotencyConflict, idempotencyScope, type Command } from './shared';
 import { deterministicId } from './issuance';
@@ -111,7 +111,7 @@ export class AgencySystems {
       const now = this.#deps.clock.now();
       const system: ApplicationSystemRecord = { id, agency, name, sector: input.sector, contact, status: 'ACTIVE', rateLimitPerMinute: rateLimit, createdAt: now, createdBy: command.principal.kind === 'officer' ? command.principal.id : 'unknown', updatedAt: now };
       await tx.insertSystem(system);
-      const credential = await this.#record(tx, system.id, certificate, now, command);
+      const credential = await this.#record(tx, system.id, certificate, now);
       await tx.audit({
         action: 'agency-system.onboard',
         outcome: 'SUCCESS',
@@ -163,7 +163,7 @@ export class AgencySystems {
       const current = (await tx.getSystem(id, { forUpdate: true }))!;
       const now = this.#deps.clock.now();
       const previous = (await tx.credentialsOfSystem(id)).filter((c) => c.status === 'VALID' && c.notAfter > now);
-      const credential = await this.#record(tx, id, certificate, now, command);
+      const credential = await this.#record(tx, id, certificate, now);
       if (!input.keepPrevious) await this.#revoke(tx, previous, 'superseded', now, command);
       await tx.audit({
         action: 'agency-system.renew',
@@ -264,17 +264,16 @@ export class AgencySystems {
     });
   }
 
-  async #record(tx: Parameters<Parameters<AgencyStore['transaction']>[0]>[0], systemId: string, certificate: Awaited<ReturnType<CertificateSigner['issue']>>, now: Date, command: Command): Promise<Omit<AgencyCredentialRecord, 'status'>> {
+  async #record(tx: AgencyTx, systemId: string, certificate: SignedCertificate, now: Date): Promise<Omit<AgencyCredentialRecord, 'status'>> {
     if (await tx.getCertificate(certificate.serialHex)) throw new PkiError('CONFLICT', `record system certificate: certificate ${certificate.serialHex} is already recorded (retry with a new idempotency key)`);
     await tx.insertCertificate({ serialHex: certificate.serialHex, issuerKeyId: certificate.issuerKeyId, profile: PROFILE, keySlot: 'AGENCY', systemId, status: 'VALID', notBefore: certificate.notBefore, notAfter: certificate.notAfter, certificateDer: certificate.certificateDer, createdAt: now, updatedAt: now });
     await tx.recordStatusChange({ serialHex: certificate.serialHex, issuerKeyId: certificate.issuerKeyId, profile: PROFILE, status: 'VALID', changedAt: now, notBefore: certificate.notBefore, notAfter: certificate.notAfter });
     const credential = { certificateSha256: createHash('sha256').update(certificate.certificateDer).digest('hex'), serialHex: certificate.serialHex, issuerKeyId: certificate.issuerKeyId, systemId, certificateDer: certificate.certificateDer, notBefore: certificate.notBefore, notAfter: certificate.notAfter, createdAt: now };
     await tx.insertCredential(credential);
-    void command;
     return credential;
   }
 
-  async #revoke(tx: Parameters<Parameters<AgencyStore['transaction']>[0]>[0], credentials: AgencyCredentialRecord[], reason: 'superseded' | 'cessationOfOperation', now: Date, command: Command): Promise<void> {
+  async #revoke(tx: AgencyTx, credentials: AgencyCredentialRecord[], reason: 'superseded' | 'cessationOfOperation', now: Date, command: Command): Promise<void> {
     const records = [];
     for (const c of credentials) records.push((await tx.getCertificate(c.serialHex))!);
     await changeCertificateStatus(tx, records, { status: 'REVOKED', reason, at: now, by: command.principal.kind === 'officer' ? command.principal.id : 'ra' });
@@ -298,7 +297,7 @@ export class AgencySystems {
     return result;
   }
 
-  async #once<T>(command: Command, operation: string, work: (tx: Parameters<Parameters<AgencyStore['transaction']>[0]>[0]) => Promise<T>): Promise<T> {
+  async #once<T>(command: Command, operation: string, work: (tx: AgencyTx) => Promise<T>): Promise<T> {
     const scope = idempotencyScope(command.principal);
     return this.#deps.store.transaction(async (tx) => {
       const claim = await tx.claimIdempotency(scope, command.idempotencyKey, operation, command.fingerprint);
