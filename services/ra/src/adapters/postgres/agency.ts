@@ -78,8 +78,12 @@ class AgencyTransaction extends Transaction implements AgencyTx {
       }
     }
     const { rows } = await this.tx.query(
-      `SELECT q.seq, s.id AS subscriber_id, s.pd_key_id, s.birth_date_sealed,
-              (s.id IS NOT NULL AND EXISTS (SELECT 1 FROM cards o WHERE o.subscriber_id = s.id)) AS has_card,
+      // CASE evaluates lazily: a matching pair needs neither the EXISTS probe nor, without a
+      // pair, the birth date.
+      `SELECT q.seq, s.id AS subscriber_id, s.pd_key_id,
+              CASE WHEN c.subscriber_id = s.id THEN s.birth_date_sealed END AS birth_date_sealed,
+              CASE WHEN s.id IS NULL THEN false WHEN c.subscriber_id = s.id THEN true
+                   ELSE EXISTS (SELECT 1 FROM cards o WHERE o.subscriber_id = s.id) END AS has_card,
               c.status AS card_status, (c.subscriber_id = s.id) AS pair,
               CASE WHEN c.subscriber_id = s.id THEN
                 (SELECT max(x.not_after) FROM certificates x WHERE x.card_number = c.card_number AND x.key_slot IN ('SIGN', 'KEYX')) END AS not_after
