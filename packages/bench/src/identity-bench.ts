@@ -9,7 +9,7 @@ import { parseConfig, systemClock } from '@pki/kit';
 import { createDatabase, createServiceIdentities, createSoftHsmToken, findRepoRoot, freePort, startPostgres, useSoftHsmConfig } from '@pki/testing';
 import { ensureSoftwareCa, issueClientCertificate } from '@pki/internal-ca';
 import { caSignerConfigSchema, createIssuing, createRoot, DEV_ROOT_CA_SUBJECT, DEVELOPMENT_ATTENDANCE, openCeremony } from '@pki/ca-signer';
-import { addPrincipal, AesGcmPersonalDataVault, decodeKey, withCheckDigit } from '@pki/ra';
+import { addPrincipal, AesGcmPersonalDataVault, decodeKey, IDENTITY_LOOKUP_SQL, withCheckDigit } from '@pki/ra';
 import { CpuMeter, postmasterPidOf } from './common';
 
 /* eslint-disable no-console -- a benchmark reports to its operator */
@@ -20,7 +20,8 @@ import { CpuMeter, postmasterPidOf } from './common';
  * under the agencyClient profile), over HTTPS with mutual TLS to ra as its own process, against a
  * registry of BENCH_POPULATION subscribers with a card each (two certificates). Latency of each
  * batch from the first byte sent to the last byte received, one batch in flight (p50, p99), then
- * throughput with BENCH_CONCURRENCY batches in flight.
+ * throughput with BENCH_CONCURRENCY batches in flight. The lookup statement's plan for one batch
+ * (EXPLAIN ANALYZE) goes into the results; BENCH_EXPLAIN=1 prints it.
  *
  * The population is written straight into ra's tables (subscribers sealed and hashed with ra's own
  * vault and keys, cards and certificate rows): issuing it through ca-signer would take longer than
@@ -234,6 +235,13 @@ async function main(): Promise<void> {
     for (const b of prepared) latencies.push(await call(b));
     const cpu = meter.stop(BATCHES);
     latencies.sort((a, b) => a - b);
+    // The lookup's plan for one real batch: index probes per record, never a scan of the registry.
+    const sample = JSON.parse(prepared[0]!.body) as { records: Array<{ seq: number; serialNumber: string; nationalId: string }> };
+    const { rows: plan } = await db.query(`EXPLAIN (ANALYZE, COSTS OFF, TIMING ON) ${IDENTITY_LOOKUP_SQL}`, [
+      sample.records.map((r) => r.seq), sample.records.map((r) => r.serialNumber), sample.records.map(() => 'l1'), sample.records.map((r) => vault.lookupHash(r.nationalId).hash),
+    ]);
+    const planText = plan.map((r: Record<string, string>) => r['QUERY PLAN']).join('\n');
+    if (process.env.BENCH_EXPLAIN === '1') console.log(planText);
 
     console.log(`throughput: ${BATCHES} batches, ${CONCURRENCY} in flight...`);
     const parallel = Array.from({ length: BATCHES }, batch);
@@ -256,6 +264,7 @@ async function main(): Promise<void> {
       latencyMs: { p50: Number(percentile(latencies, 50).toFixed(1)), p90: Number(percentile(latencies, 90).toFixed(1)), p99: Number(percentile(latencies, 99).toFixed(1)), max: Number(latencies[latencies.length - 1]!.toFixed(1)) },
       targetP99Ms: 200,
       cpuPerBatchUs: cpu.perOperationUs,
+      lookupPlan: planText.split('\n'),
       throughput: { batchesPerSecond: Number((BATCHES / seconds).toFixed(1)), recordsPerSecond: Math.round((BATCHES * RECORDS) / seconds) },
     };
     console.log(

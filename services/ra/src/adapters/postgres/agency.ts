@@ -22,6 +22,26 @@ import { Transaction, type PostgresRegistryOptions } from './registry';
 /** Years and months are the programme's: Taiwan time (UTC+8, no daylight saving). */
 const TAIPEI = 'Asia/Taipei';
 
+/**
+ * One identity-confirmation batch in one statement: the records travel as arrays (one row per
+ * record and lookup key), each finds its person through the unique index on the lookup hash and
+ * its card through the unique index on the subject serialNumber. CASE evaluates lazily: a matching
+ * pair needs no probe for the person's other cards, and no birth date travels without a pair.
+ * That probe is a scalar subquery with LIMIT, not EXISTS: PostgreSQL may turn an EXISTS into a
+ * hashed subplan that reads the whole cards table (seen at 100,000 cards: 20 ms of a 70 ms batch).
+ * Parameters: seq int[], subject serial text[], lookup key id text[], lookup hash bytea[].
+ */
+export const IDENTITY_LOOKUP_SQL = `SELECT q.seq, s.id AS subscriber_id, s.pd_key_id,
+              CASE WHEN c.subscriber_id = s.id THEN s.birth_date_sealed END AS birth_date_sealed,
+              CASE WHEN s.id IS NULL THEN false WHEN c.subscriber_id = s.id THEN true
+                   ELSE COALESCE((SELECT true FROM cards o WHERE o.subscriber_id = s.id LIMIT 1), false) END AS has_card,
+              c.status AS card_status, (c.subscriber_id = s.id) AS pair,
+              CASE WHEN c.subscriber_id = s.id THEN
+                (SELECT max(x.not_after) FROM certificates x WHERE x.card_number = c.card_number AND x.key_slot IN ('SIGN', 'KEYX')) END AS not_after
+         FROM unnest($1::int[], $2::text[], $3::text[], $4::bytea[]) AS q(seq, subject_serial, key_id, lookup)
+         LEFT JOIN subscribers s ON s.national_id_lookup = q.lookup AND s.lookup_key_id = q.key_id
+         LEFT JOIN cards c ON c.subject_serial = q.subject_serial`;
+
 class AgencyTransaction extends Transaction implements AgencyTx {
   constructor(tx: Tx, options: PostgresRegistryOptions) {
     super(tx, options);
@@ -78,18 +98,7 @@ class AgencyTransaction extends Transaction implements AgencyTx {
       }
     }
     const { rows } = await this.tx.query(
-      // CASE evaluates lazily: a matching pair needs neither the EXISTS probe nor, without a
-      // pair, the birth date.
-      `SELECT q.seq, s.id AS subscriber_id, s.pd_key_id,
-              CASE WHEN c.subscriber_id = s.id THEN s.birth_date_sealed END AS birth_date_sealed,
-              CASE WHEN s.id IS NULL THEN false WHEN c.subscriber_id = s.id THEN true
-                   ELSE EXISTS (SELECT 1 FROM cards o WHERE o.subscriber_id = s.id) END AS has_card,
-              c.status AS card_status, (c.subscriber_id = s.id) AS pair,
-              CASE WHEN c.subscriber_id = s.id THEN
-                (SELECT max(x.not_after) FROM certificates x WHERE x.card_number = c.card_number AND x.key_slot IN ('SIGN', 'KEYX')) END AS not_after
-         FROM unnest($1::int[], $2::text[], $3::text[], $4::bytea[]) AS q(seq, subject_serial, key_id, lookup)
-         LEFT JOIN subscribers s ON s.national_id_lookup = q.lookup AND s.lookup_key_id = q.key_id
-         LEFT JOIN cards c ON c.subject_serial = q.subject_serial`,
+      IDENTITY_LOOKUP_SQL,
       [seqs, serials, keyIds, hashes],
     );
     const bySeq = new Map<number, IdentityLookupResult>();
