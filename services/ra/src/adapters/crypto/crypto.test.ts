@@ -79,6 +79,8 @@ describe('legacy subscriber-code hashes (migration)', () => {
     expect(hasher.needsRehash(await hasher.hash('newcode12'))).toBe(false);
     expect(new ScryptCodeHasher({ cost: 2 ** 13, blockSize: 8, parallelization: 1 }).needsRehash(await hasher.hash('newcode12'))).toBe(true);
     await expect(hasher.verify('x', 'legacy-crc32$00$00')).rejects.toThrow('stored legacy hash has an unknown format');
+  });
+});
 
 describe('PrecomputedHmac', () => {
   it.each([
