@@ -66,7 +66,7 @@ CREATE TABLE usage_counts (
 -- that identified themselves with a key ra does not know.
 CREATE TABLE usage_unattributed (
   month          date   NOT NULL CHECK (extract(day FROM month) = 1),
-  identification text   NOT NULL CHECK (identification IN ('ANONYMOUS', 'MTLS', 'SIGNED_REQUEST', 'SYSTEM_URL', 'UNSPECIFIED')),
+  identification text   NOT NULL CHECK (identification IN ('ANONYMOUS', 'OVERFLOW', 'MTLS', 'SIGNED_REQUEST', 'SYSTEM_URL', 'UNSPECIFIED')),
   requests       bigint NOT NULL CHECK (requests >= 0),
   PRIMARY KEY (month, identification)
 );

@@ -126,6 +126,7 @@ async function start(config: RaConfig, deps: RaDependencies, runtime: ServiceRun
         windowSequence: counted.windowSequence,
         windowStart: counted.windowStart ? timestampDate(counted.windowStart) : event.createdAt,
         anonymousRequests: Number(counted.anonymousRequests),
+        overflowRequests: Number(counted.overflowRequests),
         entries: counted.entries.map((e) => ({ identification: OCSP_IDENTIFICATION[e.identification] ?? 'UNSPECIFIED', callerKey: e.callerKey, requests: Number(e.requests) })),
       });
     },

@@ -252,10 +252,10 @@ async function usageAndNonces(): Promise<string> {
 
 describe('usage metering and statistics', () => {
   let seq = 0;
-  const publishWindow = async (instance: string, windowSequence: number, windowStart: Date, entries: Array<[eventsV1.OcspCallerIdentification, string, number]>, anonymous: number) => {
+  const publishWindow = async (instance: string, windowSequence: number, windowStart: Date, entries: Array<[eventsV1.OcspCallerIdentification, string, number]>, anonymous: number, overflow = 0) => {
     const payload = toBinary(eventsV1.OcspUsageCountedSchema, create(eventsV1.OcspUsageCountedSchema, {
       responderInstance: instance, windowSequence: BigInt(windowSequence), windowStart: timestampFromDate(windowStart), windowEnd: timestampFromDate(new Date(windowStart.getTime() + 60_000)),
-      entries: entries.map(([identification, callerKey, requests]) => ({ identification, callerKey, requests: BigInt(requests) })), anonymousRequests: BigInt(anonymous),
+      entries: entries.map(([identification, callerKey, requests]) => ({ identification, callerKey, requests: BigInt(requests) })), anonymousRequests: BigInt(anonymous), overflowRequests: BigInt(overflow),
     }));
     await transport.publisher.publish([{ producer: `ocsp.usage.${process.pid}`, seq: ++seq, topic: Topics.usage, key: instance, payload, headers: {}, createdAt: new Date() }]);
   };
@@ -274,7 +274,7 @@ describe('usage metering and statistics', () => {
 
   it('credits OCSP windows to systems over Kafka, once each, and keeps the rest unattributed', async () => {
     const lastYear = new Date(Date.UTC(year() - 1, 5, 15, 12));
-    await publishWindow('ocsp-a', 1, clock.now(), [[MTLS, `${gov.issuerKeyId}:${gov.serialHex}`, 70], [SIGNED_REQUEST, `${pub.issuerKeyId.toUpperCase()}:${pub.serialHex}`, 30], [SYSTEM_URL, pub.id, 5], [MTLS, 'ab:cd', 4], [SYSTEM_URL, 'NOBODY', 3]], 100);
+    await publishWindow('ocsp-a', 1, clock.now(), [[MTLS, `${gov.issuerKeyId}:${gov.serialHex}`, 70], [SIGNED_REQUEST, `${pub.issuerKeyId.toUpperCase()}:${pub.serialHex}`, 30], [SYSTEM_URL, pub.id, 5], [MTLS, 'ab:cd', 4], [SYSTEM_URL, 'NOBODY', 3]], 100, 6);
     await publishWindow('ocsp-a', 1, clock.now(), [[MTLS, `${gov.issuerKeyId}:${gov.serialHex}`, 70]], 100); // redelivered window
     await publishWindow('ocsp-b', 1, lastYear, [[MTLS, `${gov.issuerKeyId}:${gov.serialHex}`, 1000], [SYSTEM_URL, pub.id, 200]], 7);
     await waitForWindows(2);
@@ -287,7 +287,7 @@ describe('usage metering and statistics', () => {
       { system_id: gov.id, y: year(), uses: 70 },
     ].sort((a, b) => a.y - b.y || a.system_id.localeCompare(b.system_id)));
     const unattributed = await f.db.query(`SELECT identification, requests::int FROM usage_unattributed WHERE extract(year FROM month) = $1 ORDER BY identification`, [year()]);
-    expect(unattributed.rows).toEqual([{ identification: 'ANONYMOUS', requests: 100 }, { identification: 'MTLS', requests: 4 }, { identification: 'SYSTEM_URL', requests: 3 }]);
+    expect(unattributed.rows).toEqual([{ identification: 'ANONYMOUS', requests: 100 }, { identification: 'MTLS', requests: 4 }, { identification: 'OVERFLOW', requests: 6 }, { identification: 'SYSTEM_URL', requests: 3 }]);
   }, 90_000);
 
   it('reproduces the exact totals of the seeded usage, per system and month, in the yearly table, and as CSV', async () => {
@@ -312,11 +312,11 @@ describe('usage metering and statistics', () => {
     const table = await f.call('anonymous', 'GET', '/v1/public/open-data/usage-by-year.json');
     expect(table.body.rows).toEqual([
       { year: year() - 1, systemsGovernment: 1, systemsPublic: 1, usesGovernment: 1000, usesPublic: 200, unattributedOcsp: 7 },
-      { year: year(), systemsGovernment: 2, systemsPublic: 2, usesGovernment: govTotal + 1, usesPublic: pubTotal + 1, unattributedOcsp: 107 },
+      { year: year(), systemsGovernment: 2, systemsPublic: 2, usesGovernment: govTotal + 1, usesPublic: pubTotal + 1, unattributedOcsp: 113 },
     ]);
     const csv = await f.call('anonymous', 'GET', '/v1/public/open-data/usage-by-year.csv');
     expect(csv.headers.get('content-type')).toMatch(/^text\/csv/);
-    expect(csv.text).toBe(`year,systems_government,systems_public,uses_government,uses_public,unattributed_ocsp\r\n${year() - 1},1,1,1000,200,7\r\n${year()},2,2,${govTotal + 1},${pubTotal + 1},107\r\n`);
+    expect(csv.text).toBe(`year,systems_government,systems_public,uses_government,uses_public,unattributed_ocsp\r\n${year() - 1},1,1,1000,200,7\r\n${year()},2,2,${govTotal + 1},${pubTotal + 1},113\r\n`);
     const perSystem = await f.call('supervisor-a', 'GET', `/v1/statistics/usage.csv?year=${year()}`);
     expect(perSystem.text.split('\r\n').filter((l) => l.startsWith(`${year()},${month()},${gov.id},`))).toHaveLength(1);
   });

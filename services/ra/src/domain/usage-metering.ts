@@ -9,6 +9,8 @@ export interface OcspUsageWindow {
   windowStart: Date;
   entries: Array<{ identification: OcspIdentification; callerKey: string; requests: number }>;
   anonymousRequests: number;
+  /** Identified requests the responder could not keep per caller (its caller table was full). */
+  overflowRequests?: number;
 }
 
 export interface OcspUsageApplied {
@@ -59,9 +61,10 @@ export class UsageMetering {
           unattributed += entry.requests;
         }
       }
-      if (window.anonymousRequests > 0) {
-        perIdentification.set('ANONYMOUS', (perIdentification.get('ANONYMOUS') ?? 0) + window.anonymousRequests);
-        unattributed += window.anonymousRequests;
+      for (const [identification, requests] of [['ANONYMOUS', window.anonymousRequests], ['OVERFLOW', window.overflowRequests ?? 0]] as const) {
+        if (requests <= 0) continue;
+        perIdentification.set(identification, (perIdentification.get(identification) ?? 0) + requests);
+        unattributed += requests;
       }
       for (const [systemId, uses] of perSystem) await tx.addUsage(systemId, month, 'ocsp', uses);
       for (const [identification, requests] of perIdentification) await tx.addUnattributed(month, identification, requests);

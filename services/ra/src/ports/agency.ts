@@ -8,7 +8,8 @@ export type SystemStatus = 'ACTIVE' | 'SUSPENDED' | 'RETIRED';
 /** What a use was: ra meters the first two itself; OCSP requests arrive from the responders' usage events. */
 export type UsageChannel = 'identity-confirmation' | 'certificate-validation' | 'ocsp';
 /** How an OCSP caller identified itself (proto OcspCallerIdentification), or nobody at all. */
-export type OcspIdentification = 'ANONYMOUS' | 'MTLS' | 'SIGNED_REQUEST' | 'SYSTEM_URL' | 'UNSPECIFIED';
+/** OVERFLOW: identified requests beyond a responder's caller table in one window (proto overflow_requests), whose callers it did not keep. */
+export type OcspIdentification = 'ANONYMOUS' | 'OVERFLOW' | 'MTLS' | 'SIGNED_REQUEST' | 'SYSTEM_URL' | 'UNSPECIFIED';
 
 export interface SystemContact {
   name: string;
