@@ -13,7 +13,7 @@ help:
 	@echo "make openapi regenerate services/ra/openapi.json and services/card-mgmt/openapi.json from the routes"
 	@echo "make chart-data regenerate deploy/helm/citizen-pki/files/allow-lists.json from packages/grpc/src/allow-lists.ts"
 	@echo "make lint    type-check everything and run ESLint"
-	@echo "make bench   signing and end-to-end issuance throughput next to PKCS#11 alone and openssl speed; a 1,000,000-entry CRL next to openssl ca -gencrl; the audit log end to end and offline; the OCSP responder next to openssl ocsp; the legacy migration of 1,000,000 certificates (docs/benchmarks.md)"
+	@echo "make bench   signing and end-to-end issuance throughput next to PKCS#11 alone and openssl speed; a 1,000,000-entry CRL next to openssl ca -gencrl; the audit log end to end and offline; the OCSP responder next to openssl ocsp; the legacy migration of 1,000,000 certificates; identity confirmation of 1000-record batches (docs/benchmarks.md)"
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -56,7 +56,7 @@ test: bootstrap-test proto-check build lint
 # Results go to var/bench/*-latest.json; docs/benchmarks.md summarises a run.
 # BENCH_ONLY selects measurements: RSA-2048, RSA-4096, P-256, IssueCertificate (signing), issuance (end to end), CRL,
 # audit (the audit log end to end and offline), OCSP (the responder),
-# logging (CPU time per log line with redaction), migration (1,000,000 legacy certificates imported and reconciled).
+# logging (CPU time per log line with redaction), migration (1,000,000 legacy certificates imported and reconciled), identity-confirmation (1000-record signed batches end to end).
 bench: bootstrap-test build
 	@node packages/bench/dist/run.js
 

@@ -51,8 +51,9 @@ step() {
 # server binaries; openssl: the independent checker; gcc and libp11-kit-dev (pkcs11.h): the HSM
 # fault-injection shim the tests build (tools/pkcs11-fault-shim); python3-venv: pkilint's venv;
 # time: GNU time, the peak memory of `openssl ca -gencrl` in the CRL benchmark; wrk: the keep-alive
-# HTTP load generator of the OCSP benchmark.
-APT_PACKAGES=(softhsm2 opensc postgresql openssl gcc libp11-kit-dev python3-venv time wrk)
+# HTTP load generator of the OCSP benchmark; chromium: the headless browser that renders ra's
+# statistics chart page in its test (driven by puppeteer-core, which downloads no browser).
+APT_PACKAGES=(softhsm2 opensc postgresql openssl gcc libp11-kit-dev python3-venv time wrk chromium)
 command -v dpkg-query >/dev/null 2>&1 ||
   fail "this installer knows Debian's packages only (no dpkg-query here): install ${APT_PACKAGES[*]} with your system's package manager, then run make again"
 apt_needed=()

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Counter, Histogram } from 'prom-client';
 import { ServiceRuntime, systemClock, type Clock, type Logger } from '@pki/kit';
 import { createGrpcClient, GrpcServer, type ServiceHandlers } from '@pki/grpc';
-import { caSignerV1, raV1, Topics } from '@pki/proto';
+import { caSignerV1, eventsV1, raV1, Topics } from '@pki/proto';
 import { connectServiceDatabase, startOutboxRelay } from '@pki/outbox';
 import type { RaConfig } from './config';
 import { buildHttpApp } from './http/app';
@@ -12,12 +12,23 @@ import { counterOperationHandlers } from './grpc/counter-operations';
 import { AesGcmPersonalDataVault, decodeKey } from './adapters/crypto/personal-data-vault';
 import { ScryptCodeHasher } from './adapters/crypto/scrypt-code-hasher';
 import { PostgresRegistry } from './adapters/postgres/registry';
+import { PostgresAgencyStore } from './adapters/postgres/agency';
+import { fromBinary } from '@bufbuild/protobuf';
+import { timestampDate } from '@bufbuild/protobuf/wkt';
+
+import type { OcspIdentification } from './ports/agency';
 import { GrpcCertificateSigner } from './adapters/grpc/ca-signer-client';
 import { NO_FAULTS, type CertificateSigner, type FaultPoints } from './ports/certificate-signer';
 import { RegistrationAuthority } from './domain/registration-authority';
 import { IssuerDirectory } from './domain/issuer-directory';
 import { DEFAULT_EXTENSION_POLICY } from './domain/lifecycle';
 import type { ApprovalOperation } from './domain/model';
+
+const OCSP_IDENTIFICATION: Record<number, OcspIdentification> = {
+  [eventsV1.OcspCallerIdentification.MTLS]: 'MTLS',
+  [eventsV1.OcspCallerIdentification.SIGNED_REQUEST]: 'SIGNED_REQUEST',
+  [eventsV1.OcspCallerIdentification.SYSTEM_URL]: 'SYSTEM_URL',
+};
 
 export const MIGRATIONS_DIRECTORY = path.join(__dirname, '..', 'migrations');
 
@@ -74,7 +85,9 @@ async function start(config: RaConfig, deps: RaDependencies, runtime: ServiceRun
     lifecycle.onClose({ name: 'ca-signer client', stop: async () => client.close() });
     signer = new GrpcCertificateSigner(client);
   }
-  const registry = new PostgresRegistry({ pool, vault, clock, statusProducer: config.events.producer, auditProducer: config.events.auditProducer });
+  const registryOptions = { pool, vault, clock, statusProducer: config.events.producer, auditProducer: config.events.auditProducer };
+  const registry = new PostgresRegistry(registryOptions);
+  const agencyStore = new PostgresAgencyStore(registryOptions);
   const ra = new RegistrationAuthority(
     {
       registry,
@@ -95,12 +108,29 @@ async function start(config: RaConfig, deps: RaDependencies, runtime: ServiceRun
       },
     },
     config.reconciliation,
+    { store: agencyStore, policy: { defaultRateLimitPerMinute: config.agency.defaultRateLimitPerMinute }, identityConfirmation: config.agency.identityConfirmation },
   );
 
   const { transport } = await startOutboxRelay(runtime, pool, config.database, { ...config.events, extraProducers: [config.events.auditProducer] });
   // Declares the topics ra writes (created only when missing). A cluster provisioned with its own
   // settings and ACLs may refuse: the relay keeps retrying delivery either way, so only warn.
-  await transport.ensureTopics([Topics.certificateStatus, Topics.audit]).catch((err: unknown) => logger.warn({ err }, 'could not check or create the event topics; delivery retries until they exist'));
+  await transport.ensureTopics([Topics.certificateStatus, Topics.audit, Topics.usage]).catch((err: unknown) => logger.warn({ err }, 'could not check or create the event topics; delivery retries until they exist'));
+  // The OCSP responders' usage windows, credited to registered systems (each window once).
+  await transport.subscriber.subscribe({
+    topic: Topics.usage,
+    group: config.agency.usageGroup,
+    handler: async (event) => {
+      const counted = fromBinary(eventsV1.OcspUsageCountedSchema, event.payload);
+      await ra.usage.applyOcspWindow({
+        responderInstance: counted.responderInstance,
+        windowSequence: counted.windowSequence,
+        windowStart: counted.windowStart ? timestampDate(counted.windowStart) : event.createdAt,
+        anonymousRequests: Number(counted.anonymousRequests),
+        overflowRequests: Number(counted.overflowRequests),
+        entries: counted.entries.map((e) => ({ identification: OCSP_IDENTIFICATION[e.identification] ?? 'UNSPECIFIED', callerKey: e.callerKey, requests: Number(e.requests) })),
+      });
+    },
+  });
 
   const http = buildHttpApp({
     ra,
@@ -110,6 +140,7 @@ async function start(config: RaConfig, deps: RaDependencies, runtime: ServiceRun
     rateLimits: config.http.rateLimits,
     https: { cert: readFileSync(config.http.certFile), key: readFileSync(config.http.keyFile), ca: config.http.clientCaFiles.map((f) => readFileSync(f)) },
     bodyLimitBytes: config.http.bodyLimitBytes,
+    agency: { agencies: ra.agencies, identityConfirmation: ra.identityConfirmation, statistics: ra.statistics, identityPolicy: config.agency.identityConfirmation },
   });
   instrumentHttp(http, runtime);
   await http.listen({ host: config.http.host, port: config.http.port });
@@ -154,6 +185,7 @@ function startBackgroundJobs(config: RaConfig, runtime: ServiceRuntime, registry
       }
       await registry.exclusively('approval-expiry', () => ra.approvals.expireOverdue());
       await registry.exclusively('reseal', () => registry.resealBatch(config.personalData.resealBatch));
+      await ra.agencies.purgeExpiredNonces();
     } catch (err) {
       logger.warn({ err }, 'background pass failed; trying again at the next interval');
     }

@@ -90,6 +90,22 @@ export const raConfigSchema = z.strictObject({
     })
     .default({ operations: ['card.revoke', 'cards.bulk-revoke', 'application.issue'], requestTtlMinutes: 24 * 60 }),
   maxBulkCards: z.number().int().min(1).max(1000).default(1000),
+  /** Agency application systems and their APIs (issue 13, decision 0026). */
+  agency: z
+    .strictObject({
+      /** Requests a minute of a newly onboarded system, unless the officer sets its own. */
+      defaultRateLimitPerMinute: z.number().int().min(1).default(600),
+      identityConfirmation: z
+        .strictObject({
+          maxRecords: z.number().int().min(1).max(1000).default(1000),
+          /** How far a request's requestTime may be from ra's clock; nonces are kept twice as long. */
+          clockSkewSeconds: z.number().int().min(10).max(3600).default(300),
+        })
+        .default({ maxRecords: 1000, clockSkewSeconds: 300 }),
+      /** Consumer group of the OCSP usage events (topic pki.usage.v1). */
+      usageGroup: z.string().min(1).default('ra-usage'),
+    })
+    .default({ defaultRateLimitPerMinute: 600, identityConfirmation: { maxRecords: 1000, clockSkewSeconds: 300 }, usageGroup: 'ra-usage' }),
   reconciliation: z
     .strictObject({
       intervalSeconds: z.number().int().min(1).default(60),

@@ -8,3 +8,4 @@ export { AesGcmPersonalDataVault, decodeKey, type VaultKey, type VaultKeys } fro
 export { encodeStatusChange } from './adapters/postgres/registry';
 export { parseName, parseBirthDate, parseEmail } from './domain/personal-data';
 export type { PersonalDataVault } from './ports/personal-data-vault';
+export { IDENTITY_LOOKUP_SQL } from './adapters/postgres/agency';

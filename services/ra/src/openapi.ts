@@ -1,6 +1,7 @@
 import { createLogger } from '@pki/kit';
 import { buildHttpApp } from './http/app';
 import type { RegistrationAuthority } from './domain/registration-authority';
+import type { AgencyHttpDeps } from './http/agency-routes';
 
 /**
  * ra's OpenAPI 3.1 document, generated from the route schemas (the same ones that validate
@@ -16,6 +17,7 @@ export async function raOpenApiDocument(): Promise<unknown> {
     logger: createLogger({ service: 'ra', level: 'silent' }),
     rateLimits: { officerPerMinute: 1, householdPerMinute: 1, citizenPerMinute: 1, publicPerMinute: 1 },
     bodyLimitBytes: 1024,
+    agency: {} as AgencyHttpDeps,
   });
   await app.ready();
   const document = app.swagger();

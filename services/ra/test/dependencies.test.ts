@@ -1,6 +1,8 @@
+import { systemClock } from '@pki/kit';
 import { startRaFixture, type RaFixture } from './ra-fixture';
 import { cardNumber, issueCard, person, register } from './lifecycle-helpers';
 import { TcpProxy } from './tcp-proxy';
+import { codesOf, confirm, identityBody, onboard } from './agency-helpers';
 
 // When the database or ca-signer is down, callers get 503 with Retry-After and a message that names
 // the dependency, never an address, a driver message or an HSM code; nothing half-done is left
@@ -86,6 +88,8 @@ describe('ca-signer unavailable', () => {
 describe('database unavailable', () => {
   it('answers 503 for reads and writes, readiness fails, and everything works again when it returns', async () => {
     const card = await issueCard(f, await register(f, person()));
+    const { client: agency } = await onboard(f, 'DB-DOWN-01', 'GOVERNMENT');
+    const records = [{ seq: 1, serialNumber: card.subjectSerialNumber, nationalId: 'A123456789' }];
     await database.cut();
     try {
       for (const [method, path, body] of [
@@ -108,5 +112,27 @@ describe('database unavailable', () => {
     const back = await f.call('registrar-b', 'POST', `/v1/cards/${card.cardNumber}/suspension`, {});
     expect(back.status).toBe(200);
     expect((await fetch(`${f.ra.opsUrl}/readyz`)).status).toBe(200);
+
+    // An agency system gets the request-level code for it.
+    await database.cut();
+    const body = identityBody(systemClock, records);
+    try {
+      const unavailable = await confirm(f, agency, body);
+      expect(unavailable.status).toBe(503);
+      expect(unavailable.headers.get('retry-after')).toBe('5');
+      expect(unavailable.body).toEqual({ error: 'UNAVAILABLE', message: 'identity confirmation: the registry database is unavailable; retry in 5 s', details: { code: 'BACKEND_UNAVAILABLE' } });
+      expect(unavailable.text).not.toMatch(LEAKS);
+    } finally {
+      await database.restore();
+    }
+    // The same signed request, nonce included, is answered once the database is back.
+    let answered = await confirm(f, agency, body);
+    const until = Date.now() + 30_000;
+    while (answered.status === 503 && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 500));
+      answered = await confirm(f, agency, body);
+    }
+    expect(codesOf(answered)).toEqual({ 1: 2 });
+    await agency.agent.close();
   });
 });

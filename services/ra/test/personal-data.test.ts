@@ -4,10 +4,12 @@ import { eventsV1 } from '@pki/proto';
 import pg from 'pg';
 import { startRaFixture, type RaFixture } from './ra-fixture';
 import { cardNumber, issueCard, person, register, type IssuedCard, type Person } from './lifecycle-helpers';
+import { confirm, identityBody, identityXml, onboard } from './agency-helpers';
 
-// A full day at the counters, then a search for every national ID, name, birth date and e-mail
-// the day used: in every log line of ra and ca-signer, in every event and audit record both
-// services wrote (raw bytes and decoded), and in ra's tables at rest. None may appear.
+// A full day at the counters and of agency systems' identity confirmations, then a search for
+// every national ID, name, birth date and e-mail the day used: in every log line of ra and
+// ca-signer, in every event and audit record both services wrote (raw bytes and decoded), and in
+// every table of ra at rest (the agency tables included). None may appear.
 const DAY = 86_400_000;
 let f: RaFixture;
 const clock = new FixedClock(new Date(Math.floor(Date.now() / 1000) * 1000));
@@ -68,6 +70,19 @@ it('runs a day of operations', async () => {
   await f.call('household', 'POST', '/v1/household-events', { eventId: `U-${process.pid}`, kind: 'DEATH', nationalId: stranger.nationalId, occurredAt: new Date().toISOString() });
   // The public repository.
   for (const { card } of cards) await f.call('anonymous', 'GET', `/v1/public/certificates/${card.certificates[0]!.serialHex}`);
+  // Agency systems ask about the day's people (JSON and XML, with birth dates), and send bad batches.
+  const { client: agency } = await onboard(f, 'PD-SCAN-01', 'GOVERNMENT');
+  const records = cards.map(({ citizen, card }, i) => ({ seq: i + 1, serialNumber: card.subjectSerialNumber, nationalId: citizen.nationalId, birthDate: citizen.birthDate }));
+  expect((await confirm(f, agency, identityBody(clock, records))).status).toBe(200);
+  expect((await confirm(f, agency, identityXml(clock, records))).status).toBe(200);
+  const wrongCheck = (id: string) => id.slice(0, 9) + String((Number(id[9]) + 1) % 10);
+  expect((await confirm(f, agency, identityBody(clock, [{ ...records[0]!, nationalId: wrongCheck(records[0]!.nationalId) }]))).status).toBe(400);
+  expect((await confirm(f, agency, identityBody(clock, [{ ...records[1]!, birthDate: `${records[1]!.birthDate}x` }]))).status).toBe(400);
+  expect((await confirm(f, agency, identityXml(clock, records).replace('</records>', '</record>'))).status).toBe(400);
+  expect((await confirm(f, agency, identityXml(clock, records).replace(records[2]!.nationalId, `${records[2]!.nationalId}<x>`))).status).toBe(400);
+  const tampered = identityBody(clock, records);
+  expect((await confirm(f, agency, tampered, { send: tampered.replace('"seq":1', '"seq":99') })).status).toBe(401);
+  await agency.agent.close();
   // Late in the day: an extension (the window opens 60 days before expiry).
   clock.advance(new Date(cards[0]!.card.certificates[0]!.notAfter).getTime() - clock.now().getTime() - 10 * DAY);
   expect((await f.call('registrar-a', 'POST', `/v1/cards/${cards[0]!.card.cardNumber}/extension`)).status).toBe(201);

@@ -21,6 +21,8 @@ export const PROFILE_NAMES: Readonly<Record<string, CertificateProfileName>> = {
   'citizen-signature': 'citizenSignature',
   'citizen-encryption': 'citizenEncryption',
   'citizen-mobile': 'citizenMobile',
+  // ra's agency application systems (issue 13): their mTLS and request-signing certificates.
+  'agency-client': 'agencyClient',
 };
 
 export interface PublicationUrls {

@@ -30,6 +30,12 @@ export const PERMISSIONS = [
   'household-event.submit',
   'self-service',
   'public.read',
+  // Agency application systems (issue 13): the registry, the statistics, and what a system may call.
+  'agency.read',
+  'agency.manage',
+  'statistics.read',
+  'identity.confirm',
+  'certificate.validate',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
@@ -42,14 +48,18 @@ const REGISTRAR: readonly Permission[] = [
 /** Roles and their operations. `allOffices`: queries are not limited to the officer's own office. */
 export const ROLES: Readonly<Record<OfficerRole, { permissions: readonly Permission[]; allOffices: boolean; description: string }>> = {
   registrar: { permissions: REGISTRAR, allOffices: false, description: 'registration counter: enrols citizens, issues, suspends, resumes, revokes' },
-  supervisor: { permissions: [...REGISTRAR, 'cards.bulk-revoke'], allOffices: false, description: 'counter supervisor: everything a registrar does, and bulk operations' },
+  supervisor: {
+    permissions: [...REGISTRAR, 'cards.bulk-revoke', 'agency.read', 'agency.manage', 'statistics.read'],
+    allOffices: false,
+    description: "counter supervisor: everything a registrar does, bulk operations, and the programme's agency systems and statistics",
+  },
   'card-centre': {
     permissions: ['officer.read-self', 'card.read', 'certificate.read', 'application.read', 'card.revoke', 'cards.bulk-revoke', 'approval.read', 'approval.decide'],
     allOffices: true,
     description: 'card centre (IC 卡卡管中心): card problems nationwide, e.g. revoking a batch of defective cards',
   },
   auditor: {
-    permissions: ['officer.read-self', 'card.read', 'certificate.read', 'application.read', 'approval.read'],
+    permissions: ['officer.read-self', 'card.read', 'certificate.read', 'application.read', 'approval.read', 'agency.read', 'statistics.read'],
     allOffices: true,
     description: 'auditor: reads everything, changes nothing',
   },
@@ -60,6 +70,11 @@ export type Principal =
   | { kind: 'officer'; id: string; office: string; role: OfficerRole }
   /** The household-registration system, authenticated by its client certificate. */
   | { kind: 'household-system'; id: string }
+  /**
+   * A registered agency application system (issue 13): its mTLS client certificate is a current
+   * credential (issued by our CA under agencyClient, not revoked, not expired) of an ACTIVE system.
+   */
+  | { kind: 'agency-system'; id: string; sector: 'GOVERNMENT' | 'PUBLIC'; credential: { certificateSha256: string; serialHex: string; issuerKeyId: string }; rateLimitPerMinute: number }
   /** A citizen acting on one card; the subscriber code is checked by the use case itself. */
   | { kind: 'citizen' }
   /** Anyone: only the public repository. */
@@ -71,6 +86,8 @@ export function permissionsOf(principal: Principal): readonly Permission[] {
       return ROLES[principal.role].permissions;
     case 'household-system':
       return ['household-event.submit'];
+    case 'agency-system':
+      return ['identity.confirm', 'certificate.validate'];
     case 'citizen':
       return ['self-service', 'public.read'];
     case 'public':

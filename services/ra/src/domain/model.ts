@@ -73,7 +73,7 @@ export interface CardRecord {
 }
 
 /** SIGN and KEYX: the card's two key pairs; MOBILE: a phone's key bound through the card (decision 0025). */
-export type KeySlot = 'SIGN' | 'KEYX' | 'MOBILE';
+export type KeySlot = 'SIGN' | 'KEYX' | 'MOBILE' | 'AGENCY';
 
 export interface CertificateRecord {
   serialHex: string;
@@ -84,6 +84,8 @@ export interface CertificateRecord {
   keySlot: KeySlot;
   /** MOBILE: the device card-mgmt enrolled. */
   deviceId?: string;
+  /** AGENCY: the application system whose credential it is. */
+  systemId?: string;
   status: CertificateStatus;
   reason?: StatusReason;
   revocationTime?: Date;
@@ -146,6 +148,7 @@ export type AuditActor =
   | { type: 'officer'; id: string; office: string; role: string }
   | { type: 'citizen'; personRef: string }
   | { type: 'household-system'; id: string }
+  | { type: 'agency-system'; id: string }
   | { type: 'service'; id: string };
 
 /** One audit event (proto AuditEvent): no personal data, persons only by their reference. */

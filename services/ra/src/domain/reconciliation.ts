@@ -112,7 +112,9 @@ export class Reconciliation {
     }
     if (!entry.certificateDer) throw new PkiError('INTERNAL', `reconcile: ca-signer listed issuance ${entry.serialHex} as ISSUED without its certificate`);
     const now = clock.now();
-    const slot: KeySlot = (match?.[2] as KeySlot | undefined) ?? (entry.profile === 'citizen-encryption' ? 'KEYX' : 'SIGN');
+    // An agency system's certificate (key ra/agency/<system id>/<request id>) stays tied to its system.
+    const agency = /^ra\/agency\/([A-Za-z0-9._-]{1,64})\//.exec(entry.idempotencyKey);
+    const slot: KeySlot = agency ? 'AGENCY' : ((match?.[2] as KeySlot | undefined) ?? (entry.profile === 'citizen-encryption' ? 'KEYX' : 'SIGN'));
     await registry.transaction(async (tx) => {
       if (await tx.getCertificate(entry.serialHex)) return; // recorded meanwhile
       await tx.insertCertificate({
@@ -121,6 +123,7 @@ export class Reconciliation {
         profile: entry.profile,
         ...(application ? { applicationId: application.id } : {}),
         keySlot: slot,
+        ...(agency ? { systemId: agency[1]! } : {}),
         status: 'REVOKED',
         reason: 'cessationOfOperation',
         revocationTime: now,

@@ -59,6 +59,8 @@ export function idempotencyScope(principal: Principal, subject?: string): string
       return `officer:${principal.id}`;
     case 'household-system':
       return `household:${principal.id}`;
+    case 'agency-system':
+      return `agency:${principal.id}`;
     case 'citizen':
       return `citizen:${subject ?? ''}`;
     case 'public':
@@ -93,6 +95,8 @@ export function actorOf(principal: Principal, personRef?: string): AuditActor {
       return { type: 'officer', id: principal.id, office: principal.office, role: principal.role };
     case 'household-system':
       return { type: 'household-system', id: principal.id };
+    case 'agency-system':
+      return { type: 'agency-system', id: principal.id };
     case 'citizen':
       return { type: 'citizen', personRef: personRef ?? 'unknown' };
     case 'public':
@@ -101,7 +105,7 @@ export function actorOf(principal: Principal, personRef?: string): AuditActor {
 }
 
 export function actorId(principal: Principal): string {
-  return principal.kind === 'officer' || principal.kind === 'household-system' ? principal.id : principal.kind;
+  return principal.kind === 'officer' || principal.kind === 'household-system' || principal.kind === 'agency-system' ? principal.id : principal.kind;
 }
 
 /** Whether a certificate can still change status: not revoked, not expired. */

@@ -1,5 +1,5 @@
 import { toPem } from '@pki/x509';
-import type { ApplicationRecord, ApprovalRecord, CardRecord, CertificateRecord } from './model';
+import type { ApplicationRecord, ApprovalRecord, CardRecord, CertificateRecord, KeySlot } from './model';
 
 /**
  * What the API returns, as plain JSON (dates as ISO strings), so that an idempotent replay returns
@@ -9,7 +9,7 @@ export interface CertificateView {
   serialHex: string;
   issuerKeyId: string;
   profile: string;
-  keySlot: 'SIGN' | 'KEYX' | 'MOBILE';
+  keySlot: KeySlot;
   status: 'VALID' | 'SUSPENDED' | 'REVOKED';
   reason?: string;
   revocationTime?: string;

@@ -7,6 +7,7 @@ import { authorize, permissionsOf, type Permission, type Principal } from '../do
 import type { RegistrationAuthority } from '../domain/registration-authority';
 import type { Command } from '../domain/shared';
 import { CertificateAuthenticator, type PrincipalDirectory, type RouteAccess } from './auth';
+import { declareAgencyRoutes, type AgencyHttpDeps } from './agency-routes';
 import { COMMON_ERRORS, SHARED_SCHEMAS, errors, idempotencyHeader, pageOf, pageQuery } from './schemas';
 import { HOUSEHOLD_EVENT_KINDS } from '../domain/card-status';
 import { REVOCATION_REASONS, PROGRAMME_REVOCATION_REASONS } from '../domain/lifecycle';
@@ -42,9 +43,11 @@ export interface HttpDeps {
    */
   https?: { key: Buffer; cert: Buffer; ca: Buffer[] };
   bodyLimitBytes: number;
+  /** The agency APIs (issue 13): registry, identity confirmation, statistics and open data. */
+  agency: AgencyHttpDeps;
 }
 
-interface RouteSpec {
+export interface RouteSpec {
   method: 'GET' | 'POST';
   url: string;
   access: RouteAccess;
@@ -60,7 +63,9 @@ interface RouteSpec {
   response: Record<number, unknown>;
 }
 
-type Handler = (request: FastifyRequest, reply: FastifyReply, command: Command | undefined) => Promise<unknown>;
+export type Handler = (request: FastifyRequest, reply: FastifyReply, command: Command | undefined) => Promise<unknown>;
+/** Declares one route: its access kind and permission are checked before anything else runs. */
+export type RouteFn = (spec: RouteSpec, handler: Handler) => void;
 
 /**
  * ra's REST API over HTTPS. Callers are authenticated (client certificate for staff and systems,
@@ -74,7 +79,7 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     ...(deps.https ? { https: { key: deps.https.key, cert: deps.https.cert, ca: deps.https.ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' as const } } : {}),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
   }) as unknown as FastifyInstance;
-  const authenticator = new CertificateAuthenticator(deps.principals);
+  const authenticator = new CertificateAuthenticator(deps.principals, 10_000, deps.agency.agencies);
   for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
 
   void app.register(swagger, {
@@ -118,9 +123,13 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
   void app.register(rateLimit, {
     global: true,
     hook: 'preValidation',
-    keyGenerator: (request) => (request.principal?.kind === 'officer' || request.principal?.kind === 'household-system' ? `${request.principal.kind}:${request.principal.id}` : `${request.principal?.kind ?? 'public'}:${request.ip}`),
+    keyGenerator: (request) =>
+      request.principal?.kind === 'officer' || request.principal?.kind === 'household-system' || request.principal?.kind === 'agency-system' ? `${request.principal.kind}:${request.principal.id}` : `${request.principal?.kind ?? 'public'}:${request.ip}`,
     max: (request) => {
       switch (request.principal?.kind) {
+        case 'agency-system':
+          // Each system its own limit, set when it was onboarded.
+          return request.principal.rateLimitPerMinute;
         case 'officer':
           return deps.rateLimits.officerPerMinute;
         case 'household-system':
@@ -145,7 +154,7 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
 }
 
 function declareRoutes(app: FastifyInstance, deps: HttpDeps): void {
-  const route = (spec: RouteSpec, handler: Handler) => {
+  const route: RouteFn = (spec, handler) => {
     app.route({
       method: spec.method,
       url: spec.url,
@@ -153,7 +162,7 @@ function declareRoutes(app: FastifyInstance, deps: HttpDeps): void {
       schema: {
         summary: spec.summary,
         tags: spec.tags,
-        ...(spec.access === 'officer' || spec.access === 'household-system' ? { security: [{ clientCertificate: [] }] } : {}),
+        ...(spec.access === 'officer' || spec.access === 'household-system' || spec.access === 'agency-system' ? { security: [{ clientCertificate: [] }] } : {}),
         ...(spec.mutating ? { headers: idempotencyHeader } : {}),
         ...(spec.body ? { body: { type: 'object', additionalProperties: false, ...spec.body } } : {}),
         ...(spec.params ? { params: { type: 'object', ...spec.params } } : {}),
@@ -430,6 +439,8 @@ function declareRoutes(app: FastifyInstance, deps: HttpDeps): void {
     },
   );
 
+  declareAgencyRoutes(app, route, deps.agency);
+
 }
 
 /** A request's identity for idempotency: the operation, its path parameters and its body, canonically. */
@@ -449,7 +460,9 @@ function respondWithError(err: FastifyError | PkiError, request: FastifyRequest,
       request.log.warn({ err }, 'dependency unavailable');
       const dependency = err.details.dependency ?? (err.message.includes('database:') ? 'the registry database' : 'a service ra depends on');
       const retry = err.details.retryAfterSeconds ?? '5';
-      return reply.status(503).header('retry-after', retry).send({ error: 'UNAVAILABLE', message: `${operationOf(request)}: ${dependency} is unavailable; retry in ${retry} s` });
+      // Agency systems branch on the request-level code (domain.md: backend unavailable).
+      const agency = request.routeOptions.config?.access === 'agency-system' ? { details: { code: 'BACKEND_UNAVAILABLE' } } : {};
+      return reply.status(503).header('retry-after', retry).send({ error: 'UNAVAILABLE', message: `${operationOf(request)}: ${dependency} is unavailable; retry in ${retry} s`, ...agency });
     }
     if (err.code === 'INTERNAL') {
       request.log.error({ err }, 'request failed');

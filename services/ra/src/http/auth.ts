@@ -5,10 +5,18 @@ import type { Principal } from '../domain/access';
 import type { PrincipalRecord } from '../domain/model';
 
 /** Who may call a route: staff and systems by client certificate, citizens and the public without one. */
-export type RouteAccess = 'officer' | 'household-system' | 'citizen' | 'public';
+export type RouteAccess = 'officer' | 'household-system' | 'agency-system' | 'citizen' | 'public';
 
 export interface PrincipalDirectory {
   principalByCertificate(certificateSha256: string): Promise<PrincipalRecord | undefined>;
+}
+
+/**
+ * The agency-system access kind (issue 13): resolves a client certificate's SHA-256 to a
+ * registered application system, or refuses with the agency APIs' error codes (AgencySystems).
+ */
+export interface AgencySystemDirectory {
+  authenticate(certificateSha256: string, operation: string): Promise<Extract<Principal, { kind: 'agency-system' }>>;
 }
 
 /**
@@ -25,16 +33,26 @@ export class CertificateAuthenticator {
   /** A connection's client certificate does not change: its fingerprint and expiry are worked out once per connection. */
   readonly #peers = new WeakMap<TLSSocket, { fingerprint: string; notAfter: Date } | null>();
 
-  constructor(directory: PrincipalDirectory, cacheMs = 10_000) {
+  readonly #agencies: AgencySystemDirectory | undefined;
+
+  constructor(directory: PrincipalDirectory, cacheMs = 10_000, agencies?: AgencySystemDirectory) {
     this.#directory = directory;
     this.#cacheMs = cacheMs;
+    this.#agencies = agencies;
   }
 
   async authenticate(socket: TLSSocket | undefined, access: RouteAccess, operation: string): Promise<Principal> {
     if (access === 'public') return { kind: 'public' };
     if (access === 'citizen') return { kind: 'citizen' };
     const peer = socket ? this.#peer(socket) : null;
-    if (!peer) throw new PkiError('UNAUTHENTICATED', `${operation}: this operation needs a client certificate (mutual TLS)`);
+    if (!peer) throw new PkiError('UNAUTHENTICATED', `${operation}: this operation needs a client certificate (mutual TLS)`, access === 'agency-system' ? { details: { code: 'UNKNOWN_CLIENT' } } : {});
+    if (access === 'agency-system') {
+      // Agency credentials are issued by our own CA and pinned (the registry holds the exact
+      // certificate), so the TLS layer's list of client CAs does not decide; the registry does,
+      // on every request (a revoked or expired certificate, a suspended system: refused at once).
+      if (!this.#agencies) throw new PkiError('UNAVAILABLE', `${operation}: agency systems are not configured`);
+      return this.#agencies.authenticate(peer.fingerprint, operation);
+    }
     if (!socket!.authorized) {
       throw new PkiError('UNAUTHENTICATED', `${operation}: the client certificate is not issued by a certificate authority this service trusts`);
     }

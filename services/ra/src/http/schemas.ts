@@ -23,8 +23,8 @@ export const certificateSchema = {
   properties: {
     serialHex: { type: 'string' },
     issuerKeyId: { type: 'string', description: 'Subject key identifier of the CA generation that signed it (hex)' },
-    profile: { type: 'string', enum: ['citizen-signature', 'citizen-encryption', 'citizen-mobile'] },
-    keySlot: { type: 'string', enum: ['SIGN', 'KEYX', 'MOBILE'], description: "SIGN and KEYX: the card's key pairs; MOBILE: a phone bound through the card" },
+    profile: { type: 'string', enum: ['citizen-signature', 'citizen-encryption', 'citizen-mobile', 'agency-client'] },
+    keySlot: { type: 'string', enum: ['SIGN', 'KEYX', 'MOBILE', 'AGENCY'], description: "SIGN and KEYX: the card's key pairs; MOBILE: a phone bound through the card; AGENCY: an application system's credential" },
     status: { type: 'string', enum: ['VALID', 'SUSPENDED', 'REVOKED'] },
     reason: { type: 'string', description: 'RFC 5280 CRLReason name (certificateHold while suspended)' },
     revocationTime: isoDate,

@@ -1,12 +1,14 @@
 /** What ra needs of ca-signer, in the domain's terms (adapters/grpc wraps the gRPC client). */
 export type CitizenProfile = 'citizen-signature' | 'citizen-encryption' | 'citizen-mobile';
+/** Profiles ra asks ca-signer for: the citizen's, and agency application systems' client certificates. */
+export type IssuableProfile = CitizenProfile | 'agency-client';
 
 export interface IssueRequest {
-  /** Unique per intended certificate: `ra/<application id>/<SIGN|KEYX>`. */
+  /** Unique per intended certificate: `ra/<application id>/<SIGN|KEYX>`, `ra/agency/<system id>/<request id>`. */
   idempotencyKey: string;
-  profile: CitizenProfile;
+  profile: IssuableProfile;
   publicKeySpki: Buffer;
-  subject: Array<{ type: 'C' | 'CN' | 'serialNumber'; value: string }>;
+  subject: Array<{ type: 'C' | 'O' | 'OU' | 'CN' | 'serialNumber'; value: string }>;
   nationalIdLastFour?: string;
   email?: string;
   notAfter?: Date;

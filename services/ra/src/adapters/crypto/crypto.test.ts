@@ -1,5 +1,5 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { AesGcmPersonalDataVault, decodeKey } from './personal-data-vault';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { AesGcmPersonalDataVault, decodeKey, PrecomputedHmac } from './personal-data-vault';
 import { ScryptCodeHasher } from './scrypt-code-hasher';
 
 const key = (id: string) => ({ id, key: randomBytes(32) });
@@ -79,5 +79,18 @@ describe('legacy subscriber-code hashes (migration)', () => {
     expect(hasher.needsRehash(await hasher.hash('newcode12'))).toBe(false);
     expect(new ScryptCodeHasher({ cost: 2 ** 13, blockSize: 8, parallelization: 1 }).needsRehash(await hasher.hash('newcode12'))).toBe(true);
     await expect(hasher.verify('x', 'legacy-crc32$00$00')).rejects.toThrow('stored legacy hash has an unknown format');
+  });
+});
+
+describe('PrecomputedHmac', () => {
+  it.each([
+    // RFC 4231 §4.3 (test case 2) and §4.7 (test case 6: a key longer than the block, hashed first).
+    ['a short key', Buffer.from('Jefe'), 'what do ya want for nothing?', '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843'],
+    ['a 131-byte key', Buffer.alloc(131, 0xaa), 'Test Using Larger Than Block-Size Key - Hash Key First', '60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54'],
+  ])('gives the RFC 4231 HMAC-SHA-256 of %s, and again on the next message', (_, secret, data, expected) => {
+    const mac = new PrecomputedHmac(secret);
+    expect(mac.digest(data).toString('hex')).toBe(expected);
+    expect(mac.digest('A123456789').equals(createHmac('sha256', secret).update('A123456789').digest())).toBe(true);
+    expect(mac.digest(data).toString('hex')).toBe(expected);
   });
 });

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, type Hash } from 'node:crypto';
 import { PkiError } from '@pki/kit';
 import type { PersonalDataVault, PersonalField, SealedField } from '../../ports/personal-data-vault';
 
@@ -37,7 +37,7 @@ export function decodeKey(text: string, name: string): Buffer {
  */
 export class AesGcmPersonalDataVault implements PersonalDataVault {
   readonly #encryption: Map<string, Buffer>;
-  readonly #lookup: Map<string, Buffer>;
+  readonly #lookup: Map<string, PrecomputedHmac>;
   readonly #activeEncryption: string;
   readonly #activeLookup: string;
   readonly #reference: Buffer;
@@ -51,7 +51,7 @@ export class AesGcmPersonalDataVault implements PersonalDataVault {
       ids.add(k.id);
     }
     this.#encryption = new Map(keys.encryption.map((k) => [k.id, derive(k.key, 'ra personal data encryption')]));
-    this.#lookup = new Map(keys.lookup.map((k) => [k.id, derive(k.key, 'ra national id lookup')]));
+    this.#lookup = new Map(keys.lookup.map((k) => [k.id, new PrecomputedHmac(derive(k.key, 'ra national id lookup'))]));
     if (!this.#encryption.has(keys.activeEncryptionKeyId)) throw new PkiError('INVALID_ARGUMENT', `personal data keys: active encryption key '${keys.activeEncryptionKeyId}' is not among the encryption keys`);
     if (!this.#lookup.has(keys.activeLookupKeyId)) throw new PkiError('INVALID_ARGUMENT', `personal data keys: active lookup key '${keys.activeLookupKeyId}' is not among the lookup keys`);
     this.#activeEncryption = keys.activeEncryptionKeyId;
@@ -94,11 +94,11 @@ export class AesGcmPersonalDataVault implements PersonalDataVault {
   }
 
   lookupHash(nationalId: string): { keyId: string; hash: Buffer } {
-    return { keyId: this.#activeLookup, hash: hmac(this.#lookup.get(this.#activeLookup)!, nationalId) };
+    return { keyId: this.#activeLookup, hash: this.#lookup.get(this.#activeLookup)!.digest(nationalId) };
   }
 
   lookupHashes(nationalId: string): Array<{ keyId: string; hash: Buffer }> {
-    return [...this.#lookup].map(([keyId, key]) => ({ keyId, hash: hmac(key, nationalId) }));
+    return [...this.#lookup].map(([keyId, key]) => ({ keyId, hash: key.digest(nationalId) }));
   }
 
   personReference(nationalId: string): string {
@@ -108,6 +108,28 @@ export class AesGcmPersonalDataVault implements PersonalDataVault {
 
   fingerprint(data: string): Buffer {
     return hmac(this.#fingerprint, data);
+  }
+}
+
+/**
+ * HMAC-SHA-256 (RFC 2104) with the key's inner and outer hash states computed once and copied per
+ * message: the same digest as createHmac, at a fraction of its cost per call (the identity
+ * confirmation hashes a thousand national IDs per batch).
+ */
+export class PrecomputedHmac {
+  readonly #inner: Hash;
+  readonly #outer: Hash;
+
+  constructor(key: Buffer) {
+    // Keys longer than the 64-byte block are hashed first (RFC 2104 §2); ours are 32 bytes.
+    const block = Buffer.alloc(64);
+    (key.length > 64 ? createHash('sha256').update(key).digest() : key).copy(block);
+    this.#inner = createHash('sha256').update(block.map((b) => b ^ 0x36));
+    this.#outer = createHash('sha256').update(block.map((b) => b ^ 0x5c));
+  }
+
+  digest(value: string): Buffer {
+    return this.#outer.copy().update(this.#inner.copy().update(value, 'utf8').digest()).digest();
   }
 }
 

@@ -92,6 +92,8 @@ function wireActor(actor: AuditActor): WireActor {
       return { type: AuditActorType.CITIZEN, id: actor.personRef };
     case 'household-system':
       return { type: AuditActorType.HOUSEHOLD_SYSTEM, id: actor.id };
+    case 'agency-system':
+      return { type: AuditActorType.AGENCY_SYSTEM, id: actor.id };
     case 'service':
       return { type: AuditActorType.SERVICE, id: actor.id };
   }
@@ -302,9 +304,9 @@ class Reads implements RegistryReads {
   }
 }
 
-class Transaction extends Reads implements RegistryTx {
+export class Transaction extends Reads implements RegistryTx {
   constructor(
-    private readonly tx: Tx,
+    protected readonly tx: Tx,
     options: PostgresRegistryOptions,
   ) {
     super(tx, options);
@@ -428,13 +430,13 @@ class Transaction extends Reads implements RegistryTx {
     await this.tx.query(
       `WITH certificate AS (
          INSERT INTO certificates (serial_hex, issuer_key_id, profile, status, not_before, not_after, certificate_sealed, pd_key_id, card_number, application_id, key_slot,
-           reason, revocation_time, invalidity_date, created_at, updated_at, device_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+           reason, revocation_time, invalidity_date, created_at, updated_at, device_id, system_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
          RETURNING serial_hex)
        INSERT INTO certificate_status_history (serial_hex, status, reason, revocation_time, changed_at, changed_by)
        SELECT serial_hex, $4, $12, $13, $15, 'issuance' FROM certificate`,
       [c.serialHex, c.issuerKeyId, c.profile, c.status, c.notBefore, c.notAfter, sealed.ciphertext, sealed.keyId, c.cardNumber ?? null, c.applicationId ?? null, c.keySlot,
-        c.reason ?? null, c.revocationTime ?? null, c.invalidityDate ?? null, c.createdAt, c.updatedAt, c.deviceId ?? null],
+        c.reason ?? null, c.revocationTime ?? null, c.invalidityDate ?? null, c.createdAt, c.updatedAt, c.deviceId ?? null, c.systemId ?? null],
     );
   }
 
@@ -632,6 +634,7 @@ function certificateRecord(r: Record<string, unknown>, der: Buffer): Certificate
   if (r.card_number) c.cardNumber = r.card_number as string;
   if (r.application_id) c.applicationId = r.application_id as string;
   if (r.device_id) c.deviceId = r.device_id as string;
+  if (r.system_id) c.systemId = r.system_id as string;
   if (r.reason) c.reason = r.reason as StatusReason;
   if (r.revocation_time) c.revocationTime = r.revocation_time as Date;
   if (r.invalidity_date) c.invalidityDate = r.invalidity_date as Date;
