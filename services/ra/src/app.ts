@@ -153,7 +153,7 @@ async function start(config: RaConfig, deps: RaDependencies, runtime: ServiceRun
     rateLimits: config.http.rateLimits,
     https: { cert: readFileSync(config.http.certFile), key: readFileSync(config.http.keyFile), ca: config.http.clientCaFiles.map((f) => readFileSync(f)) },
     bodyLimitBytes: config.http.bodyLimitBytes,
-    agency: { agencies: ra.agencies, identityConfirmation: ra.identityConfirmation, statistics: ra.statistics, identityPolicy: config.agency.identityConfirmation },
+    agency: { agencies: ra.agencies, identityConfirmation: ra.identityConfirmation, statistics: ra.statistics, identityPolicy: config.agency.identityConfirmation, validator },
   });
   instrumentHttp(http, runtime);
   await http.listen({ host: config.http.host, port: config.http.port });

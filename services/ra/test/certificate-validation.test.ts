@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes, X509Certificate } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { createGrpcClient } from '@pki/grpc';
@@ -10,7 +10,9 @@ import { fromPem, toPem } from '@pki/x509';
 import { GrpcCertificateSigner } from '../src/adapters/grpc/ca-signer-client';
 import { CertificateValidator, type ValidationResult, type ValidationVerdict } from '../src/domain/certificate-validation';
 import { IssuerDirectory } from '../src/domain/issuer-directory';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { startRaFixture, type RaFixture } from './ra-fixture';
+import { onboard, type AgencyClient } from './agency-helpers';
 import { issueCard, person, register } from './lifecycle-helpers';
 
 /**
@@ -19,6 +21,7 @@ import { issueCard, person, register } from './lifecycle-helpers';
  * chained certificates, through the real ca-signer (SoftHSM) and ra's real registry.
  */
 let f: RaFixture;
+let agency: AgencyClient;
 const pems: Record<string, string> = {};
 let g1: string;
 let g2: string;
@@ -94,6 +97,7 @@ const cases: Record<string, { leaf: string; submitted: string[]; at?: Date; expe
 
 beforeAll(async () => {
   f = await startRaFixture({ extraGenerations: 1 });
+  agency = (await onboard(f, 'MOJ-COURT-01', 'GOVERNMENT')).client;
   const good = await issueCard(f, await register(f, person()));
   const revoked = await issueCard(f, await register(f, person()));
   const suspended = await issueCard(f, await register(f, person()));
@@ -147,6 +151,7 @@ beforeAll(async () => {
 }, 240_000);
 
 afterAll(async () => {
+  await agency?.agent.close();
   await f?.stop();
 });
 
@@ -213,5 +218,67 @@ describe('certificate validation agrees with openssl verify -crl_check', () => {
     await expect(v.evaluate({ certificates: [der(cases.good!.leaf), Buffer.from('junk')], requestedBy: 's' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('certificate 1 is not a DER X.509 certificate') });
     await expect(v.evaluate({ certificates: Array(6).fill(der(cases.good!.leaf)), requestedBy: 's' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('at most 5') });
     await expect(v.evaluate({ certificates: [der(cases.good!.leaf)], reference: 'line\nbreak', requestedBy: 's' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('reference') });
+  });
+});
+
+describe('POST /v1/certificate-validations (agency systems over mTLS)', () => {
+  const post = async (agent: Agent, body: unknown) => {
+    const res = await undiciFetch(`${f.httpUrl}/v1/certificate-validations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), dispatcher: agent });
+    const text = await res.text();
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the test reads the answer's JSON as it comes
+    return { status: res.status, body: JSON.parse(text) as Record<string, any>, text };
+  };
+  const uses = async () => Number((await f.db.query(`SELECT coalesce(sum(uses), 0) AS n FROM usage_counts WHERE system_id = $1 AND channel = 'certificate-validation'`, [agency.id])).rows[0].n);
+
+  it('answers a registered system with the verdict and a receipt it can verify with OpenSSL, and meters the call', async () => {
+    const before = await uses();
+    const good = await post(agency.agent, { certificates: [cases.good!.leaf], reference: 'court case 115-42' });
+    expect(good.status).toBe(200);
+    expect(good.body.result).toMatchObject({ valid: true, verdict: 'VALID', requestedBy: agency.id, reference: 'court case 115-42', generation: { keyId: g1 } });
+    const receipt = Buffer.from(good.body.receipt.body, 'base64');
+    expect(JSON.parse(receipt.toString('utf8'))).toEqual(good.body.result);
+    const pub = file('http-receipt.pub', new X509Certificate(good.body.receipt.signerCertificate).publicKey.export({ type: 'spki', format: 'pem' }) as string);
+    expect(run(['dgst', '-sha256', '-verify', pub, '-signature', file('http-receipt.sig', Buffer.from(good.body.receipt.signature, 'base64')), file('http-receipt.json', receipt)]).trim()).toBe('Verified OK');
+
+    // base64 DER works as well as PEM; the revoked and suspended ones say so.
+    const revoked = await post(agency.agent, { certificates: [der(cases.revoked!.leaf).toString('base64')] });
+    expect(revoked.body.result).toMatchObject({ valid: false, verdict: 'REVOKED', status: { status: 'REVOKED', reason: 'keyCompromise' } });
+    const suspended = await post(agency.agent, { certificates: [cases.suspended!.leaf] });
+    expect(suspended.body.result).toMatchObject({ valid: false, verdict: 'SUSPENDED' });
+    const forged = await post(agency.agent, { certificates: [cases['wrongly chained (forged key identifier)']!.leaf] });
+    expect(forged.body.result).toMatchObject({ valid: false, verdict: 'INVALID_CHAIN' });
+    expect(await uses()).toBe(before + 4);
+  });
+
+  it('refuses bad input with the reason, and does not meter it', async () => {
+    const before = await uses();
+    const notCert = await post(agency.agent, { certificates: [cases.good!.leaf, 'bm90IGEgY2VydGlmaWNhdGU='] });
+    expect(notCert.status).toBe(400);
+    expect(notCert.body.message).toContain('certificate 1 is not a DER X.509 certificate');
+    const neither = await post(agency.agent, { certificates: ['<xml/>'] });
+    expect(neither.status).toBe(400);
+    expect(neither.body.message).toContain('certificate 0 is neither PEM nor base64 DER');
+    const tooMany = await post(agency.agent, { certificates: Array(6).fill(cases.good!.leaf) });
+    expect(tooMany.status).toBe(400);
+    const none = await post(agency.agent, { certificates: [] });
+    expect(none.status).toBe(400);
+    const extra = await post(agency.agent, { certificates: [cases.good!.leaf], unexpected: true });
+    expect(extra.status).toBe(400);
+    const badRef = await post(agency.agent, { certificates: [cases.good!.leaf], reference: 'two\nlines' });
+    expect(badRef.status).toBe(400);
+    expect(badRef.body.message).toContain('reference');
+    expect(await uses()).toBe(before);
+  });
+
+  it('answers only registered agency systems: not a caller without a certificate, nor an officer', async () => {
+    const ca = readFileSync(f.signer.identities.ra.caFile);
+    const anonymous = new Agent({ connect: { ca, servername: 'localhost' } });
+    const noCert = await post(anonymous, { certificates: [cases.good!.leaf] });
+    expect(noCert.status).toBe(401);
+    expect(noCert.body).toMatchObject({ details: { code: 'UNKNOWN_CLIENT' } });
+    expect(noCert.body).not.toHaveProperty('result');
+    const officer = await f.call('registrar-a', 'POST', '/v1/certificate-validations', { certificates: [cases.good!.leaf] });
+    expect([401, 403]).toContain(officer.status);
+    await anonymous.close();
   });
 });
