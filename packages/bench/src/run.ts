@@ -16,7 +16,7 @@ const BENCHMARKS: Array<{ script: string; measurements: string[] }> = [
   { script: 'ocsp-bench.js', measurements: ['OCSP'] },
   { script: 'logging-bench.js', measurements: ['logging'] },
   { script: 'migration-bench.js', measurements: ['migration'] },
-  { script: 'identity-bench.js', measurements: ['identity-confirmation'] },
+  { script: 'identity-bench.js', measurements: ['identity-confirmation', 'certificate-validation'] },
 ];
 
 const only = process.env.BENCH_ONLY?.split(',').map((s) => s.trim()).filter(Boolean);

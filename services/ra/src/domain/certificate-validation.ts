@@ -170,6 +170,22 @@ export class CertificateValidator {
     return { result, receipt, signature: signed.signature, signatureAlgorithm: signed.signatureAlgorithm, signerCertificateDer: signed.signerCertificateDer };
   }
 
+  // The trust material changes at a key ceremony; parsing its certificates per request cost more
+  // than the validation itself. Kept per material object (the directory replaces it on refresh).
+  readonly #parsedTrust = new WeakMap<TrustMaterial, { roots: ParsedCertificate[]; generations: Array<{ keyId: string; active: boolean; certificate: ParsedCertificate }> }>();
+
+  #parsed(trust: TrustMaterial): { roots: ParsedCertificate[]; generations: Array<{ keyId: string; active: boolean; certificate: ParsedCertificate }> } {
+    let parsed = this.#parsedTrust.get(trust);
+    if (!parsed) {
+      parsed = {
+        roots: trust.roots.map((der) => parseCertificate(der, 'trust anchor')),
+        generations: trust.generations.map((g) => ({ keyId: g.keyId, active: g.active, certificate: parseCertificate(g.certificateDer, 'CA generation') })),
+      };
+      this.#parsedTrust.set(trust, parsed);
+    }
+    return parsed;
+  }
+
   /** The validation without the signature (also what the receipt says). */
   async evaluate(request: ValidationRequest): Promise<ValidationResult> {
     const operation = 'validate certificate';
@@ -179,8 +195,7 @@ export class CertificateValidator {
     const trust = await this.#ports.trust();
     const problems: ValidationProblem[] = [];
 
-    const roots = trust.roots.map((der) => parseCertificate(der, 'trust anchor'));
-    const generations = trust.generations.map((g) => ({ ...g, certificate: parseCertificate(g.certificateDer, 'CA generation') }));
+    const { roots, generations } = this.#parsed(trust);
     const candidates = dedupe([...generations.map((g) => g.certificate), ...submitted.slice(1)]);
     const built = buildPath(leaf, candidates, roots);
     const path = built.path;
