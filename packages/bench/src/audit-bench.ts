@@ -124,7 +124,7 @@ async function main(): Promise<void> {
       database: { url: databaseUrl, schema: 'ca_signer' },
       grpc: { host: '127.0.0.1', port: 0, tls: ids['ca-signer'] && { caFile: ids['ca-signer'].caFile, certFile: ids['ca-signer'].certFile, keyFile: ids['ca-signer'].keyFile } },
       hsm: { modulePath: token.modulePath, tokenLabel: token.label, pinFile, sessionPoolSize: 2 },
-      allow: { IssueCertificate: [ids['ca-signer'].identity], GetIssuers: ['*'], SignCrl: [ids['ca-signer'].identity], SignOcspResponses: [ids['ca-signer'].identity], SignLiveOcspResponses: [ids['ca-signer'].identity], SignAuditCheckpoint: [ids.audit.identity], ListIssuances: [ids['ca-signer'].identity] },
+      allow: { IssueCertificate: [ids['ca-signer'].identity], GetIssuers: ['*'], SignCrl: [ids['ca-signer'].identity], SignOcspResponses: [ids['ca-signer'].identity], SignLiveOcspResponses: [ids['ca-signer'].identity], SignAuditCheckpoint: [ids.audit.identity], ListIssuances: [ids['ca-signer'].identity], SignValidationReceipt: [ids['ca-signer'].identity] },
       publication: { crlBaseUrl: 'http://crl.bench.test/crl', ocspUrl: 'http://ocsp.bench.test/', caIssuersUrl: 'http://bench.test/ca' },
       events: { transport: { type: 'postgres' }, producer: 'ca-signer' },
     });

@@ -115,7 +115,7 @@ async function main(): Promise<void> {
       database: { url: databaseUrl, schema: 'ca_signer' },
       grpc: { host: '127.0.0.1', port: signerPorts.grpc, tls: tls(ids['ca-signer']) },
       hsm: { modulePath: token.modulePath, tokenLabel: token.label, pinFile, sessionPoolSize: 2, softhsmConfigFile: token.configPath },
-      allow: { IssueCertificate: [ids.crl.identity], GetIssuers: ['*'], SignCrl: [ids.crl.identity], SignOcspResponses: [ids.crl.identity], SignLiveOcspResponses: [ids.crl.identity], SignAuditCheckpoint: [ids.crl.identity], ListIssuances: [ids.crl.identity] },
+      allow: { IssueCertificate: [ids.crl.identity], GetIssuers: ['*'], SignCrl: [ids.crl.identity], SignOcspResponses: [ids.crl.identity], SignLiveOcspResponses: [ids.crl.identity], SignAuditCheckpoint: [ids.crl.identity], ListIssuances: [ids.crl.identity], SignValidationReceipt: [ids.crl.identity] },
       publication: { crlBaseUrl: 'http://crl.bench.test/crl', ocspUrl: 'http://ocsp.bench.test/', caIssuersUrl: 'http://crl.bench.test/ca', crlPartitions: PARTITIONS },
       events: { transport: { type: 'postgres' }, producer: 'ca-signer' },
     };

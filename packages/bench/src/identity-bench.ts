@@ -8,7 +8,7 @@ import { Agent, fetch } from 'undici';
 import { parseConfig, systemClock } from '@pki/kit';
 import { createDatabase, createServiceIdentities, createSoftHsmToken, findRepoRoot, freePort, startPostgres, useSoftHsmConfig } from '@pki/testing';
 import { ensureSoftwareCa, issueClientCertificate } from '@pki/internal-ca';
-import { caSignerConfigSchema, createIssuing, createRoot, DEV_ROOT_CA_SUBJECT, DEVELOPMENT_ATTENDANCE, openCeremony } from '@pki/ca-signer';
+import { caSignerConfigSchema, createDelegatedSigner, createIssuing, createRoot, DEV_ROOT_CA_SUBJECT, DEVELOPMENT_ATTENDANCE, openCeremony } from '@pki/ca-signer';
 import { addPrincipal, AesGcmPersonalDataVault, decodeKey, IDENTITY_LOOKUP_SQL, withCheckDigit } from '@pki/ra';
 import { CpuMeter, postmasterPidOf } from './common';
 
@@ -31,6 +31,8 @@ const POPULATION = Number(process.env.BENCH_POPULATION ?? 100_000);
 const BATCHES = Number(process.env.BENCH_BATCHES ?? 200);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
 const RECORDS = 1000;
+const VALIDATIONS = Number(process.env.BENCH_VALIDATIONS ?? 2000);
+const VALIDATION_CONCURRENCY = Number(process.env.BENCH_VALIDATION_CONCURRENCY ?? 8);
 
 async function waitReady(url: string, child: ChildProcess, name: string): Promise<void> {
   for (let i = 0; i < 600; i++) {
@@ -69,7 +71,7 @@ async function main(): Promise<void> {
       database: { url: databaseUrl, schema: 'ca_signer', maxConnections: 4 },
       grpc: { host: '127.0.0.1', port: ports.signerGrpc, tls: tls(ids['ca-signer']) },
       hsm: { modulePath: token.modulePath, tokenLabel: token.label, pinFile, sessionPoolSize: 2, softhsmConfigFile: token.configPath },
-      allow: { IssueCertificate: [ids.ra.identity], GetIssuers: ['*'], SignCrl: [ids.ra.identity], SignOcspResponses: [ids.ra.identity], SignLiveOcspResponses: [ids.ra.identity], SignAuditCheckpoint: [ids.ra.identity], ListIssuances: [ids.ra.identity] },
+      allow: { IssueCertificate: [ids.ra.identity], GetIssuers: ['*'], SignCrl: [ids.ra.identity], SignOcspResponses: [ids.ra.identity], SignLiveOcspResponses: [ids.ra.identity], SignAuditCheckpoint: [ids.ra.identity], ListIssuances: [ids.ra.identity], SignValidationReceipt: [ids.ra.identity] },
       publication: { crlBaseUrl: 'http://crl.bench.test/crl', ocspUrl: 'http://ocsp.bench.test/', caIssuersUrl: 'http://bench.test/ca' },
       events: { transport: { type: 'postgres' }, producer: 'ca-signer' },
       auditConfirmation: { required: false },
@@ -81,6 +83,8 @@ async function main(): Promise<void> {
       const issuing = await createIssuing(ceremony.context, { generation: 'BENCH-G1', keySpec: { type: 'RSA', bits: 2048 }, certification: { by: 'root', rootKeyId: rootCa.keyId, validityYears: 20 } });
       if (issuing.by !== 'root') throw new Error('unexpected CSR result');
       await ceremony.context.pool.query(`UPDATE issuers SET active = true WHERE key_id = $1`, [issuing.keyId]);
+      // The key that signs the certificate validation API's receipts.
+      await createDelegatedSigner(ceremony.context, { issuerKeyId: issuing.keyId, purpose: 'VALIDATION_RECEIPT' });
     } finally {
       await ceremony.close();
     }
@@ -121,6 +125,8 @@ async function main(): Promise<void> {
     await waitReady(`http://127.0.0.1:${ports.raOps}`, ra, 'ra');
 
     const db = new pg.Pool({ connectionString: databaseUrl, options: '-c search_path=ra', max: 4 });
+    // A failure below stops PostgreSQL under idle pool clients: the failure is reported, not their disconnection.
+    db.on('error', () => undefined);
     await addPrincipal(db, { producer: 'ra.audit', clock: systemClock, operator: 'bench' }, { id: 'supervisor', kind: 'officer', role: 'supervisor', office: 'BENCH', certificate: readFileSync(officer.certFile) });
 
     console.log(`writing ${POPULATION} subscribers with a card each into ra's tables...`);
@@ -196,7 +202,7 @@ async function main(): Promise<void> {
     await officerAgent.close();
     const credential = system.credentials[0]!;
     const privateKey = readFileSync(agencyKey, 'utf8');
-    const agent = new Agent({ connections: CONCURRENCY, pipelining: 1, connect: { ca: readFileSync(ids.ra.caFile), cert: credential.certificate, key: privateKey, servername: 'localhost' } });
+    const agent = new Agent({ connections: Math.max(CONCURRENCY, VALIDATION_CONCURRENCY), pipelining: 1, connect: { ca: readFileSync(ids.ra.caFile), cert: credential.certificate, key: privateKey, servername: 'localhost' } });
 
     // Each batch: 70% matching pairs, 10% someone else's card, 10% unknown IDs, 10% with the birth date.
     let drawn = 0;
@@ -251,6 +257,48 @@ async function main(): Promise<void> {
       while (next < parallel.length) await call(parallel[next++]!);
     }));
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+
+    // The certificate validation API (decision 0034), same system, same connections: the system's
+    // own certificate, a real one from ca-signer in the registry. Every check runs (path to the
+    // root, registry status, the receipt signed in the HSM); the verdict is POLICY_MISMATCH, since
+    // the agencyClient profile asserts no citizen policy.
+    const validate = async (): Promise<number> => {
+      const started = process.hrtime.bigint();
+      const res = await fetch(`${base}/v1/certificate-validations`, { method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ certificates: [credential.certificate] }) });
+      const json = (await res.json()) as { result?: { verdict: string }; receipt?: { signature: string } };
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      if (res.status !== 200 || !json.receipt?.signature) throw new Error(`certificate validation: ${res.status} ${JSON.stringify(json).slice(0, 300)}`);
+      verdicts.add(json.result!.verdict);
+      return ms;
+    };
+    const verdicts = new Set<string>();
+    console.log(`certificate validation: warming up, then ${VALIDATIONS} validations, ${VALIDATION_CONCURRENCY} in flight...`);
+    for (let i = 0; i < 50; i++) await validate();
+    const validationMeter = new CpuMeter({ ra: ra.pid!, 'ca-signer': signer.pid! }, postmasterPid);
+    validationMeter.start();
+    const validationLatencies: number[] = [];
+    let done = 0;
+    const v0 = process.hrtime.bigint();
+    await Promise.all(Array.from({ length: VALIDATION_CONCURRENCY }, async () => {
+      while (done++ < VALIDATIONS) validationLatencies.push(await validate());
+    }));
+    const validationSeconds = Number(process.hrtime.bigint() - v0) / 1e9;
+    const validationCpu = validationMeter.stop(VALIDATIONS);
+    validationLatencies.sort((a, b) => a - b);
+    const validationResult = {
+      date: new Date().toISOString(),
+      cores: os.availableParallelism(),
+      load: os.loadavg(),
+      uptime: execFileSync('uptime', { encoding: 'utf8' }).trim(),
+      settings: { validations: VALIDATIONS, concurrency: VALIDATION_CONCURRENCY, verdicts: [...verdicts] },
+      validationsPerSecond: Number((VALIDATIONS / validationSeconds).toFixed(1)),
+      latencyMs: { p50: Number(percentile(validationLatencies, 50).toFixed(1)), p99: Number(percentile(validationLatencies, 99).toFixed(1)) },
+      cpuPerValidationUs: validationCpu.perOperationUs,
+    };
+    console.log(
+      `  ${validationResult.validationsPerSecond} validations/s (p50 ${validationResult.latencyMs.p50} ms, p99 ${validationResult.latencyMs.p99} ms); CPU µs per validation: ${Object.entries(validationCpu.perOperationUs).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+    );
+    writeFileSync(path.join(root, 'var', 'bench', 'certificate-validation-latest.json'), JSON.stringify(validationResult, null, 2) + '\n');
     await agent.close();
     await db.end();
 

@@ -226,7 +226,7 @@ async function main(): Promise<void> {
       database: { url: databaseUrl, schema: 'ca_signer', maxConnections: 10 },
       grpc: { host: '127.0.0.1', port: signerGrpcPort, tls: tls(ids['ca-signer']) },
       hsm: { modulePath: token.modulePath, tokenLabel: token.label, pinFile, sessionPoolSize: 2 * THREADS, softhsmConfigFile: token.configPath },
-      allow: { IssueCertificate: [ids.ocsp.identity], GetIssuers: ['*'], SignCrl: [ids.ocsp.identity], SignOcspResponses: [ids.ocsp.identity], SignLiveOcspResponses: [ids.ocsp.identity], SignAuditCheckpoint: [ids.ocsp.identity], ListIssuances: [ids.ocsp.identity] },
+      allow: { IssueCertificate: [ids.ocsp.identity], GetIssuers: ['*'], SignCrl: [ids.ocsp.identity], SignOcspResponses: [ids.ocsp.identity], SignLiveOcspResponses: [ids.ocsp.identity], SignAuditCheckpoint: [ids.ocsp.identity], ListIssuances: [ids.ocsp.identity], SignValidationReceipt: [ids.ocsp.identity] },
       publication: { crlBaseUrl: 'http://crl.bench.test/crl', ocspUrl: 'http://ocsp.bench.test/', caIssuersUrl: 'http://bench.test/ca' },
       events: { transport: { type: 'postgres' }, producer: 'ca-signer' },
     };

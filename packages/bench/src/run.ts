@@ -16,7 +16,7 @@ const BENCHMARKS: Array<{ script: string; measurements: string[] }> = [
   { script: 'ocsp-bench.js', measurements: ['OCSP'] },
   { script: 'logging-bench.js', measurements: ['logging'] },
   { script: 'migration-bench.js', measurements: ['migration'] },
-  { script: 'identity-bench.js', measurements: ['identity-confirmation'] },
+  { script: 'identity-bench.js', measurements: ['identity-confirmation', 'certificate-validation'] },
 ];
 
 const only = process.env.BENCH_ONLY?.split(',').map((s) => s.trim()).filter(Boolean);
@@ -31,6 +31,10 @@ for (const bench of BENCHMARKS) {
   const selected = only ? bench.measurements.filter((m) => only.includes(m)) : bench.measurements;
   if (selected.length === 0) continue;
   const result = spawnSync(process.execPath, [path.join(__dirname, bench.script)], { stdio: 'inherit', env: { ...process.env, BENCH_ONLY: selected.join(',') } });
-  if (result.status !== 0) failed = true;
+  if (result.status !== 0) {
+    failed = true;
+    // A benchmark killed from outside (a signal, the OOM killer) prints nothing itself.
+    console.error(`${bench.script} ${result.signal ? `was killed by ${result.signal}` : result.error ? `could not run: ${result.error.message}` : `exited with status ${result.status}`}`);
+  }
 }
 process.exit(failed ? 1 : 0);

@@ -172,7 +172,7 @@ async function main(): Promise<void> {
       database: { url: databaseUrl, schema: 'ca_signer', maxConnections: 10 },
       grpc: { host: '127.0.0.1', port: 0, tls: tls(ids['ca-signer']) },
       hsm: { modulePath: token.modulePath, tokenLabel: token.label, pinFile, sessionPoolSize: SESSIONS, softhsmConfigFile: token.configPath },
-      allow: { IssueCertificate: [ids.ra.identity], GetIssuers: ['*'], SignCrl: [ids.ra.identity], SignOcspResponses: [ids.ocsp.identity], SignLiveOcspResponses: [ids.ocsp.identity], SignAuditCheckpoint: [ids.ra.identity], ListIssuances: [ids.ra.identity] },
+      allow: { IssueCertificate: [ids.ra.identity], GetIssuers: ['*'], SignCrl: [ids.ra.identity], SignOcspResponses: [ids.ocsp.identity], SignLiveOcspResponses: [ids.ocsp.identity], SignAuditCheckpoint: [ids.ra.identity], ListIssuances: [ids.ra.identity], SignValidationReceipt: [ids.ra.identity] },
       publication: { crlBaseUrl: 'http://crl.bench.test/crl', ocspUrl: 'http://ocsp.bench.test/', caIssuersUrl: 'http://bench.test/ca' },
       events: { transport: { type: 'postgres' }, producer: 'ca-signer' },
       // No audit service runs here to confirm the signer's audit events: issuance must not stop.

@@ -23,6 +23,7 @@ export const GRPC_ALLOW_LISTS = {
     SignLiveOcspResponses: ['ocsp'],
     SignAuditCheckpoint: ['audit'],
     ListIssuances: ['ra'],
+    SignValidationReceipt: ['ra'],
   },
   /** pki.ra.v1.RaService: card-mgmt's counter operations (decision 0023); ocsp and crl rebuild their state. */
   ra: {

@@ -34,6 +34,9 @@ describe('gRPC server and client over mTLS', () => {
     signOcspResponses: async () => {
       throw new PkiError('FAILED_PRECONDITION', 'sign OCSP responses: not part of this test');
     },
+    signValidationReceipt: async () => {
+      throw new PkiError('FAILED_PRECONDITION', 'sign validation receipt: not part of this test');
+    },
     signLiveOcspResponses: async () => {
       throw new PkiError('FAILED_PRECONDITION', 'sign live OCSP responses: not part of this test');
     },
@@ -56,7 +59,7 @@ describe('gRPC server and client over mTLS', () => {
       return { tbsLength: BigInt(octets) };
     },
   };
-  const otherRpcs = { SignCrl: ['*'], SignOcspResponses: ['*'], SignLiveOcspResponses: ['*'], SignAuditCheckpoint: ['*'], ListIssuances: ['*'] };
+  const otherRpcs = { SignCrl: ['*'], SignOcspResponses: ['*'], SignLiveOcspResponses: ['*'], SignAuditCheckpoint: ['*'], ListIssuances: ['*'], SignValidationReceipt: ['*'] };
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'grpc-test-'));

@@ -1,5 +1,5 @@
 import { AsnConvert } from '@peculiar/asn1-schema';
-import { AuthorityKeyIdentifier, IssuingDistributionPoint, TBSCertList } from '@peculiar/asn1-x509';
+import { AuthorityKeyIdentifier, CertificateList, IssuingDistributionPoint, TBSCertList } from '@peculiar/asn1-x509';
 import { PkiError } from '@pki/kit';
 
 /**
@@ -57,4 +57,19 @@ export function decodeIssuingDistributionPointValue(value: Uint8Array): DecodedI
     onlyContainsCaCerts: idp.onlyContainsCACerts === true,
     unsupported: idp.indirectCRL === true || idp.onlySomeReasons !== undefined || idp.onlyContainsAttributeCerts === true,
   };
+}
+
+/**
+ * The serials (hex, lower case, as encoded) a small CRL lists, such as a root's authority
+ * revocation list over its CA certificates. Reads the whole list into memory: not for the
+ * citizen CRLs, which crl.ts streams.
+ */
+export function revokedSerialsOfCrl(der: Uint8Array, operation = 'read CRL'): string[] {
+  let list: CertificateList;
+  try {
+    list = AsnConvert.parse(der, CertificateList);
+  } catch (err) {
+    throw new PkiError('INVALID_ARGUMENT', `${operation}: not a DER CertificateList (${(err as Error).message})`, { cause: err });
+  }
+  return (list.tbsCertList.revokedCertificates ?? []).map((entry) => Buffer.from(entry.userCertificate).toString('hex'));
 }

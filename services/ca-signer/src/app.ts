@@ -14,6 +14,7 @@ import { CrlSigner } from './domain/crl-signing';
 import { recordMissingCrlPublication } from './domain/crl-publication';
 import { OcspSigner } from './domain/ocsp-signing';
 import { AuditCheckpointSigner } from './domain/audit-checkpoint';
+import { ValidationReceiptSigner } from './domain/validation-receipt';
 import { AuditConfirmationGate } from './domain/audit-gate';
 import { caSignerHandlers, type CaSignerDomain } from './grpc/ca-signer-service';
 
@@ -104,6 +105,7 @@ export async function startCaSigner(config: CaSignerConfig, deps: CaSignerDepend
     crls: new CrlSigner({ pool, registry, keyManager, clock, logger, producer }),
     ocsp: new OcspSigner({ pool, registry, keyManager, clock, logger, producer }),
     checkpoints: new AuditCheckpointSigner({ pool, registry, keyManager, clock, logger, producer }),
+    receipts: new ValidationReceiptSigner({ pool, registry, keyManager, clock, logger, producer }),
   };
   const issuers = registry.all();
   if (!issuers.some((i) => i.role === 'ISSUING' && i.active)) {

@@ -44,6 +44,7 @@ Steps:
   activate --issuer <key id>
   create-ocsp-responder --issuer <key id> [--key p-256|rsa-2048|...] [--validity-days N] [--cert-out <file.pem>]
   create-audit-signer --issuer <key id> [--key <spec>] [--validity-days N] [--cert-out <file.pem>]
+  create-validation-signer --issuer <key id> [--key <spec>] [--validity-days N] [--cert-out <file.pem>]
   sign-arl --root <root key id> [--validity-days 365]
             the root's authority revocation list over the CA certificates revoked under it
   revoke-issuing --issuer <key id> --reason ca-compromise|key-compromise|superseded|cessation-of-operation|affiliation-changed|unspecified
@@ -285,12 +286,13 @@ async function runStep(step: string, values: Values): Promise<void> {
       return;
     }
     case 'create-ocsp-responder':
-    case 'create-audit-signer': {
+    case 'create-audit-signer':
+    case 'create-validation-signer': {
       const issuerKeyId = need(values, 'issuer');
       const keySpec = values.key === undefined ? undefined : parseKeySpec(values.key, step);
       const validityDays = values['validity-days'] === undefined ? undefined : integer(values['validity-days'], 'validity-days');
       const subject = values.subject === undefined ? undefined : parseSubject(values.subject);
-      const purpose = step === 'create-ocsp-responder' ? 'OCSP_RESPONDER' : 'AUDIT_CHECKPOINT';
+      const purpose = step === 'create-ocsp-responder' ? 'OCSP_RESPONDER' : step === 'create-audit-signer' ? 'AUDIT_CHECKPOINT' : 'VALIDATION_RECEIPT';
       const result = await withCeremony(config, values, (ctx) => createDelegatedSigner(ctx, { issuerKeyId, purpose, keySpec, validityDays, subject }));
       await writePem(values['cert-out'], result.certificateDer, 'CERTIFICATE');
       console.log(JSON.stringify({ purpose, keyId: result.keyId, hsmKeyId: result.hsmKeyId, issuerKeyId: result.issuerKeyId, serial: result.serialHex }, null, 2));

@@ -48,6 +48,7 @@ export const caSignerConfigSchema = baseServiceConfig.extend({
     SignLiveOcspResponses: allowList,
     SignAuditCheckpoint: allowList,
     ListIssuances: allowList,
+    SignValidationReceipt: allowList,
     /** The streamed form of SignCrl (large CRLs); when not listed, the same callers as SignCrl. */
     SignCrlStream: allowList.optional(),
   }).transform((allow) => ({ ...allow, SignCrlStream: allow.SignCrlStream ?? allow.SignCrl })),

@@ -29,6 +29,7 @@ describe('ensureDevHierarchy', () => {
     expect(listing.delegatedSigners.map((d) => [d.purpose, d.issuerKeyId, d.active])).toEqual([
       ['OCSP_RESPONDER', issuingKeyId, true],
       ['AUDIT_CHECKPOINT', issuingKeyId, true],
+      ['VALIDATION_RECEIPT', issuingKeyId, true],
     ]);
 
     const chain = join(out, 'chain.pem');
@@ -44,6 +45,7 @@ describe('ensureDevHierarchy', () => {
       'ceremony.activate.result SUCCESS',
       'ceremony.create-ocsp-responder.result SUCCESS',
       'ceremony.create-audit-signer.result SUCCESS',
+      'ceremony.create-validation-signer.result SUCCESS',
       'ceremony.sign-arl.result SUCCESS',
     ]);
   });
@@ -62,6 +64,7 @@ describe('ensureDevHierarchy', () => {
     expect(rows).toEqual([
       { purpose: 'AUDIT_CHECKPOINT', n: 1, active: 1 },
       { purpose: 'OCSP_RESPONDER', n: 2, active: 1 },
+      { purpose: 'VALIDATION_RECEIPT', n: 1, active: 1 },
     ]);
   });
 });

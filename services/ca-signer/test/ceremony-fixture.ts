@@ -47,7 +47,7 @@ export async function createCeremonyFixture(name: string): Promise<CeremonyFixtu
     database: { url: databaseUrl, schema: 'ca_signer' },
     grpc: { host: '127.0.0.1', port: 0, tls: { caFile, certFile, keyFile } },
     hsm: { modulePath: token.modulePath, tokenLabel: token.label, pinFile: initialPinFile, sessionPoolSize: 1, softhsmConfigFile: token.configPath },
-    allow: { IssueCertificate: ['*'], GetIssuers: ['*'], SignCrl: ['*'], SignOcspResponses: ['*'], SignLiveOcspResponses: ['*'], SignAuditCheckpoint: ['*'], ListIssuances: ['*'] },
+    allow: { IssueCertificate: ['*'], GetIssuers: ['*'], SignCrl: ['*'], SignOcspResponses: ['*'], SignLiveOcspResponses: ['*'], SignAuditCheckpoint: ['*'], ListIssuances: ['*'], SignValidationReceipt: ['*'] },
     publication: { crlBaseUrl: 'http://crl.pki.test/crl', ocspUrl: 'http://ocsp.pki.test/', caIssuersUrl: 'http://pki.test/ca' },
     events: { transport: { type: 'postgres' }, producer: 'ca-signer', pollIntervalMs: 100 },
     // Off so that tests can also drive steps with the initial PIN file; the custody rule is

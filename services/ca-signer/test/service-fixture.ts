@@ -70,6 +70,7 @@ export async function startCaSignerFixture(
       SignLiveOcspResponses: [identities.ocsp.identity],
       SignAuditCheckpoint: [identities.audit.identity],
       ListIssuances: [identities.ra.identity],
+      SignValidationReceipt: [identities.ra.identity],
     },
     publication: { crlBaseUrl: 'http://crl.pki.test/crl', ocspUrl: 'http://ocsp.pki.test/', caIssuersUrl: 'http://pki.test/ca', ...(options.crlPartitions ? { crlPartitions: options.crlPartitions } : {}) },
     events: { transport: { type: 'postgres' }, producer: 'ca-signer', pollIntervalMs: 100 },

@@ -48,6 +48,7 @@ describe('a replacement that fails half-way', () => {
       },
       listIssuances: (token, size) => real.listIssuances(token, size),
       issuers: () => real.issuers(),
+      signValidationReceipt: (receipt) => real.signValidationReceipt(receipt),
     };
     await f.ra.restart({ signer: halfway });
 

@@ -21,6 +21,7 @@ import { GrpcCertificateSigner } from './adapters/grpc/ca-signer-client';
 import { NO_FAULTS, type CertificateSigner, type FaultPoints } from './ports/certificate-signer';
 import { RegistrationAuthority } from './domain/registration-authority';
 import { IssuerDirectory } from './domain/issuer-directory';
+import { CertificateValidator } from './domain/certificate-validation';
 import { DEFAULT_EXTENSION_POLICY } from './domain/lifecycle';
 import type { ApprovalOperation } from './domain/model';
 
@@ -47,6 +48,8 @@ export interface RunningRa {
   runtime: ServiceRuntime;
   ra: RegistrationAuthority;
   registry: PostgresRegistry;
+  /** The certificate validation API's logic (the route puts agency authentication in front). */
+  validator: CertificateValidator;
   httpUrl: string;
   grpcAddress: string;
   opsUrl: string;
@@ -88,11 +91,21 @@ async function start(config: RaConfig, deps: RaDependencies, runtime: ServiceRun
   const registryOptions = { pool, vault, clock, statusProducer: config.events.producer, auditProducer: config.events.auditProducer };
   const registry = new PostgresRegistry(registryOptions);
   const agencyStore = new PostgresAgencyStore(registryOptions);
+  const issuers = new IssuerDirectory(signer);
+  const receiptSigner = signer;
+  const validator = new CertificateValidator(
+    {
+      trust: () => issuers.trustMaterial(),
+      registered: (serialHex) => registry.reads.getCertificate(serialHex),
+      signReceipt: (receipt) => receiptSigner.signValidationReceipt(receipt),
+    },
+    { clock, acceptedPolicies: config.validation.acceptedPolicies },
+  );
   const ra = new RegistrationAuthority(
     {
       registry,
       signer,
-      issuers: new IssuerDirectory(signer),
+      issuers,
       vault,
       hasher,
       clock,
@@ -140,7 +153,7 @@ async function start(config: RaConfig, deps: RaDependencies, runtime: ServiceRun
     rateLimits: config.http.rateLimits,
     https: { cert: readFileSync(config.http.certFile), key: readFileSync(config.http.keyFile), ca: config.http.clientCaFiles.map((f) => readFileSync(f)) },
     bodyLimitBytes: config.http.bodyLimitBytes,
-    agency: { agencies: ra.agencies, identityConfirmation: ra.identityConfirmation, statistics: ra.statistics, identityPolicy: config.agency.identityConfirmation },
+    agency: { agencies: ra.agencies, identityConfirmation: ra.identityConfirmation, statistics: ra.statistics, identityPolicy: config.agency.identityConfirmation, validator },
   });
   instrumentHttp(http, runtime);
   await http.listen({ host: config.http.host, port: config.http.port });
@@ -162,7 +175,7 @@ async function start(config: RaConfig, deps: RaDependencies, runtime: ServiceRun
   if (deps.backgroundJobs !== false) startBackgroundJobs(config, runtime, registry, ra);
   const opsUrl = await runtime.startOps();
   logger.info({ httpUrl, grpcAddress, opsUrl }, 'ra started');
-  return { runtime, ra, registry, httpUrl, grpcAddress, opsUrl };
+  return { runtime, ra, registry, validator, httpUrl, grpcAddress, opsUrl };
 }
 
 /**

@@ -1,5 +1,8 @@
 import { databaseConfig, eventTransportConfig, grpcClientConfig, logConfig, opsConfig, secretFile, tlsIdentityConfig, z } from '@pki/kit';
 
+/** id-tw-gpki-certpolicy-class3Assurance, the policy of the citizen certificates. */
+const CLASS3_POLICY = '2.16.886.101.0.3.3';
+
 const identity = z.string().regex(/^(\*|spiffe:\/\/[a-z0-9.-]+\/[a-z0-9-]+)$/, "must be '*' or spiffe://<trust domain>/<service>");
 const allowList = z.array(identity).min(1);
 const key = z.strictObject({ id: z.string().regex(/^[A-Za-z0-9._-]{1,32}$/, 'must be 1-32 letters, digits, . _ -'), keyFile: secretFile });
@@ -106,6 +109,13 @@ export const raConfigSchema = z.strictObject({
       usageGroup: z.string().min(1).default('ra-usage'),
     })
     .default({ defaultRateLimitPerMinute: 600, identityConfirmation: { maxRecords: 1000, clockSkewSeconds: 300 }, usageGroup: 'ra-usage' }),
+  /**
+   * The certificate validation API: the end entity must assert one of these certificate policies
+   * (RFC 5280 §4.2.1.4 OIDs); by default the programme's class 3 assurance policy.
+   */
+  validation: z
+    .strictObject({ acceptedPolicies: z.array(z.string().regex(/^[0-2](\.(0|[1-9][0-9]*))+$/, 'a dotted OID')).min(1).default([CLASS3_POLICY]) })
+    .default({ acceptedPolicies: [CLASS3_POLICY] }),
   reconciliation: z
     .strictObject({
       intervalSeconds: z.number().int().min(1).default(60),

@@ -17,7 +17,7 @@ describe('the OpenAPI document', () => {
       expect({ path, method, has503: '503' in op.responses, has400: '400' in op.responses }).toEqual({ path, method, has503: true, has400: true });
       // Queries sent as POST: a search (the ID stays out of URLs), and identity confirmation, whose
       // signed nonce already makes every request unique (a replay is refused, decision 0026).
-      const reads = method === 'get' || path === '/v1/subscriber-searches' || path === '/v1/identity-confirmations';
+      const reads = method === 'get' || path === '/v1/subscriber-searches' || path === '/v1/identity-confirmations' || path === '/v1/certificate-validations';
       const key = op.parameters?.find((p) => p.in === 'header' && p.name === 'idempotency-key');
       expect({ path, idempotencyKeyRequired: key?.required === true }).toEqual({ path, idempotencyKeyRequired: !reads });
       const staff = !path.startsWith('/v1/public') && !path.startsWith('/v1/self-service');

@@ -24,6 +24,7 @@ it('on shutdown, finishes the issuance in flight, fails readiness first, then re
   const gate = new Promise<void>((r) => (release = r));
   const gated: CertificateSigner = {
     issuers: () => real.issuers(),
+    signValidationReceipt: (receipt) => real.signValidationReceipt(receipt),
     listIssuances: (t, s) => real.listIssuances(t, s),
     issue: async (request, deadline) => {
       reached();

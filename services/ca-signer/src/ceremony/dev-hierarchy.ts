@@ -62,7 +62,7 @@ export async function ensureDevHierarchy(
     if (!root || !issuing) throw new PkiError('FAILED_PRECONDITION', 'ceremony init-dev: the signer has CA records but no root or no active issuing CA');
 
     // Delegated signers exist only once this build has their profiles.
-    for (const purpose of ['OCSP_RESPONDER', 'AUDIT_CHECKPOINT'] as const satisfies readonly DelegatedPurpose[]) {
+    for (const purpose of ['OCSP_RESPONDER', 'AUDIT_CHECKPOINT', 'VALIDATION_RECEIPT'] as const satisfies readonly DelegatedPurpose[]) {
       if (delegatedSignerProfile(purpose) === undefined) continue;
       const { rows: signers } = await pool.query(`SELECT 1 FROM delegated_signers WHERE active AND purpose = $1 AND issuer_key_id = $2`, [purpose, issuing.key_id]);
       if (signers.length === 0) await createDelegatedSigner(context, { issuerKeyId: issuing.key_id, purpose });

@@ -63,7 +63,7 @@ export interface CeremonyContext {
   serials?: () => Buffer;
 }
 
-export type DelegatedPurpose = 'OCSP_RESPONDER' | 'AUDIT_CHECKPOINT';
+export type DelegatedPurpose = 'OCSP_RESPONDER' | 'AUDIT_CHECKPOINT' | 'VALIDATION_RECEIPT';
 
 const GENERATION = /^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$/;
 
@@ -374,8 +374,12 @@ export interface DelegatedSignerResult {
   certificateDer: Buffer;
 }
 
-const PROFILE_OF_PURPOSE: Record<DelegatedPurpose, string> = { OCSP_RESPONDER: 'ocspResponder', AUDIT_CHECKPOINT: 'auditCheckpointSigner' };
-const STEP_OF_PURPOSE: Record<DelegatedPurpose, string> = { OCSP_RESPONDER: 'create-ocsp-responder', AUDIT_CHECKPOINT: 'create-audit-signer' };
+const PROFILE_OF_PURPOSE: Record<DelegatedPurpose, string> = { OCSP_RESPONDER: 'ocspResponder', AUDIT_CHECKPOINT: 'auditCheckpointSigner', VALIDATION_RECEIPT: 'validationReceiptSigner' };
+const STEP_OF_PURPOSE: Record<DelegatedPurpose, string> = { OCSP_RESPONDER: 'create-ocsp-responder', AUDIT_CHECKPOINT: 'create-audit-signer', VALIDATION_RECEIPT: 'create-validation-signer' };
+const LABEL_OF_PURPOSE: Record<DelegatedPurpose, string> = { OCSP_RESPONDER: 'ocsp-responder', AUDIT_CHECKPOINT: 'audit-checkpoint', VALIDATION_RECEIPT: 'validation-receipt' };
+const NAME_OF_PURPOSE: Record<DelegatedPurpose, string> = { OCSP_RESPONDER: 'OCSP Responder', AUDIT_CHECKPOINT: 'Audit Checkpoint Signer', VALIDATION_RECEIPT: 'Validation Receipt Signer' };
+/** Purposes with one active key for the whole signer (relying parties verify with one key at a time), not one per issuer. */
+const SIGNER_WIDE: ReadonlySet<DelegatedPurpose> = new Set(['AUDIT_CHECKPOINT', 'VALIDATION_RECEIPT']);
 
 /** The certificate profile a delegated signer is issued under, if this build defines it. */
 export function delegatedSignerProfile(purpose: DelegatedPurpose): CertificateProfile | undefined {
@@ -407,7 +411,7 @@ export async function createDelegatedSigner(ctx: CeremonyContext, request: Creat
 
   return ctx.audit.step(step, intent, async (scope) => {
     const hsm = await ctx.hsm();
-    const label = `${request.purpose === 'OCSP_RESPONDER' ? 'ocsp-responder' : 'audit-checkpoint'}-${issuer.generation ?? issuer.keyId.slice(0, 8)}-${ctx.clock.now().toISOString().slice(0, 10)}`;
+    const label = `${LABEL_OF_PURPOSE[request.purpose]}-${issuer.generation ?? issuer.keyId.slice(0, 8)}-${ctx.clock.now().toISOString().slice(0, 10)}`;
     const key = await generateKey(ctx, hsm, scope, { label, spec: keySpec });
     const prepared = prepareCertificate(
       { clock: ctx.clock, serials },
@@ -428,8 +432,9 @@ export async function createDelegatedSigner(ctx: CeremonyContext, request: Creat
     const signerKeyId = parseCertificate(certificateDer, step).subjectKeyIdentifier?.toString('hex');
     if (signerKeyId === undefined) throw new PkiError('INTERNAL', `${step}: the profile produced a certificate without subjectKeyIdentifier`);
     await scope.complete({ ...certificateFacts(certificateDer), signerKeyId, serial: prepared.serialHex }, async (tx) => {
-      const scopeSql = request.purpose === 'AUDIT_CHECKPOINT' ? `purpose = $1` : `purpose = $1 AND issuer_key_id = $2`;
-      await tx.query(`UPDATE delegated_signers SET active = false WHERE active AND ${scopeSql}`, request.purpose === 'AUDIT_CHECKPOINT' ? [request.purpose] : [request.purpose, issuer.keyId]);
+      const signerWide = SIGNER_WIDE.has(request.purpose);
+      const scopeSql = signerWide ? `purpose = $1` : `purpose = $1 AND issuer_key_id = $2`;
+      await tx.query(`UPDATE delegated_signers SET active = false WHERE active AND ${scopeSql}`, signerWide ? [request.purpose] : [request.purpose, issuer.keyId]);
       await tx.query(
         `INSERT INTO delegated_signers (key_id, purpose, issuer_key_id, hsm_key_id, certificate_der, not_after, active) VALUES ($1, $2, $3, $4, $5, $6, true)`,
         [signerKeyId, request.purpose, issuer.keyId, key.keyId, certificateDer, prepared.notAfter],
@@ -752,7 +757,7 @@ function defaultKeySpec(profile: CertificateProfile, operation: string): CaKeySp
 function delegatedSubject(profile: CertificateProfile, issuer: StoredIssuer, purpose: DelegatedPurpose, operation: string): DistinguishedName {
   const available = parseName(issuer.certificate.subject);
   const used = new Set<number>();
-  const name = `${purpose === 'OCSP_RESPONDER' ? 'OCSP Responder' : 'Audit Checkpoint Signer'} ${issuer.generation ?? issuer.keyId.slice(0, 16)}`;
+  const name = `${NAME_OF_PURPOSE[purpose]} ${issuer.generation ?? issuer.keyId.slice(0, 16)}`;
   return profile.subject.map((rule): NameAttribute => {
     const index = available.findIndex((a, i) => !used.has(i) && a.type === rule.type);
     if (index >= 0 && rule.type !== 'CN') {

@@ -190,6 +190,18 @@ export const auditCheckpointSignerProfile: CertificateProfile = {
 };
 
 /**
+ * The key that signs certificate validation receipts: ra's validation API answers agencies with
+ * a signed statement (valid or not, why, status, times) that they keep as evidence. The same
+ * shape as the audit checkpoint key, for the same reason (long-lived evidence: nonRepudiation;
+ * id-kp-documentSigning so it is never taken for a TLS client), but a key of its own: a receipt
+ * and a checkpoint must never be interchangeable, and each key can be rotated on its own cycle.
+ */
+export const validationReceiptSignerProfile: CertificateProfile = {
+  ...auditCheckpointSignerProfile,
+  name: 'validationReceiptSigner',
+};
+
+/**
  * A registered agency application system calling the validation APIs (identity confirmation,
  * certificate validation): TLS client authentication, and the same key signs its request batches
  * (domain.md), which digitalSignature covers. Subject `C=TW, O=<agency>, OU=<system>, CN=<system
@@ -253,6 +265,7 @@ export const certificateProfiles = {
   citizenMobile: citizenMobileProfile,
   ocspResponder: ocspResponderProfile,
   auditCheckpointSigner: auditCheckpointSignerProfile,
+  validationReceiptSigner: validationReceiptSignerProfile,
   agencyClient: agencyClientProfile,
   serviceMtls: serviceMtlsProfile,
 } as const satisfies Record<string, CertificateProfile>;

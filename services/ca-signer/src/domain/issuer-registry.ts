@@ -18,7 +18,7 @@ export interface IssuerRecord {
   crlBaseUrl: string | null;
 }
 
-export type DelegatedPurpose = 'OCSP_RESPONDER' | 'AUDIT_CHECKPOINT';
+export type DelegatedPurpose = 'OCSP_RESPONDER' | 'AUDIT_CHECKPOINT' | 'VALIDATION_RECEIPT';
 
 export interface DelegatedSigner {
   keyId: string;
@@ -98,7 +98,7 @@ export class IssuerRegistry {
   delegated(operation: string, purpose: DelegatedPurpose, issuerKeyId?: string): DelegatedSigner {
     const signer = this.activeDelegated(purpose, issuerKeyId);
     if (signer) return signer;
-    const what = purpose === 'OCSP_RESPONDER' ? 'delegated OCSP responder' : 'audit checkpoint key';
+    const what = { OCSP_RESPONDER: 'delegated OCSP responder', AUDIT_CHECKPOINT: 'audit checkpoint key', VALIDATION_RECEIPT: 'validation receipt key' }[purpose];
     throw new PkiError('FAILED_PRECONDITION', `${operation}: no active ${what}${issuerKeyId ? ` for issuer ${issuerKeyId}` : ''} (run the key ceremony)`);
   }
 }

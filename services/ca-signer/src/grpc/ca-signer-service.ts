@@ -8,6 +8,7 @@ import type { Pool } from 'pg';
 import type { IssuerRegistry } from '../domain/issuer-registry';
 import type { OcspRequestItem, OcspSigner } from '../domain/ocsp-signing';
 import type { AuditCheckpointSigner } from '../domain/audit-checkpoint';
+import type { ValidationReceiptSigner } from '../domain/validation-receipt';
 import type { CrlHeader, CrlSigner } from '../domain/crl-signing';
 
 export interface CaSignerDomain {
@@ -17,6 +18,7 @@ export interface CaSignerDomain {
   crls: CrlSigner;
   ocsp: OcspSigner;
   checkpoints: AuditCheckpointSigner;
+  receipts: ValidationReceiptSigner;
 }
 
 const dateOf = (t: Timestamp | undefined): Date | undefined => (t ? timestampDate(t) : undefined);
@@ -167,6 +169,11 @@ export function caSignerHandlers(domain: CaSignerDomain): ServiceHandlers<typeof
         producerHeads: request.producerHeads.map((h) => ({ producer: h.producer, sequence: h.sequence })),
       });
       return { checkpoint: signed.checkpoint, signature: signed.signature, signerCertificate: signed.signerCertificateDer, signatureAlgorithm: signed.signatureAlgorithm };
+    },
+
+    signValidationReceipt: async (request, context) => {
+      const signed = await domain.receipts.sign({ caller: context.caller, receipt: request.receipt });
+      return { signature: signed.signature, signerCertificate: signed.signerCertificateDer, signatureAlgorithm: signed.signatureAlgorithm };
     },
   };
 }

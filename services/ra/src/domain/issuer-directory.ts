@@ -1,7 +1,8 @@
 import { X509Certificate } from 'node:crypto';
 import { PkiError } from '@pki/kit';
-import { toPem } from '@pki/x509';
+import { revokedSerialsOfCrl, toPem } from '@pki/x509';
 import type { CertificateSigner, IssuerGeneration } from '../ports/certificate-signer';
+import type { TrustMaterial } from './certificate-validation';
 
 export interface IssuerView {
   keyId: string;
@@ -22,6 +23,7 @@ export class IssuerDirectory {
   readonly #signer: Pick<CertificateSigner, 'issuers'>;
   readonly #ttlMs: number;
   #cache: Promise<Map<string, IssuerView>> | undefined;
+  #trust: Promise<TrustMaterial> | undefined;
   #loadedAt = 0;
 
   constructor(signer: Pick<CertificateSigner, 'issuers'>, ttlMs = 300_000) {
@@ -41,10 +43,33 @@ export class IssuerDirectory {
     return view.chainPem;
   }
 
+  /**
+   * What the certificate validation API trusts: the roots ca-signer reports (the anchors), every
+   * issuing generation (intermediates the caller need not send), and the CA certificates each
+   * root revoked (its ARL). Refreshed with the directory.
+   */
+  async trustMaterial(): Promise<TrustMaterial> {
+    await this.#load(false);
+    return this.#trust!;
+  }
+
   #load(refresh: boolean): Promise<Map<string, IssuerView>> {
     if (refresh || !this.#cache || Date.now() - this.#loadedAt > this.#ttlMs) {
       this.#loadedAt = Date.now();
-      const loading = this.#signer.issuers().then(({ issuers, chain }) => {
+      const fetched = this.#signer.issuers();
+      const trust = fetched.then(({ issuers, chain, roots }) => {
+        const revokedCaSerials = new Map<string, ReadonlySet<string>>();
+        for (const root of roots ?? []) {
+          if (root.authorityRevocationListDer) revokedCaSerials.set(root.keyId, new Set(revokedSerialsOfCrl(root.authorityRevocationListDer, 'read root ARL')));
+        }
+        // Only the roots are anchors: the chain above the generations, minus any that is itself issued.
+        const anchors = chain.filter((der) => {
+          const c = new X509Certificate(der);
+          return c.checkIssued(c);
+        });
+        return { roots: anchors, generations: issuers.map((i) => ({ keyId: i.keyId, certificateDer: i.certificateDer, active: i.active })), revokedCaSerials };
+      });
+      const loading = fetched.then(({ issuers, chain }) => {
         const roots = chain.map((der) => new X509Certificate(der));
         return new Map(
           issuers.map((i: IssuerGeneration) => {
@@ -61,7 +86,9 @@ export class IssuerDirectory {
       loading.catch(() => {
         if (this.#cache === loading) this.#cache = undefined;
       });
+      trust.catch(() => undefined);
       this.#cache = loading;
+      this.#trust = trust;
     }
     return this.#cache;
   }

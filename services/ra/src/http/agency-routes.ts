@@ -5,6 +5,8 @@ import { PkiError } from '@pki/kit';
 import type { AgencyPrincipal, AgencySystems } from '../domain/agency-systems';
 import { parseIdentityConfirmationRequest, type IdentityConfirmation, type IdentityConfirmationPolicy } from '../domain/identity-confirmation';
 import { toCsv, type Statistics } from '../domain/statistics';
+import { decodeSubmittedCertificate, MAX_SUBMITTED_CERTIFICATES, type CertificateValidator } from '../domain/certificate-validation';
+import { toPem } from '@pki/x509';
 import { decodeIdentityRequest, encodeIdentityError, encodeIdentityResult, encodingOf } from './identity-codec';
 import { COMMON_ERRORS, errors } from './schemas';
 import type { RouteFn } from './app';
@@ -14,6 +16,7 @@ export interface AgencyHttpDeps {
   identityConfirmation: IdentityConfirmation;
   statistics: Statistics;
   identityPolicy: IdentityConfirmationPolicy;
+  validator: CertificateValidator;
 }
 
 const STATIC = path.join(__dirname, '..', '..', 'static');
@@ -181,6 +184,55 @@ export function declareAgencyRoutes(app: FastifyInstance, route: RouteFn, deps: 
   route(
     { method: 'GET', url: '/v1/public/statistics/charts.js', access: 'public', permission: 'public.read', operation: 'chart page', summary: "The chart page's script", tags: ['open data'], response: { 200: { type: 'string' } } },
     async (_request, reply) => reply.type('text/javascript; charset=utf-8').headers(security).send(script),
+  );
+
+  // --- certificate validation (agency systems; decision 0034) ---------------------------------
+  // A query, not a change: no idempotency key; every call answers afresh and is metered.
+  route(
+    { method: 'POST', url: '/v1/certificate-validations', access: 'agency-system', permission: 'certificate.validate', operation: 'validate certificate',
+      summary: 'Validate a certificate now: RFC 5280 path to our roots across CA generations (issuer by key identifier), policy, status in the registry; the answer is signed by the validation receipt key, to keep as evidence',
+      tags: ['agencies'],
+      body: {
+        required: ['certificates'],
+        properties: {
+          certificates: { type: 'array', minItems: 1, maxItems: MAX_SUBMITTED_CERTIFICATES, items: { type: 'string', maxLength: 24_000 }, description: 'The certificate to validate first, then any intermediates the caller holds (PEM or base64 DER)' },
+          reference: { type: 'string', maxLength: 128, description: "The caller's own case reference, echoed in the signed receipt" },
+        },
+      },
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            result: { type: 'object', additionalProperties: true, description: 'valid, verdict (VALID, UNTRUSTED, INVALID_CHAIN, REVOKED, SUSPENDED, EXPIRED, NOT_YET_VALID, POLICY_MISMATCH, NOT_IN_REGISTRY), problems, certificate, generation, path, status, validatedAt' },
+            receipt: {
+              type: 'object',
+              properties: {
+                body: { type: 'string', description: 'base64 of the exact bytes signed: `result` as JSON' },
+                signature: { type: 'string', description: 'base64; openssl dgst -sha256 -verify <signer public key> -signature <sig> <body>' },
+                signatureAlgorithm: { type: 'string' },
+                signerCertificate: { type: 'string', description: 'PEM of the validation receipt key, certified by the CA' },
+              },
+              required: ['body', 'signature', 'signatureAlgorithm', 'signerCertificate'],
+            },
+          },
+          required: ['result', 'receipt'],
+        },
+      },
+    },
+    async (request) => {
+      const principal = request.principal as AgencyPrincipal;
+      const body = request.body as { certificates: string[]; reference?: string };
+      const answer = await deps.validator.validate({
+        certificates: body.certificates.map((text, i) => decodeSubmittedCertificate(text, i)),
+        ...(body.reference !== undefined ? { reference: body.reference } : {}),
+        requestedBy: principal.id,
+      });
+      await agencies.meter(principal.id, 'certificate-validation');
+      return {
+        result: answer.result,
+        receipt: { body: answer.receipt.toString('base64'), signature: answer.signature.toString('base64'), signatureAlgorithm: answer.signatureAlgorithm, signerCertificate: toPem(answer.signerCertificateDer, 'CERTIFICATE') },
+      };
+    },
   );
 
   // --- identity confirmation (agency systems) -------------------------------------------------

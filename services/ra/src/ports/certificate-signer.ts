@@ -44,8 +44,17 @@ export interface CertificateSigner {
   issue(request: IssueRequest, deadline?: Date): Promise<SignedCertificate>;
   /** ra's own issuances at ca-signer, oldest first. */
   listIssuances(pageToken: string, pageSize: number): Promise<{ issuances: IssuanceEntry[]; nextPageToken: string }>;
-  /** The issuing CA generations and the chain above them (root first). */
-  issuers(): Promise<{ issuers: IssuerGeneration[]; chain: Buffer[] }>;
+  /** The issuing CA generations and the chain above them (root first), with each root's ARL. */
+  issuers(): Promise<{ issuers: IssuerGeneration[]; chain: Buffer[]; roots?: RootCa[] }>;
+  /** Signs a certificate validation receipt with the validation receipt key. */
+  signValidationReceipt(receipt: Buffer): Promise<{ signature: Buffer; signerCertificateDer: Buffer; signatureAlgorithm: string }>;
+}
+
+export interface RootCa {
+  keyId: string;
+  certificateDer: Buffer;
+  /** The root's latest authority revocation list (DER), if a ceremony signed one. */
+  authorityRevocationListDer?: Buffer;
 }
 
 /** Named points of the issuance where tests kill the process (crash consistency); no-ops in production. */

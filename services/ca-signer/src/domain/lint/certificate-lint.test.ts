@@ -60,6 +60,7 @@ const REQUESTS: Record<CertificateProfileName, Omit<IssueCertificateRequest, 'is
   },
   ocspResponder: { subject: [{ type: 'C', value: 'TW' }, { type: 'O', value: '內政部' }, { type: 'CN', value: 'OCSP 1' }], publicKeySpki: p256, validity: { days: 30 } },
   auditCheckpointSigner: { subject: [{ type: 'C', value: 'TW' }, { type: 'O', value: '內政部' }, { type: 'CN', value: 'Audit' }], publicKeySpki: p256 },
+  validationReceiptSigner: { subject: [{ type: 'C', value: 'TW' }, { type: 'O', value: '內政部' }, { type: 'CN', value: 'Validation Receipts' }], publicKeySpki: p256 },
   agencyClient: {
     subject: [{ type: 'C', value: 'TW' }, { type: 'O', value: '財政部' }, { type: 'OU', value: '報稅' }, { type: 'CN', value: 'MOF-0001' }],
     publicKeySpki: rsa2048,

@@ -2,9 +2,9 @@ import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { PkiError } from '@pki/kit';
 import type { ServiceClient } from '@pki/grpc';
 import { caSignerV1 } from '@pki/proto';
-import type { CertificateSigner, IssuanceEntry, IssueRequest, SignedCertificate } from '../../ports/certificate-signer';
+import type { CertificateSigner, IssuanceEntry, IssueRequest, RootCa, SignedCertificate } from '../../ports/certificate-signer';
 
-export type CaSignerClient = Pick<ServiceClient<typeof caSignerV1.CaSignerService>, 'issueCertificate' | 'getIssuers' | 'listIssuances'>;
+export type CaSignerClient = Pick<ServiceClient<typeof caSignerV1.CaSignerService>, 'issueCertificate' | 'getIssuers' | 'listIssuances' | 'signValidationReceipt'>;
 
 /**
  * ca-signer over gRPC (mTLS, allow-listed for ra), in the domain's terms. Errors arrive as PkiError
@@ -58,12 +58,22 @@ export class GrpcCertificateSigner implements CertificateSigner {
     };
   }
 
-  async issuers(): Promise<{ issuers: Array<{ keyId: string; certificateDer: Buffer; active: boolean }>; chain: Buffer[] }> {
+  async issuers(): Promise<{ issuers: Array<{ keyId: string; certificateDer: Buffer; active: boolean }>; chain: Buffer[]; roots: RootCa[] }> {
     const response = await unavailableNamed(this.#client.getIssuers({}));
     return {
       issuers: response.issuers.map((i) => ({ keyId: i.keyId, certificateDer: Buffer.from(i.certificate), active: i.active })),
       chain: response.chain.map((c) => Buffer.from(c)),
+      roots: response.roots.map((r) => ({
+        keyId: r.keyId,
+        certificateDer: Buffer.from(r.certificate),
+        ...(r.authorityRevocationList.length > 0 ? { authorityRevocationListDer: Buffer.from(r.authorityRevocationList) } : {}),
+      })),
     };
+  }
+
+  async signValidationReceipt(receipt: Buffer): Promise<{ signature: Buffer; signerCertificateDer: Buffer; signatureAlgorithm: string }> {
+    const response = await unavailableNamed(this.#client.signValidationReceipt({ receipt }));
+    return { signature: Buffer.from(response.signature), signerCertificateDer: Buffer.from(response.signerCertificate), signatureAlgorithm: response.signatureAlgorithm };
   }
 }
 
