@@ -4,7 +4,7 @@ import { fromPem, parseCsr } from '@pki/x509';
 import type { AgencyCaller, AgencyCredentialRecord, AgencyStore, AgencyTx, ApplicationSystemRecord, SystemContact, SystemSector, UsageChannel } from '../ports/agency';
 import type { CertificateSigner, SignedCertificate } from '../ports/certificate-signer';
 import { authorize, type Principal } from './access';
-import { actorOf, changeCertificateStatus, idempotencyConflict, idempotencyScope, type Command } from './shared';
+import { actorOf, changeCertificateStatus, idempotencyConflict, idempotencyScope, runOnce, type Command } from './shared';
 import { deterministicId } from './issuance';
 
 export type AgencyPrincipal = Extract<Principal, { kind: 'agency-system' }>;
@@ -297,16 +297,8 @@ export class AgencySystems {
     return result;
   }
 
-  async #once<T>(command: Command, operation: string, work: (tx: AgencyTx) => Promise<T>): Promise<T> {
-    const scope = idempotencyScope(command.principal);
-    return this.#deps.store.transaction(async (tx) => {
-      const claim = await tx.claimIdempotency(scope, command.idempotencyKey, operation, command.fingerprint);
-      if (claim.kind === 'conflict') throw idempotencyConflict(operation, command.idempotencyKey, claim.operation);
-      if (claim.kind === 'done') return claim.result as T;
-      const result = await work(tx);
-      await tx.completeIdempotency(scope, command.idempotencyKey, result);
-      return result;
-    });
+  #once<T>(command: Command, operation: string, work: (tx: AgencyTx) => Promise<T>): Promise<T> {
+    return runOnce<T, AgencyTx>({ registry: this.#deps.store }, command, operation, work);
   }
 }
 

@@ -71,9 +71,16 @@ export function idempotencyScope(principal: Principal, subject?: string): string
 /**
  * Runs a single-transaction command once per idempotency key: a replay with the same request gets
  * the stored result, one with another request is refused, and a command that fails changes
- * nothing (its claim rolls back with it).
+ * nothing (its claim rolls back with it). Any store whose transactions are registry transactions
+ * (the agency store's are) serves as `registry`.
  */
-export async function runOnce<T>(deps: Pick<RaDeps, 'registry'>, command: Command, operation: string, work: (tx: RegistryTx) => Promise<T>, scopeSubject?: string): Promise<T> {
+export async function runOnce<T, Tx extends RegistryTx = RegistryTx>(
+  deps: { registry: { transaction<R>(work: (tx: Tx) => Promise<R>): Promise<R> } },
+  command: Command,
+  operation: string,
+  work: (tx: Tx) => Promise<T>,
+  scopeSubject?: string,
+): Promise<T> {
   const scope = idempotencyScope(command.principal, scopeSubject);
   return deps.registry.transaction(async (tx) => {
     const claim = await tx.claimIdempotency(scope, command.idempotencyKey, operation, command.fingerprint);
