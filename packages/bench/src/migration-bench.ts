@@ -86,7 +86,9 @@ async function main(): Promise<void> {
     generateSeconds = g.seconds;
   }
 
-  const pg = await startPostgres({ dir: path.join(benchDir, 'pg') });
+  // BENCH_MIGRATION_STATEMENTS=1: PostgreSQL's time per statement (pg_stat_statements) goes into the results.
+  const statements = process.env.BENCH_MIGRATION_STATEMENTS === '1';
+  const pg = await startPostgres({ dir: path.join(benchDir, 'pg'), settings: statements ? [`shared_preload_libraries = 'pg_stat_statements'`, 'pg_stat_statements.track = all'] : [] });
   try {
     const postmaster = Number(readFileSync(path.join(pg.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
     const raUrl = await createDatabase(pg.url, 'bench_migration_ra');
@@ -101,6 +103,7 @@ async function main(): Promise<void> {
       keys[name] = path.join(work, `${name}.key`);
       writeFileSync(keys[name], randomBytes(32).toString('base64'), { mode: 0o600 });
     }
+    if (statements) await ra.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
     const configFile = path.join(work, 'migration.json');
     writeFileSync(
       configFile,
@@ -125,6 +128,14 @@ async function main(): Promise<void> {
     const checked = await runCli(['check', '--export-id', `bench-${CERTIFICATES}`, '--config', configFile], () => [postmaster]);
     const check = JSON.parse(checked.stdout) as { ok: boolean; registry: { checked: number; mismatches: number }; maxRssMb: number };
     const { rows } = await ra.query(`SELECT count(*)::int AS n FROM outbox WHERE producer = 'ra' AND topic = 'pki.certificate-status.v1'`);
+    const topStatements = statements
+      ? (
+          await ra.query(
+            `SELECT round(total_exec_time / 1000) AS seconds, calls, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS query
+               FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15`,
+          )
+        ).rows
+      : undefined;
     await ra.end();
     await cm.end();
     const result = {
@@ -135,6 +146,7 @@ async function main(): Promise<void> {
       import: { seconds: Math.round(imported.seconds * 10) / 10, perSecond: Math.round(CERTIFICATES / imported.seconds), importerPeakMb: importResult.maxRssMb, importerCpuSeconds: importResult.cpuSeconds, postgresCpuSeconds: pgCpuSeconds, machineBusySeconds, phases: importResult.timings, treePeakPssMb: imported.treePeakMb, written: importResult.written, disagreements: importResult.disagreements },
       check: { seconds: Math.round(checked.seconds * 10) / 10, checkerPeakMb: check.maxRssMb, registry: check.registry, ok: check.ok },
       statusEventsInOutbox: rows[0].n,
+      ...(topStatements ? { topStatements } : {}),
       importAndReconcileSeconds: Math.round((imported.seconds + checked.seconds) * 10) / 10,
       targets: { seconds: 300, memoryMb: 500 },
       loadAverageBefore: uptimeBefore,

@@ -31,6 +31,8 @@ import type { Progress } from './progress';
 import { buildReport, type ReconciliationReport } from './report';
 import { type CertificateLine, CertificateBatchPreparer, type PreparedBatch } from './certificate-batch';
 import { StageWorkers } from './worker-pool';
+import { type PreparedSubscribers, SubscriberBatchPreparer, type SubscriberLine } from './subscriber-batch';
+import { uuidOf } from './uuid';
 
 /**
  * The importer. Three phases, each restartable:
@@ -91,6 +93,8 @@ export interface ImportResult {
 }
 
 const MAX_ERRORS = 50;
+/** Below every subscriber id (ids are name-based version 8 UUIDs, never nil): the first batch's lower bound. */
+const NIL_UUID = '00000000-0000-0000-0000-000000000000';
 const STAGING = 'legacy_import';
 
 interface Generation {
@@ -329,178 +333,169 @@ async function stage(client: PoolClient, targets: ImportTargets, options: Import
   // Batches of lines go to worker threads (one per core) for the CPU work; this thread reads,
   // inserts and keeps at most `DEPTH` batches in flight, so memory stays bounded.
   const issuerKeys = [...generations.values()].map((g) => ({ keyId: g.keyId, generation: g.generation, spki: Buffer.from(g.key.export({ format: 'der', type: 'spki' })) }));
-  const workers = targets.vaultKeys && StageWorkers.available() ? new StageWorkers(targets.vaultKeys, issuerKeys, exportId) : undefined;
-  const inline = new CertificateBatchPreparer(issuerKeys, targets.vault, exportId);
-  const DEPTH = 3;
-  const queue: Array<Promise<PreparedBatch>> = [];
-  let lines: CertificateLine[] = [];
-  const insertPrepared = async (prepared: PreparedBatch) => {
-    for (const e of prepared.errors) errors.add(e.location, e.problem);
-    const rows = prepared.rows;
-    const found: unknown[][] = prepared.duplicates.map((d) => [exportId, 'duplicate-certificate', d.serialHex, `certificates.txt:${d.line}`, `the same certificate as line ${d.firstLine}`, 'imported once']);
-    if (errors.list.length > 0) return; // nothing will be kept: spare the database
-    const inserted = await client.query(
-      `INSERT INTO ${STAGING}.certificates (export_id, serial_hex, generation, issuer_key_id, not_before, not_after, subject_serial, spki, der_sha256, sealed, pd_key_id, line)
-       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::bytea[], $9::bytea[], $10::bytea[], $11::text[], $12::int[])
-       ON CONFLICT DO NOTHING RETURNING serial_hex`,
-      Array.from({ length: 12 }, (_, c) => rows.map((r) => r[c])),
-    );
-    if (inserted.rowCount !== rows.length) {
-      // Serials staged by an earlier batch: the same certificate again is a duplicate, another certificate under the same serial is an error.
-      const fresh = new Set(inserted.rows.map((r: { serial_hex: string }) => r.serial_hex));
-      const again = rows.filter((r) => !fresh.has(r[1] as string));
-      const { rows: earlier } = await client.query(`SELECT serial_hex, der_sha256, line FROM ${STAGING}.certificates WHERE export_id = $1 AND serial_hex = ANY($2)`, [exportId, again.map((r) => r[1])]);
-      const known = new Map(earlier.map((r: { serial_hex: string; der_sha256: Buffer; line: number }) => [r.serial_hex, r]));
-      for (const r of again) {
-        const first = known.get(r[1] as string)!;
-        if ((first.der_sha256 as Buffer).equals(r[8] as Buffer)) found.push([exportId, 'duplicate-certificate', r[1], `certificates.txt:${r[11]}`, `the same certificate as line ${first.line}`, 'imported once']);
-        else errors.add(`certificates.txt:${r[11]}`, `serial ${r[1]} is also line ${first.line}, with another certificate`);
-      }
-    }
-    await disagree(found);
-  };
-  const dispatch = () => {
-    const batchLines = lines;
-    lines = [];
-    queue.push(workers ? workers.prepare(batchLines) : Promise.resolve().then(() => inline.prepare(batchLines)));
-  };
+  const workers = targets.vaultKeys && StageWorkers.available() ? new StageWorkers(targets.vaultKeys, issuerKeys, exportId, options.clock.now()) : undefined;
   try {
-    for await (const { line, fields } of hashed(certEntry, HEADERS.certificates)) {
-      progress?.tick();
-      lines.push({ line, serial: fields[0]!, b64: fields[1]! });
-      if (lines.length >= 2000) {
-        dispatch();
-        if (queue.length >= DEPTH) await insertPrepared(await queue.shift()!);
-        if (errors.full) break;
+    const inline = new CertificateBatchPreparer(issuerKeys, targets.vault, exportId);
+    const DEPTH = 3;
+    const queue: Array<Promise<PreparedBatch>> = [];
+    let lines: CertificateLine[] = [];
+    const insertPrepared = async (prepared: PreparedBatch) => {
+      for (const e of prepared.errors) errors.add(e.location, e.problem);
+      const rows = prepared.rows;
+      const found: unknown[][] = prepared.duplicates.map((d) => [exportId, 'duplicate-certificate', d.serialHex, `certificates.txt:${d.line}`, `the same certificate as line ${d.firstLine}`, 'imported once']);
+      if (errors.list.length > 0) return; // nothing will be kept: spare the database
+      const inserted = await client.query(
+        `INSERT INTO ${STAGING}.certificates (export_id, serial_hex, generation, issuer_key_id, not_before, not_after, subject_serial, spki, der_sha256, sealed, pd_key_id, line)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::bytea[], $9::bytea[], $10::bytea[], $11::text[], $12::int[])
+         ON CONFLICT DO NOTHING RETURNING serial_hex`,
+        Array.from({ length: 12 }, (_, c) => rows.map((r) => r[c])),
+      );
+      if (inserted.rowCount !== rows.length) {
+        // Serials staged by an earlier batch: the same certificate again is a duplicate, another certificate under the same serial is an error.
+        const fresh = new Set(inserted.rows.map((r: { serial_hex: string }) => r.serial_hex));
+        const again = rows.filter((r) => !fresh.has(r[1] as string));
+        const { rows: earlier } = await client.query(`SELECT serial_hex, der_sha256, line FROM ${STAGING}.certificates WHERE export_id = $1 AND serial_hex = ANY($2)`, [exportId, again.map((r) => r[1])]);
+        const known = new Map(earlier.map((r: { serial_hex: string; der_sha256: Buffer; line: number }) => [r.serial_hex, r]));
+        for (const r of again) {
+          const first = known.get(r[1] as string)!;
+          if ((first.der_sha256 as Buffer).equals(r[8] as Buffer)) found.push([exportId, 'duplicate-certificate', r[1], `certificates.txt:${r[11]}`, `the same certificate as line ${first.line}`, 'imported once']);
+          else errors.add(`certificates.txt:${r[11]}`, `serial ${r[1]} is also line ${first.line}, with another certificate`);
+        }
       }
+      await disagree(found);
+    };
+    const dispatch = () => {
+      const batchLines = lines;
+      lines = [];
+      queue.push(workers ? workers.prepare(batchLines) : Promise.resolve().then(() => inline.prepare(batchLines)));
+    };
+    try {
+      for await (const { line, fields } of hashed(certEntry, HEADERS.certificates)) {
+        progress?.tick();
+        lines.push({ line, serial: fields[0]!, b64: fields[1]! });
+        if (lines.length >= 2000) {
+          dispatch();
+          if (queue.length >= DEPTH) await insertPrepared(await queue.shift()!);
+          if (errors.full) break;
+        }
+      }
+      if (lines.length > 0) dispatch();
+      while (queue.length > 0) await insertPrepared(await queue.shift()!);
+    } finally {
+      await Promise.allSettled(queue);
     }
-    if (lines.length > 0) dispatch();
-    while (queue.length > 0) await insertPrepared(await queue.shift()!);
-  } finally {
-    await Promise.allSettled(queue);
-    await workers?.close();
-  }
 
-  // --- status table ---
-  let statusRows: unknown[][] = [];
-  const flushStatus = async () => {
-    const rows = statusRows;
-    statusRows = [];
-    // A serial twice: the later change wins (the table is a log the old system appended to).
-    const { rows: dup } = await client.query(
-      `WITH incoming AS (SELECT * FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::int[]) AS t(serial_hex, legacy_status, status_time, line)),
-            earlier AS (SELECT s.serial_hex, s.line FROM ${STAGING}.status s JOIN incoming i USING (serial_hex) WHERE s.export_id = $1)
-       SELECT i.serial_hex, i.line, e.line AS first_line FROM incoming i JOIN earlier e USING (serial_hex)`,
-      [exportId, ...Array.from({ length: 4 }, (_, c) => rows.map((r) => r[c]))],
-    );
-    await client.query(
-      `INSERT INTO ${STAGING}.status (export_id, serial_hex, legacy_status, status_time, line)
-       SELECT DISTINCT ON (serial_hex) $1, serial_hex, legacy_status, status_time, line FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::int[]) AS t(serial_hex, legacy_status, status_time, line)
-       ORDER BY serial_hex, status_time DESC, line DESC
-       ON CONFLICT (export_id, serial_hex) DO UPDATE SET legacy_status = excluded.legacy_status, status_time = excluded.status_time, line = excluded.line
-         WHERE (excluded.status_time, excluded.line) > (${STAGING}.status.status_time, ${STAGING}.status.line)`,
-      [exportId, ...Array.from({ length: 4 }, (_, c) => rows.map((r) => r[c]))],
-    );
-    await disagree(dup.map((d: { serial_hex: string; line: number; first_line: number }) => [exportId, 'duplicate-status', d.serial_hex, `status.tsv:${d.line}`, `also line ${d.first_line}`, 'the later status time wins']));
-  };
-  const batchSeen = new Map<string, number>();
-  for await (const { line, fields } of hashed(one('status'), HEADERS.status)) {
-    progress?.tick();
-    const [serial, status, time] = fields as [string, string, string];
-    const where = `status.tsv:${line}`;
-    if (!(LEGACY_STATUSES as readonly string[]).includes(status)) {
-      errors.add(where, `unknown status value '${status}' (expected one of ${LEGACY_STATUSES.join(', ')})`);
-      if (errors.full) break;
-      continue;
-    }
-    const at = parseLegacyTime(time);
-    if (!at) {
-      errors.add(where, `status_time '${time}' is not YYYY/MM/DD HH:MM:SS`);
-      continue;
-    }
-    if (!/^[0-9a-f]{1,40}$/.test(serial)) {
-      errors.add(where, 'serial must be lower-case hex');
-      continue;
-    }
-    const first = batchSeen.get(serial);
-    if (first !== undefined) {
-      // Within one batch the SQL below keeps the later row; the duplicate is reported here.
-      await disagree([[exportId, 'duplicate-status', serial, where, `also line ${first}`, 'the later status time wins']]);
-    }
-    batchSeen.set(serial, line);
-    statusRows.push([serial, status, at, line]);
-    if (statusRows.length >= 5000) {
-      await flushStatus();
-      batchSeen.clear();
-    }
-  }
-  if (!errors.full) await flushStatus();
-
-  // --- subscribers: personal data validated, then sealed with ra's keys before staging ---
-  const today = options.clock.now();
-  let subscriberRows: unknown[][] = [];
-  let idRows: unknown[][] = [];
-  const flushSubscribers = async () => {
-    const rows = subscriberRows;
-    const ids = idRows;
-    subscriberRows = [];
-    idRows = [];
-    if (rows.length === 0 && ids.length === 0) return;
-    const inserted = await client.query(
-      `INSERT INTO ${STAGING}.subscribers (export_id, subscriber_id, person_ref, lookup_key_id, national_id_lookup, pd_key_id, national_id_sealed, name_sealed, birth_date_sealed,
-         email_sealed, id_kind, gender, publication_consent, code_hash, office, location)
-       SELECT DISTINCT ON (subscriber_id) $1::text, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::bytea[], $8::bytea[], $9::bytea[], $10::bytea[], $11::text[], $12::text[],
-         $13::boolean[], $14::text[], $15::text[], $16::text[]) AS t(subscriber_id) ORDER BY subscriber_id
-       ON CONFLICT DO NOTHING RETURNING subscriber_id, location`,
-      [exportId, ...Array.from({ length: 15 }, (_, c) => rows.map((r) => r[c]))],
-    );
-    const kept = new Set(inserted.rows.map((r: { location: string }) => r.location));
-    const merged = rows.filter((r) => !kept.has(r[14] as string));
-    if (merged.length) {
-      const { rows: firsts } = await client.query(`SELECT subscriber_id, location FROM ${STAGING}.subscribers WHERE export_id = $1 AND subscriber_id = ANY($2::uuid[])`, [exportId, merged.map((r) => r[0])]);
-      const firstOf = new Map(firsts.map((f: { subscriber_id: string; location: string }) => [f.subscriber_id, f.location]));
-      await disagree(merged.map((r) => [exportId, 'duplicate-subscriber', r[1], r[14], `the same national ID as ${firstOf.get(r[0] as string)}`, 'merged into one subscriber; both legacy ids lead to it']));
-    }
-    const idInserted = await insertRows(client, 'subscriber_ids', [['export_id', 'text'], ['legacy_id', 'text'], ['subscriber_id', 'uuid']], ids);
-    if (idInserted !== ids.length) errors.add('subscribers', 'a legacy subscriber id is used twice');
-  };
-  for (const entry of entries('subscribers')) {
-    for await (const { line, fields } of hashed(entry, HEADERS.subscribers)) {
+    // --- status table ---
+    let statusRows: unknown[][] = [];
+    const flushStatus = async () => {
+      const rows = statusRows;
+      statusRows = [];
+      // A serial twice: the later change wins (the table is a log the old system appended to).
+      const { rows: dup } = await client.query(
+        `WITH incoming AS (SELECT * FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::int[]) AS t(serial_hex, legacy_status, status_time, line)),
+              earlier AS (SELECT s.serial_hex, s.line FROM ${STAGING}.status s JOIN incoming i USING (serial_hex) WHERE s.export_id = $1)
+         SELECT i.serial_hex, i.line, e.line AS first_line FROM incoming i JOIN earlier e USING (serial_hex)`,
+        [exportId, ...Array.from({ length: 4 }, (_, c) => rows.map((r) => r[c]))],
+      );
+      await client.query(
+        `INSERT INTO ${STAGING}.status (export_id, serial_hex, legacy_status, status_time, line)
+         SELECT DISTINCT ON (serial_hex) $1, serial_hex, legacy_status, status_time, line FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::int[]) AS t(serial_hex, legacy_status, status_time, line)
+         ORDER BY serial_hex, status_time DESC, line DESC
+         ON CONFLICT (export_id, serial_hex) DO UPDATE SET legacy_status = excluded.legacy_status, status_time = excluded.status_time, line = excluded.line
+           WHERE (excluded.status_time, excluded.line) > (${STAGING}.status.status_time, ${STAGING}.status.line)`,
+        [exportId, ...Array.from({ length: 4 }, (_, c) => rows.map((r) => r[c]))],
+      );
+      await disagree(dup.map((d: { serial_hex: string; line: number; first_line: number }) => [exportId, 'duplicate-status', d.serial_hex, `status.tsv:${d.line}`, `also line ${d.first_line}`, 'the later status time wins']));
+    };
+    const batchSeen = new Map<string, number>();
+    for await (const { line, fields } of hashed(one('status'), HEADERS.status)) {
       progress?.tick();
-      const where = `${entry.file}:${line}`;
-      const [legacyId, nationalIdText, nameText, birthText, emailText, algorithm, codeHash, consent, office] = fields as string[] as [string, string, string, string, string, string, string, string, string];
-      try {
-        const nationalId = parseNationalId(nationalIdText, where);
-        const personName = parseName(nameText, where);
-        const birthIso = parseRocDate(birthText);
-        if (!birthIso) throw new ExportError(where, 'birth_date must be a Minguo date yyy/mm/dd');
-        const birthDate = parseBirthDate(birthIso, where, today);
-        const email = emailText ? parseEmail(emailText, where) : undefined;
-        if (!(LEGACY_CODE_ALGORITHMS as readonly string[]).includes(algorithm)) throw new ExportError(where, `unknown code_algorithm '${algorithm}' (expected ${LEGACY_CODE_ALGORITHMS.join(' or ')})`);
-        const hash = /^([0-9a-f]{2,64}):([0-9a-f]{32,64})$/.exec(codeHash);
-        if (!hash) throw new ExportError(where, 'code_hash must be salt:digest in hex');
-        if (consent !== 'Y' && consent !== 'N') throw new ExportError(where, 'consent must be Y or N');
-        if (!/^[0-9A-Z-]{1,16}$/.test(office)) throw new ExportError(where, 'office must be an office code');
-        if (!/^[A-Za-z0-9-]{1,32}$/.test(legacyId)) throw new ExportError(where, 'subscriber_id must be 1-32 letters, digits or -');
-        const personRef = targets.vault.personReference(nationalId.value);
-        const subscriberId = uuidOf(`legacy-subscriber:${personRef}`);
-        const lookup = targets.vault.lookupHash(nationalId.value);
-        const seal = (field: 'nationalId' | 'name' | 'birthDate' | 'email', value: string) => targets.vault.seal(field, subscriberId, value).ciphertext;
-        subscriberRows.push([
-          subscriberId, personRef, lookup.keyId, lookup.hash, targets.vault.activeKeyId, seal('nationalId', nationalId.value), seal('name', personName), seal('birthDate', birthDate),
-          email ? seal('email', email) : null, nationalId.kind, nationalId.gender, consent === 'Y', `legacy-${algorithm.toLowerCase()}$${hash[1]}$${hash[2]}`, office, where,
-        ]);
-        idRows.push([exportId, legacyId, subscriberId]);
-      } catch (err) {
-        if (err instanceof ExportError) errors.add(err.location, err.problem);
-        else if (err instanceof Error) errors.add(where, err.message.startsWith(where) ? err.message.slice(where.length + 2) : err.message);
+      const [serial, status, time] = fields as [string, string, string];
+      const where = `status.tsv:${line}`;
+      if (!(LEGACY_STATUSES as readonly string[]).includes(status)) {
+        errors.add(where, `unknown status value '${status}' (expected one of ${LEGACY_STATUSES.join(', ')})`);
         if (errors.full) break;
         continue;
       }
-      if (subscriberRows.length >= 2000) await flushSubscribers();
+      const at = parseLegacyTime(time);
+      if (!at) {
+        errors.add(where, `status_time '${time}' is not YYYY/MM/DD HH:MM:SS`);
+        continue;
+      }
+      if (!/^[0-9a-f]{1,40}$/.test(serial)) {
+        errors.add(where, 'serial must be lower-case hex');
+        continue;
+      }
+      const first = batchSeen.get(serial);
+      if (first !== undefined) {
+        // Within one batch the SQL below keeps the later row; the duplicate is reported here.
+        await disagree([[exportId, 'duplicate-status', serial, where, `also line ${first}`, 'the later status time wins']]);
+      }
+      batchSeen.set(serial, line);
+      statusRows.push([serial, status, at, line]);
+      if (statusRows.length >= 5000) {
+        await flushStatus();
+        batchSeen.clear();
+      }
     }
+    if (!errors.full) await flushStatus();
+
+    // --- subscribers: personal data validated, then sealed with ra's keys before staging ---
+    // Like the certificates: batches sealed in the worker threads, inserted here in file order (so
+    // the first of two lines with one national ID is the one kept, as in a single-threaded run).
+    const inlineSubscribers = new SubscriberBatchPreparer(targets.vault, options.clock.now());
+    const insertSubscribers = async ({ rows, ids, errors: problems }: PreparedSubscribers) => {
+      for (const e of problems) errors.add(e.location, e.problem);
+      if (errors.list.length > 0 || rows.length === 0) return; // nothing will be kept: spare the database
+      const inserted = await client.query(
+        `INSERT INTO ${STAGING}.subscribers (export_id, subscriber_id, person_ref, lookup_key_id, national_id_lookup, pd_key_id, national_id_sealed, name_sealed, birth_date_sealed,
+           email_sealed, id_kind, gender, publication_consent, code_hash, office, location)
+         SELECT DISTINCT ON (subscriber_id) $1::text, subscriber_id, person_ref, lookup_key_id, national_id_lookup, pd_key_id, national_id_sealed, name_sealed, birth_date_sealed,
+           email_sealed, id_kind, gender, publication_consent, code_hash, office, location
+         FROM unnest($2::uuid[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::bytea[], $8::bytea[], $9::bytea[], $10::bytea[], $11::text[], $12::text[],
+           $13::boolean[], $14::text[], $15::text[], $16::text[]) WITH ORDINALITY AS t(subscriber_id, person_ref, lookup_key_id, national_id_lookup, pd_key_id, national_id_sealed,
+           name_sealed, birth_date_sealed, email_sealed, id_kind, gender, publication_consent, code_hash, office, location, n)
+         ORDER BY subscriber_id, n
+         ON CONFLICT DO NOTHING RETURNING subscriber_id, location`,
+        [exportId, ...Array.from({ length: 15 }, (_, c) => rows.map((r) => r[c]))],
+      );
+      const kept = new Set(inserted.rows.map((r: { location: string }) => r.location));
+      const merged = rows.filter((r) => !kept.has(r[14] as string));
+      if (merged.length) {
+        const { rows: firsts } = await client.query(`SELECT subscriber_id, location FROM ${STAGING}.subscribers WHERE export_id = $1 AND subscriber_id = ANY($2::uuid[])`, [exportId, merged.map((r) => r[0])]);
+        const firstOf = new Map(firsts.map((f: { subscriber_id: string; location: string }) => [f.subscriber_id, f.location]));
+        await disagree(merged.map((r) => [exportId, 'duplicate-subscriber', r[1], r[14], `the same national ID as ${firstOf.get(r[0] as string)}`, 'merged into one subscriber; both legacy ids lead to it']));
+      }
+      const idInserted = await insertRows(client, 'subscriber_ids', [['export_id', 'text'], ['legacy_id', 'text'], ['subscriber_id', 'uuid']], ids.map(([legacy, id]) => [exportId, legacy, id]));
+      if (idInserted !== ids.length) errors.add('subscribers', 'a legacy subscriber id is used twice');
+    };
+    const pendingSubscribers: Array<Promise<PreparedSubscribers>> = [];
+    let subscriberLines: SubscriberLine[] = [];
+    const dispatchSubscribers = () => {
+      const batch = subscriberLines;
+      subscriberLines = [];
+      pendingSubscribers.push(workers ? workers.prepareSubscribers(batch) : Promise.resolve().then(() => inlineSubscribers.prepare(batch)));
+    };
+    try {
+      reading: for (const entry of entries('subscribers')) {
+        for await (const { line, fields } of hashed(entry, HEADERS.subscribers)) {
+          progress?.tick();
+          subscriberLines.push({ where: `${entry.file}:${line}`, fields });
+          if (subscriberLines.length >= 2000) {
+            dispatchSubscribers();
+            if (pendingSubscribers.length >= DEPTH) await insertSubscribers(await pendingSubscribers.shift()!);
+            if (errors.full) break reading;
+          }
+        }
+      }
+      if (subscriberLines.length > 0 && !errors.full) dispatchSubscribers();
+      while (pendingSubscribers.length > 0) await insertSubscribers(await pendingSubscribers.shift()!);
+    } finally {
+      await Promise.allSettled(pendingSubscribers);
+    }
+  } finally {
+    await workers?.close();
   }
-  if (!errors.full) await flushSubscribers();
 
   // --- cards ---
   let cardRows: unknown[][] = [];
@@ -539,14 +534,7 @@ function readSubject(certificate: Buffer): Buffer {
   return certificate.subarray(subject.start, subject.end);
 }
 
-/** A name-based UUID (RFC 9562 version 8, SHA-256 of the name): the same person gets the same subscriber id on every run. */
-export function uuidOf(name: string): string {
-  const h = createHash('sha256').update(name).digest();
-  h[6] = (h[6]! & 0x0f) | 0x80;
-  h[8] = (h[8]! & 0x3f) | 0x80;
-  const x = h.toString('hex', 0, 16);
-  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
-}
+export { uuidOf };
 
 // --- phase 2: reconcile -------------------------------------------------------------------------
 
@@ -692,14 +680,16 @@ async function apply(targets: ImportTargets, options: ImportOptions, exportId: s
   while (stage === 'subscribers' && !stop()) {
     const more = await raBatch(async (tx) => {
       const { rows: inserted } = await tx.query(
-        `WITH batch AS (SELECT * FROM ${STAGING}.subscribers WHERE export_id = $1 AND subscriber_id::text > $2 ORDER BY subscriber_id::text LIMIT $3),
+        // Keyset over the primary key (export_id, subscriber_id): each batch reads its own rows only.
+        // (uuid order is the order of its hex text, so a checkpoint written as text still resumes.)
+        `WITH batch AS (SELECT * FROM ${STAGING}.subscribers WHERE export_id = $1 AND subscriber_id > $2::uuid ORDER BY subscriber_id LIMIT $3),
               ins AS (INSERT INTO subscribers (id, person_ref, lookup_key_id, national_id_lookup, pd_key_id, national_id_sealed, name_sealed, birth_date_sealed, email_sealed,
                         id_kind, gender, publication_consent, subscriber_code_hash, status, office, created_at)
                       SELECT subscriber_id, person_ref, lookup_key_id, national_id_lookup, pd_key_id, national_id_sealed, name_sealed, birth_date_sealed, email_sealed,
                         id_kind, gender, publication_consent, code_hash, 'ACTIVE', office, now() FROM batch
                       ON CONFLICT DO NOTHING RETURNING 1)
-         SELECT (SELECT max(subscriber_id::text) FROM batch) AS last, (SELECT count(*) FROM batch)::int AS n, (SELECT count(*) FROM ins)::int AS inserted`,
-        [exportId, position, batchSize],
+         SELECT (SELECT subscriber_id::text FROM batch ORDER BY subscriber_id DESC LIMIT 1) AS last, (SELECT count(*) FROM batch)::int AS n, (SELECT count(*) FROM ins)::int AS inserted`,
+        [exportId, position || NIL_UUID, batchSize],
       );
       const r = inserted[0] as { last: string | null; n: number; inserted: number };
       written.subscribers += r.inserted;

@@ -20,7 +20,7 @@ export function stderrProgress(stream: NodeJS.WriteStream = process.stderr, now:
     const rate = elapsed > 0 ? count / elapsed : 0;
     const left = rate > 0 && total > count ? (total - count) / rate : 0;
     const fraction = total > 0 ? Math.min(1, count / total) : 1;
-    const text = `${phase}: ${count.toLocaleString('en')}/${total.toLocaleString('en')} ${(fraction * 100).toFixed(1)}%  ${Math.round(rate).toLocaleString('en')}/s  ${final ? `done in ${formatSeconds(elapsed)}` : `${formatSeconds(left)} left`}`;
+    const text = `${phase}: ${count.toLocaleString('en')}/${total.toLocaleString('en')} ${(fraction * 100).toFixed(1)}%  ${Math.round(rate).toLocaleString('en')}/s  ${final ? `done in ${formatSeconds(elapsed)}` : `${formatSeconds(left)} left`}  ${memory()}`;
     if (tty) {
       const width = 24;
       const filled = Math.round(fraction * width);
@@ -52,6 +52,13 @@ export function stderrProgress(stream: NodeJS.WriteStream = process.stderr, now:
 }
 
 export const silentProgress: Progress = { start: () => undefined, tick: () => undefined, done: () => undefined };
+
+/** What the operator watches against the host's memory budget: the process (worker threads included) and this thread's heap. */
+function memory(): string {
+  const m = process.memoryUsage();
+  const mb = (n: number) => Math.round(n / 1048576);
+  return `rss ${mb(m.rss)} MB (heap ${mb(m.heapUsed)}/${mb(m.heapTotal)}, buffers ${mb(m.arrayBuffers)})`;
+}
 
 function formatSeconds(s: number): string {
   const m = Math.floor(s / 60);

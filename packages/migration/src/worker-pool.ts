@@ -4,29 +4,30 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { VaultKeys } from '@pki/ra';
 import type { CertificateLine, IssuerKey, PreparedBatch } from './certificate-batch';
+import type { PreparedSubscribers, SubscriberLine } from './subscriber-batch';
 
 /**
- * Spreads certificate batches over one worker thread per core. Only from the built package (the
+ * Spreads certificate and subscriber batches over one worker thread per core. Only from the built package (the
  * worker is JavaScript in dist/); elsewhere (tests run from sources) the importer prepares batches
  * in its own thread, with the same code.
  */
 export class StageWorkers {
   readonly #workers: Worker[];
-  readonly #pending = new Map<number, { resolve: (b: PreparedBatch) => void; reject: (e: Error) => void }>();
+  readonly #pending = new Map<number, { resolve: (b: never) => void; reject: (e: Error) => void }>();
   #next = 0;
 
   static available(): boolean {
     return __filename.endsWith('.js') && existsSync(join(__dirname, 'stage-worker.js'));
   }
 
-  constructor(keys: VaultKeys, issuers: IssuerKey[], exportId: string, count = Math.max(1, cpus().length)) {
+  constructor(keys: VaultKeys, issuers: IssuerKey[], exportId: string, today: Date, count = Math.max(1, cpus().length)) {
     this.#workers = Array.from({ length: count }, () => {
       // A batch is a few MB in and out: a small heap per worker keeps the importer under its memory budget.
-      const worker = new Worker(join(__dirname, 'stage-worker.js'), { workerData: { keys, issuers, exportId }, resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 16 } });
-      worker.on('message', (m: PreparedBatch & { id: number }) => {
+      const worker = new Worker(join(__dirname, 'stage-worker.js'), { workerData: { keys, issuers, exportId, today: today.toISOString() }, resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 16 } });
+      worker.on('message', (m: { id: number }) => {
         const p = this.#pending.get(m.id);
         this.#pending.delete(m.id);
-        p?.resolve(m);
+        p?.resolve(m as never);
       });
       worker.on('error', (err) => {
         for (const p of this.#pending.values()) p.reject(err);
@@ -37,11 +38,19 @@ export class StageWorkers {
   }
 
   prepare(lines: CertificateLine[]): Promise<PreparedBatch> {
+    return this.#send<PreparedBatch>('certificates', lines);
+  }
+
+  prepareSubscribers(lines: SubscriberLine[]): Promise<PreparedSubscribers> {
+    return this.#send<PreparedSubscribers>('subscribers', lines);
+  }
+
+  #send<T>(kind: 'certificates' | 'subscribers', lines: unknown[]): Promise<T> {
     const id = this.#next++;
     const worker = this.#workers[id % this.#workers.length]!;
-    return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
-      worker.postMessage({ id, lines });
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (b: never) => void, reject });
+      worker.postMessage({ id, kind, lines });
     });
   }
 

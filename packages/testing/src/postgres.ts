@@ -32,6 +32,8 @@ export interface StartPostgresOptions {
   port?: number;
   /** Upper bound for initdb + start. */
   startTimeoutMs?: number;
+  /** More postgresql.conf lines (benchmarks: e.g. shared_preload_libraries = 'pg_stat_statements'). */
+  settings?: string[];
 }
 
 const SUPERUSER = 'postgres';
@@ -73,6 +75,7 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
       'max_connections = 300',
       'shared_buffers = 128MB',
       `log_min_messages = warning`,
+      ...(options.settings ?? []),
     ];
     writeFileSync(join(dataDir, 'postgresql.auto.conf'), settings.join('\n') + '\n');
     account.own(join(dataDir, 'postgresql.auto.conf'));
