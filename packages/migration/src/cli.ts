@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { createPool } from '@pki/db';
 import { loadConfigFile, systemClock } from '@pki/kit';
 import { databaseUrl } from '@pki/outbox';
@@ -27,7 +28,7 @@ Exit codes: 0 done (check: equal), 1 usage or environment error, 2 the export wa
 with file and line; nothing imported), 3 stopped before the end (--max-batches), 4 check: not equal.
 `;
 
-async function main(argv: string[]): Promise<number> {
+async function main(argv: string[], tty = process.stderr.isTTY === true): Promise<number> {
   const [command, ...rest] = argv;
   const { values } = parseArgs({
     args: rest,
@@ -49,7 +50,7 @@ async function main(argv: string[]): Promise<number> {
     },
     strict: true,
   });
-  const progress = values.quiet ? silentProgress : stderrProgress();
+  const progress = values.quiet ? silentProgress : stderrProgress(process.stderr, Date.now, tty);
   switch (command) {
     case 'generate': {
       if (!values.out || !values.certificates) throw new UsageError('generate needs --out and --certificates');
@@ -84,6 +85,7 @@ async function main(argv: string[]): Promise<number> {
           clock: systemClock,
           progress,
           batchSize: config.batchSize,
+          lanes: config.lanes,
           ...(values['max-batches'] ? { maxBatches: Number(values['max-batches']) } : {}),
         });
         if (!result.ok) {
@@ -174,13 +176,38 @@ export async function closeTargets(targets: ImportTargets): Promise<void> {
   await Promise.all([targets.ra.end(), targets.cardMgmt.end(), targets.caSigner?.end()]);
 }
 
-if (require.main === module) {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (err: unknown) => {
-      process.stderr.write(`pki-migrate: ${err instanceof Error ? err.message : String(err)}\n`);
-      if (!(err instanceof UsageError)) process.stderr.write(`${err instanceof Error ? (err.stack ?? '') : ''}\n`);
-      process.exit(1);
-    },
+/**
+ * The import runs in a worker thread whose heap is bounded: V8 left to itself on a large host lets
+ * a long run's heap grow far past what it holds live (160 MB reserved for 30-80 MB used), and the
+ * importer has a memory budget (docs/benchmarks.md). The stage workers it starts have their own
+ * bounds (worker-pool.ts).
+ */
+const IMPORT_HEAP = { maxOldGenerationSizeMb: 160, maxYoungGenerationSizeMb: 16 };
+
+function fail(err: unknown): number {
+  process.stderr.write(`pki-migrate: ${err instanceof Error ? err.message : String(err)}\n`);
+  if (!(err instanceof UsageError)) process.stderr.write(`${err instanceof Error ? (err.stack ?? '') : ''}\n`);
+  return 1;
+}
+
+if (require.main === module && !isMainThread) {
+  // The import's thread: its exit code goes back to the process's main thread.
+  const { tty } = workerData as { tty: boolean };
+  main(process.argv.slice(2), tty).then(
+    (code) => parentPort!.postMessage(code),
+    (err: unknown) => parentPort!.postMessage(fail(err)),
   );
+} else if (require.main === module) {
+  const argv = process.argv.slice(2);
+  if (argv[0] === 'import' && __filename.endsWith('.js')) {
+    const worker = new Worker(__filename, { argv, workerData: { tty: process.stderr.isTTY === true }, resourceLimits: IMPORT_HEAP });
+    worker.on('message', (code: number) => (process.exitCode = code));
+    worker.on('error', (err) => (process.exitCode = fail(err)));
+    worker.on('exit', () => process.exit(process.exitCode ?? 1));
+  } else {
+    main(argv).then(
+      (code) => process.exit(code),
+      (err: unknown) => process.exit(fail(err)),
+    );
+  }
 }

@@ -28,6 +28,8 @@ export const migrationConfigSchema = z.strictObject({
   /** When set, the old generations must already be issuer generations in ca-signer (import-legacy at the ceremony). */
   caSigner: z.strictObject({ database: databaseConfig }).optional(),
   batchSize: z.number().int().min(100).max(50_000).default(5000),
+  /** Connections applying each of ra's stages side by side; about the database host's cores. */
+  lanes: z.number().int().min(1).max(8).default(2),
 });
 
 export type MigrationConfig = z.output<typeof migrationConfigSchema>;

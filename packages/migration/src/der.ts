@@ -204,19 +204,35 @@ export function readCertificate(der: Buffer): CertificateFields {
   };
 }
 
+export interface CrlEntry {
+  serialHex: string;
+  revocationDate: Date;
+  reasonCode: number | undefined;
+}
+
 export interface CrlFields {
   tbs: Buffer;
   signature: Buffer;
   issuer: Buffer;
   thisUpdate: Date;
   authorityKeyId: string | undefined;
-  entries: Array<{ serialHex: string; revocationDate: Date; reasonCode: number | undefined }>;
+  entries: CrlEntry[];
 }
 
 const OID_REASON = Buffer.from('551d15', 'hex');
 
-/** Reads a CertificateList (RFC 5280 §5.1) whole: the legacy CRLs hold up to a few hundred thousand entries. */
+/** Reads a CertificateList (RFC 5280 §5.1) whole, its entries in an array. */
 export function readCrl(der: Buffer): CrlFields {
+  const crl = readCrlLazily(der);
+  return { ...crl, entries: [...crl.entries] };
+}
+
+/**
+ * Reads a CertificateList (RFC 5280 §5.1) with its entries read one by one as they are iterated:
+ * the legacy CRLs hold up to a few hundred thousand entries, and the importer stages them in
+ * chunks without holding them all (nor an element per entry) at once.
+ */
+export function readCrlLazily(der: Buffer): Omit<CrlFields, 'entries'> & { entries: Iterable<CrlEntry> } {
   const outer = readElement(der, 0);
   if (outer.tag !== 0x30 || outer.end !== der.length) throw new DerError('not a single DER SEQUENCE');
   const [tbsE, , sigE] = children(der, outer);
@@ -227,25 +243,12 @@ export function readCrl(der: Buffer): CrlFields {
   const issuerE = fields[i++]!;
   const thisUpdateE = fields[i++]!;
   if (fields[i] && (fields[i]!.tag === 0x17 || fields[i]!.tag === 0x18)) i++;
-  const entries: CrlFields['entries'] = [];
+  let revoked: Element | undefined;
   let authorityKeyId: string | undefined;
   for (; i < fields.length; i++) {
     const f = fields[i]!;
     if (f.tag === 0x30) {
-      for (const entry of children(der, f)) {
-        const [serialE, dateE, extsE] = children(der, entry);
-        let reasonCode: number | undefined;
-        if (extsE) {
-          for (const ext of children(der, extsE)) {
-            const parts = children(der, ext);
-            if (der.compare(OID_REASON, 0, 3, parts[0]!.contentStart, parts[0]!.end) !== 0) continue;
-            const value = parts[parts.length - 1]!;
-            const enumerated = readElement(der, value.contentStart, value.end);
-            reasonCode = der[enumerated.contentStart];
-          }
-        }
-        entries.push({ serialHex: integerHex(der, serialE!), revocationDate: parseTime(der, dateE!), reasonCode });
-      }
+      revoked = f;
     } else if (f.tag === 0xa0) {
       for (const ext of children(der, children(der, f)[0]!)) {
         const parts = children(der, ext);
@@ -255,13 +258,33 @@ export function readCrl(der: Buffer): CrlFields {
       }
     }
   }
+  const list = revoked;
+  function* entries(): Generator<CrlEntry> {
+    if (!list) return;
+    for (let at = list.contentStart; at < list.end; ) {
+      const entry = readElement(der, at, list.end);
+      at = entry.end;
+      const [serialE, dateE, extsE] = children(der, entry);
+      let reasonCode: number | undefined;
+      if (extsE) {
+        for (const ext of children(der, extsE)) {
+          const parts = children(der, ext);
+          if (der.compare(OID_REASON, 0, 3, parts[0]!.contentStart, parts[0]!.end) !== 0) continue;
+          const value = parts[parts.length - 1]!;
+          const enumerated = readElement(der, value.contentStart, value.end);
+          reasonCode = der[enumerated.contentStart];
+        }
+      }
+      yield { serialHex: integerHex(der, serialE!), revocationDate: parseTime(der, dateE!), reasonCode };
+    }
+  }
   return {
     tbs: der.subarray(tbsE.start, tbsE.end),
     signature: der.subarray(sigE.contentStart + 1, sigE.end),
     issuer: der.subarray(issuerE.start, issuerE.end),
     thisUpdate: parseTime(der, thisUpdateE),
     authorityKeyId,
-    entries,
+    entries: { [Symbol.iterator]: entries },
   };
 }
 

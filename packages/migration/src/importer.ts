@@ -6,7 +6,7 @@ import { appendAuditEvents, AuditActorType, AuditOutcome } from '@pki/audit-even
 import type { Clock } from '@pki/kit';
 import { appendEvents } from '@pki/outbox';
 import { Topics } from '@pki/proto';
-import { encodeStatusChange, parseBirthDate, parseEmail, parseName, parseNationalId, type PersonalDataVault, type VaultKeys } from '@pki/ra';
+import { encodeStatusChange, type PersonalDataVault, type VaultKeys } from '@pki/ra';
 import * as der from './der';
 import {
   type CertificateStatus,
@@ -14,13 +14,11 @@ import {
   fileSha256,
   HEADERS,
   LEGACY_CARD_STATES,
-  LEGACY_CODE_ALGORITHMS,
   LEGACY_STATUSES,
   type LegacyStatus,
   type Manifest,
   type ManifestEntry,
   parseLegacyTime,
-  parseRocDate,
   type Reason,
   REASON_BY_CODE,
   readLines,
@@ -76,6 +74,8 @@ export interface ImportOptions {
   progress?: Progress;
   /** Stops after this many applied batches (operators: a partial run to watch; tests). */
   maxBatches?: number;
+  /** Connections that apply each of ra's stages side by side (default 2: one per core of a small database host). */
+  lanes?: number;
   /** The card centre's code for cards without a holder. */
   cardCentre?: string;
 }
@@ -138,7 +138,8 @@ export async function importLegacyExport(targets: ImportTargets, options: Import
     const client = await targets.ra.connect();
     try {
       await client.query('BEGIN');
-      await client.query('SET LOCAL statement_timeout = 0');
+      // One long transaction of set-based statements: no statement timeout, and room to sort in memory.
+      await client.query("SET LOCAL statement_timeout = 0; SET LOCAL work_mem = '64MB'");
       const errors = await stage(client, targets, options, m, manifestSha256);
       lap('validateAndStage');
       if (errors.length > 0) {
@@ -193,6 +194,8 @@ async function ensureStagingSchema(pool: Pool): Promise<void> {
       subject_serial text, spki bytea NOT NULL, der_sha256 bytea NOT NULL, sealed bytea NOT NULL, pd_key_id text NOT NULL, line integer NOT NULL, PRIMARY KEY (export_id, serial_hex));
     CREATE UNLOGGED TABLE IF NOT EXISTS ${STAGING}.status (
       export_id text NOT NULL, serial_hex text NOT NULL, legacy_status text NOT NULL, status_time timestamptz NOT NULL, line integer NOT NULL, PRIMARY KEY (export_id, serial_hex));
+    CREATE UNLOGGED TABLE IF NOT EXISTS ${STAGING}.status_lines (
+      export_id text NOT NULL, serial_hex text NOT NULL, legacy_status text NOT NULL, status_time timestamptz NOT NULL, line integer NOT NULL);
     CREATE UNLOGGED TABLE IF NOT EXISTS ${STAGING}.crl_entries (
       export_id text NOT NULL, serial_hex text NOT NULL, generation text NOT NULL, revocation_time timestamptz NOT NULL, reason_code smallint, PRIMARY KEY (export_id, serial_hex));
     CREATE UNLOGGED TABLE IF NOT EXISTS ${STAGING}.subscribers (
@@ -207,6 +210,9 @@ async function ensureStagingSchema(pool: Pool): Promise<void> {
     CREATE UNLOGGED TABLE IF NOT EXISTS ${STAGING}.final (
       export_id text NOT NULL, serial_hex text NOT NULL, status text NOT NULL, reason text, revocation_time timestamptz, card_number text, key_slot text NOT NULL,
       PRIMARY KEY (export_id, serial_hex));
+    CREATE TABLE IF NOT EXISTS ${STAGING}.lanes (
+      export_id text NOT NULL, stage text NOT NULL, lane integer NOT NULL, high text, position text NOT NULL, done boolean NOT NULL DEFAULT false,
+      batches integer NOT NULL DEFAULT 0, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (export_id, stage, lane));
     CREATE TABLE IF NOT EXISTS ${STAGING}.disagreements (
       export_id text NOT NULL, kind text NOT NULL, subject text NOT NULL, location text NOT NULL, detail text NOT NULL, rule text NOT NULL);
     CREATE INDEX IF NOT EXISTS disagreements_by_export ON ${STAGING}.disagreements (export_id, kind);
@@ -265,7 +271,7 @@ async function stage(client: PoolClient, targets: ImportTargets, options: Import
     if (hash.digest('hex') !== entry.sha256) throw new ExportError(entry.file, 'SHA-256 differs from the manifest (file altered)');
   };
 
-  for (const table of ['generations', 'certificates', 'status', 'crl_entries', 'subscribers', 'subscriber_ids', 'cards', 'final', 'disagreements']) {
+  for (const table of ['generations', 'certificates', 'status_lines', 'status', 'crl_entries', 'subscribers', 'subscriber_ids', 'cards', 'final', 'disagreements']) {
     await client.query(`DELETE FROM ${STAGING}.${table} WHERE export_id = $1`, [exportId]);
   }
   // A re-staged run keeps its apply checkpoint: batches already committed are skipped again.
@@ -300,9 +306,9 @@ async function stage(client: PoolClient, targets: ImportTargets, options: Import
     if (!keyId) throw new ExportError(caFile, 'no subjectKeyIdentifier: generations sharing one DN are told apart by it');
     const key = createPublicKey({ key: ca.spki, format: 'der', type: 'spki' });
     const crlDer = await binary(crlEntry);
-    let crl: der.CrlFields;
+    let crl: ReturnType<typeof der.readCrlLazily>;
     try {
-      crl = der.readCrl(crlDer);
+      crl = der.readCrlLazily(crlDer);
     } catch (err) {
       throw new ExportError(crlFile, `not a DER CRL (${(err as Error).message})`);
     }
@@ -314,16 +320,23 @@ async function stage(client: PoolClient, targets: ImportTargets, options: Import
     }
     generations.set(generation, { generation, keyId, key, certificateDer: caDer, crlThisUpdate: crl.thisUpdate, line });
     await client.query(`INSERT INTO ${STAGING}.generations (export_id, generation, key_id, crl_this_update, certificate_der) VALUES ($1, $2, $3, $4, $5)`, [exportId, generation, keyId, crl.thisUpdate, caDer]);
-    for (let i = 0; i < crl.entries.length; i += 10_000) {
-      const part = crl.entries.slice(i, i + 10_000);
-      const inserted = await insertRows(
-        client,
-        'crl_entries',
-        [['export_id', 'text'], ['serial_hex', 'text'], ['generation', 'text'], ['revocation_time', 'timestamptz'], ['reason_code', 'smallint']],
-        part.map((e) => [exportId, e.serialHex, generation, e.revocationDate, e.reasonCode ?? null]),
-      );
+    // The entries are read as they are staged, 10,000 at a time (a CRL may list hundreds of thousands).
+    let part: unknown[][] = [];
+    const flushEntries = async () => {
+      const inserted = await insertRows(client, 'crl_entries', [['export_id', 'text'], ['serial_hex', 'text'], ['generation', 'text'], ['revocation_time', 'timestamptz'], ['reason_code', 'smallint']], part);
       if (inserted !== part.length) throw new ExportError(crlFile, 'lists a serial twice, or a serial another generation\'s CRL lists');
+      part = [];
+    };
+    try {
+      for (const e of crl.entries) {
+        part.push([exportId, e.serialHex, generation, e.revocationDate, e.reasonCode ?? null]);
+        if (part.length >= 10_000) await flushEntries();
+      }
+    } catch (err) {
+      if (err instanceof der.DerError) throw new ExportError(crlFile, `not a DER CRL (${err.message})`);
+      throw err;
     }
+    await flushEntries();
   }
 
   // --- certificates: parse, verify against the old issuer, seal ---
@@ -386,28 +399,16 @@ async function stage(client: PoolClient, targets: ImportTargets, options: Import
     }
 
     // --- status table ---
+    // Every line is staged as it is (an append, no index), and the winners and the duplicates are
+    // picked once at the end, set-based: looking each batch up against everything staged before it
+    // was quadratic in the export's size.
     let statusRows: unknown[][] = [];
     const flushStatus = async () => {
       const rows = statusRows;
       statusRows = [];
-      // A serial twice: the later change wins (the table is a log the old system appended to).
-      const { rows: dup } = await client.query(
-        `WITH incoming AS (SELECT * FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::int[]) AS t(serial_hex, legacy_status, status_time, line)),
-              earlier AS (SELECT s.serial_hex, s.line FROM ${STAGING}.status s JOIN incoming i USING (serial_hex) WHERE s.export_id = $1)
-         SELECT i.serial_hex, i.line, e.line AS first_line FROM incoming i JOIN earlier e USING (serial_hex)`,
-        [exportId, ...Array.from({ length: 4 }, (_, c) => rows.map((r) => r[c]))],
-      );
-      await client.query(
-        `INSERT INTO ${STAGING}.status (export_id, serial_hex, legacy_status, status_time, line)
-         SELECT DISTINCT ON (serial_hex) $1, serial_hex, legacy_status, status_time, line FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::int[]) AS t(serial_hex, legacy_status, status_time, line)
-         ORDER BY serial_hex, status_time DESC, line DESC
-         ON CONFLICT (export_id, serial_hex) DO UPDATE SET legacy_status = excluded.legacy_status, status_time = excluded.status_time, line = excluded.line
-           WHERE (excluded.status_time, excluded.line) > (${STAGING}.status.status_time, ${STAGING}.status.line)`,
-        [exportId, ...Array.from({ length: 4 }, (_, c) => rows.map((r) => r[c]))],
-      );
-      await disagree(dup.map((d: { serial_hex: string; line: number; first_line: number }) => [exportId, 'duplicate-status', d.serial_hex, `status.tsv:${d.line}`, `also line ${d.first_line}`, 'the later status time wins']));
+      if (errors.list.length > 0) return; // nothing will be kept: spare the database
+      await insertRows(client, 'status_lines', [['export_id', 'text'], ['serial_hex', 'text'], ['legacy_status', 'text'], ['status_time', 'timestamptz'], ['line', 'int']], rows, '');
     };
-    const batchSeen = new Map<string, number>();
     for await (const { line, fields } of hashed(one('status'), HEADERS.status)) {
       progress?.tick();
       const [serial, status, time] = fields as [string, string, string];
@@ -426,19 +427,27 @@ async function stage(client: PoolClient, targets: ImportTargets, options: Import
         errors.add(where, 'serial must be lower-case hex');
         continue;
       }
-      const first = batchSeen.get(serial);
-      if (first !== undefined) {
-        // Within one batch the SQL below keeps the later row; the duplicate is reported here.
-        await disagree([[exportId, 'duplicate-status', serial, where, `also line ${first}`, 'the later status time wins']]);
-      }
-      batchSeen.set(serial, line);
-      statusRows.push([serial, status, at, line]);
-      if (statusRows.length >= 5000) {
-        await flushStatus();
-        batchSeen.clear();
-      }
+      statusRows.push([exportId, serial, status, at, line]);
+      if (statusRows.length >= 5000) await flushStatus();
     }
     if (!errors.full) await flushStatus();
+    if (errors.list.length === 0) {
+      // A serial twice: the later change wins (the table is a log the old system appended to);
+      // every later line of a serial is reported against its first line.
+      await client.query(
+        `INSERT INTO ${STAGING}.status (export_id, serial_hex, legacy_status, status_time, line)
+         SELECT DISTINCT ON (serial_hex) export_id, serial_hex, legacy_status, status_time, line FROM ${STAGING}.status_lines WHERE export_id = $1
+         ORDER BY serial_hex, status_time DESC, line DESC`,
+        [exportId],
+      );
+      await client.query(
+        `INSERT INTO ${STAGING}.disagreements (export_id, kind, subject, location, detail, rule)
+         SELECT export_id, 'duplicate-status', serial_hex, 'status.tsv:' || line, 'also line ' || first_line, 'the later status time wins'
+           FROM (SELECT export_id, serial_hex, line, min(line) OVER (PARTITION BY serial_hex) AS first_line FROM ${STAGING}.status_lines WHERE export_id = $1) l
+          WHERE line <> first_line`,
+        [exportId],
+      );
+    }
 
     // --- subscribers: personal data validated, then sealed with ra's keys before staging ---
     // Like the certificates: batches sealed in the worker threads, inserted here in file order (so
@@ -575,6 +584,7 @@ async function reconcile(client: PoolClient, exportId: string): Promise<void> {
                ORDER BY serial_hex, card_number) k ON k.serial_hex = c.serial_hex
     LEFT JOIN ${STAGING}.subscriber_ids si ON si.export_id = c.export_id AND si.legacy_id = k.legacy_subscriber_id
     WHERE c.export_id = $1`);
+  await client.query(`ANALYZE ${STAGING}.final`);
   await q(`
     INSERT INTO ${STAGING}.disagreements (export_id, kind, subject, location, detail, rule)
     SELECT c.export_id, 'status-vs-crl', c.serial_hex, 'status.tsv:' || s.line,
@@ -596,11 +606,11 @@ async function reconcile(client: PoolClient, exportId: string): Promise<void> {
   await q(`
     INSERT INTO ${STAGING}.disagreements (export_id, kind, subject, location, detail, rule)
     SELECT s.export_id, 'status-without-certificate', s.serial_hex, 'status.tsv:' || s.line, 'no such certificate in the export', 'ignored'
-    FROM ${STAGING}.status s WHERE s.export_id = $1 AND NOT EXISTS (SELECT 1 FROM ${STAGING}.certificates c WHERE c.export_id = s.export_id AND c.serial_hex = s.serial_hex)`);
+    FROM ${STAGING}.status s WHERE s.export_id = $1 AND NOT EXISTS (SELECT 1 FROM ${STAGING}.final c WHERE c.export_id = s.export_id AND c.serial_hex = s.serial_hex)`);
   await q(`
     INSERT INTO ${STAGING}.disagreements (export_id, kind, subject, location, detail, rule)
     SELECT e.export_id, 'crl-entry-without-certificate', e.serial_hex, 'crl/' || e.generation || '.crl', 'listed on the CRL, absent from the certificates', 'reported; cannot be answered for without the certificate'
-    FROM ${STAGING}.crl_entries e WHERE e.export_id = $1 AND NOT EXISTS (SELECT 1 FROM ${STAGING}.certificates c WHERE c.export_id = e.export_id AND c.serial_hex = e.serial_hex)`);
+    FROM ${STAGING}.crl_entries e WHERE e.export_id = $1 AND NOT EXISTS (SELECT 1 FROM ${STAGING}.final c WHERE c.export_id = e.export_id AND c.serial_hex = e.serial_hex)`);
   await q(`
     INSERT INTO ${STAGING}.disagreements (export_id, kind, subject, location, detail, rule)
     SELECT k.export_id, 'missing-subscriber', k.card_number, 'cards.tsv:' || k.line, 'subscriber ' || k.legacy_subscriber_id || ' is not in the subscriber files',
@@ -609,9 +619,15 @@ async function reconcile(client: PoolClient, exportId: string): Promise<void> {
   await q(`
     INSERT INTO ${STAGING}.disagreements (export_id, kind, subject, location, detail, rule)
     SELECT k.export_id, 'card-certificate-missing', k.card_number, 'cards.tsv:' || k.line, 'a certificate of the card is not in the export', 'card not imported'
-    FROM ${STAGING}.cards k WHERE k.export_id = $1 AND (
-      NOT EXISTS (SELECT 1 FROM ${STAGING}.certificates c WHERE c.export_id = k.export_id AND c.serial_hex = k.sign_serial) OR
-      NOT EXISTS (SELECT 1 FROM ${STAGING}.certificates c WHERE c.export_id = k.export_id AND c.serial_hex = k.keyx_serial))`);
+    FROM ${STAGING}.cards k
+    LEFT JOIN ${STAGING}.final s ON s.export_id = k.export_id AND s.serial_hex = k.sign_serial
+    LEFT JOIN ${STAGING}.final x ON x.export_id = k.export_id AND x.serial_hex = k.keyx_serial
+    WHERE k.export_id = $1 AND (s.serial_hex IS NULL OR x.serial_hex IS NULL)`);
+  // Such a card is not imported: its certificate that is there goes in without the card link.
+  await q(`
+    UPDATE ${STAGING}.final f SET card_number = NULL
+      FROM ${STAGING}.disagreements d
+     WHERE d.export_id = $1 AND d.kind = 'card-certificate-missing' AND f.export_id = $1 AND f.card_number = d.subject`);
 }
 
 // --- preflight: the generations must exist in ca-signer -------------------------------------------
@@ -633,14 +649,35 @@ async function checkIssuersInCaSigner(targets: ImportTargets, exportId: string):
 
 type Stage = 'subscribers' | 'ra-cards' | 'certificates' | 'card-mgmt' | 'done';
 
+/** What one batch of a stage did: the last key it covered (undefined: its lane is finished). */
+interface BatchResult {
+  last: string | undefined;
+  rows: number;
+  audit: Record<string, string>;
+}
+
+/**
+ * One of ra's apply stages: its keyset (the staging table's primary key after export_id) and the
+ * batch that writes the rows with keys in (position, high] into ra.
+ */
+interface RaStage {
+  name: 'subscribers' | 'ra-cards' | 'certificates';
+  next: Stage;
+  table: string;
+  key: string;
+  type: 'uuid' | 'text';
+  count: number;
+  batch(tx: PoolClient, position: string, high: string | null): Promise<BatchResult>;
+}
+
 async function apply(targets: ImportTargets, options: ImportOptions, exportId: string, written: ImportResult['written']): Promise<boolean> {
   const batchSize = options.batchSize ?? 5000;
+  const lanes = Math.max(1, options.lanes ?? 2);
   const actor = { type: AuditActorType.SERVICE, id: `migration:${exportId}` };
   let applied = 0;
   const stop = () => options.maxBatches !== undefined && applied >= options.maxBatches;
-  const { rows } = await targets.ra.query(`SELECT stage, position FROM ${STAGING}.runs WHERE export_id = $1`, [exportId]);
+  const { rows } = await targets.ra.query(`SELECT stage FROM ${STAGING}.runs WHERE export_id = $1`, [exportId]);
   let stage = rows[0]!.stage as Stage;
-  let position = rows[0]!.position as string;
   const counts = await targets.ra.query(
     `SELECT (SELECT count(*) FROM ${STAGING}.subscribers WHERE export_id = $1)::int AS s, (SELECT count(*) FROM ${STAGING}.cards WHERE export_id = $1)::int AS k, (SELECT count(*) FROM ${STAGING}.certificates WHERE export_id = $1)::int AS c`,
     [exportId],
@@ -648,138 +685,176 @@ async function apply(targets: ImportTargets, options: ImportOptions, exportId: s
   const c0 = counts.rows[0] as { s: number; k: number; c: number };
   options.progress?.start('import', c0.s + 2 * c0.k + c0.c);
 
-  const raBatch = async (work: (tx: PoolClient) => Promise<{ last: string | undefined; rows: number; audit: Record<string, string> }>, next: Stage): Promise<boolean> => {
-    const client = await targets.ra.connect();
-    try {
-      await client.query('BEGIN');
-      // A batch lost in a crash after COMMIT returned is simply applied again on resume (its
-      // checkpoint went with it), so the importer need not wait for each WAL flush.
-      await client.query('SET LOCAL statement_timeout = 0; SET LOCAL synchronous_commit = off');
-      const result = await work(client);
-      if (result.last === undefined) {
-        stage = next;
-        position = '';
-      } else {
-        position = result.last;
-        await appendAuditEvents(client, { producer: targets.auditProducer, clock: options.clock }, [
-          { action: 'migration.import', outcome: AuditOutcome.SUCCESS, actor, objects: [{ type: 'export', id: exportId }], attributes: { stage, ...result.audit } },
-        ]);
-      }
-      await client.query(`UPDATE ${STAGING}.runs SET stage = $2, position = $3, batches = batches + 1, phase = 'APPLYING', updated_at = now() WHERE export_id = $1`, [exportId, stage, position]);
-      await client.query('COMMIT');
-      options.progress?.tick(result.rows);
-      return result.last !== undefined;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
+  const stages: RaStage[] = [
+    {
+      name: 'subscribers', next: 'ra-cards', table: 'subscribers', key: 'subscriber_id', type: 'uuid', count: c0.s,
+      async batch(tx, position, high) {
+        const { rows: inserted } = await tx.query(
+          `WITH batch AS (SELECT * FROM ${STAGING}.subscribers WHERE export_id = $1 AND subscriber_id > $2::uuid AND ($4::uuid IS NULL OR subscriber_id <= $4::uuid) ORDER BY subscriber_id LIMIT $3),
+                ins AS (INSERT INTO subscribers (id, person_ref, lookup_key_id, national_id_lookup, pd_key_id, national_id_sealed, name_sealed, birth_date_sealed, email_sealed,
+                          id_kind, gender, publication_consent, subscriber_code_hash, status, office, created_at)
+                        SELECT subscriber_id, person_ref, lookup_key_id, national_id_lookup, pd_key_id, national_id_sealed, name_sealed, birth_date_sealed, email_sealed,
+                          id_kind, gender, publication_consent, code_hash, 'ACTIVE', office, now() FROM batch
+                        ON CONFLICT DO NOTHING RETURNING 1)
+           SELECT (SELECT subscriber_id::text FROM batch ORDER BY subscriber_id DESC LIMIT 1) AS last, (SELECT count(*) FROM batch)::int AS n, (SELECT count(*) FROM ins)::int AS inserted`,
+          [exportId, position || NIL_UUID, batchSize, high],
+        );
+        const r = inserted[0] as { last: string | null; n: number; inserted: number };
+        written.subscribers += r.inserted;
+        return { last: r.last ?? undefined, rows: r.n, audit: { subscribers: String(r.inserted) } };
+      },
+    },
+    {
+      name: 'ra-cards', next: 'certificates', table: 'cards', key: 'card_number', type: 'text', count: c0.k,
+      async batch(tx, position, high) {
+        const { rows: inserted } = await tx.query(
+          `WITH batch AS (
+             SELECT k.*, si.subscriber_id, sc.spki AS sign_spki, xc.spki AS keyx_spki, sc.subject_serial, sc.not_after,
+                    sf.status AS sign_status, xf.status AS keyx_status
+               FROM ${STAGING}.cards k
+               JOIN ${STAGING}.subscriber_ids si ON si.export_id = k.export_id AND si.legacy_id = k.legacy_subscriber_id
+               JOIN ${STAGING}.certificates sc ON sc.export_id = k.export_id AND sc.serial_hex = k.sign_serial
+               JOIN ${STAGING}.certificates xc ON xc.export_id = k.export_id AND xc.serial_hex = k.keyx_serial
+               JOIN ${STAGING}.final sf ON sf.export_id = k.export_id AND sf.serial_hex = k.sign_serial
+               JOIN ${STAGING}.final xf ON xf.export_id = k.export_id AND xf.serial_hex = k.keyx_serial
+              WHERE k.export_id = $1 AND k.card_number > $2 AND ($4::text IS NULL OR k.card_number <= $4) ORDER BY k.card_number LIMIT $3),
+           ins AS (
+             INSERT INTO cards (card_number, subscriber_id, subject_serial, status, office, activated_at, extended, signing_spki, encryption_spki, signing_spki_sha256, encryption_spki_sha256,
+               keys_created_at, original_not_after, created_at)
+             SELECT card_number, subscriber_id, coalesce(subject_serial, 'L' || card_number),
+               CASE WHEN sign_status = 'REVOKED' AND keyx_status = 'REVOKED' THEN 'REVOKED' WHEN 'SUSPENDED' IN (sign_status, keyx_status) THEN 'SUSPENDED' ELSE 'ACTIVE' END,
+               office, issued_at, false, sign_spki, keyx_spki, sha256(sign_spki), sha256(keyx_spki), issued_at, not_after, issued_at FROM batch
+             ON CONFLICT DO NOTHING RETURNING 1)
+           SELECT (SELECT max(card_number) FROM batch) AS last, (SELECT count(*) FROM batch)::int AS n, (SELECT count(*) FROM ins)::int AS inserted`,
+          [exportId, position, batchSize, high],
+        );
+        const r = inserted[0] as { last: string | null; n: number; inserted: number };
+        written.raCards += r.inserted;
+        return { last: r.last ?? undefined, rows: r.n, audit: { cards: String(r.inserted) } };
+      },
+    },
+    {
+      name: 'certificates', next: 'card-mgmt', table: 'certificates', key: 'serial_hex', type: 'text', count: c0.c,
+      async batch(tx, position, high) {
+        // final.card_number is set only for a card that ra-cards imported (reconcile clears the others).
+        const { rows: inserted } = await tx.query(
+          `WITH batch AS (
+             SELECT c.serial_hex, c.issuer_key_id, c.not_before, c.not_after, c.sealed, c.pd_key_id, f.status, f.reason, f.revocation_time, f.key_slot, f.card_number
+               FROM ${STAGING}.certificates c JOIN ${STAGING}.final f ON f.export_id = c.export_id AND f.serial_hex = c.serial_hex
+              WHERE c.export_id = $1 AND c.serial_hex > $2 AND ($5::text IS NULL OR c.serial_hex <= $5) ORDER BY c.serial_hex LIMIT $3),
+           ins AS (
+             INSERT INTO certificates (serial_hex, issuer_key_id, profile, status, not_before, not_after, certificate_sealed, pd_key_id, card_number, key_slot, reason, revocation_time, created_at, updated_at)
+             SELECT serial_hex, issuer_key_id, CASE key_slot WHEN 'KEYX' THEN 'citizen-encryption' ELSE 'citizen-signing' END, status, not_before, not_after, sealed, pd_key_id, card_number, key_slot,
+               reason, revocation_time, not_before, now() FROM batch
+             ON CONFLICT DO NOTHING RETURNING serial_hex, issuer_key_id, profile, status, not_before, not_after, reason, revocation_time),
+           history AS (
+             INSERT INTO certificate_status_history (serial_hex, status, reason, revocation_time, changed_at, changed_by)
+             SELECT serial_hex, 'VALID', NULL, NULL, not_before, 'legacy-issuance' FROM ins
+             UNION ALL
+             SELECT serial_hex, status, reason, revocation_time, revocation_time, 'legacy:' || $4 FROM ins WHERE status <> 'VALID')
+           SELECT (SELECT max(serial_hex) FROM batch) AS last, (SELECT count(*) FROM batch)::int AS n, (SELECT coalesce(json_agg(ins), '[]') FROM ins) AS inserted`,
+          [exportId, position, batchSize, exportId, high],
+        );
+        const r = inserted[0] as { last: string | null; n: number; inserted: Array<{ serial_hex: string; issuer_key_id: string; profile: string; status: CertificateStatus; not_before: string; not_after: string; reason: Reason | null; revocation_time: string | null }> };
+        const now = options.clock.now();
+        // One status event per certificate imported: ocsp and crl learn the old certificates as they learn new ones.
+        await appendEvents(
+          tx,
+          r.inserted.map((c) => ({
+            producer: targets.statusProducer,
+            topic: Topics.certificateStatus,
+            key: c.serial_hex,
+            payload: encodeStatusChange({
+              serialHex: c.serial_hex,
+              issuerKeyId: c.issuer_key_id,
+              status: c.status,
+              changedAt: c.revocation_time ? new Date(c.revocation_time) : now,
+              notBefore: new Date(c.not_before),
+              notAfter: new Date(c.not_after),
+              ...(c.revocation_time ? { revocationTime: new Date(c.revocation_time) } : {}),
+              ...(c.reason ? { reason: c.reason } : {}),
+              profile: c.profile,
+            }),
+          })),
+        );
+        written.certificates += r.inserted.length;
+        written.events += r.inserted.length;
+        return { last: r.last ?? undefined, rows: r.n, audit: { certificates: String(r.inserted.length), statusEvents: String(r.inserted.length) } };
+      },
+    },
+  ];
+
+  /**
+   * A stage's keys split into `lanes` ranges of about equal size, each applied by its own
+   * connection (so PostgreSQL works on both cores), each with its own checkpoint: a lane killed
+   * mid-way resumes after its last committed batch. The ranges are fixed the first time the stage
+   * starts and reused on resume.
+   */
+  const lanesOf = async (s: RaStage): Promise<Array<{ lane: number; high: string | null; position: string; done: boolean }>> => {
+    const existing = await targets.ra.query(`SELECT lane, high, position, done FROM ${STAGING}.lanes WHERE export_id = $1 AND stage = $2 ORDER BY lane`, [exportId, s.name]);
+    if (existing.rows.length > 0) return existing.rows;
+    const bounds: string[] = [];
+    for (let i = 1; i < lanes && s.count > lanes * batchSize; i++) {
+      const { rows: b } = await targets.ra.query(`SELECT ${s.key}::text AS k FROM ${STAGING}.${s.table} WHERE export_id = $1 ORDER BY ${s.key} OFFSET $2 LIMIT 1`, [exportId, Math.floor((s.count * i) / lanes)]);
+      if (b[0] && b[0].k !== bounds[bounds.length - 1]) bounds.push(b[0].k as string);
     }
+    const planned = [...bounds, null].map((high, lane) => ({ lane, high, position: lane === 0 ? '' : bounds[lane - 1]!, done: false }));
+    for (const l of planned) {
+      await targets.ra.query(`INSERT INTO ${STAGING}.lanes (export_id, stage, lane, high, position) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, [exportId, s.name, l.lane, l.high, l.position]);
+    }
+    return planned;
   };
 
-  while (stage === 'subscribers' && !stop()) {
-    const more = await raBatch(async (tx) => {
-      const { rows: inserted } = await tx.query(
-        // Keyset over the primary key (export_id, subscriber_id): each batch reads its own rows only.
-        // (uuid order is the order of its hex text, so a checkpoint written as text still resumes.)
-        `WITH batch AS (SELECT * FROM ${STAGING}.subscribers WHERE export_id = $1 AND subscriber_id > $2::uuid ORDER BY subscriber_id LIMIT $3),
-              ins AS (INSERT INTO subscribers (id, person_ref, lookup_key_id, national_id_lookup, pd_key_id, national_id_sealed, name_sealed, birth_date_sealed, email_sealed,
-                        id_kind, gender, publication_consent, subscriber_code_hash, status, office, created_at)
-                      SELECT subscriber_id, person_ref, lookup_key_id, national_id_lookup, pd_key_id, national_id_sealed, name_sealed, birth_date_sealed, email_sealed,
-                        id_kind, gender, publication_consent, code_hash, 'ACTIVE', office, now() FROM batch
-                      ON CONFLICT DO NOTHING RETURNING 1)
-         SELECT (SELECT subscriber_id::text FROM batch ORDER BY subscriber_id DESC LIMIT 1) AS last, (SELECT count(*) FROM batch)::int AS n, (SELECT count(*) FROM ins)::int AS inserted`,
-        [exportId, position || NIL_UUID, batchSize],
-      );
-      const r = inserted[0] as { last: string | null; n: number; inserted: number };
-      written.subscribers += r.inserted;
-      return { last: r.last ?? undefined, rows: r.n, audit: { subscribers: String(r.inserted) } };
-    }, 'ra-cards');
-    if (more) applied++;
-  }
+  const runLane = async (s: RaStage, lane: { lane: number; high: string | null; position: string }): Promise<boolean> => {
+    let position = lane.position;
+    while (!stop()) {
+      applied++;
+      const client = await targets.ra.connect();
+      let result: BatchResult;
+      try {
+        await client.query('BEGIN');
+        // A batch lost in a crash after COMMIT returned is simply applied again on resume (its
+        // checkpoint went with it), so the importer need not wait for each WAL flush.
+        await client.query('SET LOCAL statement_timeout = 0; SET LOCAL synchronous_commit = off');
+        result = await s.batch(client, position, lane.high);
+        if (result.last !== undefined) {
+          await appendAuditEvents(client, { producer: targets.auditProducer, clock: options.clock }, [
+            { action: 'migration.import', outcome: AuditOutcome.SUCCESS, actor, objects: [{ type: 'export', id: exportId }], attributes: { stage: s.name, lane: String(lane.lane), ...result.audit } },
+          ]);
+        }
+        await client.query(`UPDATE ${STAGING}.lanes SET position = coalesce($4, position), done = $4 IS NULL, batches = batches + 1, updated_at = now() WHERE export_id = $1 AND stage = $2 AND lane = $3`, [
+          exportId, s.name, lane.lane, result.last ?? null,
+        ]);
+        await client.query('COMMIT');
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      } finally {
+        client.release();
+      }
+      options.progress?.tick(result.rows);
+      if (result.last === undefined) return true;
+      position = result.last;
+    }
+    return false;
+  };
 
-  while (stage === 'ra-cards' && !stop()) {
-    const more = await raBatch(async (tx) => {
-      const { rows: inserted } = await tx.query(
-        `WITH batch AS (
-           SELECT k.*, si.subscriber_id, sc.spki AS sign_spki, xc.spki AS keyx_spki, sc.subject_serial, sc.not_after,
-                  sf.status AS sign_status, xf.status AS keyx_status
-             FROM ${STAGING}.cards k
-             JOIN ${STAGING}.subscriber_ids si ON si.export_id = k.export_id AND si.legacy_id = k.legacy_subscriber_id
-             JOIN ${STAGING}.certificates sc ON sc.export_id = k.export_id AND sc.serial_hex = k.sign_serial
-             JOIN ${STAGING}.certificates xc ON xc.export_id = k.export_id AND xc.serial_hex = k.keyx_serial
-             JOIN ${STAGING}.final sf ON sf.export_id = k.export_id AND sf.serial_hex = k.sign_serial
-             JOIN ${STAGING}.final xf ON xf.export_id = k.export_id AND xf.serial_hex = k.keyx_serial
-            WHERE k.export_id = $1 AND k.card_number > $2 ORDER BY k.card_number LIMIT $3),
-         ins AS (
-           INSERT INTO cards (card_number, subscriber_id, subject_serial, status, office, activated_at, extended, signing_spki, encryption_spki, signing_spki_sha256, encryption_spki_sha256,
-             keys_created_at, original_not_after, created_at)
-           SELECT card_number, subscriber_id, coalesce(subject_serial, 'L' || card_number),
-             CASE WHEN sign_status = 'REVOKED' AND keyx_status = 'REVOKED' THEN 'REVOKED' WHEN 'SUSPENDED' IN (sign_status, keyx_status) THEN 'SUSPENDED' ELSE 'ACTIVE' END,
-             office, issued_at, false, sign_spki, keyx_spki, sha256(sign_spki), sha256(keyx_spki), issued_at, not_after, issued_at FROM batch
-           ON CONFLICT DO NOTHING RETURNING 1)
-         SELECT (SELECT max(card_number) FROM batch) AS last, (SELECT count(*) FROM batch)::int AS n, (SELECT count(*) FROM ins)::int AS inserted`,
-        [exportId, position, batchSize],
-      );
-      const r = inserted[0] as { last: string | null; n: number; inserted: number };
-      written.raCards += r.inserted;
-      return { last: r.last ?? undefined, rows: r.n, audit: { cards: String(r.inserted) } };
-    }, 'certificates');
-    if (more) applied++;
-  }
+  const raChain = async (): Promise<boolean> => {
+    for (const s of stages) {
+      if (stage !== s.name) continue;
+      const open = (await lanesOf(s)).filter((l) => !l.done);
+      const finished = await Promise.all(open.map((l) => runLane(s, l)));
+      if (!finished.every(Boolean)) return false;
+      await targets.ra.query(`UPDATE ${STAGING}.runs SET stage = $2, position = '', phase = 'APPLYING', updated_at = now() WHERE export_id = $1`, [exportId, s.next]);
+      stage = s.next;
+    }
+    return stage === 'card-mgmt' || stage === 'done';
+  };
 
-  while (stage === 'certificates' && !stop()) {
-    const more = await raBatch(async (tx) => {
-      const { rows: inserted } = await tx.query(
-        `WITH batch AS (
-           SELECT c.serial_hex, c.issuer_key_id, c.not_before, c.not_after, c.sealed, c.pd_key_id, f.status, f.reason, f.revocation_time, f.key_slot,
-                  CASE WHEN EXISTS (SELECT 1 FROM cards rc WHERE rc.card_number = f.card_number) THEN f.card_number END AS card_number
-             FROM ${STAGING}.certificates c JOIN ${STAGING}.final f ON f.export_id = c.export_id AND f.serial_hex = c.serial_hex
-            WHERE c.export_id = $1 AND c.serial_hex > $2 ORDER BY c.serial_hex LIMIT $3),
-         ins AS (
-           INSERT INTO certificates (serial_hex, issuer_key_id, profile, status, not_before, not_after, certificate_sealed, pd_key_id, card_number, key_slot, reason, revocation_time, created_at, updated_at)
-           SELECT serial_hex, issuer_key_id, CASE key_slot WHEN 'KEYX' THEN 'citizen-encryption' ELSE 'citizen-signing' END, status, not_before, not_after, sealed, pd_key_id, card_number, key_slot,
-             reason, revocation_time, not_before, now() FROM batch
-           ON CONFLICT DO NOTHING RETURNING serial_hex, issuer_key_id, profile, status, not_before, not_after, reason, revocation_time),
-         history AS (
-           INSERT INTO certificate_status_history (serial_hex, status, reason, revocation_time, changed_at, changed_by)
-           SELECT serial_hex, 'VALID', NULL, NULL, not_before, 'legacy-issuance' FROM ins
-           UNION ALL
-           SELECT serial_hex, status, reason, revocation_time, revocation_time, 'legacy:' || $4 FROM ins WHERE status <> 'VALID')
-         SELECT (SELECT max(serial_hex) FROM batch) AS last, (SELECT count(*) FROM batch)::int AS n, (SELECT coalesce(json_agg(ins), '[]') FROM ins) AS inserted`,
-        [exportId, position, batchSize, exportId],
-      );
-      const r = inserted[0] as { last: string | null; n: number; inserted: Array<{ serial_hex: string; issuer_key_id: string; profile: string; status: CertificateStatus; not_before: string; not_after: string; reason: Reason | null; revocation_time: string | null }> };
-      const now = options.clock.now();
-      // One status event per certificate imported: ocsp and crl learn the old certificates as they learn new ones.
-      await appendEvents(
-        tx,
-        r.inserted.map((c) => ({
-          producer: targets.statusProducer,
-          topic: Topics.certificateStatus,
-          key: c.serial_hex,
-          payload: encodeStatusChange({
-            serialHex: c.serial_hex,
-            issuerKeyId: c.issuer_key_id,
-            status: c.status,
-            changedAt: c.revocation_time ? new Date(c.revocation_time) : now,
-            notBefore: new Date(c.not_before),
-            notAfter: new Date(c.not_after),
-            ...(c.revocation_time ? { revocationTime: new Date(c.revocation_time) } : {}),
-            ...(c.reason ? { reason: c.reason } : {}),
-            profile: c.profile,
-          }),
-        })),
-      );
-      written.certificates += r.inserted.length;
-      written.events += r.inserted.length;
-      return { last: r.last ?? undefined, rows: r.n, audit: { certificates: String(r.inserted.length), statusEvents: String(r.inserted.length) } };
-    }, 'card-mgmt');
-    if (more) applied++;
-  }
-
-  if (stage === 'card-mgmt') {
-    // card-mgmt's own checkpoint lives in its database, committed with each batch of its cards.
+  // card-mgmt's cards come from the staging tables only (no row of ra's is needed), so they go in
+  // beside ra's stages on their own connection. Their checkpoint lives in card-mgmt's database,
+  // committed with each batch.
+  const cardMgmt = async (): Promise<boolean> => {
     const batchId = `LEGACY-${exportId}`.slice(0, 64);
     const { rows: p } = await targets.cardMgmt.query(`SELECT position FROM ${STAGING}.progress WHERE export_id = $1`, [exportId]);
     let cmPosition = (p[0]?.position as string | undefined) ?? '';
@@ -793,7 +868,8 @@ async function apply(targets: ImportTargets, options: ImportOptions, exportId: s
           WHERE k.export_id = $1 AND k.card_number > $2 ORDER BY k.card_number LIMIT $3`,
         [exportId, cmPosition, batchSize],
       );
-      if (cards.length === 0) break;
+      if (cards.length === 0) return true;
+      applied++;
       const client = await targets.cardMgmt.connect();
       try {
         await client.query('BEGIN');
@@ -820,7 +896,6 @@ async function apply(targets: ImportTargets, options: ImportOptions, exportId: s
         await client.query('COMMIT');
         written.cardMgmtCards += inserted.length;
         options.progress?.tick(rows.length);
-        applied++;
       } catch (err) {
         await client.query('ROLLBACK').catch(() => undefined);
         throw err;
@@ -828,7 +903,12 @@ async function apply(targets: ImportTargets, options: ImportOptions, exportId: s
         client.release();
       }
     }
-    if (!stop()) {
+    return false;
+  };
+
+  if (stage !== 'done') {
+    const [raDone, cardMgmtDone] = await Promise.all([raChain(), cardMgmt()]);
+    if (raDone && cardMgmtDone) {
       await targets.ra.query(`UPDATE ${STAGING}.runs SET stage = 'done', position = '', updated_at = now() WHERE export_id = $1`, [exportId]);
       stage = 'done';
     }

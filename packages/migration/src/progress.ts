@@ -8,13 +8,13 @@ export interface Progress {
   done(): void;
 }
 
-export function stderrProgress(stream: NodeJS.WriteStream = process.stderr, now: () => number = Date.now): Progress {
+export function stderrProgress(stream: NodeJS.WriteStream = process.stderr, now: () => number = Date.now, isTTY = stream.isTTY === true): Progress {
   let phase = '';
   let total = 0;
   let count = 0;
   let started = 0;
   let last = 0;
-  const tty = stream.isTTY === true;
+  const tty = isTTY;
   const render = (final: boolean) => {
     const elapsed = (now() - started) / 1000;
     const rate = elapsed > 0 ? count / elapsed : 0;

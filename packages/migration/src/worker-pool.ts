@@ -22,8 +22,9 @@ export class StageWorkers {
 
   constructor(keys: VaultKeys, issuers: IssuerKey[], exportId: string, today: Date, count = Math.max(1, cpus().length)) {
     this.#workers = Array.from({ length: count }, () => {
-      // A batch is a few MB in and out: a small heap per worker keeps the importer under its memory budget.
-      const worker = new Worker(join(__dirname, 'stage-worker.js'), { workerData: { keys, issuers, exportId, today: today.toISOString() }, resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 16 } });
+      // A batch is a few MB in and out (2,000 lines; live set well under 20 MB): a small heap per
+      // worker keeps the importer under its memory budget (each worker's heap sits at its bound).
+      const worker = new Worker(join(__dirname, 'stage-worker.js'), { workerData: { keys, issuers, exportId, today: today.toISOString() }, resourceLimits: { maxOldGenerationSizeMb: 40, maxYoungGenerationSizeMb: 8 } });
       worker.on('message', (m: { id: number }) => {
         const p = this.#pending.get(m.id);
         this.#pending.delete(m.id);

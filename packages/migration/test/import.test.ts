@@ -119,7 +119,8 @@ describe('legacy migration: a dirty export into ra and card-mgmt (real PostgreSQ
     const killed = await createTargets('killed', keys, dir);
     opened.push(killed);
     const cli = () => spawn(process.execPath, [CLI, 'import', '--export', exportDir, '--config', killed.configFile, '--quiet'], { stdio: 'ignore' });
-    const batches = async () => Number((await killed.ra.query(`SELECT coalesce((SELECT batches FROM legacy_import.runs), 0) AS n`).catch(() => ({ rows: [{ n: 0 }] }))).rows[0].n);
+    // Batches committed so far, over every lane of every stage.
+    const batches = async () => Number((await killed.ra.query(`SELECT coalesce((SELECT sum(batches) FROM legacy_import.lanes), 0) AS n`).catch(() => ({ rows: [{ n: 0 }] }))).rows[0].n);
     // Kill once while it stages (nothing committed yet) and once at a random batch of the import.
     for (const killAt of [0, 2 + Math.floor(Math.random() * 20)]) {
       const child = cli();
