@@ -48,7 +48,9 @@ function descendantsOf(root: number): number[] {
 function runCli(args: string[], treeRoots: () => number[]): Promise<{ code: number; stdout: string; stderr: string; seconds: number; treePeakMb: number }> {
   const cli = path.join(findRepoRoot(), 'packages', 'migration', 'dist', 'cli.js');
   const started = process.hrtime.bigint();
-  const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // BENCH_MIGRATION_PROFILE=DIR: a .cpuprofile per thread of the CLI (the import's thread and its stage workers) in DIR.
+  const profile = process.env.BENCH_MIGRATION_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_MIGRATION_PROFILE] : [];
+  const child = spawn(process.execPath, [...profile, cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -75,6 +77,9 @@ async function main(): Promise<void> {
   const work = path.join(benchDir, 'migration');
   mkdirSync(work, { recursive: true });
   const exportDir = path.join(work, `export-${CERTIFICATES}`);
+  // This run's keys, config and report (runs of another size may be going on beside it).
+  const runDir = path.join(work, `run-${CERTIFICATES}-${process.pid}`);
+  mkdirSync(runDir, { recursive: true });
   const uptimeBefore = os.loadavg();
 
   let generateSeconds: number | undefined;
@@ -100,11 +105,11 @@ async function main(): Promise<void> {
     await migrateServiceSchema(cm, 'card_mgmt', path.join(root, 'services', 'card-mgmt', 'migrations'), logger, [inboxMigration(2)]);
     const keys: Record<string, string> = {};
     for (const name of ['pd-1', 'lookup-1', 'reference']) {
-      keys[name] = path.join(work, `${name}.key`);
+      keys[name] = path.join(runDir, `${name}.key`);
       writeFileSync(keys[name], randomBytes(32).toString('base64'), { mode: 0o600 });
     }
     if (statements) await ra.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
-    const configFile = path.join(work, 'migration.json');
+    const configFile = path.join(runDir, 'migration.json');
     writeFileSync(
       configFile,
       JSON.stringify({
@@ -120,7 +125,7 @@ async function main(): Promise<void> {
     console.log(`importing (load average ${uptime.map((l) => l.toFixed(2)).join(' ')})`);
     const pgCpu0 = postgresCpuUs(postmaster);
     const busy0 = machineBusyUs();
-    const imported = await runCli(['import', '--export', exportDir, '--config', configFile, '--report', path.join(work, 'report.json'), '--report-text', path.join(work, 'report.txt')], () => [postmaster]);
+    const imported = await runCli(['import', '--export', exportDir, '--config', configFile, '--report', path.join(runDir, 'report.json'), '--report-text', path.join(runDir, 'report.txt')], () => [postmaster]);
     if (imported.code !== 0) throw new Error(`import failed (${imported.code}): ${imported.stderr.slice(-2000)}`);
     const pgCpuSeconds = Math.round((postgresCpuUs(postmaster) - pgCpu0) / 1e5) / 10;
     const machineBusySeconds = Math.round((machineBusyUs() - busy0) / 1e5) / 10;
