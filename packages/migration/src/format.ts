@@ -90,8 +90,14 @@ export function formatLegacyTime(date: Date): string {
 export function parseLegacyTime(text: string): Date | undefined {
   const m = /^(\d{4})\/(\d{2})\/(\d{2}) (\d{2}):(\d{2}):(\d{2})$/.exec(text);
   if (!m) return undefined;
-  const date = new Date(`${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}+08:00`);
-  return Number.isNaN(date.getTime()) ? undefined : date;
+  const [year, month, day, hour, minute, second] = m.slice(1).map(Number) as [number, number, number, number, number, number];
+  // Taiwan time (UTC+8, no daylight saving since 1979). Date.UTC instead of parsing an ISO string
+  // (a million status rows); a day or time out of range (2023/02/30, 24:00:00) is refused, not
+  // rolled over into the next month.
+  const date = new Date(Date.UTC(year, month - 1, day, hour - 8, minute, second));
+  const local = new Date(date.getTime() + 8 * 3_600_000);
+  if (local.getUTCFullYear() !== year || local.getUTCMonth() !== month - 1 || local.getUTCDate() !== day || local.getUTCHours() !== hour || minute > 59 || second > 59) return undefined;
+  return date;
 }
 
 /** Birth dates in the Minguo (ROC) calendar, as household registration writes them: `yyy/mm/dd`, year + 1911. */
