@@ -207,6 +207,10 @@ async function ensureStagingSchema(pool: Pool): Promise<void> {
     CREATE UNLOGGED TABLE IF NOT EXISTS ${STAGING}.cards (
       export_id text NOT NULL, card_number text NOT NULL, legacy_subscriber_id text NOT NULL, legacy_state text NOT NULL, office text NOT NULL,
       sign_serial text NOT NULL, keyx_serial text NOT NULL, issued_at timestamptz NOT NULL, line integer NOT NULL, PRIMARY KEY (export_id, card_number));
+    CREATE INDEX IF NOT EXISTS certificates_by_line ON ${STAGING}.certificates (export_id, line);
+    CREATE UNLOGGED TABLE IF NOT EXISTS ${STAGING}.card_keys (
+      export_id text NOT NULL, card_number text NOT NULL, subscriber_id uuid NOT NULL, sign_spki bytea NOT NULL, keyx_spki bytea NOT NULL, subject_serial text,
+      not_after timestamptz NOT NULL, sign_status text NOT NULL, keyx_status text NOT NULL, PRIMARY KEY (export_id, card_number));
     CREATE UNLOGGED TABLE IF NOT EXISTS ${STAGING}.final (
       export_id text NOT NULL, serial_hex text NOT NULL, status text NOT NULL, reason text, revocation_time timestamptz, card_number text, key_slot text NOT NULL,
       PRIMARY KEY (export_id, serial_hex));
@@ -271,7 +275,7 @@ async function stage(client: PoolClient, targets: ImportTargets, options: Import
     if (hash.digest('hex') !== entry.sha256) throw new ExportError(entry.file, 'SHA-256 differs from the manifest (file altered)');
   };
 
-  for (const table of ['generations', 'certificates', 'status_lines', 'status', 'crl_entries', 'subscribers', 'subscriber_ids', 'cards', 'final', 'disagreements']) {
+  for (const table of ['generations', 'certificates', 'status_lines', 'status', 'crl_entries', 'subscribers', 'subscriber_ids', 'cards', 'card_keys', 'final', 'disagreements']) {
     await client.query(`DELETE FROM ${STAGING}.${table} WHERE export_id = $1`, [exportId]);
   }
   // A re-staged run keeps its apply checkpoint: batches already committed are skipped again.
@@ -628,6 +632,21 @@ async function reconcile(client: PoolClient, exportId: string): Promise<void> {
     UPDATE ${STAGING}.final f SET card_number = NULL
       FROM ${STAGING}.disagreements d
      WHERE d.export_id = $1 AND d.kind = 'card-certificate-missing' AND f.export_id = $1 AND f.card_number = d.subject`);
+  // What ra's cards need from their two certificates, gathered once by hash joins and stored in
+  // card order: the apply then reads it sequentially instead of looking up two certificates per
+  // card at random in the (wide, larger than memory) staged certificates.
+  await q(`
+    INSERT INTO ${STAGING}.card_keys (export_id, card_number, subscriber_id, sign_spki, keyx_spki, subject_serial, not_after, sign_status, keyx_status)
+    SELECT k.export_id, k.card_number, si.subscriber_id, sc.spki, xc.spki, sc.subject_serial, sc.not_after, sf.status, xf.status
+      FROM ${STAGING}.cards k
+      JOIN ${STAGING}.subscriber_ids si ON si.export_id = k.export_id AND si.legacy_id = k.legacy_subscriber_id
+      JOIN ${STAGING}.certificates sc ON sc.export_id = k.export_id AND sc.serial_hex = k.sign_serial
+      JOIN ${STAGING}.certificates xc ON xc.export_id = k.export_id AND xc.serial_hex = k.keyx_serial
+      JOIN ${STAGING}.final sf ON sf.export_id = k.export_id AND sf.serial_hex = k.sign_serial
+      JOIN ${STAGING}.final xf ON xf.export_id = k.export_id AND xf.serial_hex = k.keyx_serial
+     WHERE k.export_id = $1
+     ORDER BY k.card_number`);
+  await client.query(`ANALYZE ${STAGING}.card_keys`);
 }
 
 // --- preflight: the generations must exist in ca-signer -------------------------------------------
@@ -665,7 +684,7 @@ interface RaStage {
   next: Stage;
   table: string;
   key: string;
-  type: 'uuid' | 'text';
+  type: 'uuid' | 'text' | 'int';
   count: number;
   batch(tx: PoolClient, position: string, high: string | null): Promise<BatchResult>;
 }
@@ -705,19 +724,14 @@ async function apply(targets: ImportTargets, options: ImportOptions, exportId: s
       },
     },
     {
-      name: 'ra-cards', next: 'certificates', table: 'cards', key: 'card_number', type: 'text', count: c0.k,
+      name: 'ra-cards', next: 'certificates', table: 'card_keys', key: 'card_number', type: 'text', count: c0.k,
       async batch(tx, position, high) {
         const { rows: inserted } = await tx.query(
           `WITH batch AS (
-             SELECT k.*, si.subscriber_id, sc.spki AS sign_spki, xc.spki AS keyx_spki, sc.subject_serial, sc.not_after,
-                    sf.status AS sign_status, xf.status AS keyx_status
-               FROM ${STAGING}.cards k
-               JOIN ${STAGING}.subscriber_ids si ON si.export_id = k.export_id AND si.legacy_id = k.legacy_subscriber_id
-               JOIN ${STAGING}.certificates sc ON sc.export_id = k.export_id AND sc.serial_hex = k.sign_serial
-               JOIN ${STAGING}.certificates xc ON xc.export_id = k.export_id AND xc.serial_hex = k.keyx_serial
-               JOIN ${STAGING}.final sf ON sf.export_id = k.export_id AND sf.serial_hex = k.sign_serial
-               JOIN ${STAGING}.final xf ON xf.export_id = k.export_id AND xf.serial_hex = k.keyx_serial
-              WHERE k.export_id = $1 AND k.card_number > $2 AND ($4::text IS NULL OR k.card_number <= $4) ORDER BY k.card_number LIMIT $3),
+             SELECT k.card_number, k.office, k.issued_at, ck.subscriber_id, ck.sign_spki, ck.keyx_spki, ck.subject_serial, ck.not_after, ck.sign_status, ck.keyx_status
+               FROM ${STAGING}.card_keys ck
+               JOIN ${STAGING}.cards k ON k.export_id = ck.export_id AND k.card_number = ck.card_number
+              WHERE ck.export_id = $1 AND ck.card_number > $2 AND ($4::text IS NULL OR ck.card_number <= $4) ORDER BY ck.card_number LIMIT $3),
            ins AS (
              INSERT INTO cards (card_number, subscriber_id, subject_serial, status, office, activated_at, extended, signing_spki, encryption_spki, signing_spki_sha256, encryption_spki_sha256,
                keys_created_at, original_not_after, created_at)
@@ -734,14 +748,16 @@ async function apply(targets: ImportTargets, options: ImportOptions, exportId: s
       },
     },
     {
-      name: 'certificates', next: 'card-mgmt', table: 'certificates', key: 'serial_hex', type: 'text', count: c0.c,
+      name: 'certificates', next: 'card-mgmt', table: 'certificates', key: 'line', type: 'int', count: c0.c,
       async batch(tx, position, high) {
-        // final.card_number is set only for a card that ra-cards imported (reconcile clears the others).
+        // In line order, which is the staged rows' physical order: the sealed certificates are read
+        // sequentially. final.card_number is set only for a card that ra-cards imported (reconcile
+        // clears the others).
         const { rows: inserted } = await tx.query(
           `WITH batch AS (
-             SELECT c.serial_hex, c.issuer_key_id, c.not_before, c.not_after, c.sealed, c.pd_key_id, f.status, f.reason, f.revocation_time, f.key_slot, f.card_number
+             SELECT c.serial_hex, c.line, c.issuer_key_id, c.not_before, c.not_after, c.sealed, c.pd_key_id, f.status, f.reason, f.revocation_time, f.key_slot, f.card_number
                FROM ${STAGING}.certificates c JOIN ${STAGING}.final f ON f.export_id = c.export_id AND f.serial_hex = c.serial_hex
-              WHERE c.export_id = $1 AND c.serial_hex > $2 AND ($5::text IS NULL OR c.serial_hex <= $5) ORDER BY c.serial_hex LIMIT $3),
+              WHERE c.export_id = $1 AND c.line > $2::int AND ($5::int IS NULL OR c.line <= $5::int) ORDER BY c.line LIMIT $3),
            ins AS (
              INSERT INTO certificates (serial_hex, issuer_key_id, profile, status, not_before, not_after, certificate_sealed, pd_key_id, card_number, key_slot, reason, revocation_time, created_at, updated_at)
              SELECT serial_hex, issuer_key_id, CASE key_slot WHEN 'KEYX' THEN 'citizen-encryption' ELSE 'citizen-signing' END, status, not_before, not_after, sealed, pd_key_id, card_number, key_slot,
@@ -752,8 +768,8 @@ async function apply(targets: ImportTargets, options: ImportOptions, exportId: s
              SELECT serial_hex, 'VALID', NULL, NULL, not_before, 'legacy-issuance' FROM ins
              UNION ALL
              SELECT serial_hex, status, reason, revocation_time, revocation_time, 'legacy:' || $4 FROM ins WHERE status <> 'VALID')
-           SELECT (SELECT max(serial_hex) FROM batch) AS last, (SELECT count(*) FROM batch)::int AS n, (SELECT coalesce(json_agg(ins), '[]') FROM ins) AS inserted`,
-          [exportId, position, batchSize, exportId, high],
+           SELECT (SELECT max(line)::text FROM batch) AS last, (SELECT count(*) FROM batch)::int AS n, (SELECT coalesce(json_agg(ins), '[]') FROM ins) AS inserted`,
+          [exportId, position || '0', batchSize, exportId, high],
         );
         const r = inserted[0] as { last: string | null; n: number; inserted: Array<{ serial_hex: string; issuer_key_id: string; profile: string; status: CertificateStatus; not_before: string; not_after: string; reason: Reason | null; revocation_time: string | null }> };
         const now = options.clock.now();
