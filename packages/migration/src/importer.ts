@@ -684,7 +684,6 @@ interface RaStage {
   next: Stage;
   table: string;
   key: string;
-  type: 'uuid' | 'text' | 'int';
   count: number;
   batch(tx: PoolClient, position: string, high: string | null): Promise<BatchResult>;
 }
@@ -704,11 +703,20 @@ async function apply(targets: ImportTargets, options: ImportOptions, exportId: s
   const c0 = counts.rows[0] as { s: number; k: number; c: number };
   options.progress?.start('import', c0.s + 2 * c0.k + c0.c);
 
+  /** A batch whose statement answers (last, n, inserted): the row count goes to `written[counter]`. */
+  const countedBatch = async (tx: PoolClient, sql: string, params: unknown[], counter: 'subscribers' | 'raCards', auditKey: string): Promise<BatchResult> => {
+    const { rows: result } = await tx.query(sql, params);
+    const r = result[0] as { last: string | null; n: number; inserted: number };
+    written[counter] += r.inserted;
+    return { last: r.last ?? undefined, rows: r.n, audit: { [auditKey]: String(r.inserted) } };
+  };
+
   const stages: RaStage[] = [
     {
-      name: 'subscribers', next: 'ra-cards', table: 'subscribers', key: 'subscriber_id', type: 'uuid', count: c0.s,
-      async batch(tx, position, high) {
-        const { rows: inserted } = await tx.query(
+      name: 'subscribers', next: 'ra-cards', table: 'subscribers', key: 'subscriber_id', count: c0.s,
+      batch: (tx, position, high) =>
+        countedBatch(
+          tx,
           `WITH batch AS (SELECT * FROM ${STAGING}.subscribers WHERE export_id = $1 AND subscriber_id > $2::uuid AND ($4::uuid IS NULL OR subscriber_id <= $4::uuid) ORDER BY subscriber_id LIMIT $3),
                 ins AS (INSERT INTO subscribers (id, person_ref, lookup_key_id, national_id_lookup, pd_key_id, national_id_sealed, name_sealed, birth_date_sealed, email_sealed,
                           id_kind, gender, publication_consent, subscriber_code_hash, status, office, created_at)
@@ -717,16 +725,15 @@ async function apply(targets: ImportTargets, options: ImportOptions, exportId: s
                         ON CONFLICT DO NOTHING RETURNING 1)
            SELECT (SELECT subscriber_id::text FROM batch ORDER BY subscriber_id DESC LIMIT 1) AS last, (SELECT count(*) FROM batch)::int AS n, (SELECT count(*) FROM ins)::int AS inserted`,
           [exportId, position || NIL_UUID, batchSize, high],
-        );
-        const r = inserted[0] as { last: string | null; n: number; inserted: number };
-        written.subscribers += r.inserted;
-        return { last: r.last ?? undefined, rows: r.n, audit: { subscribers: String(r.inserted) } };
-      },
+          'subscribers',
+          'subscribers',
+        ),
     },
     {
-      name: 'ra-cards', next: 'certificates', table: 'card_keys', key: 'card_number', type: 'text', count: c0.k,
-      async batch(tx, position, high) {
-        const { rows: inserted } = await tx.query(
+      name: 'ra-cards', next: 'certificates', table: 'card_keys', key: 'card_number', count: c0.k,
+      batch: (tx, position, high) =>
+        countedBatch(
+          tx,
           `WITH batch AS (
              SELECT k.card_number, k.office, k.issued_at, ck.subscriber_id, ck.sign_spki, ck.keyx_spki, ck.subject_serial, ck.not_after, ck.sign_status, ck.keyx_status
                FROM ${STAGING}.card_keys ck
@@ -741,14 +748,12 @@ async function apply(targets: ImportTargets, options: ImportOptions, exportId: s
              ON CONFLICT DO NOTHING RETURNING 1)
            SELECT (SELECT max(card_number) FROM batch) AS last, (SELECT count(*) FROM batch)::int AS n, (SELECT count(*) FROM ins)::int AS inserted`,
           [exportId, position, batchSize, high],
-        );
-        const r = inserted[0] as { last: string | null; n: number; inserted: number };
-        written.raCards += r.inserted;
-        return { last: r.last ?? undefined, rows: r.n, audit: { cards: String(r.inserted) } };
-      },
+          'raCards',
+          'cards',
+        ),
     },
     {
-      name: 'certificates', next: 'card-mgmt', table: 'certificates', key: 'line', type: 'int', count: c0.c,
+      name: 'certificates', next: 'card-mgmt', table: 'certificates', key: 'line', count: c0.c,
       async batch(tx, position, high) {
         // In line order, which is the staged rows' physical order: the sealed certificates are read
         // sequentially. final.card_number is set only for a card that ra-cards imported (reconcile
