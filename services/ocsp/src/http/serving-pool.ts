@@ -64,15 +64,15 @@ export class ServingPool {
   #startThread(script: string, data: ServingThreadData, handlers: ServingPoolHandlers): Promise<{ port: number; httpsPort?: number }> {
     const worker = new Worker(script, { workerData: data, name: `ocsp-serving-${data.thread}` });
     this.#workers.push(worker);
-    const answers = new Coalescer<{ id: number; answer: MainAnswer }>((items, transfer) => worker.postMessage({ type: 'answers', answers: items } satisfies ToThread, transfer));
-    const reply = (id: number, answer: MainAnswer) => {
-      if (answer.kind !== 'response') return answers.add({ id, answer });
-      // A live answer's DER is a view into the whole gRPC message of its batch (protobuf-es bytes
-      // fields are subarrays), a miss's often one into a pooled slab: structured clone would copy
-      // the entire backing buffer for every answer. Copy this answer's bytes alone and move them.
-      const der = new Uint8Array(answer.der);
-      answers.add({ id, answer: { ...answer, der } }, der.buffer);
-    };
+    const answers = new Coalescer<{ id: number; answer: MainAnswer }>((items) => worker.postMessage({ type: 'answers', answers: items } satisfies ToThread));
+    const reply = (id: number, answer: MainAnswer) =>
+      answers.add({
+        id,
+        // A live answer's DER is a view into the whole gRPC message of its batch (protobuf-es bytes
+        // fields are subarrays), a miss's often one into a pooled slab, and structured clone copies
+        // a view's entire backing buffer: copied alone, only the answer's own bytes cross over.
+        answer: answer.kind === 'response' ? { ...answer, der: new Uint8Array(answer.der) } : answer,
+      });
     return new Promise((resolve, reject) => {
       worker.on('message', (message: ToMain) => {
         switch (message.type) {

@@ -54,10 +54,10 @@ type MaybeIdentifiedSocket = Socket & { [CALLER]?: string };
 const pending = new Map<number, (answer: MainAnswer | undefined) => void>();
 let nextId = 1;
 
-function post(message: ToMain, transfer?: ArrayBuffer[]): void {
-  parentPort!.postMessage(message, transfer);
+function post(message: ToMain): void {
+  parentPort!.postMessage(message);
 }
-const asks = new Coalescer<Ask>((items, transfer) => post({ type: 'asks', asks: items }, transfer));
+const asks = new Coalescer<Ask>((items) => post({ type: 'asks', asks: items }));
 
 function setDirectory(directory: DirectorySnapshot): void {
   matcher = new IssuerMatcher(directory);
@@ -80,14 +80,9 @@ function askMain(message: WithoutId<Ask>): Promise<MainAnswer | undefined> {
       pending.delete(id);
       resolve(answer);
     });
-    // A nonce is a view into the request's body (often a slab of Node's buffer pool): structured
-    // clone would copy the whole backing buffer. Its own bytes are copied and moved instead.
-    if (message.type === 'live' && message.nonce !== undefined) {
-      const nonce = new Uint8Array(message.nonce);
-      asks.add({ ...message, nonce, id }, nonce.buffer);
-    } else {
-      asks.add({ ...message, id } as Ask);
-    }
+    // A nonce is a view into the request's body (often a slab of Node's buffer pool), and structured
+    // clone copies a view's entire backing buffer: copied alone, only the nonce crosses over.
+    asks.add(message.type === 'live' && message.nonce !== undefined ? { ...message, nonce: new Uint8Array(message.nonce), id } : ({ ...message, id } as Ask));
   });
 }
 
