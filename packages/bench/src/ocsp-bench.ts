@@ -35,7 +35,8 @@ const cpuText = (us: Record<string, number>): string => Object.entries(us).map((
  *   `openssl ocsp -index` serving the same population and against a static Node server returning a
  *   fixed 1.5 KB body, all driven by the same load generator (wrk, keep-alive where the server
  *   allows it);
- * - live nonce answers/s against PKCS#11 alone with the same responder key;
+ * - live nonce answers/s against PKCS#11 alone with the same responder key, and the live hop alone
+ *   (SignLiveOcspResponses batches to ca-signer and to a sign-only stand-in: live-hop.ts);
  * - the same pre-produced load with memory holding 10% of the responses, Zipf-distributed;
  * - memory per responder with BENCH_OCSP_MEMORY_RESPONSES (default 5,000,000) responses;
  * - latency from a revocation committed in ra's outbox to the changed answer (through Kafka);
@@ -46,7 +47,8 @@ const cpuText = (us: Record<string, number>): string => Object.entries(us).map((
  * Settings (environment): BENCH_SECONDS (per load measurement, default 10), BENCH_OCSP_POPULATION,
  * BENCH_OCSP_MEMORY_RESPONSES, BENCH_OCSP_REVOCATIONS (latency samples, default 200),
  * BENCH_OCSP_CONNECTIONS (wrk connections, default 64), BENCH_OCSP_METERING_PAIRS (on/off pairs,
- * default 6).
+ * default 6), BENCH_OCSP_LIVE_BATCHES (the responder's live.concurrentBatches, default 2),
+ * BENCH_OCSP_HOP_SHAPES (more batch shapes for the live hop, e.g. "16x4,64x1").
  */
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const POPULATION = Number(process.env.BENCH_OCSP_POPULATION ?? 1_000_000);

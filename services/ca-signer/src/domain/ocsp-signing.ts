@@ -75,9 +75,9 @@ export class OcspSigner {
   readonly #deps: OcspSigningDeps;
   readonly #audit: AuditChannel;
   /**
-   * The batches' audit events (intent, result) of the calls in flight at once commit together
-   * (decision 0019): under load several batches overlap, and a transaction per event was most of
-   * the database work per live answer.
+   * The audit events (intent, result) of the batches in flight at once commit together (decision
+   * 0019) rather than in a transaction each: under load several batches overlap. Each batch still
+   * waits for its intent to commit before the HSM signs, and for its result before it answers.
    */
   readonly #commits: GroupCommit;
 
