@@ -35,7 +35,8 @@ const cpuText = (us: Record<string, number>): string => Object.entries(us).map((
  *   `openssl ocsp -index` serving the same population and against a static Node server returning a
  *   fixed 1.5 KB body, all driven by the same load generator (wrk, keep-alive where the server
  *   allows it);
- * - live nonce answers/s against PKCS#11 alone with the same responder key;
+ * - live nonce answers/s against PKCS#11 alone with the same responder key, and the live hop alone
+ *   (SignLiveOcspResponses batches to ca-signer and to a sign-only stand-in: live-hop.ts);
  * - the same pre-produced load with memory holding 10% of the responses, Zipf-distributed;
  * - memory per responder with BENCH_OCSP_MEMORY_RESPONSES (default 5,000,000) responses;
  * - latency from a revocation committed in ra's outbox to the changed answer (through Kafka);
@@ -46,7 +47,8 @@ const cpuText = (us: Record<string, number>): string => Object.entries(us).map((
  * Settings (environment): BENCH_SECONDS (per load measurement, default 10), BENCH_OCSP_POPULATION,
  * BENCH_OCSP_MEMORY_RESPONSES, BENCH_OCSP_REVOCATIONS (latency samples, default 200),
  * BENCH_OCSP_CONNECTIONS (wrk connections, default 64), BENCH_OCSP_METERING_PAIRS (on/off pairs,
- * default 6).
+ * default 6), BENCH_OCSP_LIVE_BATCHES (the responder's live.concurrentBatches, default 2),
+ * BENCH_OCSP_HOP_SHAPES (more batch shapes for the live hop, e.g. "16x4,64x1").
  */
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const POPULATION = Number(process.env.BENCH_OCSP_POPULATION ?? 1_000_000);
@@ -54,6 +56,27 @@ const MEMORY_RESPONSES = Number(process.env.BENCH_OCSP_MEMORY_RESPONSES ?? 5_000
 const REVOCATIONS = Number(process.env.BENCH_OCSP_REVOCATIONS ?? 200);
 const CONNECTIONS = Number(process.env.BENCH_OCSP_CONNECTIONS ?? 64);
 const METERING_PAIRS = Number(process.env.BENCH_OCSP_METERING_PAIRS ?? 6);
+/** SignLiveOcspResponses calls in flight from the responder (its `live.concurrentBatches`; the service's default). */
+const LIVE_BATCHES = Number(process.env.BENCH_OCSP_LIVE_BATCHES ?? 2);
+interface HopShape {
+  batchSize: number;
+  concurrentBatches: number;
+}
+/**
+ * The batches of the hop measurement: first the responder's (its connections spread over its calls
+ * in flight), then BENCH_OCSP_HOP_SHAPES, e.g. "32x2,64x1" (requests per call x calls in flight).
+ */
+const HOP_SHAPES: HopShape[] = [
+  { batchSize: Math.max(1, Math.round(CONNECTIONS / LIVE_BATCHES)), concurrentBatches: LIVE_BATCHES },
+  ...(process.env.BENCH_OCSP_HOP_SHAPES ?? '')
+    .split(',')
+    .filter((shape) => shape.trim() !== '')
+    .map((shape) => {
+      const [batchSize, concurrentBatches] = shape.split('x').map(Number);
+      if (!(batchSize! >= 1 && concurrentBatches! >= 1)) throw new Error(`BENCH_OCSP_HOP_SHAPES: '${shape}' is not <requests>x<calls in flight>`);
+      return { batchSize: batchSize!, concurrentBatches: concurrentBatches! };
+    }),
+];
 /** The metering mix: a quarter of the plain-HTTP requests through per-system URLs of this many systems, plus mTLS lanes. */
 const METERED_SYSTEMS = 200;
 const MTLS_CLIENTS = 8;
@@ -309,7 +332,7 @@ async function main(): Promise<void> {
       events: { transport: { type: 'kafka', brokers: kafka.brokers, clientId: 'ocsp-bench' }, group: 'ocsp', topic },
       responses: { certIdHashes: ['SHA1'], batchSize: 500, concurrentBatches: 3, maxSignaturesPerSecond: 1_000_000 },
       memory: { maxCertificates: Math.ceil(POPULATION * 1.2) + 2 * LIVE_POPULATION, maxResponseBytes: memoryBytes },
-      live: { maxInFlight: 1_024, batchSize: 64, concurrentBatches: 4, timeoutMs: 5_000 },
+      live: { maxInFlight: 1_024, batchSize: 64, concurrentBatches: LIVE_BATCHES, timeoutMs: 5_000 },
     });
     const ocspConfigFile = path.join(runDir, 'ocsp.json');
     const fullMemory = Math.max(64 << 20, POPULATION * 400);
@@ -425,13 +448,15 @@ async function main(): Promise<void> {
 
     await warm(`http://127.0.0.1:${ocspHttpPort}`, nonceFile);
     const liveBefore = await metric(opsUrl, 'ocsp_live_signatures_total');
+    const batchesBefore = await metric(opsUrl, 'ocsp_live_batches_total', 'signed');
     const liveCpu = meter();
     liveCpu.start();
     const live = await wrk(`http://127.0.0.1:${ocspHttpPort}`, nonceFile, script, { connections: CONNECTIONS });
     const liveCpuUs = liveCpu.stop(live.requests).perOperationUs;
     const liveSigned = (await metric(opsUrl, 'ocsp_live_signatures_total')) - liveBefore;
     const liveShed = await metric(opsUrl, 'ocsp_shed_live_total');
-    console.log(`  live nonce answers                   ${fmt(live)} (${Math.round(liveSigned / SECONDS)} signed/s by the metric; ${liveShed} shed in total); CPU µs per answer: ${cpuText(liveCpuUs)}`);
+    const liveBatchSize = Math.round(liveSigned / ((await metric(opsUrl, 'ocsp_live_batches_total', 'signed')) - batchesBefore));
+    console.log(`  live nonce answers                   ${fmt(live)} (${Math.round(liveSigned / SECONDS)} signed/s by the metric, ${liveBatchSize} per SignLiveOcspResponses call; ${liveShed} shed in total); CPU µs per answer: ${cpuText(liveCpuUs)}`);
     const pkcs11 = JSON.parse(
       execFileSync(process.execPath, [path.join(__dirname, 'pkcs11-alone.js'), JSON.stringify({ modulePath: token.modulePath, softhsmConfigFile: token.configPath, tokenLabel: token.label, pinFile, keyId: liveResponderHsmKey, algorithm: 'RSA-SHA256', seconds: SECONDS, sessions: 2 * THREADS, inFlight: 8 * THREADS })], {
         encoding: 'utf8',
@@ -443,6 +468,47 @@ async function main(): Promise<void> {
     const livePathUs = liveCpuUs.ocsp! + liveCpuUs['ca-signer']! + (liveCpuUs.postgres ?? 0);
     const liveCpuRatio = Number((pkcs11.cpuPerSignatureUs / livePathUs).toFixed(2));
     console.log(`  PKCS#11 alone, same key (RSA-2048)   ${Math.round(pkcs11.perSecond).toLocaleString('en')}/s, ${pkcs11.cpuPerSignatureUs} µs CPU per signature (live path ${livePathUs} µs per answer: ${liveCpuRatio} of the ceiling in CPU terms)`);
+
+    // The hop between responder and HSM without the responder's HTTP side (live-hop.ts): the same
+    // batches (the responder's size and calls in flight first, then any BENCH_OCSP_HOP_SHAPES) to
+    // ca-signer, then to a stand-in that only signs behind the same mTLS gRPC channel: the least
+    // this architecture's hop can cost.
+    type HopResult = { perSecond: number; cpuPerAnswerUs: Record<string, number> };
+    const hopCaller = (address: string, signerPid: number, shape: HopShape): HopResult =>
+      JSON.parse(
+        execFileSync(
+          process.execPath,
+          [
+            path.join(__dirname, 'live-hop.js'),
+            JSON.stringify({ role: 'caller', address, serverIdentity: ids['ca-signer'].identity, tls: tls(ids.ocsp), seconds: SECONDS, ...shape, issuerKeyId: liveIssuer.keyId, serialsHex: liveSerials.slice(0, 1_000).map((s) => s.toString('hex')), signerPid, postmasterPid }),
+          ],
+          { encoding: 'utf8' },
+        ).trim().split('\n').pop()!,
+      ) as HopResult;
+    const hopCpu = (r: HopResult) => r.cpuPerAnswerUs.signer! + r.cpuPerAnswerUs.client! + (r.cpuPerAnswerUs.postgres ?? 0);
+    const hopText = (r: HopResult) => `${Math.round(r.perSecond).toLocaleString('en')}/s; CPU µs per answer: ${cpuText(r.cpuPerAnswerUs)} (path ${hopCpu(r)} µs: ${Number((pkcs11.cpuPerSignatureUs / hopCpu(r)).toFixed(2))} of PKCS#11 alone in CPU terms)`;
+    const hopToSigner = HOP_SHAPES.map((shape) => {
+      const r = hopCaller(`127.0.0.1:${signerGrpcPort}`, signer.pid!, shape);
+      console.log(`  SignLiveOcspResponses to ca-signer, no responder, ${shape.batchSize} x ${shape.concurrentBatches}   ${hopText(r)}`);
+      return r;
+    });
+    const standInPort = await freePort();
+    const standIn = spawn(
+      process.execPath,
+      [path.join(__dirname, 'live-hop.js'), JSON.stringify({ role: 'signer', modulePath: token.modulePath, softhsmConfigFile: token.configPath, tokenLabel: token.label, pinFile, keyId: liveResponderHsmKey, sessions: 2 * THREADS, port: standInPort, tls: tls(ids['ca-signer']), caller: ids.ocsp.identity })],
+      { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, UV_THREADPOOL_SIZE: String(THREADS) } },
+    );
+    children.push(standIn);
+    await new Promise<void>((resolve, reject) => {
+      standIn.stdout!.once('data', () => resolve());
+      standIn.once('exit', (code) => reject(new Error(`the sign-only stand-in exited (${code})`)));
+    });
+    const hopToStandIn = HOP_SHAPES.map((shape) => {
+      const r = hopCaller(`127.0.0.1:${standInPort}`, standIn.pid!, shape);
+      console.log(`  the same to a sign-only stand-in, ${shape.batchSize} x ${shape.concurrentBatches}      ${hopText(r)}`);
+      return r;
+    });
+    await stopProcess(standIn);
 
     // --- usage metering on against off (issue 13) -----------------------------------------------------
     const metering = await meteringRounds({
@@ -556,7 +622,17 @@ async function main(): Promise<void> {
         liveToPkcs11AloneByCpu: liveCpuRatio,
       },
       cpuPerAnswerUs: { preProduced: preProducedCpuUs, live: liveCpuUs },
-      live: { ...live, signedPerSecondByMetric: Math.round(liveSigned / SECONDS), pkcs11AlonePerSecond: Math.round(pkcs11.perSecond), pkcs11AloneCpuPerSignatureUs: pkcs11.cpuPerSignatureUs },
+      liveHop: {
+        how: 'SignLiveOcspResponses batches (batchSize x concurrentBatches in flight; the first is the responder\'s) over the same mTLS gRPC channel, without the responder (live-hop.ts)',
+        shapes: HOP_SHAPES.map((shape, i) => ({
+          ...shape,
+          toCaSigner: { perSecond: Math.round(hopToSigner[i]!.perSecond), cpuPerAnswerUs: hopToSigner[i]!.cpuPerAnswerUs, pathCpuUs: hopCpu(hopToSigner[i]!) },
+          toSignOnlyStandIn: { perSecond: Math.round(hopToStandIn[i]!.perSecond), cpuPerAnswerUs: hopToStandIn[i]!.cpuPerAnswerUs, pathCpuUs: hopCpu(hopToStandIn[i]!) },
+          standInToPkcs11Alone: Number((hopToStandIn[i]!.perSecond / pkcs11.perSecond).toFixed(2)),
+          standInToPkcs11AloneByCpu: Number((pkcs11.cpuPerSignatureUs / hopCpu(hopToStandIn[i]!)).toFixed(2)),
+        })),
+      },
+      live: { ...live, signedPerSecondByMetric: Math.round(liveSigned / SECONDS), answersPerSignerCall: liveBatchSize, pkcs11AlonePerSecond: Math.round(pkcs11.perSecond), pkcs11AloneCpuPerSignatureUs: pkcs11.cpuPerSignatureUs },
       tenPercentMemoryZipf: { ...zipfResult, hitRatio: Number((hits / Math.max(1, hits + misses)).toFixed(3)) },
       tenPercentMemoryUniform: uniformTenPercent,
       memory: { ...memory, responderRssWithPopulation: rssFull },

@@ -132,12 +132,17 @@ export const ocspConfigSchema = baseServiceConfig.extend({
       maxInFlight: z.number().int().min(1).default(512),
       /** Requests per SignLiveOcspResponses call. */
       batchSize: z.number().int().min(1).max(1000).default(64),
-      /** SignLiveOcspResponses calls in flight. */
-      concurrentBatches: z.number().int().min(1).max(64).default(4),
+      /**
+       * SignLiveOcspResponses calls in flight. Two keep the signer busy (one batch signs while the
+       * next is sent) and let batches grow under load: each call has a fixed cost (gRPC, two audit
+       * events), and at 64 requests in flight four calls of 16 cost more per answer than two of 32
+       * (docs/benchmarks.md, issue #9).
+       */
+      concurrentBatches: z.number().int().min(1).max(64).default(2),
       /** A live request not answered within this gets tryLater. */
       timeoutMs: z.number().int().min(50).default(3_000),
     })
-    .default({ maxInFlight: 512, batchSize: 64, concurrentBatches: 4, timeoutMs: 3_000 }),
+    .default({ maxInFlight: 512, batchSize: 64, concurrentBatches: 2, timeoutMs: 3_000 }),
   memory: z
     .strictObject({
       /** Certificates the in-memory index holds (the whole population, resident or not). */

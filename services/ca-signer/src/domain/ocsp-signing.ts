@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Pool } from 'pg';
 import { PkiError, type Clock, type Logger } from '@pki/kit';
-import { withTransaction } from '@pki/db';
 import {
   assembleOcspResponse,
   buildResponseData,
@@ -15,6 +14,7 @@ import {
 import type { KeyManager } from '../ports/key-manager';
 import { appendAuditEvent, assertHsmAvailable, AuditOutcome, serviceActor, type AuditChannel } from './audit';
 import { signatureAlgorithmForIssuerSpki, wholeSecond } from './certificate-signing';
+import { GroupCommit } from './group-commit';
 import { sha256Hex } from './digest';
 import type { DelegatedSigner, IssuerRecord, IssuerRegistry } from './issuer-registry';
 import { crlReason, parseSerialHex, requireWholeSecond } from './revocation-signing';
@@ -74,10 +74,17 @@ interface PreparedResponse {
 export class OcspSigner {
   readonly #deps: OcspSigningDeps;
   readonly #audit: AuditChannel;
+  /**
+   * The audit events (intent, result) of the batches in flight at once commit together (decision
+   * 0019) rather than in a transaction each: under load several batches overlap. Each batch still
+   * waits for its intent to commit before the HSM signs, and for its result before it answers.
+   */
+  readonly #commits: GroupCommit;
 
   constructor(deps: OcspSigningDeps) {
     this.#deps = deps;
     this.#audit = { producer: deps.producer, clock: deps.clock };
+    this.#commits = new GroupCommit(deps.pool);
   }
 
   /** Pre-produced responses, one SingleResponse each. */
@@ -157,7 +164,7 @@ export class OcspSigner {
       ...extra,
     };
     const actor = serviceActor(caller);
-    await withTransaction(this.#deps.pool, (tx) => appendAuditEvent(tx, this.#audit, { action: `${action}.intent`, outcome: AuditOutcome.INTENT, actor, attributes }));
+    await this.#commits.transaction((tx) => appendAuditEvent(tx, this.#audit, { action: `${action}.intent`, outcome: AuditOutcome.INTENT, actor, attributes }));
     // The key manager's session pool bounds how many of these run in the HSM at once.
     const settled = await Promise.allSettled(
       prepared.map(async (p) =>
@@ -167,13 +174,13 @@ export class OcspSigner {
     const failed = settled.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed.length > 0) {
       const failure = PkiError.from(failed[0]!.reason, operation);
-      await withTransaction(this.#deps.pool, (tx) =>
+      await this.#commits.transaction((tx) =>
         appendAuditEvent(tx, this.#audit, { action: `${action}.result`, outcome: AuditOutcome.FAILURE, actor, attributes: { ...attributes, failed: String(failed.length), errorCode: failure.code, error: failure.message } }),
       ).catch((auditErr: unknown) => this.#deps.logger.error({ err: auditErr }, 'could not record a signing failure in the audit outbox'));
       throw failure;
     }
     const responses = settled.map((r) => (r as PromiseFulfilledResult<Buffer>).value);
-    await withTransaction(this.#deps.pool, (tx) =>
+    await this.#commits.transaction((tx) =>
       appendAuditEvent(tx, this.#audit, {
         action: `${action}.result`,
         outcome: AuditOutcome.SUCCESS,

@@ -57,17 +57,25 @@ export interface ResponseTimes {
 }
 
 /**
- * thisUpdate, nextUpdate and the next refresh of a pre-produced response signed now. nextUpdate
- * never passes the responder certificate's notAfter (a response must not outlive its signer's
- * certificate: ca-signer refuses it); the refresh is spread by a jitter derived from the serial,
- * so that a population signed in one burst does not come due in one burst again.
+ * thisUpdate and nextUpdate of a response signed now. nextUpdate never passes the responder
+ * certificate's notAfter (a response must not outlive its signer's certificate: ca-signer refuses it).
  */
-export function responseTimes(serialHex: string, now: Date, policy: ResponsePolicy, responderNotAfter?: Date): ResponseTimes {
+export function validityWindow(now: Date, policy: Pick<ResponsePolicy, 'validitySeconds'>, responderNotAfter?: Date): { thisUpdate: Date; nextUpdate: Date } {
   const thisUpdate = wholeSecond(now);
   let validityMs = policy.validitySeconds * 1000;
   if (responderNotAfter) validityMs = Math.min(validityMs, wholeSecond(responderNotAfter).getTime() - thisUpdate.getTime());
   validityMs = Math.max(validityMs, 1000);
-  const nextUpdate = new Date(thisUpdate.getTime() + validityMs);
+  return { thisUpdate, nextUpdate: new Date(thisUpdate.getTime() + validityMs) };
+}
+
+/**
+ * thisUpdate, nextUpdate and the next refresh of a pre-produced response signed now (see
+ * {@link validityWindow}); the refresh is spread by a jitter derived from the serial, so that a
+ * population signed in one burst does not come due in one burst again.
+ */
+export function responseTimes(serialHex: string, now: Date, policy: ResponsePolicy, responderNotAfter?: Date): ResponseTimes {
+  const { thisUpdate, nextUpdate } = validityWindow(now, policy, responderNotAfter);
+  const validityMs = nextUpdate.getTime() - thisUpdate.getTime();
   const spread = createHash('sha256').update(serialHex).digest().readUInt32BE(0) / 0xffffffff; // 0..1, stable per serial
   const refreshAt = new Date(thisUpdate.getTime() + validityMs * (policy.refreshAt + policy.jitter * (2 * spread - 1)));
   return { thisUpdate, nextUpdate, refreshAt };

@@ -3,7 +3,7 @@ import { readOcspResponse, type OcspSingleResponseSpec } from '@pki/x509';
 import type { StatusStore, StoredCertificate } from '../adapters/postgres/status-store';
 import type { MainAnswer, RequestedSingle } from '../http/protocol';
 import type { ResponseToSign } from '../ports/ocsp-signing';
-import { NEVER_ISSUED_REVOKED, pastRetention, responseTimes, singleStatusOf, type ResponsePolicy } from './certificate-status';
+import { NEVER_ISSUED_REVOKED, pastRetention, singleStatusOf, validityWindow, type ResponsePolicy } from './certificate-status';
 import { isDatabaseFailure, type DependencyHealth } from './dependency-health';
 import type { IssuerDirectory } from './issuer-directory';
 import type { LiveSigner } from './live-signer';
@@ -75,9 +75,9 @@ export class RequestResolver {
     }
     const neverIssued = statuses.includes('never-issued');
     if (neverIssued && this.#deps.policy.neverIssued === 'unauthorized') return { kind: 'error', status: 'unauthorized' };
-    const now = this.#deps.clock.now();
+    // A live answer is never stored or refreshed: its validity window alone, the same for every single.
+    const times = validityWindow(this.#deps.clock.now(), this.#deps.policy, issuer.responderCertificate.notAfter);
     const responses: ResponseToSign[] = singles.map((single, i) => {
-      const times = responseTimes(single.serialHex ?? '', now, this.#deps.policy, issuer.responderCertificate!.notAfter);
       const status = statuses[i]!;
       return {
         issuerKeyId: issuer.keyId,

@@ -135,7 +135,12 @@ export class ResponseUpdater {
       let claimed = 0;
       let signatures = 0;
       try {
-        claimed = await this.#deps.store.signDue(this.#deps.settings.batchSize, this.#deps.settings.expiredRetentionDays, async (rows, tx) => {
+        claimed = await this.#deps.store.signDue(this.#deps.settings.batchSize, this.#deps.settings.expiredRetentionDays, async (rows, tx, expired) => {
+          // Past the expired-certificate policy: this pod stops serving them now. Its change follower
+          // would also see the change, but a change id taken in this long transaction can commit
+          // after higher ones it has already passed (other pods still depend on that path).
+          for (const serial of expired) this.#deps.memory.forget(serial);
+          if (rows.length === 0) return [];
           const signed = await this.#sign(rows, tx);
           signatures = signed.signatures;
           return signed.results;

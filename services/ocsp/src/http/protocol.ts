@@ -44,6 +44,11 @@ export type ToMain =
   /** A thread's usage counts since its last hand-over (asked by `take-usage`, and sent once more when it stops). */
   | { type: 'usage'; thread: number; tally: TallySnapshot }
   | { type: 'failed'; thread: number; message: string }
+  /** The questions of one turn of a serving thread's event loop, posted together (see Coalescer). */
+  | { type: 'asks'; asks: Ask[] };
+
+/** What a serving thread asks the main thread. */
+export type Ask =
   /** A known certificate whose response is not in memory. */
   | { type: 'miss'; id: number; issuerIndex: number; single: RequestedSingle }
   /** A request answered by a live signature: a nonce, several CertIDs, or a never-issued serial under the `revoked` policy. */
@@ -57,6 +62,7 @@ export type MainAnswer =
 
 export type ToThread =
   | { type: 'directory'; directory: DirectorySnapshot }
-  | { type: 'answer'; id: number; answer: MainAnswer }
+  /** The answers of one turn of the main thread's event loop, posted together (see Coalescer). */
+  | { type: 'answers'; answers: Array<{ id: number; answer: MainAnswer }> }
   | { type: 'take-usage' }
   | { type: 'stop' };

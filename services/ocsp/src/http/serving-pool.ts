@@ -3,12 +3,13 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { PkiError, type Logger } from '@pki/kit';
 import type { DirectorySnapshot } from '../domain/issuer-directory';
-import type { MainAnswer, ServingThreadData, ToMain, ToThread } from './protocol';
+import { Coalescer } from './coalescer';
+import type { Ask, MainAnswer, ServingThreadData, ToMain, ToThread } from './protocol';
 import type { TallySnapshot } from './usage-tally';
 
 export interface ServingPoolHandlers {
-  miss(message: Extract<ToMain, { type: 'miss' }>): Promise<MainAnswer>;
-  live(message: Extract<ToMain, { type: 'live' }>): Promise<MainAnswer>;
+  miss(message: Extract<Ask, { type: 'miss' }>): Promise<MainAnswer>;
+  live(message: Extract<Ask, { type: 'live' }>): Promise<MainAnswer>;
   /** A thread's usage counts (metering): whenever they arrive, including late and final ones. */
   usage?(tally: TallySnapshot): void;
 }
@@ -63,7 +64,15 @@ export class ServingPool {
   #startThread(script: string, data: ServingThreadData, handlers: ServingPoolHandlers): Promise<{ port: number; httpsPort?: number }> {
     const worker = new Worker(script, { workerData: data, name: `ocsp-serving-${data.thread}` });
     this.#workers.push(worker);
-    const reply = (id: number, answer: MainAnswer) => worker.postMessage({ type: 'answer', id, answer } satisfies ToThread);
+    const answers = new Coalescer<{ id: number; answer: MainAnswer }>((items) => worker.postMessage({ type: 'answers', answers: items } satisfies ToThread));
+    const reply = (id: number, answer: MainAnswer) =>
+      answers.add({
+        id,
+        // A live answer's DER is a view into the whole gRPC message of its batch (protobuf-es bytes
+        // fields are subarrays), a miss's often one into a pooled slab, and structured clone copies
+        // a view's entire backing buffer: copied alone, only the answer's own bytes cross over.
+        answer: answer.kind === 'response' ? { ...answer, der: new Uint8Array(answer.der) } : answer,
+      });
     return new Promise((resolve, reject) => {
       worker.on('message', (message: ToMain) => {
         switch (message.type) {
@@ -77,15 +86,16 @@ export class ServingPool {
           case 'failed':
             reject(new PkiError('UNAVAILABLE', `ocsp: serving thread ${message.thread} could not listen on ${data.host}:${data.port}: ${message.message}`));
             break;
-          case 'miss':
-          case 'live':
-            (message.type === 'miss' ? handlers.miss(message) : handlers.live(message)).then(
-              (answer) => reply(message.id, answer),
-              (err: unknown) => {
-                this.#logger.error({ err }, `ocsp: answering a ${message.type} failed`);
-                reply(message.id, { kind: 'error', status: 'internalError' });
-              },
-            );
+          case 'asks':
+            for (const ask of message.asks) {
+              (ask.type === 'miss' ? handlers.miss(ask) : handlers.live(ask)).then(
+                (answer) => reply(ask.id, answer),
+                (err: unknown) => {
+                  this.#logger.error({ err }, `ocsp: answering a ${ask.type} failed`);
+                  reply(ask.id, { kind: 'error', status: 'internalError' });
+                },
+              );
+            }
             break;
         }
       });

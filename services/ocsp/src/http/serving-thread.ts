@@ -7,7 +7,8 @@ import { assembleOcspResponseParts, ocspErrorResponse, parseOcspRequest, type Oc
 import { CallerCertificates } from '../domain/caller-certificates';
 import { IssuerMatcher, type DirectorySnapshot, type ResponderEntry } from '../domain/issuer-directory';
 import { HASH_INDEX, ResponseStoreReader } from '../store/shared-response-store';
-import type { MainAnswer, RequestedSingle, ServingThreadData, ToMain, ToThread } from './protocol';
+import { Coalescer } from './coalescer';
+import type { Ask, MainAnswer, RequestedSingle, ServingThreadData, ToMain, ToThread } from './protocol';
 import { decodeGetRequest } from './request-decoding';
 import { ServingMetrics, type AnswerKind } from './serving-metrics';
 import { MTLS, SIGNED_REQUEST, SYSTEM_URL, UsageTally } from './usage-tally';
@@ -56,6 +57,7 @@ let nextId = 1;
 function post(message: ToMain): void {
   parentPort!.postMessage(message);
 }
+const asks = new Coalescer<Ask>((items) => post({ type: 'asks', asks: items }));
 
 function setDirectory(directory: DirectorySnapshot): void {
   matcher = new IssuerMatcher(directory);
@@ -66,7 +68,7 @@ function setDirectory(directory: DirectorySnapshot): void {
 /** Sends a request to the main thread; resolves undefined when it does not answer in time. */
 type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
 
-function askMain(message: WithoutId<Extract<ToMain, { id: number }>>): Promise<MainAnswer | undefined> {
+function askMain(message: WithoutId<Ask>): Promise<MainAnswer | undefined> {
   const id = nextId++;
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
@@ -78,7 +80,9 @@ function askMain(message: WithoutId<Extract<ToMain, { id: number }>>): Promise<M
       pending.delete(id);
       resolve(answer);
     });
-    post({ ...message, id } as ToMain);
+    // A nonce is a view into the request's body (often a slab of Node's buffer pool), and structured
+    // clone copies a view's entire backing buffer: copied alone, only the nonce crosses over.
+    asks.add(message.type === 'live' && message.nonce !== undefined ? { ...message, nonce: new Uint8Array(message.nonce), id } : ({ ...message, id } as Ask));
   });
 }
 
@@ -411,7 +415,7 @@ const closeServer = (s: http.Server | https.Server | undefined) =>
   });
 
 parentPort!.on('message', (message: ToThread) => {
-  if (message.type === 'answer') pending.get(message.id)?.(message.answer);
+  if (message.type === 'answers') for (const { id, answer } of message.answers) pending.get(id)?.(answer);
   else if (message.type === 'directory') setDirectory(message.directory);
   else if (message.type === 'take-usage') post({ type: 'usage', thread: data.thread, tally: tally.take() });
   else if (message.type === 'stop') {

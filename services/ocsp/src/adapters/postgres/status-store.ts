@@ -109,23 +109,26 @@ export class StatusStore {
   /**
    * Claims up to `limit` rows due for signing (FOR UPDATE SKIP LOCKED: pods share the work without
    * signing a row twice) and hands them to `sign` inside the transaction, whose results are saved
-   * before it commits. Rows past the expired-certificate policy lose their responses instead.
+   * before it commits. Rows past the expired-certificate policy lose their responses instead; their
+   * serials are given to `sign` too (`expired`), for the caller to drop them at once.
    */
-  async signDue(limit: number, retentionDays: number, sign: (rows: StoredCertificate[], tx: Tx) => Promise<SignedResponses[]>): Promise<number> {
+  async signDue(limit: number, retentionDays: number, sign: (rows: StoredCertificate[], tx: Tx, expired: string[]) => Promise<SignedResponses[]>): Promise<number> {
     return withTransaction(this.pool, async (tx) => {
-      await tx.query(
+      const cleared = await tx.query<{ serial_hex: string }>(
         `UPDATE certificates SET response_sha1 = NULL, response_sha256 = NULL, signed_seq = NULL, refresh_at = 'infinity',
                 change_id = nextval('certificate_change_ids')
           WHERE serial_hex IN (SELECT serial_hex FROM certificates WHERE refresh_at <= now() AND not_after < now() - make_interval(days => $1)
-                               ORDER BY refresh_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+                               ORDER BY refresh_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+          RETURNING serial_hex`,
         [retentionDays, limit],
       );
+      const expired = cleared.rows.map((r) => r.serial_hex);
       const { rows } = await tx.query(
         `SELECT ${COLUMNS} FROM certificates WHERE refresh_at <= now() ORDER BY refresh_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
         [limit],
       );
-      if (rows.length === 0) return 0;
-      const signed = await sign(rows.map(rowToCertificate), tx);
+      if (rows.length === 0 && expired.length === 0) return 0;
+      const signed = await sign(rows.map(rowToCertificate), tx, expired);
       await this.saveResponses(signed, tx);
       return rows.length;
     });
