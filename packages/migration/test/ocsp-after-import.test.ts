@@ -1,10 +1,13 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { request as httpsRequest } from 'node:https';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { issueServiceCertificate } from '@pki/internal-ca';
 import { fromPem, toPem } from '@pki/x509';
+import * as der from '../src/der';
 import { REPO, freePortBase, runUp, type RunningUp } from '../../devstack/test/run-up';
 import { generateLegacyExport, type GeneratedExport } from '../src/generate';
 import type { Disagreement } from '../src/report';
@@ -31,7 +34,9 @@ const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', '
 const opensslTime = (d: Date) => `${MONTHS[d.getUTCMonth()]} ${String(d.getUTCDate()).padStart(2, ' ')} ${d.toISOString().slice(11, 19)} ${d.getUTCFullYear()} GMT`;
 
 interface Endpoints {
-  http: { ocsp: string };
+  http: { ocsp: string; crl: string };
+  admin: { crl: string };
+  serviceCa: string;
   configs: Record<string, string>;
   pids: string;
 }
@@ -285,4 +290,95 @@ describe('after a legacy import, the running ocsp service answers for the import
       expect(await ask(generations[0]!.generation, expired.serialHex)).toContain('Responder Error: unauthorized (6)');
     });
   });
+
+  describe('the CRLs the crl service publishes for the old generations', () => {
+    const crls = new Map<string, Buffer>();
+
+    beforeAll(async () => {
+      // crl learns each old generation from ca-signer with its first status event, and signs a first
+      // complete CRL at once, while the rest of the import's events are still arriving; the next
+      // complete one is due hours later. So, once crl holds every revocation of the import, the
+      // operator asks for a complete CRL of each old generation (README: CRL, regeneration on demand).
+      // (crl forgets a revocation once its certificate has expired: only those not expired are counted.)
+      const cutoff = new Date(Date.now() + 3_600_000);
+      const listed = [...records.values()].filter((r) => r.status !== 'VALID' && r.notAfter > cutoff).length;
+      const until = Date.now() + 300_000;
+      for (;;) {
+        const { rows } = await db.query(`SELECT count(*)::int AS n FROM crl.revocations WHERE status <> 'VALID' AND not_after > $1`, [cutoff]);
+        if (rows[0].n === listed) break;
+        if (Date.now() > until) throw new Error(`crl holds ${rows[0].n} of the ${listed} unexpired revocations after 300 s`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      const operator = await issueServiceCertificate({ caDir: path.join(state, 'service-ca'), outDir: path.join(work, 'operator'), service: 'operator' });
+      for (const g of generations) {
+        let done = await admin('POST', '/v1/regenerations', operator, { issuerKeyId: g.keyId, kind: 'full' }, `migration-${g.generation}`);
+        while (done.state === 'PENDING') {
+          await new Promise((r) => setTimeout(r, 500));
+          done = await admin('GET', `/v1/regenerations/${done.id}`, operator);
+        }
+        expect(done).toMatchObject({ state: 'DONE' });
+        const res = await fetch(`${endpoints.http.crl}/${g.keyId}.crl`);
+        expect(res.status).toBe(200);
+        crls.set(g.generation, Buffer.from(await res.arrayBuffer()));
+        writeFileSync(file(`new-${g.generation}.crl`), crls.get(g.generation)!);
+      }
+    });
+
+    it('are signed with the old generations\' keys now in the HSM: OpenSSL verifies each against its old CA certificate', () => {
+      for (const g of generations) {
+        const { stderr } = spawnOpenssl(['crl', '-inform', 'DER', '-in', file(`new-${g.generation}.crl`), '-CAfile', file(`${g.generation}.pem`), '-noout']);
+        expect({ generation: g.generation, verdict: stderr.trim() }).toEqual({ generation: g.generation, verdict: 'verify OK' });
+      }
+    });
+
+    it('list exactly the revoked and held certificates of the reconciled legacy records that have not expired, with the legacy time and reason', () => {
+      const reasonCode: Record<string, number> = { unspecified: 0, keyCompromise: 1, cACompromise: 2, affiliationChanged: 3, superseded: 4, cessationOfOperation: 5, certificateHold: 6, privilegeWithdrawn: 9 };
+      for (const g of generations) {
+        const crl = der.readCrl(crls.get(g.generation)!);
+        // RFC 5280 §3.3: an entry may leave the CRL once the certificate has expired (crl keeps it schedule.expiredGraceSeconds longer).
+        const listedAfter = crl.thisUpdate.getTime() - configOf('crl').schedule.expiredGraceSeconds * 1000;
+        const expected = [...records.values()].filter((r) => r.generation === g.generation && r.status !== 'VALID' && r.notAfter.getTime() > listedAfter);
+        const got = new Map(crl.entries.map((e) => [e.serialHex, e]));
+        expect({ generation: g.generation, entries: crl.entries.length }).toEqual({ generation: g.generation, entries: expected.length });
+        for (const r of expected) {
+          const e = got.get(r.serialHex);
+          expect({ serial: r.serialHex, entry: e && { time: e.revocationDate.toISOString(), reason: e.reasonCode ?? 0 } }).toEqual({ serial: r.serialHex, entry: { time: r.revocationTime!.toISOString(), reason: reasonCode[r.reason!] } });
+        }
+      }
+    });
+
+    it('pki-migrate check (runbook step 6) finds them equal to the reconciled legacy records, expired certificates aside', async () => {
+      const crlArgs = generations.flatMap((g) => ['--crl', file(`new-${g.generation}.crl`)]);
+      const { stdout } = await migrate('check', '--export-id', exported.exportId, '--config', migrationConfig, ...crlArgs);
+      const revokedOrHeld = [...records.values()].filter((r) => r.status !== 'VALID').length;
+      const listed = [...crls.values()].reduce((n, crl) => n + der.readCrl(crl).entries.length, 0);
+      expect(JSON.parse(stdout)).toMatchObject({ ok: true, crl: { checked: records.size, mismatches: 0, legacyMissing: 0, expired: revokedOrHeld - listed } });
+      expect(revokedOrHeld - listed).toBeGreaterThan(0);
+    });
+  });
+
+  /** A call to crl's operator API (HTTPS, a client certificate of the internal CA naming the operator). */
+  const admin = (method: string, pathname: string, identity: { certFile: string; keyFile: string }, body?: unknown, idempotencyKey?: string) =>
+    new Promise<{ id: string; state: string }>((resolve, reject) => {
+      const url = new URL(pathname, endpoints.admin.crl);
+      const req = httpsRequest(
+        url,
+        {
+          method,
+          ca: readFileSync(endpoints.serviceCa),
+          cert: readFileSync(identity.certFile),
+          key: readFileSync(identity.keyFile),
+          headers: { ...(body ? { 'content-type': 'application/json' } : {}), ...(idempotencyKey ? { 'idempotency-key': idempotencyKey } : {}) },
+        },
+        (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => ((res.statusCode ?? 500) < 300 ? resolve(JSON.parse(text)) : reject(new Error(`crl admin ${method} ${pathname}: ${res.statusCode} ${text}`))));
+        },
+      );
+      req.on('error', reject);
+      req.end(body ? JSON.stringify(body) : undefined);
+    });
 });
+
+const spawnOpenssl = (args: string[]) => spawnSync('openssl', args, { encoding: 'utf8' });
