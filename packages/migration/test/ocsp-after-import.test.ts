@@ -68,11 +68,21 @@ describe('after a legacy import, the running ocsp service answers for the import
     mkdirSync(path.join(REPO, 'var', 'test'), { recursive: true });
     parent = mkdtempSync(path.join(REPO, 'var', 'test', 'migration-ocsp-'));
     chmodSync(parent, 0o700);
-    state = path.join(parent, 'state');
     work = path.join(parent, 'work');
     mkdirSync(work);
-    up = runUp(state, await freePortBase());
-    await up.waitFor(/The PKI is running/);
+    // A port block free when chosen can be taken before a service binds it (an outgoing
+    // connection's ephemeral port on a busy machine): then make up stops, and another block is tried.
+    for (let attempt = 1; ; attempt++) {
+      state = path.join(parent, `state-${attempt}`);
+      up = runUp(state, await freePortBase());
+      try {
+        await up.waitFor(/The PKI is running/);
+        break;
+      } catch (err) {
+        if (attempt === 3 || !/EADDRINUSE/.test(up.output())) throw err;
+        await up.exited;
+      }
+    }
     endpoints = JSON.parse(readFileSync(path.join(state, 'endpoints.json'), 'utf8')) as Endpoints;
     db = new pg.Client({ connectionString: readFileSync(path.join(state, 'secrets', 'database-url'), 'utf8').trim() });
     await db.connect();
