@@ -78,7 +78,7 @@ export function renderReport(report: ReconciliationReport, check?: NewSystemChec
   if (check) {
     out.push('', 'New system against the legacy records:');
     out.push(`  registry: ${check.registry.checked} serials, ${check.registry.mismatches} differ from the reconciled status`);
-    if (check.crl) out.push(`  new CRLs: ${check.crl.checked} serials, ${check.crl.mismatches} whose membership differs; legacy CRL entries missing from them: ${check.crl.legacyMissing}`);
+    if (check.crl) out.push(`  new CRLs: ${check.crl.checked} serials, ${check.crl.mismatches} whose membership differs; legacy CRL entries missing from them: ${check.crl.legacyMissing}; expired before the new CRL, not listed: ${check.crl.expired ?? 0}`);
     if (check.ocsp) out.push(`  OCSP: ${check.ocsp.checked} serials asked, ${check.ocsp.mismatches} answered otherwise`);
     for (const e of check.examples) out.push(`    ${e}`);
     out.push(`  ${check.ok ? 'EQUAL' : 'NOT EQUAL'}`);
@@ -89,7 +89,8 @@ export function renderReport(report: ReconciliationReport, check?: NewSystemChec
 export interface NewSystemCheck {
   ok: boolean;
   registry: { checked: number; mismatches: number };
-  crl?: { checked: number; mismatches: number; legacyMissing: number };
+  /** `expired`: revoked or held certificates not listed because they expired before the new CRL's thisUpdate (RFC 5280 §3.3 lets them leave). */
+  crl?: { checked: number; mismatches: number; legacyMissing: number; expired?: number };
   ocsp?: { checked: number; mismatches: number };
   examples: string[];
 }
@@ -112,15 +113,23 @@ export async function checkNewSystem(db: Queryable, exportId: string, newCrls?: 
   const result: NewSystemCheck = { ok: reg[0].mismatches === 0, registry: { checked: reg[0].checked, mismatches: reg[0].mismatches }, examples };
   if (newCrls) {
     const entries = new Map<string, number | undefined>();
-    for (const crl of newCrls) for (const e of der.readCrl(crl).entries) entries.set(e.serialHex, e.reasonCode);
+    /** thisUpdate of each generation's new CRL, by issuer key id. */
+    const thisUpdate = new Map<string, Date>();
+    for (const crl of newCrls) {
+      const fields = der.readCrl(crl);
+      for (const e of fields.entries) entries.set(e.serialHex, e.reasonCode);
+      if (fields.authorityKeyId) thisUpdate.set(fields.authorityKeyId, fields.thisUpdate);
+    }
     let mismatches = 0;
     let checked = 0;
     let legacyMissing = 0;
+    let expired = 0;
     // Streamed in pages: memory holds the new CRLs' entries and one page.
     for (let after = ''; ; ) {
       const { rows } = await db.query(
-        `SELECT f.serial_hex, f.status, f.reason, (e.serial_hex IS NOT NULL) AS legacy_listed FROM ${STAGING}.final f
+        `SELECT f.serial_hex, f.status, f.reason, (e.serial_hex IS NOT NULL) AS legacy_listed, c.issuer_key_id, c.not_after FROM ${STAGING}.final f
            LEFT JOIN ${STAGING}.crl_entries e ON e.export_id = f.export_id AND e.serial_hex = f.serial_hex
+           LEFT JOIN certificates c ON c.serial_hex = f.serial_hex
           WHERE f.export_id = $1 AND f.serial_hex > $2 ORDER BY f.serial_hex LIMIT 20000`,
         [exportId, after],
       );
@@ -128,6 +137,13 @@ export async function checkNewSystem(db: Queryable, exportId: string, newCrls?: 
       for (const r of rows) {
         checked++;
         const listed = entries.has(r.serial_hex);
+        // RFC 5280 §3.3: an entry may be removed once the certificate has expired, and the crl
+        // service does so: a certificate expired before its generation's new CRL may be missing.
+        const until = thisUpdate.get(r.issuer_key_id);
+        if (!listed && r.status !== 'VALID' && r.not_after && until && r.not_after < until) {
+          expired++;
+          continue;
+        }
         const shouldBe = r.status !== 'VALID';
         const reasonOk = !listed || (r.status === 'SUSPENDED' ? entries.get(r.serial_hex) === 6 : entries.get(r.serial_hex) !== 6);
         if (listed !== shouldBe || !reasonOk) {
@@ -138,7 +154,7 @@ export async function checkNewSystem(db: Queryable, exportId: string, newCrls?: 
       }
       after = rows[rows.length - 1].serial_hex;
     }
-    result.crl = { checked, mismatches, legacyMissing };
+    result.crl = { checked, mismatches, legacyMissing, expired };
     result.ok = result.ok && mismatches === 0 && legacyMissing === 0;
   }
   return result;

@@ -11,7 +11,8 @@ import { MIGRATIONS_DIRECTORY as RA_MIGRATIONS } from '../../../services/ra/src/
 import { MIGRATIONS_DIRECTORY as CARD_MGMT_MIGRATIONS } from '../../../services/card-mgmt/src/app';
 import { migrationConfigSchema } from '../src/config';
 import { targetsFrom } from '../src/cli';
-import { fileSha256, formatManifest, readManifest } from '../src/format';
+import * as der from '../src/der';
+import { type CertificateStatus, fileSha256, formatManifest, parseLegacyTime, readManifest, type LegacyStatus, type Reason, REASON_BY_CODE, STATUS_MAP } from '../src/format';
 import type { ImportTargets } from '../src/importer';
 
 export const CLI = resolve(__dirname, '..', 'dist', 'cli.js');
@@ -105,4 +106,55 @@ export async function registrySnapshot(t: Targets): Promise<Record<string, unkno
     cardMgmt: await q(t.cardMgmt, `SELECT card_number, state, office, subscriber_id, signing_serial, encryption_serial FROM cards ORDER BY card_number`),
     transitions: await q(t.cardMgmt, `SELECT card_number, action, to_state FROM card_transitions ORDER BY card_number`),
   };
+}
+
+export interface LegacyRecord {
+  serialHex: string;
+  generation: string;
+  notAfter: Date;
+  /** The status table's value (the last row of the serial), if it has one. */
+  legacyStatus: LegacyStatus | undefined;
+  onCrl: boolean;
+  status: CertificateStatus;
+  revocationTime?: Date;
+  reason?: Reason;
+}
+
+/**
+ * What the new system must answer for every serial, read from the export's own files and the
+ * rules of the runbook (docs/runbooks/migration.md, "Reading the report") rather than from the
+ * importer: the generation's last CRL is authoritative for revocation (its time and reason); a
+ * status-table change after the CRL's thisUpdate is newer and kept; without either, valid.
+ */
+export async function reconciledLegacyRecords(dir: string): Promise<{ generations: Array<{ generation: string; keyId: string; certificateDer: Buffer }>; records: Map<string, LegacyRecord> }> {
+  const rows = async (file: string) => (await readFile(join(dir, file), 'utf8')).split('\n').slice(1).filter(Boolean).map((l) => l.split('\t'));
+  const generations: Array<{ generation: string; keyId: string; certificateDer: Buffer; crl: der.CrlFields }> = [];
+  for (const [generation, certFile, crlFile] of await rows('generations.tsv')) {
+    const certificateDer = await readFile(join(dir, certFile!));
+    generations.push({ generation: generation!, keyId: der.subjectKeyId(certificateDer)!, certificateDer, crl: der.readCrl(await readFile(join(dir, crlFile!))) });
+  }
+  const status = new Map<string, { status: LegacyStatus; time: Date }>();
+  for (const [serial, value, time] of await rows('status.tsv')) {
+    const at = parseLegacyTime(time!)!;
+    const before = status.get(serial!);
+    if (!before || before.time.getTime() <= at.getTime()) status.set(serial!, { status: value as LegacyStatus, time: at });
+  }
+  const records = new Map<string, LegacyRecord>();
+  for (const [, b64] of await rows('certificates.txt')) {
+    const cert = der.readCertificate(Buffer.from(b64!, 'base64'));
+    const g = generations.find((x) => x.keyId === cert.authorityKeyId)!;
+    const row = status.get(cert.serialHex);
+    const entry = g.crl.entries.find((e) => e.serialHex === cert.serialHex);
+    const base = { serialHex: cert.serialHex, generation: g.generation, notAfter: cert.notAfter, legacyStatus: row?.status, onCrl: entry !== undefined };
+    if (row && row.time.getTime() > g.crl.thisUpdate.getTime()) {
+      const mapped = STATUS_MAP[row.status];
+      records.set(cert.serialHex, { ...base, status: mapped.status, ...(mapped.status === 'VALID' ? {} : { revocationTime: row.time, reason: mapped.reason! }) });
+    } else if (entry) {
+      const reason = REASON_BY_CODE.get(entry.reasonCode ?? 0)!;
+      records.set(cert.serialHex, { ...base, status: reason === 'certificateHold' ? 'SUSPENDED' : 'REVOKED', revocationTime: entry.revocationDate, reason });
+    } else {
+      records.set(cert.serialHex, { ...base, status: 'VALID' });
+    }
+  }
+  return { generations: generations.map(({ generation, keyId, certificateDer }) => ({ generation, keyId, certificateDer })), records };
 }
