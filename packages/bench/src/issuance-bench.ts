@@ -76,6 +76,20 @@ async function waitReady(url: string, child: ChildProcess, name: string): Promis
   throw new Error(`${name} did not become ready`);
 }
 
+/** The benchmark database's cumulative counters (pg_stat_database). */
+async function databaseCounters(pool: pg.Pool): Promise<Record<string, number>> {
+  await pool.query('SELECT pg_stat_clear_snapshot()');
+  const { rows } = await pool.query(
+    `SELECT xact_commit + xact_rollback AS transactions, tup_inserted AS inserted, tup_updated AS updated, tup_deleted AS deleted, tup_returned + tup_fetched AS read, blks_hit + blks_read AS blocks
+       FROM pg_stat_database WHERE datname = current_database()`,
+  );
+  return Object.fromEntries(Object.entries(rows[0] as Record<string, string>).map(([k, v]) => [k, Number(v)]));
+}
+
+function perCertificate(before: Record<string, number>, after: Record<string, number>, certificates: number): Record<string, number> {
+  return Object.fromEntries(Object.keys(after).map((k) => [k, Number(((after[k]! - before[k]!) / certificates).toFixed(2))]));
+}
+
 async function main(): Promise<void> {
   const root = findRepoRoot(__dirname);
   const runDir = path.join(root, 'var', 'bench', `issuance-${process.pid}`);
@@ -221,10 +235,17 @@ async function main(): Promise<void> {
     // less everything named, i.e. the OS, Kafka-less relays' peers and everybody else's load.
     const postmasterPid = postmasterPidOf(postgres.dir);
     const meter = new CpuMeter({ ra: ra.pid!, 'ca-signer': signer.pid! }, postmasterPid);
+    const statsDb = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+    const databaseWork = await databaseCounters(statsDb);
     meter.start();
     await inParallel(CARDS, CONCURRENCY, (i) => approve(applications[warmup + i]!));
     const certificates = 2 * CARDS;
     const cpu = meter.stop(certificates);
+    // What the database did per certificate (every client: ra, ca-signer, both relays), read
+    // after the backends' statistics are flushed (at most once a second when they go idle).
+    await new Promise((r) => setTimeout(r, 1500));
+    const databasePerCertificate = perCertificate(databaseWork, await databaseCounters(statsDb), certificates);
+    await statsDb.end();
     const perSecond = certificates / cpu.elapsed;
     // The issuance path's own CPU per certificate (everything but 'other'), and the rate it would
     // reach if it had every core to itself: the ceiling the shared machine hides.
@@ -250,6 +271,7 @@ async function main(): Promise<void> {
       cpuPerCertificateUs: cpu.perOperationUs,
       pkcs11AloneCpuPerSignatureUs: alone.cpuPerSignatureUs,
       machineUtilisation: cpu.machineUtilisation,
+      databasePerCertificate,
       pipelineCpuPerCertificateUs: pipelineUs,
       pipelineCeilingPerSecond: Math.round(pipelineCeiling),
       eightMillionCertificatesHours: Number((8_000_000 / perSecond / 3600).toFixed(1)),
@@ -259,6 +281,7 @@ async function main(): Promise<void> {
         `  PKCS#11 alone, same key: ${result.pkcs11AlonePerSecond} signatures/s (${alone.cpuPerSignatureUs} µs CPU each): end to end reaches ${result.serviceToPkcs11Alone} of it\n` +
         `  openssl speed rsa2048: ${result.opensslSpeedRsa2048}/s\n` +
         `  CPU µs per certificate: ${Object.entries(cpu.perOperationUs).map(([k, v]) => `${k} ${v}`).join(', ')}\n` +
+        `  PostgreSQL per certificate (every client): ${Object.entries(databasePerCertificate).map(([k, v]) => `${k} ${v}`).join(', ')}\n` +
         `  the issuance path's own CPU: ${pipelineUs} µs per certificate, i.e. at most ${result.pipelineCeilingPerSecond} certificates/s on ${os.availableParallelism()} cores it had to itself\n` +
         `  8 million certificates at this rate: ${result.eightMillionCertificatesHours} h`,
     );
