@@ -86,6 +86,16 @@ async function databaseCounters(pool: pg.Pool): Promise<Record<string, number>> 
   return Object.fromEntries(Object.entries(rows[0] as Record<string, string>).map(([k, v]) => [k, Number(v)]));
 }
 
+/** Per table of the benchmark database: rows read (sequential and by index), written, and the scans. */
+async function tableCounters(pool: pg.Pool): Promise<Record<string, Record<string, number>>> {
+  const { rows } = await pool.query(
+    `SELECT schemaname || '.' || relname AS name, COALESCE(seq_tup_read, 0) + COALESCE(idx_tup_fetch, 0) AS "rowsRead", seq_scan AS "seqScans", COALESCE(idx_scan, 0) AS "indexScans",
+            n_tup_ins + n_tup_upd + n_tup_del AS "rowsWritten"
+       FROM pg_stat_user_tables`,
+  );
+  return Object.fromEntries(rows.map((r: Record<string, string>) => [r.name, { rowsRead: Number(r.rowsRead), seqScans: Number(r.seqScans), indexScans: Number(r.indexScans), rowsWritten: Number(r.rowsWritten) }]));
+}
+
 function perCertificate(before: Record<string, number>, after: Record<string, number>, certificates: number): Record<string, number> {
   return Object.fromEntries(Object.keys(after).map((k) => [k, Number(((after[k]! - before[k]!) / certificates).toFixed(2))]));
 }
@@ -237,6 +247,7 @@ async function main(): Promise<void> {
     const meter = new CpuMeter({ ra: ra.pid!, 'ca-signer': signer.pid! }, postmasterPid);
     const statsDb = new pg.Pool({ connectionString: databaseUrl, max: 1 });
     const databaseWork = await databaseCounters(statsDb);
+    const tableWork = await tableCounters(statsDb);
     meter.start();
     await inParallel(CARDS, CONCURRENCY, (i) => approve(applications[warmup + i]!));
     const certificates = 2 * CARDS;
@@ -245,6 +256,13 @@ async function main(): Promise<void> {
     // after the backends' statistics are flushed (at most once a second when they go idle).
     await new Promise((r) => setTimeout(r, 1500));
     const databasePerCertificate = perCertificate(databaseWork, await databaseCounters(statsDb), certificates);
+    const tablesAfter = await tableCounters(statsDb);
+    const tablesPerCertificate = Object.fromEntries(
+      Object.entries(tablesAfter)
+        .map(([table, after]) => [table, perCertificate(tableWork[table] ?? Object.fromEntries(Object.keys(after).map((k) => [k, 0])), after, certificates)] as const)
+        .filter(([, c]) => Object.values(c).some((v) => v >= 0.01))
+        .sort(([, a], [, b]) => b.rowsRead! - a.rowsRead!),
+    );
     await statsDb.end();
     const perSecond = certificates / cpu.elapsed;
     // The issuance path's own CPU per certificate (everything but 'other'), and the rate it would
@@ -272,6 +290,7 @@ async function main(): Promise<void> {
       pkcs11AloneCpuPerSignatureUs: alone.cpuPerSignatureUs,
       machineUtilisation: cpu.machineUtilisation,
       databasePerCertificate,
+      tablesPerCertificate,
       pipelineCpuPerCertificateUs: pipelineUs,
       pipelineCeilingPerSecond: Math.round(pipelineCeiling),
       eightMillionCertificatesHours: Number((8_000_000 / perSecond / 3600).toFixed(1)),
@@ -282,6 +301,7 @@ async function main(): Promise<void> {
         `  openssl speed rsa2048: ${result.opensslSpeedRsa2048}/s\n` +
         `  CPU µs per certificate: ${Object.entries(cpu.perOperationUs).map(([k, v]) => `${k} ${v}`).join(', ')}\n` +
         `  PostgreSQL per certificate (every client): ${Object.entries(databasePerCertificate).map(([k, v]) => `${k} ${v}`).join(', ')}\n` +
+        Object.entries(tablesPerCertificate).slice(0, 8).map(([t, c]) => `    ${t}: ${Object.entries(c).map(([k, v]) => `${k} ${v}`).join(', ')}\n`).join('') +
         `  the issuance path's own CPU: ${pipelineUs} µs per certificate, i.e. at most ${result.pipelineCeilingPerSecond} certificates/s on ${os.availableParallelism()} cores it had to itself\n` +
         `  8 million certificates at this rate: ${result.eightMillionCertificatesHours} h`,
     );

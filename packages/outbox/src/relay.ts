@@ -156,9 +156,9 @@ export class OutboxRelay {
 
   /** Reads the first unconfirmed events of the producer, publishes them, marks them published. */
   private async deliverBatch(lane: Lane): Promise<number> {
-    // Named statements: prepared once per connection, as the relay runs them all the time.
+    // Planned per call, not prepared: a generic plan made while the outbox is small may walk the
+    // primary key through every published event, and would be kept as the outbox grows.
     const { rows } = await this.pool.query<OutboxRow>({
-      name: 'pki_outbox_relay_read',
       text: `SELECT seq, topic, key, payload, headers, created_at,
               (SELECT last_seq FROM outbox_head WHERE producer = $1) AS head_seq
          FROM outbox
@@ -186,6 +186,7 @@ export class OutboxRelay {
     await this.publisher.publish(events);
     const first = events[0]!.seq;
     const last = events[events.length - 1]!.seq;
+    // Prepared (named): the primary key is its only possible plan.
     await this.pool.query({ name: 'pki_outbox_relay_mark', text: 'UPDATE outbox SET published_at = now() WHERE producer = $1 AND seq BETWEEN $2 AND $3', values: [lane.producer, first, last] });
     this.published += events.length;
     lane.lag = Math.max(0, Number(rows[0]!.head_seq ?? last) - last);

@@ -26,8 +26,8 @@ export interface Registry {
   principalByCertificate(certificateSha256: string): Promise<PrincipalRecord | undefined>;
   /** Applications stuck in a state since before `before` (crash recovery). */
   applicationsInState(state: ApplicationState, before: Date, limit: number): Promise<ApplicationRecord[]>;
-  /** Whether a certificate with this serial is recorded. */
-  hasCertificate(serialHex: string): Promise<boolean>;
+  /** Which of these serials the registry holds (one round trip for a page of them). */
+  certificatesHeld(serials: readonly string[]): Promise<Set<string>>;
   reads: RegistryReads;
 }
 

@@ -105,9 +105,11 @@ const sha256 = (b: Buffer) => createHash('sha256').update(b).digest();
 
 /**
  * A statement of the issuance path as a named (server-side prepared) one: PostgreSQL parses and
- * plans it once per connection instead of on every call. Only for statements whose result columns
- * are named: a prepared `SELECT *` would fail once a migration adds a column under a running
- * replica ("cached plan must not change result type").
+ * plans it once per connection instead of on every call. Only for statements with one possible
+ * plan (inserts, updates by primary key on tables with no other index to choose from) and named
+ * result columns: a generic plan is kept however the table grows, and a prepared `SELECT *` would
+ * fail once a migration adds a column under a running replica ("cached plan must not change
+ * result type").
  */
 function prepared(text: string, values: unknown[]): pg.QueryConfig {
   let name = statementNames.get(text);
@@ -116,8 +118,6 @@ function prepared(text: string, values: unknown[]): pg.QueryConfig {
 }
 const statementNames = new Map<string, string>();
 
-/** The columns `application` reads, named so that a prepared statement may return them. */
-const APPLICATION_COLUMNS = 'id, kind, state, subscriber_id, card_number, subject_serial, office, created_by, signing_spki, encryption_spki, created_at, updated_at, replaces_card, not_after, reason, decided_by';
 
 /**
  * The registry on PostgreSQL (ra's schema). Certificates are sealed at rest here, transparently:
@@ -158,9 +158,10 @@ export class PostgresRegistry implements Registry {
     return rows.map(application);
   }
 
-  async hasCertificate(serialHex: string): Promise<boolean> {
-    const { rowCount } = await this.#query(`SELECT 1 FROM certificates WHERE serial_hex = $1`, [serialHex]);
-    return (rowCount ?? 0) > 0;
+  async certificatesHeld(serials: readonly string[]): Promise<Set<string>> {
+    if (serials.length === 0) return new Set();
+    const { rows } = await this.#query(`SELECT serial_hex FROM certificates WHERE serial_hex = ANY($1::text[])`, [serials]);
+    return new Set(rows.map((r) => r.serial_hex as string));
   }
 
   /**
@@ -417,10 +418,12 @@ export class Transaction extends Reads implements RegistryTx {
 
   async transitionApplication(id: string, from: ApplicationState, changes: { state: ApplicationState; decidedBy?: string }): Promise<ApplicationRecord | undefined> {
     if (!isUuid(id)) return undefined;
-    const { rows } = await this.tx.query(prepared(
-      `UPDATE applications SET state = $3, decided_by = COALESCE($4, decided_by), updated_at = $5 WHERE id = $1 AND state = $2 RETURNING ${APPLICATION_COLUMNS}`,
+    // Not prepared: a generic plan made while the table is small could settle on the state index
+    // and keep it as the table grows; planned per call, the primary key wins.
+    const { rows } = await this.tx.query(
+      `UPDATE applications SET state = $3, decided_by = COALESCE($4, decided_by), updated_at = $5 WHERE id = $1 AND state = $2 RETURNING *`,
       [id, from, changes.state, changes.decidedBy ?? null, this.options.clock.now()],
-    ));
+    );
     return rows[0] ? application(rows[0]) : undefined;
   }
 
