@@ -32,6 +32,8 @@ const CARDS = Number(process.env.BENCH_CARDS ?? 1500);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 2 * os.availableParallelism());
 const PROFILE = process.env.BENCH_PROFILE === '1';
+/** BENCH_ISSUANCE_STATEMENTS=1: every statement's calls and time per certificate (pg_stat_statements) go into the results. */
+const STATEMENTS = process.env.BENCH_ISSUANCE_STATEMENTS === '1';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -109,7 +111,7 @@ async function main(): Promise<void> {
   const total = CARDS + warmup;
   const csrs = await cardRequests(path.join(root, 'var', 'bench', 'cache'), 2 * total);
 
-  const postgres = await startPostgres({ dir: runDir });
+  const postgres = await startPostgres({ dir: runDir, settings: STATEMENTS ? [`shared_preload_libraries = 'pg_stat_statements'`, 'pg_stat_statements.track = all'] : [] });
   const children: ChildProcess[] = [];
   let keepRunDir = false;
   try {
@@ -246,6 +248,10 @@ async function main(): Promise<void> {
     const postmasterPid = postmasterPidOf(postgres.dir);
     const meter = new CpuMeter({ ra: ra.pid!, 'ca-signer': signer.pid! }, postmasterPid);
     const statsDb = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+    if (STATEMENTS) {
+      await statsDb.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+      await statsDb.query('SELECT pg_stat_statements_reset()');
+    }
     const databaseWork = await databaseCounters(statsDb);
     const tableWork = await tableCounters(statsDb);
     meter.start();
@@ -263,6 +269,21 @@ async function main(): Promise<void> {
         .filter(([, c]) => Object.values(c).some((v) => v >= 0.01))
         .sort(([, a], [, b]) => b.rowsRead! - a.rowsRead!),
     );
+    // Calls and execution time per certificate of every statement (BEGIN and COMMIT included), most
+    // frequent first: the round trips of ra, ca-signer and both relays.
+    const statements = STATEMENTS
+      ? (
+          await statsDb.query(
+            `SELECT round(calls::numeric / $1, 2)::float AS "callsPerCertificate", round((total_exec_time * 1000 / $1)::numeric, 1)::float AS "execUsPerCertificate",
+                    left(regexp_replace(query, '\s+', ' ', 'g'), 140) AS query
+               FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat%' ORDER BY calls DESC, total_exec_time DESC LIMIT 40`,
+            [certificates],
+          )
+        ).rows
+      : undefined;
+    const statementCalls = STATEMENTS
+      ? Number((await statsDb.query(`SELECT round(sum(calls)::numeric / $1, 2)::float AS n FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat%'`, [certificates])).rows[0].n)
+      : undefined;
     await statsDb.end();
     const perSecond = certificates / cpu.elapsed;
     // The issuance path's own CPU per certificate (everything but 'other'), and the rate it would
@@ -291,6 +312,7 @@ async function main(): Promise<void> {
       machineUtilisation: cpu.machineUtilisation,
       databasePerCertificate,
       tablesPerCertificate,
+      ...(statements ? { statementsPerCertificate: { total: statementCalls!, top: statements } } : {}),
       pipelineCpuPerCertificateUs: pipelineUs,
       pipelineCeilingPerSecond: Math.round(pipelineCeiling),
       eightMillionCertificatesHours: Number((8_000_000 / perSecond / 3600).toFixed(1)),
@@ -301,6 +323,7 @@ async function main(): Promise<void> {
         `  openssl speed rsa2048: ${result.opensslSpeedRsa2048}/s\n` +
         `  CPU µs per certificate: ${Object.entries(cpu.perOperationUs).map(([k, v]) => `${k} ${v}`).join(', ')}\n` +
         `  PostgreSQL per certificate (every client): ${Object.entries(databasePerCertificate).map(([k, v]) => `${k} ${v}`).join(', ')}\n` +
+        (result.statementsPerCertificate ? `  statements per certificate (pg_stat_statements): ${result.statementsPerCertificate.total}\n` : '') +
         Object.entries(tablesPerCertificate).slice(0, 8).map(([t, c]) => `    ${t}: ${Object.entries(c).map(([k, v]) => `${k} ${v}`).join(', ')}\n`).join('') +
         `  the issuance path's own CPU: ${pipelineUs} µs per certificate, i.e. at most ${result.pipelineCeilingPerSecond} certificates/s on ${os.availableParallelism()} cores it had to itself\n` +
         `  8 million certificates at this rate: ${result.eightMillionCertificatesHours} h`,
