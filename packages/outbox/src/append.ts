@@ -63,7 +63,7 @@ export async function appendEvents(tx: Tx, events: readonly NewEvent[]): Promise
   if (events.length === 0) return [];
   for (const event of events) validate(event);
   // Named: prepared once per connection (the statement is the same on every call).
-  const { rows } = await tx.query<{ seq: string; ord: string }>({
+  const { rows } = await tx.query<{ producer: string; last_seq: string }>({
     name: 'pki_outbox_append_events',
     text: APPEND_EVENTS_SQL,
     values: [
@@ -74,9 +74,14 @@ export async function appendEvents(tx: Tx, events: readonly NewEvent[]): Promise
       events.map((e) => JSON.stringify(e.headers ?? {})),
     ],
   });
-  const seqs = new Array<number>(events.length);
-  for (const r of rows) seqs[Number(r.ord) - 1] = Number(r.seq);
-  return seqs;
+  // Each producer's events took the numbers up to its new head, in array order.
+  const next = new Map<string, number>();
+  for (const r of rows) next.set(r.producer, Number(r.last_seq) - events.filter((e) => e.producer === r.producer).length + 1);
+  return events.map((e) => {
+    const seq = next.get(e.producer)!;
+    next.set(e.producer, seq + 1);
+    return seq;
+  });
 }
 
 // Per producer: the head advances by its count of events (one row each, so no row is updated
@@ -89,16 +94,13 @@ const APPEND_EVENTS_SQL = `WITH e AS (
        SELECT producer, count(*) FROM e GROUP BY producer ORDER BY producer
        ON CONFLICT (producer) DO UPDATE SET last_seq = outbox_head.last_seq + EXCLUDED.last_seq
        RETURNING producer, last_seq
-     ), numbered AS (
-       SELECT e.producer, head.last_seq - e.count + e.rank AS seq, e.topic, e.key, e.payload, e.headers, e.ord
-         FROM e JOIN head USING (producer)
      ), appended AS (
        INSERT INTO outbox (producer, seq, topic, key, payload, headers)
-       SELECT producer, seq, topic, key, payload, headers FROM numbered
-       RETURNING producer, seq
+       SELECT e.producer, head.last_seq - e.count + e.rank, e.topic, e.key, e.payload, e.headers
+         FROM e JOIN head USING (producer)
      )
-     SELECT a.seq, n.ord, pg_notify('pki_outbox.' || current_schema(), a.producer)
-       FROM appended a JOIN numbered n USING (producer, seq)`;
+     -- (A data-modifying WITH runs to completion whether or not the query reads it.)
+     SELECT producer, last_seq, pg_notify('pki_outbox.' || current_schema(), producer) FROM head`;
 
 function validate(event: NewEvent): void {
   const fail = (reason: string) => new PkiError('INVALID_ARGUMENT', `append event: ${reason}`);
