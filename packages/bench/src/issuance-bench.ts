@@ -275,7 +275,7 @@ async function main(): Promise<void> {
       ? (
           await statsDb.query(
             `SELECT round(calls::numeric / $1, 2)::float AS "callsPerCertificate", round((total_exec_time * 1000 / $1)::numeric, 1)::float AS "execUsPerCertificate",
-                    left(regexp_replace(query, '\s+', ' ', 'g'), 140) AS query
+                    left(regexp_replace(query, '\\s+', ' ', 'g'), 140) AS query
                FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat%' ORDER BY calls DESC, total_exec_time DESC LIMIT 40`,
             [certificates],
           )
