@@ -243,15 +243,6 @@ async function main(): Promise<void> {
 
     const approve = (id: string) => post(`/v1/applications/${id}/approval`);
     await inParallel(warmup, CONCURRENCY, (i) => approve(applications[i]!));
-    // Statistics for the tables the warm-up filled, as a deployed database has them: plans made
-    // while a table was empty (a sequential scan for a foreign-key check, a generic plan on the
-    // wrong index) would otherwise be kept for the whole run (ANALYZE invalidates them).
-    {
-      const admin = new pg.Client({ connectionString: databaseUrl });
-      await admin.connect();
-      await admin.query('ANALYZE');
-      await admin.end();
-    }
     // The benchmark's PostgreSQL (postmaster and backends) apart; 'other' is the machine's busy time
     // less everything named, i.e. the OS, Kafka-less relays' peers and everybody else's load.
     const postmasterPid = postmasterPidOf(postgres.dir);
