@@ -3,7 +3,7 @@ import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { PkiError, type Clock } from '@pki/kit';
 import type { Tx } from '@pki/db';
-import { appendEvent, appendEvents } from '@pki/outbox';
+import { appendEvent, appendEvents, type NewEvent } from '@pki/outbox';
 import { eventsV1, Topics } from '@pki/proto';
 
 export const AuditOutcome = eventsV1.AuditOutcome;
@@ -66,6 +66,16 @@ export async function appendAuditEvents(tx: Tx, channel: AuditChannel, events: r
   const encoded = events.map((e) => encodeAuditEvent(channel, e));
   await appendEvents(tx, encoded.map((e) => ({ producer: channel.producer, topic: Topics.audit, key: channel.producer, payload: e.payload })));
   return encoded.map((e) => e.eventId);
+}
+
+/**
+ * One audit event as the outbox event that carries it, for a caller that appends it together with
+ * other events of its transaction in one statement (`appendEvents`). Same rules as
+ * {@link appendAuditEvent}; the caller appends it in the transaction of the action it records.
+ */
+export function auditOutboxEvent(channel: AuditChannel, event: NewAuditEvent): { eventId: string; event: NewEvent } {
+  const { eventId, payload } = encodeAuditEvent(channel, event);
+  return { eventId, event: { producer: channel.producer, topic: Topics.audit, key: channel.producer, payload } };
 }
 
 function encodeAuditEvent(channel: AuditChannel, event: NewAuditEvent): { eventId: string; payload: Uint8Array } {

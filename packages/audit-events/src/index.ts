@@ -1,6 +1,7 @@
 export {
   appendAuditEvent,
   appendAuditEvents,
+  auditOutboxEvent,
   decodeAuditEvent,
   serviceActor,
   AuditOutcome,

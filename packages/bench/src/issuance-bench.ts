@@ -32,6 +32,8 @@ const CARDS = Number(process.env.BENCH_CARDS ?? 1500);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 2 * os.availableParallelism());
 const PROFILE = process.env.BENCH_PROFILE === '1';
+/** BENCH_ISSUANCE_STATEMENTS=1: every statement's calls and time per certificate (pg_stat_statements) go into the results. */
+const STATEMENTS = process.env.BENCH_ISSUANCE_STATEMENTS === '1';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -76,6 +78,30 @@ async function waitReady(url: string, child: ChildProcess, name: string): Promis
   throw new Error(`${name} did not become ready`);
 }
 
+/** The benchmark database's cumulative counters (pg_stat_database). */
+async function databaseCounters(pool: pg.Pool): Promise<Record<string, number>> {
+  await pool.query('SELECT pg_stat_clear_snapshot()');
+  const { rows } = await pool.query(
+    `SELECT xact_commit + xact_rollback AS transactions, tup_inserted AS inserted, tup_updated AS updated, tup_deleted AS deleted, tup_returned + tup_fetched AS read, blks_hit + blks_read AS blocks
+       FROM pg_stat_database WHERE datname = current_database()`,
+  );
+  return Object.fromEntries(Object.entries(rows[0] as Record<string, string>).map(([k, v]) => [k, Number(v)]));
+}
+
+/** Per table of the benchmark database: rows read (sequential and by index), written, and the scans. */
+async function tableCounters(pool: pg.Pool): Promise<Record<string, Record<string, number>>> {
+  const { rows } = await pool.query(
+    `SELECT schemaname || '.' || relname AS name, COALESCE(seq_tup_read, 0) + COALESCE(idx_tup_fetch, 0) AS "rowsRead", seq_scan AS "seqScans", COALESCE(idx_scan, 0) AS "indexScans",
+            n_tup_ins + n_tup_upd + n_tup_del AS "rowsWritten"
+       FROM pg_stat_user_tables`,
+  );
+  return Object.fromEntries(rows.map((r: Record<string, string>) => [r.name, { rowsRead: Number(r.rowsRead), seqScans: Number(r.seqScans), indexScans: Number(r.indexScans), rowsWritten: Number(r.rowsWritten) }]));
+}
+
+function perCertificate(before: Record<string, number>, after: Record<string, number>, certificates: number): Record<string, number> {
+  return Object.fromEntries(Object.keys(after).map((k) => [k, Number(((after[k]! - before[k]!) / certificates).toFixed(2))]));
+}
+
 async function main(): Promise<void> {
   const root = findRepoRoot(__dirname);
   const runDir = path.join(root, 'var', 'bench', `issuance-${process.pid}`);
@@ -85,7 +111,7 @@ async function main(): Promise<void> {
   const total = CARDS + warmup;
   const csrs = await cardRequests(path.join(root, 'var', 'bench', 'cache'), 2 * total);
 
-  const postgres = await startPostgres({ dir: runDir });
+  const postgres = await startPostgres({ dir: runDir, settings: STATEMENTS ? [`shared_preload_libraries = 'pg_stat_statements'`, 'pg_stat_statements.track = all'] : [] });
   const children: ChildProcess[] = [];
   let keepRunDir = false;
   try {
@@ -221,10 +247,44 @@ async function main(): Promise<void> {
     // less everything named, i.e. the OS, Kafka-less relays' peers and everybody else's load.
     const postmasterPid = postmasterPidOf(postgres.dir);
     const meter = new CpuMeter({ ra: ra.pid!, 'ca-signer': signer.pid! }, postmasterPid);
+    const statsDb = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+    if (STATEMENTS) {
+      await statsDb.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+      await statsDb.query('SELECT pg_stat_statements_reset()');
+    }
+    const databaseWork = await databaseCounters(statsDb);
+    const tableWork = await tableCounters(statsDb);
     meter.start();
     await inParallel(CARDS, CONCURRENCY, (i) => approve(applications[warmup + i]!));
     const certificates = 2 * CARDS;
     const cpu = meter.stop(certificates);
+    // What the database did per certificate (every client: ra, ca-signer, both relays), read
+    // after the backends' statistics are flushed (at most once a second when they go idle).
+    await new Promise((r) => setTimeout(r, 1500));
+    const databasePerCertificate = perCertificate(databaseWork, await databaseCounters(statsDb), certificates);
+    const tablesAfter = await tableCounters(statsDb);
+    const tablesPerCertificate = Object.fromEntries(
+      Object.entries(tablesAfter)
+        .map(([table, after]) => [table, perCertificate(tableWork[table] ?? Object.fromEntries(Object.keys(after).map((k) => [k, 0])), after, certificates)] as const)
+        .filter(([, c]) => Object.values(c).some((v) => v >= 0.01))
+        .sort(([, a], [, b]) => b.rowsRead! - a.rowsRead!),
+    );
+    // Calls and execution time per certificate of every statement (BEGIN and COMMIT included), most
+    // frequent first: the round trips of ra, ca-signer and both relays.
+    const statements = STATEMENTS
+      ? (
+          await statsDb.query(
+            `SELECT round(calls::numeric / $1, 2)::float AS "callsPerCertificate", round((total_exec_time * 1000 / $1)::numeric, 1)::float AS "execUsPerCertificate",
+                    left(regexp_replace(query, '\\s+', ' ', 'g'), 140) AS query
+               FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat%' ORDER BY calls DESC, total_exec_time DESC LIMIT 40`,
+            [certificates],
+          )
+        ).rows
+      : undefined;
+    const statementCalls = STATEMENTS
+      ? Number((await statsDb.query(`SELECT round(sum(calls)::numeric / $1, 2)::float AS n FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat%'`, [certificates])).rows[0].n)
+      : undefined;
+    await statsDb.end();
     const perSecond = certificates / cpu.elapsed;
     // The issuance path's own CPU per certificate (everything but 'other'), and the rate it would
     // reach if it had every core to itself: the ceiling the shared machine hides.
@@ -250,6 +310,9 @@ async function main(): Promise<void> {
       cpuPerCertificateUs: cpu.perOperationUs,
       pkcs11AloneCpuPerSignatureUs: alone.cpuPerSignatureUs,
       machineUtilisation: cpu.machineUtilisation,
+      databasePerCertificate,
+      tablesPerCertificate,
+      ...(statements ? { statementsPerCertificate: { total: statementCalls!, top: statements } } : {}),
       pipelineCpuPerCertificateUs: pipelineUs,
       pipelineCeilingPerSecond: Math.round(pipelineCeiling),
       eightMillionCertificatesHours: Number((8_000_000 / perSecond / 3600).toFixed(1)),
@@ -259,6 +322,9 @@ async function main(): Promise<void> {
         `  PKCS#11 alone, same key: ${result.pkcs11AlonePerSecond} signatures/s (${alone.cpuPerSignatureUs} µs CPU each): end to end reaches ${result.serviceToPkcs11Alone} of it\n` +
         `  openssl speed rsa2048: ${result.opensslSpeedRsa2048}/s\n` +
         `  CPU µs per certificate: ${Object.entries(cpu.perOperationUs).map(([k, v]) => `${k} ${v}`).join(', ')}\n` +
+        `  PostgreSQL per certificate (every client): ${Object.entries(databasePerCertificate).map(([k, v]) => `${k} ${v}`).join(', ')}\n` +
+        (result.statementsPerCertificate ? `  statements per certificate (pg_stat_statements): ${result.statementsPerCertificate.total}\n` : '') +
+        Object.entries(tablesPerCertificate).slice(0, 8).map(([t, c]) => `    ${t}: ${Object.entries(c).map(([k, v]) => `${k} ${v}`).join(', ')}\n`).join('') +
         `  the issuance path's own CPU: ${pipelineUs} µs per certificate, i.e. at most ${result.pipelineCeilingPerSecond} certificates/s on ${os.availableParallelism()} cores it had to itself\n` +
         `  8 million certificates at this rate: ${result.eightMillionCertificatesHours} h`,
     );

@@ -34,8 +34,9 @@ export function outboxChannel(schema: string): string {
  */
 export async function appendEvent(tx: Tx, event: NewEvent): Promise<number> {
   validate(event);
-  const { rows } = await tx.query<{ seq: string }>(
-    `WITH head AS (
+  const { rows } = await tx.query<{ seq: string }>({
+    name: 'pki_outbox_append_event',
+    text: `WITH head AS (
        INSERT INTO outbox_head (producer, last_seq) VALUES ($1, 1)
        ON CONFLICT (producer) DO UPDATE SET last_seq = outbox_head.last_seq + 1
        RETURNING last_seq
@@ -43,44 +44,63 @@ export async function appendEvent(tx: Tx, event: NewEvent): Promise<number> {
      INSERT INTO outbox (producer, seq, topic, key, payload, headers)
      SELECT $1, head.last_seq, $2, $3, $4, $5 FROM head
      RETURNING seq, pg_notify('pki_outbox.' || current_schema(), producer)`,
-    [event.producer, event.topic, event.key, Buffer.from(event.payload.buffer, event.payload.byteOffset, event.payload.byteLength), event.headers ?? {}],
-  );
+    values: [event.producer, event.topic, event.key, Buffer.from(event.payload.buffer, event.payload.byteOffset, event.payload.byteLength), event.headers ?? {}],
+  });
   return Number(rows[0]!.seq);
 }
 
 /**
- * Appends several events of one producer in one statement (one round trip), numbered in array
+ * Appends several events in one statement (one round trip), each producer's numbered in array
  * order; the same guarantees as {@link appendEvent}. For an action that records several events at
- * once (a batch of revocations, an import), where per-event round trips would dominate.
+ * once (a batch of revocations, an import, a transaction's status and audit events appended
+ * together at its end), where per-event round trips would dominate. Returns the sequence numbers
+ * in array order.
+ *
+ * Events of several producers may share a call: their head rows are locked in producer-name
+ * order, so two transactions appending to the same producers cannot deadlock on each other here.
  */
 export async function appendEvents(tx: Tx, events: readonly NewEvent[]): Promise<number[]> {
   if (events.length === 0) return [];
-  const producer = events[0]!.producer;
-  for (const event of events) {
-    validate(event);
-    if (event.producer !== producer) throw new PkiError('INVALID_ARGUMENT', `append events: one producer per call (${producer} and ${event.producer})`);
-  }
-  const { rows } = await tx.query<{ seq: string }>(
-    `WITH head AS (
-       INSERT INTO outbox_head (producer, last_seq) VALUES ($1, $2)
-       ON CONFLICT (producer) DO UPDATE SET last_seq = outbox_head.last_seq + $2
-       RETURNING last_seq
-     )
-     INSERT INTO outbox (producer, seq, topic, key, payload, headers)
-     SELECT $1, head.last_seq - $2 + e.ord, e.topic, e.key, e.payload, e.headers
-       FROM head, unnest($3::text[], $4::text[], $5::bytea[], $6::jsonb[]) WITH ORDINALITY AS e(topic, key, payload, headers, ord)
-     RETURNING seq, pg_notify('pki_outbox.' || current_schema(), producer)`,
-    [
-      producer,
-      events.length,
+  for (const event of events) validate(event);
+  // Named: prepared once per connection (the statement is the same on every call).
+  const { rows } = await tx.query<{ producer: string; last_seq: string }>({
+    name: 'pki_outbox_append_events',
+    text: APPEND_EVENTS_SQL,
+    values: [
+      events.map((e) => e.producer),
       events.map((e) => e.topic),
       events.map((e) => e.key),
       events.map((e) => Buffer.from(e.payload.buffer, e.payload.byteOffset, e.payload.byteLength)),
       events.map((e) => JSON.stringify(e.headers ?? {})),
     ],
-  );
-  return rows.map((r) => Number(r.seq)).sort((a, b) => a - b);
+  });
+  // Each producer's events took the numbers up to its new head, in array order.
+  const next = new Map<string, number>();
+  for (const r of rows) next.set(r.producer, Number(r.last_seq) - events.filter((e) => e.producer === r.producer).length + 1);
+  return events.map((e) => {
+    const seq = next.get(e.producer)!;
+    next.set(e.producer, seq + 1);
+    return seq;
+  });
 }
+
+// Per producer: the head advances by its count of events (one row each, so no row is updated
+// twice by the statement), and event number `rank` of `count` takes last_seq - count + rank.
+const APPEND_EVENTS_SQL = `WITH e AS (
+       SELECT e.*, row_number() OVER (PARTITION BY e.producer ORDER BY e.ord) AS rank, count(*) OVER (PARTITION BY e.producer) AS count
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[]) WITH ORDINALITY AS e(producer, topic, key, payload, headers, ord)
+     ), head AS (
+       INSERT INTO outbox_head (producer, last_seq)
+       SELECT producer, count(*) FROM e GROUP BY producer ORDER BY producer
+       ON CONFLICT (producer) DO UPDATE SET last_seq = outbox_head.last_seq + EXCLUDED.last_seq
+       RETURNING producer, last_seq
+     ), appended AS (
+       INSERT INTO outbox (producer, seq, topic, key, payload, headers)
+       SELECT e.producer, head.last_seq - e.count + e.rank, e.topic, e.key, e.payload, e.headers
+         FROM e JOIN head USING (producer)
+     )
+     -- (A data-modifying WITH runs to completion whether or not the query reads it.)
+     SELECT producer, last_seq, pg_notify('pki_outbox.' || current_schema(), producer) FROM head`;
 
 function validate(event: NewEvent): void {
   const fail = (reason: string) => new PkiError('INVALID_ARGUMENT', `append event: ${reason}`);

@@ -77,12 +77,22 @@ export class PostgresBusPublisher implements EventPublisher {
     const topics = [...new Set(events.map((e) => e.topic))].sort(); // one lock order: no deadlock between appenders
     try {
       await withTransaction(this.pool, async (tx) => {
-        for (const topic of topics) await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`pki.bus:${topic}`]);
-        await tx.query(
-          `INSERT INTO events (topic, producer, seq, key, payload, headers, created_at)
-           SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bytea[], $6::jsonb[], $7::timestamptz[])
-           ON CONFLICT (topic, producer, seq) DO NOTHING`,
-          [
+        // One statement for the topics' locks, taken in `topics` order.
+        // Named statements: prepared once per connection.
+        await tx.query({
+          name: 'pki_bus_lock_topics',
+          text: 'SELECT pg_advisory_xact_lock(hashtextextended(t.topic, 0)) FROM unnest($1::text[]) WITH ORDINALITY AS t(topic, ord) ORDER BY t.ord',
+          values: [topics.map((t) => `pki.bus:${t}`)],
+        });
+        // The append and its wake-up calls (delivered at commit) in one round trip.
+        await tx.query({
+          name: 'pki_bus_append',
+          text: `WITH appended AS (
+             INSERT INTO events (topic, producer, seq, key, payload, headers, created_at)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bytea[], $6::jsonb[], $7::timestamptz[])
+             ON CONFLICT (topic, producer, seq) DO NOTHING)
+           SELECT pg_notify('${BUS_CHANNEL}', t) FROM unnest($8::text[]) AS t`,
+          values: [
             events.map((e) => e.topic),
             events.map((e) => e.producer),
             events.map((e) => e.seq),
@@ -90,9 +100,9 @@ export class PostgresBusPublisher implements EventPublisher {
             events.map((e) => Buffer.from(e.payload.buffer, e.payload.byteOffset, e.payload.byteLength)),
             events.map((e) => JSON.stringify(e.headers)),
             events.map((e) => e.createdAt),
+            topics,
           ],
-        );
-        for (const topic of topics) await tx.query('SELECT pg_notify($1, $2)', [BUS_CHANNEL, topic]);
+        });
       });
     } catch (err) {
       if (err instanceof PkiError) throw err;

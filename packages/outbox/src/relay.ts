@@ -13,6 +13,13 @@ export interface OutboxRelayOptions {
   batchSize?: number;
   /** Poll when no NOTIFY arrives (NOTIFY is an optimisation; polling is the guarantee). */
   pollIntervalMs?: number;
+  /**
+   * How long the relay lets appends gather after a NOTIFY wakes it, before it reads a batch (like
+   * Kafka's linger.ms). Under load every committing transaction notifies; without a pause each
+   * would be delivered alone, at several round trips on the producer's database and the
+   * transport's. Default 20 ms; 0 delivers at once.
+   */
+  lingerMs?: number;
   /** Backoff after a failed delivery: doubles from `initialDelayMs` up to `maxDelayMs`. */
   retry?: { initialDelayMs?: number; maxDelayMs?: number };
   logger: Logger;
@@ -60,6 +67,7 @@ export class OutboxRelay {
   private readonly logger: Logger;
   private readonly batchSize: number;
   private readonly pollIntervalMs: number;
+  private readonly lingerMs: number;
   private readonly initialDelayMs: number;
   private readonly maxDelayMs: number;
   private readonly lanes: Lane[];
@@ -79,6 +87,7 @@ export class OutboxRelay {
     this.logger = options.logger;
     this.batchSize = options.batchSize ?? 200;
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
+    this.lingerMs = options.lingerMs ?? 20;
     this.initialDelayMs = options.retry?.initialDelayMs ?? 250;
     this.maxDelayMs = options.retry?.maxDelayMs ?? 30_000;
     this.lanes = options.producers.map((producer) => ({ producer, active: false, lag: 0, wake: () => undefined }));
@@ -147,15 +156,17 @@ export class OutboxRelay {
 
   /** Reads the first unconfirmed events of the producer, publishes them, marks them published. */
   private async deliverBatch(lane: Lane): Promise<number> {
-    const { rows } = await this.pool.query<OutboxRow>(
-      `SELECT seq, topic, key, payload, headers, created_at,
+    // Planned per call, not prepared: a generic plan made while the outbox is small may walk the
+    // primary key through every published event, and would be kept as the outbox grows.
+    const { rows } = await this.pool.query<OutboxRow>({
+      text: `SELECT seq, topic, key, payload, headers, created_at,
               (SELECT last_seq FROM outbox_head WHERE producer = $1) AS head_seq
          FROM outbox
         WHERE producer = $1 AND published_at IS NULL
         ORDER BY seq
         LIMIT $2`,
-      [lane.producer, this.batchSize],
-    );
+      values: [lane.producer, this.batchSize],
+    });
     if (rows.length === 0) {
       lane.lag = 0;
       return 0;
@@ -175,7 +186,8 @@ export class OutboxRelay {
     await this.publisher.publish(events);
     const first = events[0]!.seq;
     const last = events[events.length - 1]!.seq;
-    await this.pool.query('UPDATE outbox SET published_at = now() WHERE producer = $1 AND seq BETWEEN $2 AND $3', [lane.producer, first, last]);
+    // Prepared (named): the primary key is its only possible plan.
+    await this.pool.query({ name: 'pki_outbox_relay_mark', text: 'UPDATE outbox SET published_at = now() WHERE producer = $1 AND seq BETWEEN $2 AND $3', values: [lane.producer, first, last] });
     this.published += events.length;
     lane.lag = Math.max(0, Number(rows[0]!.head_seq ?? last) - last);
     return events.length;
@@ -206,17 +218,29 @@ export class OutboxRelay {
     return this.control;
   }
 
-  /** Waits up to `ms`, or until an append to this producer (NOTIFY) or stop. */
+  /**
+   * Waits up to `ms`, or until an append to this producer (NOTIFY) and then `lingerMs` more, so
+   * that the appends committing meanwhile travel in the same batch; a stop ends the wait at once.
+   */
   private idle(lane: Lane, ms: number): Promise<void> {
     if (this.stopping) return Promise.resolve();
+    const linger = this.lingerMs;
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
+      let timer = setTimeout(done, ms);
+      let lingering = false;
+      const stopping = () => this.stopping;
       function done() {
         clearTimeout(timer);
         lane.wake = () => undefined;
         resolve();
       }
-      lane.wake = done;
+      lane.wake = () => {
+        if (linger <= 0 || stopping()) return done();
+        if (lingering) return;
+        lingering = true;
+        clearTimeout(timer);
+        timer = setTimeout(done, linger);
+      };
     });
   }
 

@@ -35,8 +35,24 @@ describe('appendEvent', () => {
     expect(seqs).toEqual([1, 2, 3, 4, 5]);
     const { rows } = await pool.query(`SELECT seq::int, key, payload FROM outbox WHERE producer = 'card-mgmt.audit' ORDER BY seq`);
     expect(rows.slice(1, 4).map((r) => [r.seq, r.key, [...r.payload]])).toEqual([[2, 'k1', [1]], [3, 'k2', [2]], [4, 'k3', [3]]]);
-    await expect(withTransaction(pool, (tx) => appendEvents(tx, [event, { ...event, producer: 'other' }]))).rejects.toThrow(/one producer per call/);
     await expect(withTransaction(pool, (tx) => appendEvents(tx, [{ ...event, topic: 'bad topic!' }]))).rejects.toThrow(/topic/);
+  });
+
+  it('appends events of several producers in one statement, each numbered on from its own head, answered in array order', async () => {
+    await withTransaction(pool, (tx) => appendEvent(tx, { ...event, producer: 'mixed.audit' }));
+    const seqs = await withTransaction(pool, (tx) =>
+      appendEvents(tx, [
+        { ...event, producer: 'mixed.status', key: 's1' },
+        { ...event, producer: 'mixed.audit', key: 'a1' },
+        { ...event, producer: 'mixed.status', key: 's2' },
+        { ...event, producer: 'mixed.audit', key: 'a2' },
+      ]),
+    );
+    expect(seqs).toEqual([1, 2, 2, 3]);
+    const { rows } = await pool.query(`SELECT producer, seq::int, key FROM outbox WHERE producer LIKE 'mixed.%' ORDER BY producer, seq`);
+    expect(rows.map((r) => `${r.producer}/${r.seq}/${r.key}`)).toEqual(['mixed.audit/1/0a1b2c', 'mixed.audit/2/a1', 'mixed.audit/3/a2', 'mixed.status/1/s1', 'mixed.status/2/s2']);
+    const heads = await pool.query(`SELECT producer, last_seq::int FROM outbox_head WHERE producer LIKE 'mixed.%' ORDER BY producer`);
+    expect(heads.rows).toEqual([{ producer: 'mixed.audit', last_seq: 3 }, { producer: 'mixed.status', last_seq: 2 }]);
   });
 
   it('makes a second writer of the same producer wait for the first to end: seq order is commit order', async () => {

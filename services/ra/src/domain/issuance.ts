@@ -143,7 +143,15 @@ export class Issuance {
     const started = await this.#deps.registry.transaction(async (tx) => {
       const claim = await tx.claimIdempotency(scope, command.idempotencyKey, operation, command.fingerprint);
       if (claim.kind === 'conflict') throw idempotencyConflict(operation, command.idempotencyKey, claim.operation);
-      if (claim.kind === 'done') return { kind: 'done' as const, result: claim.result as IssuanceView };
+      if (claim.kind === 'done') return { kind: 'done' as const, result: await this.#replay(tx, claim.result) };
+      // The common case in one statement: a SUBMITTED application becomes ISSUING (a refusal
+      // below rolls it back with the rest).
+      const approved = await tx.transitionApplication(applicationId, 'SUBMITTED', { state: 'ISSUING', decidedBy: actorIdOf(command.principal) });
+      if (approved) {
+        assertOfficeScope(command.principal, approved.office, operation, `application ${applicationId}`);
+        await tx.audit({ action: 'application.approve', outcome: 'SUCCESS', actor: actorOf(command.principal), objects: [{ type: 'application', id: applicationId }, { type: 'card', id: approved.cardNumber }] });
+        return { kind: 'issue' as const, application: approved };
+      }
       const application = await tx.getApplication(applicationId, { forUpdate: true });
       if (!application) throw new PkiError('NOT_FOUND', `${operation}: no application ${applicationId}`);
       assertOfficeScope(command.principal, application.office, operation, `application ${applicationId}`);
@@ -198,7 +206,7 @@ export class Issuance {
     const started = await this.#deps.registry.transaction(async (tx) => {
       const claim = await tx.claimIdempotency(scope, command.idempotencyKey, operation, command.fingerprint);
       if (claim.kind === 'conflict') throw idempotencyConflict(operation, command.idempotencyKey, claim.operation);
-      if (claim.kind === 'done') return { kind: 'done' as const, result: claim.result as IssuanceView };
+      if (claim.kind === 'done') return { kind: 'done' as const, result: await this.#replay(tx, claim.result) };
       if (claim.kind === 'in-progress') {
         const resumed = await tx.getApplication(id);
         if (resumed) return { kind: 'issue' as const, application: resumed };
@@ -302,10 +310,15 @@ export class Issuance {
 
     const now = clock.now();
     const view = await registry.transaction(async (tx) => {
-      const current = await tx.getApplication(application.id, { forUpdate: true });
-      if (!current) throw new PkiError('INTERNAL', `${operation}: application ${application.id} disappeared`);
-      if (current.state === 'ISSUED') return this.#presentIssued(tx, current); // a concurrent run recorded it
-      if (current.state !== 'ISSUING') throw new PkiError('FAILED_PRECONDITION', `${operation}: application ${application.id} is ${current.state}`);
+      // ISSUING -> ISSUED first: the row lock orders this run against a concurrent one (a retry,
+      // the reconciler), and the loser finds the application ISSUED and presents what was recorded.
+      const current = await tx.transitionApplication(application.id, 'ISSUING', { state: 'ISSUED' });
+      if (!current) {
+        const found = await tx.getApplication(application.id, { forUpdate: true });
+        if (!found) throw new PkiError('INTERNAL', `${operation}: application ${application.id} disappeared`);
+        if (found.state === 'ISSUED') return this.#presentIssued(tx, found); // a concurrent run recorded it
+        throw new PkiError('FAILED_PRECONDITION', `${operation}: application ${application.id} is ${found.state}`);
+      }
       const card = await this.#recordCard(tx, current, subscriber, subjectSerial, signed, now);
       const certificates: CertificateRecord[] = signed.map((s, i) => ({
         serialHex: s.serialHex,
@@ -339,11 +352,10 @@ export class Issuance {
           });
         }
       }
+      await tx.insertCertificates(certificates);
       for (const c of certificates) {
-        await tx.insertCertificate(c);
         await tx.recordStatusChange({ serialHex: c.serialHex, issuerKeyId: c.issuerKeyId, profile: c.profile, status: 'VALID', changedAt: now, notBefore: c.notBefore, notAfter: c.notAfter });
       }
-      await tx.updateApplication(current.id, { state: 'ISSUED' });
       await tx.audit({
         action: 'application.issue',
         outcome: 'SUCCESS',
@@ -359,10 +371,13 @@ export class Issuance {
       // A new card holds just these two; an extended one also its earlier pair.
       const all = current.kind === 'EXTENSION' ? await tx.certificatesOfCard(card.cardNumber) : certificates;
       const result: IssuanceView = {
-        application: applicationView({ ...current, state: 'ISSUED', updatedAt: now }),
+        application: applicationView(current), // as recorded (state ISSUED), so that a replay renders the same
         card: cardView(card, all, await this.#chains(all, signed[0]!.issuerKeyId)),
       };
-      if (idempotency) await tx.completeIdempotency(idempotency.scope, idempotency.key, result);
+      // The stored result names the application and a replay renders it from the registry: the
+      // certificates carry the subject's name, so they stay sealed rather than copied in clear into
+      // the key's record (which was also the largest row written per card).
+      if (idempotency) await tx.completeIdempotency(idempotency.scope, idempotency.key, { issuedApplication: current.id } satisfies IssuedReference);
       faults.reach('issuance.before-commit');
       return result;
     });
@@ -394,6 +409,18 @@ export class Issuance {
     return card;
   }
 
+  /**
+   * The answer to a replayed approval or extension: the application, its card and certificates as
+   * the registry holds them (the same as the first answer unless their status has moved on since).
+   */
+  async #replay(tx: RegistryTx, stored: unknown): Promise<IssuanceView> {
+    if (typeof stored !== 'object' || stored === null || !('issuedApplication' in stored)) return stored as IssuanceView; // a record written before references
+    const { issuedApplication } = stored as IssuedReference;
+    const application = await tx.getApplication(issuedApplication);
+    if (!application) throw new PkiError('INTERNAL', `replay: application ${issuedApplication} of a completed idempotency key is missing`);
+    return this.#presentIssued(tx, application);
+  }
+
   async #presentIssued(tx: RegistryTx, application: ApplicationRecord): Promise<IssuanceView> {
     const card = await tx.getCard(application.cardNumber);
     const all = await tx.certificatesOfCard(application.cardNumber);
@@ -405,6 +432,11 @@ export class Issuance {
     for (const keyId of new Set(certificates.map((c) => c.issuerKeyId))) chains.set(keyId, await this.#deps.issuers.chainOf(keyId, { justIssued: keyId === justIssuedBy }));
     return chains;
   }
+}
+
+/** The idempotency record of an issuance: the application, whose card and certificates the registry holds. */
+interface IssuedReference {
+  issuedApplication: string;
 }
 
 function officerOf(principal: Principal, permission: 'application.create' | 'application.approve' | 'application.reject' | 'card.extend', operation: string): Extract<Principal, { kind: 'officer' }> {

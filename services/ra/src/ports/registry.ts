@@ -26,8 +26,8 @@ export interface Registry {
   principalByCertificate(certificateSha256: string): Promise<PrincipalRecord | undefined>;
   /** Applications stuck in a state since before `before` (crash recovery). */
   applicationsInState(state: ApplicationState, before: Date, limit: number): Promise<ApplicationRecord[]>;
-  /** Whether a certificate with this serial is recorded. */
-  hasCertificate(serialHex: string): Promise<boolean>;
+  /** Which of these serials the registry holds (one round trip for a page of them). */
+  certificatesHeld(serials: readonly string[]): Promise<Set<string>>;
   reads: RegistryReads;
 }
 
@@ -112,6 +112,13 @@ export interface RegistryTx {
   insertApplication(application: ApplicationRecord): Promise<void>;
   getApplication(id: string, options?: { forUpdate?: boolean }): Promise<ApplicationRecord | undefined>;
   updateApplication(id: string, changes: { state: ApplicationState; reason?: string; decidedBy?: string }): Promise<void>;
+  /**
+   * Moves an application from state `from` to `changes.state` if it is in `from` (waiting for a
+   * concurrent writer of the row first) and returns it as changed; undefined when it is missing or
+   * in another state (nothing changed). One round trip for the common path of a read, a check and
+   * an update under the row lock.
+   */
+  transitionApplication(id: string, from: ApplicationState, changes: { state: ApplicationState; decidedBy?: string }): Promise<ApplicationRecord | undefined>;
   /** SUBMITTED, PENDING_APPROVAL or ISSUING applications of a subscriber. */
   openApplications(subscriberId: string): Promise<ApplicationRecord[]>;
   /** Whether a card or an open application already uses one of these public keys (SHA-256 of the SPKI). */
@@ -125,14 +132,20 @@ export interface RegistryTx {
   updateCard(cardNumber: string, changes: { status?: CardStatus; activatedAt?: Date; extended?: boolean }): Promise<void>;
 
   insertCertificate(certificate: CertificateRecord): Promise<void>;
+  /** Several certificates (a card's pair) at once, each with its first history row. */
+  insertCertificates(certificates: readonly CertificateRecord[]): Promise<void>;
   getCertificate(serialHex: string): Promise<CertificateRecord | undefined>;
   certificatesOfCard(cardNumber: string, options?: { forUpdate?: boolean }): Promise<CertificateRecord[]>;
   certificatesOfApplication(applicationId: string): Promise<CertificateRecord[]>;
   updateCertificateStatus(serialHex: string, change: { status: CertificateStatus; reason?: StatusReason; revocationTime?: Date; invalidityDate?: Date; at: Date; by: string }): Promise<void>;
 
-  /** Appends the status event (topic pki.certificate-status.v1) to the outbox. */
+  /**
+   * Adds the status event (topic pki.certificate-status.v1) to the outbox of this transaction: it
+   * commits with it or not at all. (The adapter may append a transaction's events together, at
+   * its end, in call order per topic.)
+   */
   recordStatusChange(change: StatusChange): Promise<void>;
-  /** Appends the audit event (topic pki.audit.v1) to the outbox. */
+  /** Adds the audit event (topic pki.audit.v1) to the outbox of this transaction, as above. */
   audit(record: AuditRecord): Promise<void>;
 
   insertApproval(approval: ApprovalRecord): Promise<void>;

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { toDatabaseError, withTransaction, type Tx } from '@pki/db';
+import { toDatabaseError, type Tx } from '@pki/db';
 import type {
   AgencyCaller,
   AgencyCredentialRecord,
@@ -17,7 +17,7 @@ import type {
   YearlyUsageRow,
 } from '../../ports/agency';
 import type { CardStatus, CertificateStatus } from '../../domain/lifecycle';
-import { Transaction, type PostgresRegistryOptions } from './registry';
+import { registryTransaction, Transaction, type PostgresRegistryOptions } from './registry';
 
 /** Years and months are the programme's: Taiwan time (UTC+8, no daylight saving). */
 const TAIPEI = 'Asia/Taipei';
@@ -172,7 +172,7 @@ export class PostgresAgencyStore implements AgencyStore {
   }
 
   transaction<T>(work: (tx: AgencyTx) => Promise<T>): Promise<T> {
-    return withTransaction(this.#options.pool, (tx) => work(new AgencyTransaction(tx, this.#options)));
+    return registryTransaction<T, AgencyTransaction>(this.#options.pool, (tx) => new AgencyTransaction(tx, this.#options), work);
   }
 
   async callerByCertificate(certificateSha256: string): Promise<AgencyCaller | undefined> {

@@ -4,8 +4,8 @@ import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type pg from 'pg';
 import { PkiError, type Clock } from '@pki/kit';
 import { toDatabaseError, withTransaction, type Tx } from '@pki/db';
-import { appendEvent } from '@pki/outbox';
-import { appendAuditEvent, AuditActorType, AuditOutcome, type AuditActor as WireActor } from '@pki/audit-events';
+import { appendEvents, type NewEvent } from '@pki/outbox';
+import { auditOutboxEvent, AuditActorType, AuditOutcome, type AuditActor as WireActor } from '@pki/audit-events';
 import { eventsV1, Topics } from '@pki/proto';
 import type { PersonalDataVault } from '../../ports/personal-data-vault';
 import type {
@@ -104,6 +104,22 @@ const OUTCOME = { INTENT: AuditOutcome.INTENT, SUCCESS: AuditOutcome.SUCCESS, FA
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest();
 
 /**
+ * A statement of the issuance path as a named (server-side prepared) one: PostgreSQL parses and
+ * plans it once per connection instead of on every call. Only for statements with one possible
+ * plan (inserts, updates by primary key on tables with no other index to choose from) and named
+ * result columns: a generic plan is kept however the table grows, and a prepared `SELECT *` would
+ * fail once a migration adds a column under a running replica ("cached plan must not change
+ * result type").
+ */
+function prepared(text: string, values: unknown[]): pg.QueryConfig {
+  let name = statementNames.get(text);
+  if (!name) statementNames.set(text, (name = `ra_${createHash('sha256').update(text).digest('hex').slice(0, 20)}`));
+  return { name, text, values };
+}
+const statementNames = new Map<string, string>();
+
+
+/**
  * The registry on PostgreSQL (ra's schema). Certificates are sealed at rest here, transparently:
  * their DER carries the subject's name. Pages are keyset-paginated with opaque tokens.
  */
@@ -125,7 +141,7 @@ export class PostgresRegistry implements Registry {
   }
 
   transaction<T>(work: (tx: RegistryTx) => Promise<T>): Promise<T> {
-    return withTransaction(this.#options.pool, (tx) => work(new Transaction(tx, this.#options)));
+    return registryTransaction(this.#options.pool, (tx) => new Transaction(tx, this.#options), work);
   }
 
   async principalByCertificate(certificateSha256: string): Promise<PrincipalRecord | undefined> {
@@ -142,9 +158,10 @@ export class PostgresRegistry implements Registry {
     return rows.map(application);
   }
 
-  async hasCertificate(serialHex: string): Promise<boolean> {
-    const { rowCount } = await this.#query(`SELECT 1 FROM certificates WHERE serial_hex = $1`, [serialHex]);
-    return (rowCount ?? 0) > 0;
+  async certificatesHeld(serials: readonly string[]): Promise<Set<string>> {
+    if (serials.length === 0) return new Set();
+    const { rows } = await this.#query(`SELECT serial_hex FROM certificates WHERE serial_hex = ANY($1::text[])`, [serials]);
+    return new Set(rows.map((r) => r.serial_hex as string));
   }
 
   /**
@@ -304,7 +321,24 @@ class Reads implements RegistryReads {
   }
 }
 
+/**
+ * Runs `work` in one transaction of a registry transaction type, then appends the outbox events
+ * it recorded (status and audit) in one statement before COMMIT: they commit with the work or not
+ * at all, and the producers' head rows are locked only for the end of the transaction.
+ */
+export function registryTransaction<T, X extends Transaction>(pool: pg.Pool, open: (tx: Tx) => X, work: (tx: X) => Promise<T>): Promise<T> {
+  return withTransaction(pool, async (tx) => {
+    const transaction = open(tx);
+    const result = await work(transaction);
+    await transaction.appendRecordedEvents();
+    return result;
+  });
+}
+
 export class Transaction extends Reads implements RegistryTx {
+  /** Status and audit events recorded so far, appended at the end (see registryTransaction). */
+  readonly #events: NewEvent[] = [];
+
   constructor(
     protected readonly tx: Tx,
     options: PostgresRegistryOptions,
@@ -312,8 +346,14 @@ export class Transaction extends Reads implements RegistryTx {
     super(tx, options);
   }
 
+  /** Appends the events recorded in this transaction to the outbox; called once, before COMMIT. */
+  async appendRecordedEvents(): Promise<void> {
+    const events = this.#events.splice(0);
+    await appendEvents(this.tx, events);
+  }
+
   async claimIdempotency(scope: string, key: string, operation: string, fingerprint: Buffer): Promise<IdempotencyClaim> {
-    const inserted = await this.tx.query(`INSERT INTO idempotency_keys (scope, key, operation, fingerprint) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, [scope, key, operation, fingerprint]);
+    const inserted = await this.tx.query(prepared(`INSERT INTO idempotency_keys (scope, key, operation, fingerprint) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, [scope, key, operation, fingerprint]));
     if (inserted.rowCount === 1) return { kind: 'new' };
     // The other holder of the key has committed (the INSERT waited for it): read what it left.
     const { rows } = await this.tx.query(`SELECT operation, fingerprint, result, completed_at FROM idempotency_keys WHERE scope = $1 AND key = $2 FOR UPDATE`, [scope, key]);
@@ -324,7 +364,7 @@ export class Transaction extends Reads implements RegistryTx {
   }
 
   async completeIdempotency(scope: string, key: string, result: unknown): Promise<void> {
-    await this.tx.query(`UPDATE idempotency_keys SET result = $3, completed_at = now() WHERE scope = $1 AND key = $2`, [scope, key, JSON.stringify(result)]);
+    await this.tx.query(prepared(`UPDATE idempotency_keys SET result = $3, completed_at = now() WHERE scope = $1 AND key = $2`, [scope, key, JSON.stringify(result)]));
   }
 
   async insertSubscriber(s: SubscriberRecord): Promise<void> {
@@ -376,6 +416,17 @@ export class Transaction extends Reads implements RegistryTx {
     ]);
   }
 
+  async transitionApplication(id: string, from: ApplicationState, changes: { state: ApplicationState; decidedBy?: string }): Promise<ApplicationRecord | undefined> {
+    if (!isUuid(id)) return undefined;
+    // Not prepared: a generic plan made while the table is small could settle on the state index
+    // and keep it as the table grows; planned per call, the primary key wins.
+    const { rows } = await this.tx.query(
+      `UPDATE applications SET state = $3, decided_by = COALESCE($4, decided_by), updated_at = $5 WHERE id = $1 AND state = $2 RETURNING *`,
+      [id, from, changes.state, changes.decidedBy ?? null, this.options.clock.now()],
+    );
+    return rows[0] ? application(rows[0]) : undefined;
+  }
+
   async openApplications(subscriberId: string): Promise<ApplicationRecord[]> {
     const { rows } = await this.tx.query(`SELECT * FROM applications WHERE subscriber_id = $1 AND state IN ('SUBMITTED', 'PENDING_APPROVAL', 'ISSUING') ORDER BY created_at`, [subscriberId]);
     return rows.map(application);
@@ -407,13 +458,13 @@ export class Transaction extends Reads implements RegistryTx {
   }
 
   async insertCard(c: CardRecord): Promise<void> {
-    await this.tx.query(
+    await this.tx.query(prepared(
       `INSERT INTO cards (card_number, subscriber_id, subject_serial, status, office, activated_at, extended, signing_spki, encryption_spki, signing_spki_sha256, encryption_spki_sha256,
          keys_created_at, original_not_after, created_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
       [c.cardNumber, c.subscriberId, c.subjectSerial, c.status, c.office, c.activatedAt ?? null, c.extended, c.signingSpki, c.encryptionSpki, sha256(c.signingSpki), sha256(c.encryptionSpki),
         c.keysCreatedAt, c.originalNotAfter, c.createdAt],
-    );
+    ));
   }
 
 
@@ -425,21 +476,31 @@ export class Transaction extends Reads implements RegistryTx {
   }
 
   async insertCertificate(c: CertificateRecord): Promise<void> {
-    const sealed = this.options.vault.seal('certificate', c.serialHex, c.certificateDer);
-    // One round trip for the certificate and its first history row.
-    await this.tx.query(
+    await this.insertCertificates([c]);
+  }
+
+  async insertCertificates(certificates: readonly CertificateRecord[]): Promise<void> {
+    if (certificates.length === 0) return;
+    const column = <V>(value: (c: CertificateRecord) => V) => certificates.map(value);
+    const sealed = certificates.map((c) => this.options.vault.seal('certificate', c.serialHex, c.certificateDer));
+    // One round trip for the certificates and their first history rows.
+    await this.tx.query(prepared(
       `WITH certificate AS (
          INSERT INTO certificates (serial_hex, issuer_key_id, profile, status, not_before, not_after, certificate_sealed, pd_key_id, card_number, application_id, key_slot,
            reason, revocation_time, invalidity_date, created_at, updated_at, device_id, system_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-         RETURNING serial_hex)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::bytea[], $8::text[], $9::text[], $10::uuid[], $11::text[],
+           $12::text[], $13::timestamptz[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::uuid[], $18::text[])
+         RETURNING serial_hex, status, reason, revocation_time, created_at)
        INSERT INTO certificate_status_history (serial_hex, status, reason, revocation_time, changed_at, changed_by)
-       SELECT serial_hex, $4, $12, $13, $15, 'issuance' FROM certificate`,
-      [c.serialHex, c.issuerKeyId, c.profile, c.status, c.notBefore, c.notAfter, sealed.ciphertext, sealed.keyId, c.cardNumber ?? null, c.applicationId ?? null, c.keySlot,
-        c.reason ?? null, c.revocationTime ?? null, c.invalidityDate ?? null, c.createdAt, c.updatedAt, c.deviceId ?? null, c.systemId ?? null],
-    );
+       SELECT serial_hex, status, reason, revocation_time, created_at, 'issuance' FROM certificate`,
+      [
+        column((c) => c.serialHex), column((c) => c.issuerKeyId), column((c) => c.profile), column((c) => c.status), column((c) => c.notBefore), column((c) => c.notAfter),
+        sealed.map((s) => s.ciphertext), sealed.map((s) => s.keyId), column((c) => c.cardNumber ?? null), column((c) => c.applicationId ?? null), column((c) => c.keySlot),
+        column((c) => c.reason ?? null), column((c) => c.revocationTime ?? null), column((c) => c.invalidityDate ?? null), column((c) => c.createdAt), column((c) => c.updatedAt),
+        column((c) => c.deviceId ?? null), column((c) => c.systemId ?? null),
+      ],
+    ));
   }
-
 
   async certificatesOfApplication(applicationId: string): Promise<CertificateRecord[]> {
     const { rows } = await this.tx.query(`SELECT serial_hex FROM certificates WHERE application_id = $1`, [applicationId]);
@@ -457,11 +518,11 @@ export class Transaction extends Reads implements RegistryTx {
   }
 
   async recordStatusChange(change: StatusChange): Promise<void> {
-    await appendEvent(this.tx, { producer: this.options.statusProducer, topic: Topics.certificateStatus, key: change.serialHex, payload: encodeStatusChange(change) });
+    this.#events.push({ producer: this.options.statusProducer, topic: Topics.certificateStatus, key: change.serialHex, payload: encodeStatusChange(change) });
   }
 
   async audit(record: AuditRecord): Promise<void> {
-    await appendAuditEvent(this.tx, { producer: this.options.auditProducer, clock: this.options.clock }, {
+    const { event } = auditOutboxEvent({ producer: this.options.auditProducer, clock: this.options.clock }, {
       action: record.action,
       outcome: OUTCOME[record.outcome],
       actor: wireActor(record.actor),
@@ -469,6 +530,7 @@ export class Transaction extends Reads implements RegistryTx {
       ...(record.reason ? { reason: record.reason } : {}),
       ...(record.attributes ? { attributes: record.attributes } : {}),
     });
+    this.#events.push(event);
   }
 
   async insertApproval(a: ApprovalRecord): Promise<void> {
