@@ -4,7 +4,7 @@ import pg from 'pg';
 import { createGrpcClient } from '@pki/grpc';
 import { caSignerV1 } from '@pki/proto';
 import { SERVICES, type ServiceName } from '../src/layout';
-import { REPO, freePortBase, runUp, type RunningUp } from './run-up';
+import { REPO, runUp, startUp, type RunningUp } from './run-up';
 
 /**
  * The whole embedded deployment as `make up` runs it (the built wrapper, every service as its own
@@ -46,8 +46,6 @@ describe('the embedded deployment (make up)', () => {
     mkdirSync(testRoot, { recursive: true });
     parent = mkdtempSync(path.join(testRoot, 'up-'));
     chmodSync(parent, 0o700);
-    state = path.join(parent, 'state with space');
-    portBase = await freePortBase();
   });
   afterAll(async () => {
     if (up && up.child.exitCode === null) {
@@ -58,8 +56,7 @@ describe('the embedded deployment (make up)', () => {
   });
 
   it('starts every service and says where they are', async () => {
-    up = runUp(state, portBase);
-    await up.waitFor(/The PKI is running/);
+    ({ up, state, portBase } = await startUp((attempt) => path.join(parent, attempt === 1 ? 'state with space' : `state with space ${attempt}`)));
     for (const service of SERVICES) expect(up.output()).toContain(`  ${service.padEnd(10)} ready`);
     endpoints = JSON.parse(readFileSync(path.join(state, 'endpoints.json'), 'utf8')) as Endpoints;
     expect(endpoints.supervisor).toBe(`http://127.0.0.1:${portBase + 99}`);

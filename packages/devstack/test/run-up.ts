@@ -58,3 +58,23 @@ export async function freePortBase(): Promise<number> {
   }
   throw new Error('no free port block found');
 }
+
+/**
+ * `make up` in a fresh state folder on a free port block. A block free when chosen can be taken
+ * before a service binds it (an outgoing connection's ephemeral port on a busy machine): make up
+ * then stops on EADDRINUSE, and another block (in another folder) is tried, up to three times.
+ */
+export async function startUp(stateFor: (attempt: number) => string): Promise<{ up: RunningUp; state: string; portBase: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const state = stateFor(attempt);
+    const portBase = await freePortBase();
+    const up = runUp(state, portBase);
+    try {
+      await up.waitFor(/The PKI is running/);
+      return { up, state, portBase };
+    } catch (err) {
+      if (attempt === 3 || !/EADDRINUSE/.test(up.output())) throw err;
+      await up.exited;
+    }
+  }
+}

@@ -8,7 +8,7 @@ import pg from 'pg';
 import { issueServiceCertificate } from '@pki/internal-ca';
 import { fromPem, toPem } from '@pki/x509';
 import * as der from '../src/der';
-import { REPO, freePortBase, runUp, type RunningUp } from '../../devstack/test/run-up';
+import { REPO, startUp, type RunningUp } from '../../devstack/test/run-up';
 import { generateLegacyExport, type GeneratedExport } from '../src/generate';
 import type { Disagreement } from '../src/report';
 import { CLI as MIGRATE, reconciledLegacyRecords, type LegacyRecord } from './fixture';
@@ -70,19 +70,7 @@ describe('after a legacy import, the running ocsp service answers for the import
     chmodSync(parent, 0o700);
     work = path.join(parent, 'work');
     mkdirSync(work);
-    // A port block free when chosen can be taken before a service binds it (an outgoing
-    // connection's ephemeral port on a busy machine): then make up stops, and another block is tried.
-    for (let attempt = 1; ; attempt++) {
-      state = path.join(parent, `state-${attempt}`);
-      up = runUp(state, await freePortBase());
-      try {
-        await up.waitFor(/The PKI is running/);
-        break;
-      } catch (err) {
-        if (attempt === 3 || !/EADDRINUSE/.test(up.output())) throw err;
-        await up.exited;
-      }
-    }
+    ({ up, state } = await startUp((attempt) => path.join(parent, `state-${attempt}`)));
     endpoints = JSON.parse(readFileSync(path.join(state, 'endpoints.json'), 'utf8')) as Endpoints;
     db = new pg.Client({ connectionString: readFileSync(path.join(state, 'secrets', 'database-url'), 'utf8').trim() });
     await db.connect();
