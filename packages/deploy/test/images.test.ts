@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { createTestDatabase } from '@pki/testing';
 import { lintDockerfile } from '../src';
-import { REPO, freePortBase, runUp, type RunningUp } from '../../devstack/test/run-up';
+import { REPO, startUp, type RunningUp } from '../../devstack/test/run-up';
 
 /**
  * The images without a Docker engine (decision 0032): the Dockerfile is linted, and each
@@ -107,10 +107,9 @@ describe('the production pack of every service', () => {
   });
 
   test('every service starts from its pack with the embedded configuration and answers /readyz', async () => {
-    const state = path.join(parent, 'state');
     process.env.PKI_DEV_SERVICES_DIR = packs;
-    up = runUp(state, await freePortBase());
-    await up.waitFor(/The PKI is running/, 480_000);
+    let state: string;
+    ({ up, state } = await startUp((attempt) => path.join(parent, attempt === 1 ? 'state' : `state-${attempt}`), 480_000));
     const endpoints = JSON.parse(readFileSync(path.join(state, 'endpoints.json'), 'utf8')) as { ops: Record<string, string> };
     for (const service of SERVICES) {
       // The process serving is the pack's, not the workspace's build.

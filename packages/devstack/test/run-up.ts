@@ -52,7 +52,10 @@ export function runUp(stateDir: string, portBase: number): RunningUp {
 /** A port block (PKI_DEV_PORT_BASE) whose every port is free now, away from the developers' bases. */
 export async function freePortBase(): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 30_000 + 200 * Math.floor(Math.random() * 120);
+    // Below Linux's ephemeral range (32768-60999 by default), where outgoing connections take their
+    // local ports and can take one of the block's between this check and a service's bind; above
+    // make up's default block (18000) and the blocks developers move it to.
+    const base = 24_200 + 200 * Math.floor(Math.random() * 42);
     const ports = portsInUse(devPorts(base));
     if ((await Promise.all(ports.map(([p]) => portIsFree(p)))).every(Boolean)) return base;
   }
@@ -64,13 +67,13 @@ export async function freePortBase(): Promise<number> {
  * before a service binds it (an outgoing connection's ephemeral port on a busy machine): make up
  * then stops on EADDRINUSE, and another block (in another folder) is tried, up to three times.
  */
-export async function startUp(stateFor: (attempt: number) => string): Promise<{ up: RunningUp; state: string; portBase: number }> {
+export async function startUp(stateFor: (attempt: number) => string, timeoutMs?: number): Promise<{ up: RunningUp; state: string; portBase: number }> {
   for (let attempt = 1; ; attempt++) {
     const state = stateFor(attempt);
     const portBase = await freePortBase();
     const up = runUp(state, portBase);
     try {
-      await up.waitFor(/The PKI is running/);
+      await up.waitFor(/The PKI is running/, timeoutMs);
       return { up, state, portBase };
     } catch (err) {
       if (attempt === 3 || !/EADDRINUSE/.test(up.output())) throw err;
