@@ -186,7 +186,7 @@ async function ensureStagingSchema(pool: Pool): Promise<void> {
     CREATE SCHEMA IF NOT EXISTS ${STAGING};
     CREATE TABLE IF NOT EXISTS ${STAGING}.runs (
       export_id text PRIMARY KEY, manifest_sha256 text NOT NULL, phase text NOT NULL, stage text NOT NULL DEFAULT 'subscribers',
-      position text NOT NULL DEFAULT '', batches integer NOT NULL DEFAULT 0, staged_certificates integer, report jsonb, started_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now());
+      staged_certificates integer, report jsonb, started_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now());
     CREATE TABLE IF NOT EXISTS ${STAGING}.generations (
       export_id text NOT NULL, generation text NOT NULL, key_id text NOT NULL, crl_this_update timestamptz NOT NULL, certificate_der bytea NOT NULL, PRIMARY KEY (export_id, generation));
     CREATE UNLOGGED TABLE IF NOT EXISTS ${STAGING}.certificates (
@@ -866,7 +866,7 @@ async function apply(targets: ImportTargets, options: ImportOptions, exportId: s
       const open = (await lanesOf(s)).filter((l) => !l.done);
       const finished = await Promise.all(open.map((l) => runLane(s, l)));
       if (!finished.every(Boolean)) return false;
-      await targets.ra.query(`UPDATE ${STAGING}.runs SET stage = $2, position = '', phase = 'APPLYING', updated_at = now() WHERE export_id = $1`, [exportId, s.next]);
+      await targets.ra.query(`UPDATE ${STAGING}.runs SET stage = $2, phase = 'APPLYING', updated_at = now() WHERE export_id = $1`, [exportId, s.next]);
       stage = s.next;
     }
     return stage === 'card-mgmt' || stage === 'done';
@@ -930,7 +930,7 @@ async function apply(targets: ImportTargets, options: ImportOptions, exportId: s
   if (stage !== 'done') {
     const [raDone, cardMgmtDone] = await Promise.all([raChain(), cardMgmt()]);
     if (raDone && cardMgmtDone) {
-      await targets.ra.query(`UPDATE ${STAGING}.runs SET stage = 'done', position = '', updated_at = now() WHERE export_id = $1`, [exportId]);
+      await targets.ra.query(`UPDATE ${STAGING}.runs SET stage = 'done', updated_at = now() WHERE export_id = $1`, [exportId]);
       stage = 'done';
     }
   }
