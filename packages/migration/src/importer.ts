@@ -819,11 +819,14 @@ async function apply(targets: ImportTargets, options: ImportOptions, exportId: s
       const { rows: b } = await targets.ra.query(`SELECT ${s.key}::text AS k FROM ${STAGING}.${s.table} WHERE export_id = $1 ORDER BY ${s.key} OFFSET $2 LIMIT 1`, [exportId, Math.floor((s.count * i) / lanes)]);
       if (b[0] && b[0].k !== bounds[bounds.length - 1]) bounds.push(b[0].k as string);
     }
-    const planned = [...bounds, null].map((high, lane) => ({ lane, high, position: lane === 0 ? '' : bounds[lane - 1]!, done: false }));
-    for (const l of planned) {
-      await targets.ra.query(`INSERT INTO ${STAGING}.lanes (export_id, stage, lane, high, position) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, [exportId, s.name, l.lane, l.high, l.position]);
-    }
-    return planned;
+    const planned = [...bounds, null].map((high, lane) => ({ lane, high, position: lane === 0 ? '' : bounds[lane - 1]! }));
+    // Every lane in one statement: a run killed between two lanes' rows would resume with the
+    // first lane only, its range ending at the bound, and the keys above it never applied.
+    await targets.ra.query(
+      `INSERT INTO ${STAGING}.lanes (export_id, stage, lane, high, position) SELECT $1, $2, * FROM unnest($3::int[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING`,
+      [exportId, s.name, planned.map((l) => l.lane), planned.map((l) => l.high), planned.map((l) => l.position)],
+    );
+    return (await targets.ra.query(`SELECT lane, high, position, done FROM ${STAGING}.lanes WHERE export_id = $1 AND stage = $2 ORDER BY lane`, [exportId, s.name])).rows;
   };
 
   const runLane = async (s: RaStage, lane: { lane: number; high: string | null; position: string }): Promise<boolean> => {
