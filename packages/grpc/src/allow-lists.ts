@@ -17,6 +17,7 @@ export const GRPC_ALLOW_LISTS = {
   /** pki.ca.v1.CaSignerService: the signing key's callers, one RPC at a time. */
   'ca-signer': {
     IssueCertificate: ['ra'],
+    IssueCertificates: ['ra'],
     GetIssuers: ['*'],
     SignCrl: ['crl'],
     SignOcspResponses: ['ocsp'],

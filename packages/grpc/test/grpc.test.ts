@@ -46,6 +46,9 @@ describe('gRPC server and client over mTLS', () => {
     listIssuances: async () => {
       throw new PkiError('FAILED_PRECONDITION', 'list issuances: not part of this test');
     },
+    issueCertificates: async () => {
+      throw new PkiError('FAILED_PRECONDITION', 'issue certificates: not part of this test');
+    },
     // A client stream: counts what arrives, refuses a message that is not a header first.
     signCrlStream: async (requests, context) => {
       lastContext = context;
@@ -59,7 +62,7 @@ describe('gRPC server and client over mTLS', () => {
       return { tbsLength: BigInt(octets) };
     },
   };
-  const otherRpcs = { SignCrl: ['*'], SignOcspResponses: ['*'], SignLiveOcspResponses: ['*'], SignAuditCheckpoint: ['*'], ListIssuances: ['*'], SignValidationReceipt: ['*'] };
+  const otherRpcs = { IssueCertificates: ['*'], SignCrl: ['*'], SignOcspResponses: ['*'], SignLiveOcspResponses: ['*'], SignAuditCheckpoint: ['*'], ListIssuances: ['*'], SignValidationReceipt: ['*'] };
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'grpc-test-'));

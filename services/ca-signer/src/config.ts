@@ -51,7 +51,9 @@ export const caSignerConfigSchema = baseServiceConfig.extend({
     SignValidationReceipt: allowList,
     /** The streamed form of SignCrl (large CRLs); when not listed, the same callers as SignCrl. */
     SignCrlStream: allowList.optional(),
-  }).transform((allow) => ({ ...allow, SignCrlStream: allow.SignCrlStream ?? allow.SignCrl })),
+    /** The batched form of IssueCertificate (a card's pair in one call); when not listed, the same callers as IssueCertificate. */
+    IssueCertificates: allowList.optional(),
+  }).transform((allow) => ({ ...allow, SignCrlStream: allow.SignCrlStream ?? allow.SignCrl, IssueCertificates: allow.IssueCertificates ?? allow.IssueCertificate })),
   /**
    * Key ceremonies: with requireCustody (the default), every ceremony step that uses the HSM takes
    * the token PIN only from m-of-n custodian shares, never from a PIN file.

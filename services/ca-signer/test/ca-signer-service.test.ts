@@ -158,6 +158,70 @@ describe('ca-signer IssueCertificate over gRPC, signing in SoftHSM', () => {
     });
   });
 
+  describe('IssueCertificates: the pair of a card in one call', () => {
+    const pair = (card: string, sign = rsaSpki(), keyx = rsaSpki()) => [
+      { idempotencyKey: `${card}/SIGN`, profile: 'citizen-signature', publicKeySpki: sign, subject, nationalIdLastFour: '6789' },
+      { idempotencyKey: `${card}/KEYX`, profile: 'citizen-encryption', publicKeySpki: keyx, subject, nationalIdLastFour: '6789' },
+    ];
+
+    it('issues each certificate as IssueCertificate would, in request order, each with its own audit intent and result; a retry answers the same certificates', async () => {
+      const requests = pair('card-pair-1');
+      const { certificates } = await asRa.issueCertificates({ certificates: requests });
+      expect(certificates).toHaveLength(2);
+      for (const [i, response] of certificates.entries()) {
+        const leaf = join(fixture.dir, `pair-${i}.pem`);
+        writeFileSync(leaf, toPem(response.certificate, 'CERTIFICATE'));
+        expect(execFileSync('openssl', ['verify', '-x509_strict', '-CAfile', join(fixture.caDir, 'root.pem'), '-untrusted', join(fixture.caDir, 'issuing.pem'), leaf], { encoding: 'utf8' }).trim()).toBe(`${leaf}: OK`);
+        const parsed = parseCertificate(response.certificate);
+        expect(parsed.subjectPublicKeyInfo.equals(Buffer.from(requests[i]!.publicKeySpki))).toBe(true);
+        expect(parsed.serialNumber.toString('hex')).toBe(response.serialHex);
+      }
+      // Signature then encryption: the key usages of each profile, in the order asked.
+      const usages = certificates.map((c, i) => execFileSync('openssl', ['x509', '-in', join(fixture.dir, `pair-${i}.pem`), '-noout', '-ext', 'keyUsage'], { encoding: 'utf8' }));
+      expect(usages[0]).toContain('Digital Signature');
+      expect(usages[1]).toContain('Key Encipherment');
+      const events = (await committedAuditEvents()).filter((e) => certificates.some((c) => c.serialHex === e.serial));
+      expect(events.map((e) => e.action).sort()).toEqual(['certificate.issue.intent', 'certificate.issue.intent', 'certificate.issue.result', 'certificate.issue.result']);
+
+      const before = await issuanceCount();
+      const again = await asRa.issueCertificates({ certificates: requests });
+      expect(again.certificates.map((c) => c.serialHex)).toEqual(certificates.map((c) => c.serialHex));
+      expect(await issuanceCount()).toBe(before);
+    });
+
+    it('fails the call when one certificate fails, keeps the other, and a corrected retry with the same keys completes the pair', async () => {
+      const [sign, keyx] = pair('card-pair-2');
+      const before = await issuanceCount();
+      await expect(asRa.issueCertificates({ certificates: [sign!, { ...keyx!, publicKeySpki: rsaSpki(1024) }] })).rejects.toMatchObject({
+        code: 'INVALID_ARGUMENT',
+        message: expect.stringMatching(/RSA-1024/),
+      });
+      // The signature certificate was issued (its key is its own), the encryption one refused before anything was reserved.
+      expect(await issuanceCount()).toBe(before + 1);
+      const { certificates } = await asRa.issueCertificates({ certificates: [sign!, keyx!] });
+      expect(certificates).toHaveLength(2);
+      expect(await issuanceCount()).toBe(before + 2);
+    });
+
+    const badCalls: Array<[string, () => Parameters<typeof asRa.issueCertificates>[0], RegExp]> = [
+      ['no certificates', () => ({ certificates: [] }), /no certificates requested/],
+      ['more than 16', () => { const one = pair('card-many')[0]!; return { certificates: Array.from({ length: 17 }, (_, i) => ({ ...one, idempotencyKey: `card-many/${i}` })) }; }, /17 certificates in one call; at most 16/],
+      ['one idempotency key twice', () => ({ certificates: [pair('card-twice')[0]!, { ...pair('card-twice')[1]!, idempotencyKey: 'card-twice/SIGN' }] }), /certificate 1: idempotency key 'card-twice\/SIGN' is used twice/],
+      ['an empty public key in the second', () => ({ certificates: [pair('card-empty')[0]!, { ...pair('card-empty')[1]!, publicKeySpki: new Uint8Array() }] }), /certificate 1: public_key_spki is empty/],
+    ];
+    it.each(badCalls)('refuses %s (INVALID_ARGUMENT), issuing nothing', async (_name, call, message) => {
+      const before = await issuanceCount();
+      await expect(asRa.issueCertificates(call())).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(message) });
+      expect(await issuanceCount()).toBe(before);
+    });
+
+    it('refuses a caller that is not on its allow-list (PERMISSION_DENIED)', async () => {
+      const before = await issuanceCount();
+      await expect(asOcsp.issueCertificates({ certificates: pair('card-ocsp') })).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
+      expect(await issuanceCount()).toBe(before);
+    });
+  });
+
   it('refuses to sign what its own pre-issuance lint rejects, and audits that refusal', async () => {
     // A broken serial source (2 octets: too little entropy) passes every request check, so the
     // lint over the built TBS is the line that refuses; the HSM is never asked.

@@ -10,7 +10,7 @@ import { FakeKeyManager } from '../src/adapters/fake';
 import { MIGRATIONS_DIRECTORY } from '../src/app';
 import { createCaHierarchy } from '../src/domain/ca-hierarchy';
 import { CertificateAuthority, recordIssuer, type IssueRequest } from '../src/domain/certificate-authority';
-import { GroupCommit } from '../src/domain/group-commit';
+import { BatchCommit, GroupCommit } from '../src/domain/group-commit';
 import { IssuerRegistry } from '../src/domain/issuer-registry';
 import type { KeyManager, SignRequest, SignResponse } from '../src/ports/key-manager';
 
@@ -183,5 +183,26 @@ describe('GroupCommit', () => {
     expect(outcomes[2]).toMatchObject({ reason: { constraint: 'group_commit_probe_pkey' } });
     const { rows } = await pool.query('SELECT id FROM group_commit_probe ORDER BY id');
     expect(rows.map((r) => r.id)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  });
+
+  it('BatchCommit writes concurrent items with one statement per batch, and retries a failed batch item by item', async () => {
+    await pool.query('CREATE TABLE IF NOT EXISTS batch_commit_probe (id int PRIMARY KEY, tx bigint NOT NULL)');
+    let statements = 0;
+    const batches = new BatchCommit<number, number>(pool, async (tx, ids) => {
+      statements++;
+      const { rows } = await tx.query<{ id: number }>('INSERT INTO batch_commit_probe (id, tx) SELECT id, txid_current() FROM unnest($1::int[]) AS t(id) RETURNING id', [ids]);
+      return ids.map((id) => (rows.some((r) => r.id === id) ? id * 10 : -1));
+    });
+    expect(await Promise.all([1, 2, 3, 4, 5, 6].map((id) => batches.submit(id)))).toEqual([10, 20, 30, 40, 50, 60]);
+    // The first went alone, the five queued behind it in one statement.
+    expect(statements).toBe(2);
+    expect(new Set((await pool.query('SELECT tx FROM batch_commit_probe')).rows.map((r) => r.tx)).size).toBe(2);
+
+    // A duplicate fails the batch's statement: each item is then written alone, and only its caller sees the error.
+    const outcomes = await Promise.allSettled([7, 8, 3, 9].map((id) => batches.submit(id)));
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+    expect(outcomes[2]).toMatchObject({ reason: { constraint: 'batch_commit_probe_pkey' } });
+    const { rows } = await pool.query('SELECT id FROM batch_commit_probe ORDER BY id');
+    expect(rows.map((r) => r.id)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
   });
 });

@@ -1,40 +1,44 @@
 import type { Pool } from 'pg';
 import { withTransaction, type Tx } from '@pki/db';
 
-interface Pending {
-  work: (tx: Tx) => Promise<unknown>;
+interface Pending<I> {
+  item: I;
   resolve: (value: unknown) => void;
   reject: (reason: unknown) => void;
 }
 
 /**
- * Commits the transaction work of concurrent requests together: the work queued while one batch
- * commits goes into the next batch, one BEGIN and one COMMIT for all of it, each work's statements
- * in turn (decision 0019). A caller's promise settles only after its batch committed, so what it
- * wrote is as durable as with a transaction of its own; a lone request runs at once, alone.
+ * Commits the items of concurrent requests together: the items queued while one batch commits go
+ * into the next batch, one transaction for all of them, written by `write` with set-based
+ * statements (decision 0019, decision 0038). A caller's promise settles only after its batch
+ * committed, so what it wrote is as durable as with a transaction of its own; a lone request runs
+ * at once, alone.
  *
- * A batch that fails is not one request's failure: its works are run again, each in its own
- * transaction, and each caller gets its own outcome. Works must therefore touch nothing but the
- * transaction (they may run twice; only the run that commits counts).
+ * A batch that fails is not one request's failure: its items are written again, each in its own
+ * transaction, and each caller gets its own outcome. `write` must therefore touch nothing but the
+ * transaction (it may run twice for an item; only the run that commits counts), and answer one
+ * result per item, in order.
  *
  * ca-signer's audit writes already queue behind one row lock per producer (the outbox head, held
  * until commit), so committing them in one transaction costs no parallelism.
  */
-export class GroupCommit {
+export class BatchCommit<I, R> {
   readonly #pool: Pool;
+  readonly #write: (tx: Tx, items: readonly I[]) => Promise<readonly R[]>;
   readonly #maxBatch: number;
-  #queue: Pending[] = [];
+  #queue: Array<Pending<I>> = [];
   #draining = false;
 
-  constructor(pool: Pool, options: { maxBatch?: number } = {}) {
+  constructor(pool: Pool, write: (tx: Tx, items: readonly I[]) => Promise<readonly R[]>, options: { maxBatch?: number } = {}) {
     this.#pool = pool;
+    this.#write = write;
     this.#maxBatch = options.maxBatch ?? 32;
   }
 
-  /** Runs `work` in a transaction shared with the work queued alongside it; resolves once committed. */
-  transaction<T>(work: (tx: Tx) => Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.#queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
+  /** Writes `item` in a transaction shared with the items queued alongside it; resolves once committed. */
+  submit(item: I): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.#queue.push({ item, resolve: resolve as (value: unknown) => void, reject });
       if (!this.#draining) void this.#drain();
     });
   }
@@ -52,16 +56,12 @@ export class GroupCommit {
     }
   }
 
-  async #together(batch: Pending[]): Promise<void> {
-    let results: unknown[];
+  async #together(batch: Array<Pending<I>>): Promise<void> {
+    let results: readonly R[];
     try {
-      results = await withTransaction(this.#pool, async (tx) => {
-        const out: unknown[] = [];
-        for (const pending of batch) out.push(await pending.work(tx));
-        return out;
-      });
+      results = await withTransaction(this.#pool, (tx) => this.#written(tx, batch.map((p) => p.item)));
     } catch {
-      // Nothing of the batch committed: each work again on its own, so that one request's error
+      // Nothing of the batch committed: each item again on its own, so that one request's error
       // (or the database's) reaches exactly the requests it belongs to.
       await Promise.all(batch.map((pending) => this.#alone(pending)));
       return;
@@ -69,11 +69,42 @@ export class GroupCommit {
     batch.forEach((pending, i) => pending.resolve(results[i]));
   }
 
-  async #alone(pending: Pending): Promise<void> {
+  async #alone(pending: Pending<I>): Promise<void> {
     try {
-      pending.resolve(await withTransaction(this.#pool, pending.work));
+      pending.resolve((await withTransaction(this.#pool, (tx) => this.#written(tx, [pending.item])))[0]);
     } catch (err) {
       pending.reject(err);
     }
+  }
+
+  async #written(tx: Tx, items: readonly I[]): Promise<readonly R[]> {
+    const results = await this.#write(tx, items);
+    if (results.length !== items.length) throw new Error(`batch commit: ${results.length} results for ${items.length} items`);
+    return results;
+  }
+}
+
+/**
+ * Arbitrary transaction work of concurrent requests committed together: each work's statements in
+ * turn, one BEGIN and one COMMIT for all of them. For work that cannot be written set-based.
+ */
+export class GroupCommit {
+  readonly #batches: BatchCommit<(tx: Tx) => Promise<unknown>, unknown>;
+
+  constructor(pool: Pool, options: { maxBatch?: number } = {}) {
+    this.#batches = new BatchCommit(
+      pool,
+      async (tx, works) => {
+        const out: unknown[] = [];
+        for (const work of works) out.push(await work(tx));
+        return out;
+      },
+      options,
+    );
+  }
+
+  /** Runs `work` in a transaction shared with the work queued alongside it; resolves once committed. */
+  transaction<T>(work: (tx: Tx) => Promise<T>): Promise<T> {
+    return this.#batches.submit(work) as Promise<T>;
   }
 }

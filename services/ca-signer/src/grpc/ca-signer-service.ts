@@ -1,9 +1,10 @@
+import type { MessageInitShape } from '@bufbuild/protobuf';
 import { timestampDate, timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { PkiError } from '@pki/kit';
 import type { ServiceHandlers } from '@pki/grpc';
 import { caSignerV1 } from '@pki/proto';
 import { signatureAlgorithmIdentifierDer, type CertIdHash } from '@pki/x509';
-import { listIssuances, type CertificateAuthority } from '../domain/certificate-authority';
+import { listIssuances, type CertificateAuthority, type IssueRequest, type IssueResult } from '../domain/certificate-authority';
 import type { Pool } from 'pg';
 import type { IssuerRegistry } from '../domain/issuer-registry';
 import type { OcspRequestItem, OcspSigner } from '../domain/ocsp-signing';
@@ -46,29 +47,39 @@ function ocspRequestItem(r: caSignerV1.OcspResponseToSign): OcspRequestItem {
   };
 }
 
+function issueRequest(request: caSignerV1.IssueCertificateRequest, caller: string, at: string): IssueRequest {
+  if (request.publicKeySpki.length === 0) throw new PkiError('INVALID_ARGUMENT', `${at}: public_key_spki is empty`);
+  return {
+    caller,
+    idempotencyKey: request.idempotencyKey,
+    profile: request.profile,
+    publicKeySpki: request.publicKeySpki,
+    subject: request.subject.map((a) => ({ type: a.type, value: a.value })),
+    issuerKeyId: request.issuerKeyId || undefined,
+    notAfter: dateOf(request.notAfter),
+    nationalIdLastFour: request.nationalIdLastFour || undefined,
+    email: request.email || undefined,
+  };
+}
+
+function issuedMessage(issued: IssueResult): MessageInitShape<typeof caSignerV1.IssueCertificateResponseSchema> {
+  return {
+    certificate: issued.certificateDer,
+    serialHex: issued.serialHex,
+    issuerKeyId: issued.issuerKeyId,
+    notBefore: timestampFromDate(issued.notBefore),
+    notAfter: timestampFromDate(issued.notAfter),
+  };
+}
+
 /** The gRPC face of the signer: translation only; every rule lives in the domain. */
 export function caSignerHandlers(domain: CaSignerDomain): ServiceHandlers<typeof caSignerV1.CaSignerService> {
   return {
-    issueCertificate: async (request, context) => {
-      if (request.publicKeySpki.length === 0) throw new PkiError('INVALID_ARGUMENT', 'issue certificate: public_key_spki is empty');
-      const issued = await domain.authority.issue({
-        caller: context.caller,
-        idempotencyKey: request.idempotencyKey,
-        profile: request.profile,
-        publicKeySpki: request.publicKeySpki,
-        subject: request.subject.map((a) => ({ type: a.type, value: a.value })),
-        issuerKeyId: request.issuerKeyId || undefined,
-        notAfter: dateOf(request.notAfter),
-        nationalIdLastFour: request.nationalIdLastFour || undefined,
-        email: request.email || undefined,
-      });
-      return {
-        certificate: issued.certificateDer,
-        serialHex: issued.serialHex,
-        issuerKeyId: issued.issuerKeyId,
-        notBefore: timestampFromDate(issued.notBefore),
-        notAfter: timestampFromDate(issued.notAfter),
-      };
+    issueCertificate: async (request, context) => issuedMessage(await domain.authority.issue(issueRequest(request, context.caller, 'issue certificate'))),
+
+    issueCertificates: async (request, context) => {
+      const requests = request.certificates.map((c, index) => issueRequest(c, context.caller, `issue certificates: certificate ${index}`));
+      return { certificates: (await domain.authority.issueMany(requests)).map(issuedMessage) };
     },
 
     getIssuers: async () => {
