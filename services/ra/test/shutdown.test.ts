@@ -31,6 +31,11 @@ it('on shutdown, finishes the issuance in flight, fails readiness first, then re
       await gate;
       return real.issue(request, deadline);
     },
+    issueMany: async (requests, deadline) => {
+      reached();
+      await gate;
+      return real.issueMany(requests, deadline);
+    },
   };
   await f.restart({ signer: gated });
   const { ra } = f;

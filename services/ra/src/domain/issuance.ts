@@ -269,22 +269,18 @@ export class Issuance {
     const deadline = new Date(Date.now() + policy.signerDeadlineMs);
     let signed: SignedCertificate[];
     try {
-      signed = await Promise.all(
-        SLOTS.map(({ slot, profile }) =>
-          signer.issue(
-            {
-              idempotencyKey: `ra/${application.id}/${slot}`,
-              profile,
-              publicKeySpki: slot === 'SIGN' ? application.signingSpki : application.encryptionSpki,
-              // ra builds the subject from its own record (domain.md); nothing comes from the CSR.
-              subject: [{ type: 'C', value: 'TW' }, { type: 'CN', value: name }, { type: 'serialNumber', value: subjectSerial }],
-              nationalIdLastFour: lastFour,
-              ...(email ? { email } : {}),
-              ...(application.notAfter ? { notAfter: application.notAfter } : {}),
-            },
-            deadline,
-          ),
-        ),
+      signed = await signer.issueMany(
+        SLOTS.map(({ slot, profile }) => ({
+          idempotencyKey: `ra/${application.id}/${slot}`,
+          profile,
+          publicKeySpki: slot === 'SIGN' ? application.signingSpki : application.encryptionSpki,
+          // ra builds the subject from its own record (domain.md); nothing comes from the CSR.
+          subject: [{ type: 'C', value: 'TW' }, { type: 'CN', value: name }, { type: 'serialNumber', value: subjectSerial }],
+          nationalIdLastFour: lastFour,
+          ...(email ? { email } : {}),
+          ...(application.notAfter ? { notAfter: application.notAfter } : {}),
+        })),
+        deadline,
       );
     } catch (err) {
       const failure = PkiError.from(err, operation);

@@ -42,6 +42,12 @@ export interface IssuerGeneration {
 
 export interface CertificateSigner {
   issue(request: IssueRequest, deadline?: Date): Promise<SignedCertificate>;
+  /**
+   * Several certificates in one call (a card's pair), each as `issue` makes it, answered in request
+   * order. If one fails the call fails; the others are kept, and a retry with the same keys answers
+   * them again.
+   */
+  issueMany(requests: readonly IssueRequest[], deadline?: Date): Promise<SignedCertificate[]>;
   /** ra's own issuances at ca-signer, oldest first. */
   listIssuances(pageToken: string, pageSize: number): Promise<{ issuances: IssuanceEntry[]; nextPageToken: string }>;
   /** The issuing CA generations and the chain above them (root first), with each root's ARL. */
