@@ -42,6 +42,39 @@ export function postgresCpuUs(postmasterPid: number): number {
   return ticks * TICK_US;
 }
 
+/** CPU microseconds so far of each live child of the postmaster (backends and background processes), by pid. */
+export function postgresChildrenCpuUs(postmasterPid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    try {
+      const text = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) === postmasterPid) out.set(Number(entry), (Number(fields[11]) + Number(fields[12])) * TICK_US);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/**
+ * PostgreSQL's CPU between two {@link postgresChildrenCpuUs} readings, by who the process served:
+ * a client backend by its application_name (each service's pool names itself), a background
+ * process by its type (walwriter, checkpointer, autovacuum worker...). `roles` comes from
+ * pg_stat_activity (pid, application_name, backend_type). A process that exited meanwhile is not
+ * counted here (its CPU is in the postmaster's total only).
+ */
+export function postgresCpuByRole(before: Map<number, number>, after: Map<number, number>, roles: ReadonlyArray<{ pid: number; application_name: string; backend_type: string }>): Record<string, number> {
+  const roleOf = new Map(roles.map((r) => [r.pid, r.backend_type === 'client backend' ? r.application_name || '(unnamed client)' : r.backend_type]));
+  const out: Record<string, number> = {};
+  for (const [pid, us] of after) {
+    const role = roleOf.get(pid) ?? '(unknown)';
+    out[role] = (out[role] ?? 0) + us - (before.get(pid) ?? 0);
+  }
+  return out;
+}
+
 /** The postmaster's pid of a test harness cluster (its folder), for {@link postgresCpuUs}; undefined if unknown. */
 export function postmasterPidOf(clusterDir: string): number | undefined {
   return Number(readFileSync(path.join(clusterDir, POSTGRES_PID_FILE), 'utf8').trim()) || undefined;

@@ -12,7 +12,7 @@ import { createDatabase, createServiceIdentities, createSoftHsmToken, findRepoRo
 import { ensureSoftwareCa, issueClientCertificate } from '@pki/internal-ca';
 import { caSignerConfigSchema, createIssuing, createRoot, DEV_ROOT_CA_SUBJECT, DEVELOPMENT_ATTENDANCE, openCeremony } from '@pki/ca-signer';
 import { addPrincipal, withCheckDigit } from '@pki/ra';
-import { CpuMeter, opensslSpeed, pkcs11Alone, postmasterPidOf } from './common';
+import { CpuMeter, opensslSpeed, pkcs11Alone, postgresChildrenCpuUs, postgresCpuByRole, postmasterPidOf } from './common';
 
 /* eslint-disable no-console -- a benchmark reports to its operator */
 
@@ -254,10 +254,23 @@ async function main(): Promise<void> {
     }
     const databaseWork = await databaseCounters(statsDb);
     const tableWork = await tableCounters(statsDb);
+    const postgresBefore = postmasterPid === undefined ? undefined : postgresChildrenCpuUs(postmasterPid);
     meter.start();
     await inParallel(CARDS, CONCURRENCY, (i) => approve(applications[warmup + i]!));
     const certificates = 2 * CARDS;
     const cpu = meter.stop(certificates);
+    // PostgreSQL's share by whom it served: ra's backends, ca-signer's, the event bus's, WAL writer...
+    const postgresByRole =
+      postgresBefore === undefined
+        ? undefined
+        : Object.fromEntries(
+            Object.entries(
+              postgresCpuByRole(postgresBefore, postgresChildrenCpuUs(postmasterPid!), (await statsDb.query('SELECT pid, application_name, backend_type FROM pg_stat_activity')).rows),
+            )
+              .map(([role, us]) => [role, Math.round(us / certificates)] as const)
+              .filter(([, us]) => us > 0)
+              .sort(([, a], [, b]) => b - a),
+          );
     // What the database did per certificate (every client: ra, ca-signer, both relays), read
     // after the backends' statistics are flushed (at most once a second when they go idle).
     await new Promise((r) => setTimeout(r, 1500));
@@ -308,6 +321,7 @@ async function main(): Promise<void> {
       serviceToPkcs11Alone: Number((perSecond / alone.perSecond).toFixed(3)),
       opensslSpeedRsa2048: Math.round(openssl),
       cpuPerCertificateUs: cpu.perOperationUs,
+      postgresCpuPerCertificateUsByRole: postgresByRole,
       pkcs11AloneCpuPerSignatureUs: alone.cpuPerSignatureUs,
       machineUtilisation: cpu.machineUtilisation,
       databasePerCertificate,
@@ -322,6 +336,7 @@ async function main(): Promise<void> {
         `  PKCS#11 alone, same key: ${result.pkcs11AlonePerSecond} signatures/s (${alone.cpuPerSignatureUs} µs CPU each): end to end reaches ${result.serviceToPkcs11Alone} of it\n` +
         `  openssl speed rsa2048: ${result.opensslSpeedRsa2048}/s\n` +
         `  CPU µs per certificate: ${Object.entries(cpu.perOperationUs).map(([k, v]) => `${k} ${v}`).join(', ')}\n` +
+        (postgresByRole ? `  PostgreSQL's CPU µs per certificate by whom it served: ${Object.entries(postgresByRole).map(([k, v]) => `${k} ${v}`).join(', ')}\n` : '') +
         `  PostgreSQL per certificate (every client): ${Object.entries(databasePerCertificate).map(([k, v]) => `${k} ${v}`).join(', ')}\n` +
         (result.statementsPerCertificate ? `  statements per certificate (pg_stat_statements): ${result.statementsPerCertificate.total}\n` : '') +
         Object.entries(tablesPerCertificate).slice(0, 8).map(([t, c]) => `    ${t}: ${Object.entries(c).map(([k, v]) => `${k} ${v}`).join(', ')}\n`).join('') +

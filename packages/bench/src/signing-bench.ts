@@ -268,9 +268,10 @@ async function main(): Promise<void> {
     }
 
     if (ONLY === undefined || ONLY.includes('IssueCertificate')) {
-      // IssueCertificate as ra calls it for a card: the SIGN and KEYX certificates, each with the
-      // last four ID digits, the signature certificate with an e-mail address; every certificate
-      // for a key of its own (see cardPublicKey), each RPC with its own idempotency key.
+      // Issuance as ra calls it for a card: the SIGN and KEYX certificates in one IssueCertificates
+      // call (decision 0038), each with the last four ID digits, the signature certificate with an
+      // e-mail address; every certificate for a key of its own (see cardPublicKey) and with its own
+      // idempotency key.
       const card = () => {
         const digits = String(n % 10_000).padStart(4, '0');
         const subject = [{ type: 'C', value: 'TW' }, { type: 'CN', value: CITIZEN_NAMES[n % CITIZEN_NAMES.length]! }, { type: 'serialNumber', value: String(1e15 + n) }];
@@ -279,10 +280,12 @@ async function main(): Promise<void> {
       let n = 0;
       const issuePair = async () => {
         const { digits, subject, email, id } = card();
-        await Promise.all([
-          ra.issueCertificate({ idempotencyKey: `bench-${process.pid}-${id}-sign`, profile: 'citizen-signature', publicKeySpki: cardPublicKey(), subject, nationalIdLastFour: digits, email }),
-          ra.issueCertificate({ idempotencyKey: `bench-${process.pid}-${id}-keyx`, profile: 'citizen-encryption', publicKeySpki: cardPublicKey(), subject, nationalIdLastFour: digits }),
-        ]);
+        await ra.issueCertificates({
+          certificates: [
+            { idempotencyKey: `bench-${process.pid}-${id}-sign`, profile: 'citizen-signature', publicKeySpki: cardPublicKey(), subject, nationalIdLastFour: digits, email },
+            { idempotencyKey: `bench-${process.pid}-${id}-keyx`, profile: 'citizen-encryption', publicKeySpki: cardPublicKey(), subject, nationalIdLastFour: digits },
+          ],
+        });
         return 2;
       };
       await measure(2, ISSUE_CARDS_IN_FLIGHT, issuePair);
