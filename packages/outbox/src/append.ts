@@ -61,19 +61,8 @@ export async function appendEvent(tx: Tx, event: NewEvent): Promise<number> {
  */
 export async function appendEvents(tx: Tx, events: readonly NewEvent[]): Promise<number[]> {
   if (events.length === 0) return [];
-  for (const event of events) validate(event);
   // Named: prepared once per connection (the statement is the same on every call).
-  const { rows } = await tx.query<{ producer: string; last_seq: string }>({
-    name: 'pki_outbox_append_events',
-    text: APPEND_EVENTS_SQL,
-    values: [
-      events.map((e) => e.producer),
-      events.map((e) => e.topic),
-      events.map((e) => e.key),
-      events.map((e) => Buffer.from(e.payload.buffer, e.payload.byteOffset, e.payload.byteLength)),
-      events.map((e) => JSON.stringify(e.headers ?? {})),
-    ],
-  });
+  const { rows } = await tx.query<{ producer: string; last_seq: string }>({ name: 'pki_outbox_append_events', text: APPEND_EVENTS_SQL, values: eventColumns(events) });
   // Each producer's events took the numbers up to its new head, in array order.
   const next = new Map<string, number>();
   for (const r of rows) next.set(r.producer, Number(r.last_seq) - events.filter((e) => e.producer === r.producer).length + 1);
@@ -84,23 +73,56 @@ export async function appendEvents(tx: Tx, events: readonly NewEvent[]): Promise
   });
 }
 
-// Per producer: the head advances by its count of events (one row each, so no row is updated
-// twice by the statement), and event number `rank` of `count` takes last_seq - count + rank.
-const APPEND_EVENTS_SQL = `WITH e AS (
-       SELECT e.*, row_number() OVER (PARTITION BY e.producer ORDER BY e.ord) AS rank, count(*) OVER (PARTITION BY e.producer) AS count
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[]) WITH ORDINALITY AS e(producer, topic, key, payload, headers, ord)
-     ), head AS (
+/**
+ * The events as the five arrays an append statement takes (producers, topics, keys, payloads,
+ * headers as JSON), validated: the parameters of {@link appendEventsFrom}'s source, in this order.
+ */
+export function eventColumns(events: readonly NewEvent[]): [string[], string[], string[], Buffer[], string[]] {
+  for (const event of events) validate(event);
+  return [
+    events.map((e) => e.producer),
+    events.map((e) => e.topic),
+    events.map((e) => e.key),
+    events.map((e) => Buffer.from(e.payload.buffer, e.payload.byteOffset, e.payload.byteLength)),
+    events.map((e) => JSON.stringify(e.headers ?? {})),
+  ];
+}
+
+/**
+ * The common table expressions that append the rows of `source` to the outbox, for a statement that
+ * writes something else and its events at once: a single statement is its own transaction, so such
+ * a write needs no BEGIN and COMMIT round trips. `source` names a relation of the statement with the
+ * columns (producer, topic, key, payload, headers, ord): `ord` orders each producer's events. The
+ * statement must read `outbox_notified` (for instance `(SELECT count(*) FROM outbox_notified)`):
+ * a CTE that is not data-modifying runs only if read, and it wakes the relay. Same guarantees as
+ * {@link appendEvents}; `outbox_head_rows` holds each producer's new head.
+ */
+export function appendEventsFrom(source: string): string {
+  // Per producer: the head advances by its count of events (one row each, so no row is updated
+  // twice by the statement), and event number `rank` of `count` takes last_seq - count + rank.
+  return `outbox_e AS (
+       SELECT s.producer, s.topic, s.key, s.payload, s.headers,
+              row_number() OVER (PARTITION BY s.producer ORDER BY s.ord) AS rank, count(*) OVER (PARTITION BY s.producer) AS count
+         FROM ${source} s
+     ), outbox_head_rows AS (
        INSERT INTO outbox_head (producer, last_seq)
-       SELECT producer, count(*) FROM e GROUP BY producer ORDER BY producer
+       SELECT producer, count(*) FROM outbox_e GROUP BY producer ORDER BY producer
        ON CONFLICT (producer) DO UPDATE SET last_seq = outbox_head.last_seq + EXCLUDED.last_seq
        RETURNING producer, last_seq
-     ), appended AS (
+     ), outbox_appended AS (
        INSERT INTO outbox (producer, seq, topic, key, payload, headers)
-       SELECT e.producer, head.last_seq - e.count + e.rank, e.topic, e.key, e.payload, e.headers
-         FROM e JOIN head USING (producer)
-     )
-     -- (A data-modifying WITH runs to completion whether or not the query reads it.)
-     SELECT producer, last_seq, pg_notify('pki_outbox.' || current_schema(), producer) FROM head`;
+       SELECT e.producer, h.last_seq - e.count + e.rank, e.topic, e.key, e.payload, e.headers
+         FROM outbox_e e JOIN outbox_head_rows h USING (producer)
+     ), outbox_notified AS (
+       SELECT producer, last_seq, pg_notify('pki_outbox.' || current_schema(), producer) FROM outbox_head_rows
+     )`;
+}
+
+// (A data-modifying WITH runs to completion whether or not the query reads it.)
+const APPEND_EVENTS_SQL = `WITH outbox_source AS (
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[]) WITH ORDINALITY AS s(producer, topic, key, payload, headers, ord)
+     ), ${appendEventsFrom('outbox_source')}
+     SELECT producer, last_seq FROM outbox_notified`;
 
 function validate(event: NewEvent): void {
   const fail = (reason: string) => new PkiError('INVALID_ARGUMENT', `append event: ${reason}`);

@@ -174,7 +174,7 @@ describe('GroupCommit', () => {
     const write = (id: number) => (tx: Tx) => tx.query('INSERT INTO group_commit_probe (id, tx) VALUES ($1, txid_current())', [id]).then(() => id);
     await Promise.all([1, 2, 3, 4, 5, 6].map((id) => commits.transaction(write(id))));
     const first = (await pool.query('SELECT tx FROM group_commit_probe')).rows.map((r) => r.tx);
-    // Fewer transactions than writes: the first ran alone, the rest queued behind it and went together.
+    // Fewer transactions than writes: submitted in one turn of the event loop, they went together.
     expect(new Set(first).size).toBeLessThan(first.length);
 
     const outcomes = await Promise.allSettled([7, 8, 3, 9, 10].map((id) => commits.transaction(write(id))));
@@ -194,15 +194,43 @@ describe('GroupCommit', () => {
       return ids.map((id) => (rows.some((r) => r.id === id) ? id * 10 : -1));
     });
     expect(await Promise.all([1, 2, 3, 4, 5, 6].map((id) => batches.submit(id)))).toEqual([10, 20, 30, 40, 50, 60]);
-    // The first went alone, the five queued behind it in one statement.
-    expect(statements).toBe(2);
-    expect(new Set((await pool.query('SELECT tx FROM batch_commit_probe')).rows.map((r) => r.tx)).size).toBe(2);
+    // Submitted in one turn of the event loop: one batch, one statement, one transaction.
+    expect(statements).toBe(1);
+    expect(new Set((await pool.query('SELECT tx FROM batch_commit_probe')).rows.map((r) => r.tx)).size).toBe(1);
+    // Submitted while a batch is being written: they wait for it, then go together.
+    const first = batches.submit(11);
+    await new Promise((r) => setImmediate(r));
+    const rest = [12, 13, 14].map((id) => batches.submit(id));
+    expect(await Promise.all([first, ...rest])).toEqual([110, 120, 130, 140]);
+    expect(statements).toBe(3);
 
     // A duplicate fails the batch's statement: each item is then written alone, and only its caller sees the error.
     const outcomes = await Promise.allSettled([7, 8, 3, 9].map((id) => batches.submit(id)));
     expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
     expect(outcomes[2]).toMatchObject({ reason: { constraint: 'batch_commit_probe_pkey' } });
     const { rows } = await pool.query('SELECT id FROM batch_commit_probe ORDER BY id');
-    expect(rows.map((r) => r.id)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(rows.map((r) => r.id)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14]);
+  });
+
+  it('BatchCommit in single-statement mode writes a batch with one statement and no transaction around it, and calls an unreachable database UNAVAILABLE', async () => {
+    await pool.query('CREATE TABLE IF NOT EXISTS batch_statement_probe (id int PRIMARY KEY, tx bigint NOT NULL)');
+    const texts: string[] = [];
+    const write = (db: { query: Tx['query'] }, ids: readonly number[]) => {
+      const text = 'INSERT INTO batch_statement_probe (id, tx) SELECT id, txid_current() FROM unnest($1::int[]) AS t(id) RETURNING id';
+      texts.push(text);
+      return db.query<{ id: number }>(text, [ids]).then(({ rows }) => ids.map((id) => rows.some((r) => r.id === id)));
+    };
+    const batches = new BatchCommit<number, boolean>(pool, write, { singleStatement: true });
+    expect(await Promise.all([1, 2, 3].map((id) => batches.submit(id)))).toEqual([true, true, true]);
+    expect(texts).toHaveLength(1);
+    expect(new Set((await pool.query('SELECT tx FROM batch_statement_probe')).rows.map((r) => r.tx)).size).toBe(1);
+
+    const unreachable = createPool({ url: 'postgres://nobody@127.0.0.1:1/none', schema: 'ca_signer', maxConnections: 1 });
+    try {
+      const refused = new BatchCommit<number, boolean>(unreachable, write, { singleStatement: true });
+      await expect(refused.submit(4)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    } finally {
+      await unreachable.end();
+    }
   });
 });

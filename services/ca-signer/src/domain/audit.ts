@@ -2,7 +2,7 @@ import { PkiError } from '@pki/kit';
 
 // The audit channel is shared by every service (packages/audit-events); ca-signer's events name
 // their caller's mTLS identity as a SERVICE actor, and ceremonies their custodians.
-export { appendAuditEvent, appendAuditEvents, serviceActor, AuditOutcome, AuditActorType, type AuditChannel, type NewAuditEvent } from '@pki/audit-events';
+export { appendAuditEvent, appendAuditEvents, auditOutboxEvent, serviceActor, AuditOutcome, AuditActorType, type AuditChannel, type NewAuditEvent } from '@pki/audit-events';
 
 /**
  * Fails fast, before a serial is reserved or an intent written, when the HSM is known to be down

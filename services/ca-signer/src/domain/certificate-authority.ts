@@ -3,12 +3,13 @@ import type { Pool } from 'pg';
 import { PkiError, type Clock, type Logger } from '@pki/kit';
 import { withTransaction, type Tx } from '@pki/db';
 import { formatName, parseCertificate, randomSerial, type DistinguishedName, type NameAttribute } from '@pki/x509';
-import { appendAuditEvent, appendAuditEvents, assertHsmAvailable, AuditOutcome, serviceActor, type AuditChannel, type NewAuditEvent } from './audit';
+import { appendAuditEvent, assertHsmAvailable, AuditOutcome, auditOutboxEvent, serviceActor, type AuditChannel, type NewAuditEvent } from './audit';
+import { appendEventsFrom, eventColumns } from '@pki/outbox';
 import type { IssuerRecord, IssuerRegistry } from './issuer-registry';
 import { lintCodes } from './lint';
 import { sha256Hex } from './digest';
 import { assertIdempotencyKey } from './requests';
-import { BatchCommit } from './group-commit';
+import { BatchCommit, type BatchQueryable } from './group-commit';
 import type { AuditConfirmationGate } from './audit-gate';
 
 export type { IssuerRecord };
@@ -95,8 +96,8 @@ export class CertificateAuthority {
   readonly #inFlight = new Map<string, Promise<IssueResult>>();
   /**
    * Reservations (with their audit intents) and results (with their audit results) of concurrent
-   * issuances, each kind committed together in set-based statements: four round trips for a batch
-   * rather than two per issuance and two per batch (decision 0038).
+   * issuances, each kind committed together in one statement: one round trip for a batch rather
+   * than two per issuance and two per batch (decision 0038).
    */
   readonly #reservations: BatchCommit<Reservation, boolean>;
   readonly #results: BatchCommit<IssuedRecord, void>;
@@ -104,8 +105,8 @@ export class CertificateAuthority {
   constructor(deps: CertificateAuthorityDeps) {
     this.#deps = deps;
     this.#audit = { producer: deps.producer, clock: deps.clock };
-    this.#reservations = new BatchCommit(deps.pool, (tx, items) => this.#writeReservations(tx, items));
-    this.#results = new BatchCommit(deps.pool, (tx, items) => this.#writeResults(tx, items));
+    this.#reservations = new BatchCommit(deps.pool, (db, items) => this.#writeReservations(db, items), { singleStatement: true });
+    this.#results = new BatchCommit(deps.pool, (db, items) => this.#writeResults(db, items), { singleStatement: true });
   }
 
   async issue(request: IssueRequest): Promise<IssueResult> {
@@ -327,15 +328,16 @@ export class CertificateAuthority {
   }
 
   /**
-   * A batch of reservations: the issuances and their serials in one statement, then the intents of
-   * those reserved in one more. A taken key inserts neither and writes no intent; a used serial
-   * fails the statement (constraints are checked at its end, so an issuance may name a serial
-   * inserted after it), and the batch is retried one reservation at a time.
+   * A batch of reservations in one statement (its own transaction): the issuances, their serials,
+   * and the audit intents of those reserved. A taken key inserts neither and writes no intent; a
+   * used serial fails the statement (constraints are checked at its end, so an issuance may name a
+   * serial inserted after it), and the batch is retried one reservation at a time.
    */
-  async #writeReservations(tx: Tx, items: readonly Reservation[]): Promise<boolean[]> {
+  async #writeReservations(db: BatchQueryable, items: readonly Reservation[]): Promise<boolean[]> {
     const column = <K extends keyof Reservation>(key: K) => items.map((i) => i[key]);
-    const { rows } = await tx.query<{ serial_hex: string }>({
-      // One plan whatever the batch: the arrays' rows go through the primary key's conflict check.
+    const { rows } = await db.query<{ serial_hex: string }>({
+      // One plan whatever the batch: the arrays' rows go through the primary key's conflict check,
+      // and the events through the outbox head's.
       name: 'ca-signer.reserve-issuances',
       text: `WITH issuance AS (
                INSERT INTO issuances (caller, idempotency_key, request_sha256, profile, issuer_key_id, serial_hex, not_before, not_after, state)
@@ -343,8 +345,16 @@ export class CertificateAuthority {
                  FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[])
                       AS r(caller, idempotency_key, request_sha256, profile, issuer_key_id, serial_hex, not_before, not_after)
                ON CONFLICT (caller, idempotency_key) DO NOTHING
-               RETURNING serial_hex, issuer_key_id)
-             INSERT INTO serials (serial_hex, issuer_key_id) SELECT serial_hex, issuer_key_id FROM issuance RETURNING serial_hex`,
+               RETURNING serial_hex, issuer_key_id
+             ), serial AS (
+               INSERT INTO serials (serial_hex, issuer_key_id) SELECT serial_hex, issuer_key_id FROM issuance RETURNING serial_hex
+             ), intent AS (
+               -- The intents of the reservations made, in request order.
+               SELECT s.producer, s.topic, s.key, s.payload, s.headers, s.ord
+                 FROM unnest($9::text[], $10::text[], $11::text[], $12::bytea[], $13::jsonb[], $6::text[]) WITH ORDINALITY AS s(producer, topic, key, payload, headers, serial_hex, ord)
+                WHERE s.serial_hex IN (SELECT serial_hex FROM serial)
+             ), ${appendEventsFrom('intent')}
+             SELECT serial_hex FROM serial WHERE (SELECT count(*) FROM outbox_notified) >= 0`,
       values: [
         column('caller'),
         column('idempotencyKey'),
@@ -354,35 +364,31 @@ export class CertificateAuthority {
         column('serialHex'),
         column('notBefore'),
         column('notAfter'),
+        ...eventColumns(items.map((i) => auditOutboxEvent(this.#audit, i.intent).event)),
       ],
     });
     // Each request's serial is its own (random, or its earlier reservation's): it names the row.
     const reserved = new Set(rows.map((r) => r.serial_hex));
-    const outcomes = items.map((i) => reserved.has(i.serialHex));
-    await appendAuditEvents(
-      tx,
-      this.#audit,
-      items.filter((_, n) => outcomes[n]).map((i) => i.intent),
-    );
-    return outcomes;
+    return items.map((i) => reserved.has(i.serialHex));
   }
 
-  /** A batch of signed certificates: the issuances finished in one statement, their audit results in one more. */
-  async #writeResults(tx: Tx, items: readonly IssuedRecord[]): Promise<void[]> {
+  /** A batch of signed certificates in one statement (its own transaction): the issuances finished, with their audit results. */
+  async #writeResults(db: BatchQueryable, items: readonly IssuedRecord[]): Promise<void[]> {
     // Not a named (prepared) statement: PostgreSQL may keep a generic plan made while issuances is
     // small (in a benchmark it took the (caller, created_at) index with a filter on the key, and
     // every issuance read all of its caller's earlier rows). Planned per call, each row is the
     // primary key's lookup.
-    await tx.query(
-      `UPDATE issuances i SET state = 'ISSUED', certificate_der = r.certificate_der, issued_at = now()
-         FROM unnest($1::text[], $2::text[], $3::bytea[]) AS r(caller, idempotency_key, certificate_der)
-        WHERE i.caller = r.caller AND i.idempotency_key = r.idempotency_key`,
-      [items.map((i) => i.caller), items.map((i) => i.idempotencyKey), items.map((i) => i.certificateDer)],
-    );
-    await appendAuditEvents(
-      tx,
-      this.#audit,
-      items.map((i) => i.audit),
+    await db.query(
+      `WITH finished AS (
+         UPDATE issuances i SET state = 'ISSUED', certificate_der = r.certificate_der, issued_at = now()
+           FROM unnest($1::text[], $2::text[], $3::bytea[]) AS r(caller, idempotency_key, certificate_der)
+          WHERE i.caller = r.caller AND i.idempotency_key = r.idempotency_key
+          RETURNING 1
+       ), result AS (
+         SELECT * FROM unnest($4::text[], $5::text[], $6::text[], $7::bytea[], $8::jsonb[]) WITH ORDINALITY AS s(producer, topic, key, payload, headers, ord)
+       ), ${appendEventsFrom('result')}
+       SELECT (SELECT count(*) FROM finished) AS finished, (SELECT count(*) FROM outbox_notified) AS producers`,
+      [items.map((i) => i.caller), items.map((i) => i.idempotencyKey), items.map((i) => i.certificateDer), ...eventColumns(items.map((i) => auditOutboxEvent(this.#audit, i.audit).event))],
     );
     return items.map(() => undefined);
   }

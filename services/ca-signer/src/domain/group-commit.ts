@@ -1,5 +1,8 @@
 import type { Pool } from 'pg';
-import { withTransaction, type Tx } from '@pki/db';
+import { toDatabaseError, withTransaction, type Tx } from '@pki/db';
+
+/** What a batch's writer writes with: a transaction, or (with `singleStatement`) the pool itself. */
+export type BatchQueryable = Pick<Tx, 'query'>;
 
 interface Pending<I> {
   item: I;
@@ -12,7 +15,7 @@ interface Pending<I> {
  * into the next batch, one transaction for all of them, written by `write` with set-based
  * statements (decision 0019, decision 0038). A caller's promise settles only after its batch
  * committed, so what it wrote is as durable as with a transaction of its own; a lone request runs
- * at once, alone.
+ * alone, in the next turn of the event loop.
  *
  * A batch that fails is not one request's failure: its items are written again, each in its own
  * transaction, and each caller gets its own outcome. `write` must therefore touch nothing but the
@@ -24,27 +27,39 @@ interface Pending<I> {
  */
 export class BatchCommit<I, R> {
   readonly #pool: Pool;
-  readonly #write: (tx: Tx, items: readonly I[]) => Promise<readonly R[]>;
+  readonly #write: (db: BatchQueryable, items: readonly I[]) => Promise<readonly R[]>;
   readonly #maxBatch: number;
+  readonly #singleStatement: boolean;
   #queue: Array<Pending<I>> = [];
   #draining = false;
 
-  constructor(pool: Pool, write: (tx: Tx, items: readonly I[]) => Promise<readonly R[]>, options: { maxBatch?: number } = {}) {
+  /**
+   * `singleStatement`: the writer writes a batch with one statement, which PostgreSQL runs as a
+   * transaction of its own: it gets the pool, and the batch costs one round trip instead of a
+   * BEGIN, its statements and a COMMIT.
+   */
+  constructor(pool: Pool, write: (db: BatchQueryable, items: readonly I[]) => Promise<readonly R[]>, options: { maxBatch?: number; singleStatement?: boolean } = {}) {
     this.#pool = pool;
     this.#write = write;
     this.#maxBatch = options.maxBatch ?? 32;
+    this.#singleStatement = options.singleStatement ?? false;
   }
 
   /** Writes `item` in a transaction shared with the items queued alongside it; resolves once committed. */
   submit(item: I): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       this.#queue.push({ item, resolve: resolve as (value: unknown) => void, reject });
-      if (!this.#draining) void this.#drain();
+      if (!this.#draining) {
+        this.#draining = true;
+        // Not at once: the items submitted in this turn of the event loop (a card's two
+        // certificates, a burst of requests) go in the first batch together rather than the
+        // first alone and the rest in a second.
+        setImmediate(() => void this.#drain());
+      }
     });
   }
 
   async #drain(): Promise<void> {
-    this.#draining = true;
     try {
       while (this.#queue.length > 0) {
         const batch = this.#queue.splice(0, this.#maxBatch);
@@ -59,7 +74,7 @@ export class BatchCommit<I, R> {
   async #together(batch: Array<Pending<I>>): Promise<void> {
     let results: readonly R[];
     try {
-      results = await withTransaction(this.#pool, (tx) => this.#written(tx, batch.map((p) => p.item)));
+      results = await this.#committed(batch.map((p) => p.item));
     } catch {
       // Nothing of the batch committed: each item again on its own, so that one request's error
       // (or the database's) reaches exactly the requests it belongs to.
@@ -71,14 +86,22 @@ export class BatchCommit<I, R> {
 
   async #alone(pending: Pending<I>): Promise<void> {
     try {
-      pending.resolve((await withTransaction(this.#pool, (tx) => this.#written(tx, [pending.item])))[0]);
+      pending.resolve((await this.#committed([pending.item]))[0]);
     } catch (err) {
       pending.reject(err);
     }
   }
 
-  async #written(tx: Tx, items: readonly I[]): Promise<readonly R[]> {
-    const results = await this.#write(tx, items);
+  #committed(items: readonly I[]): Promise<readonly R[]> {
+    if (!this.#singleStatement) return withTransaction(this.#pool, (tx) => this.#written(tx, items));
+    // As withTransaction does: a database that cannot be reached is UNAVAILABLE, not INTERNAL.
+    return this.#written(this.#pool, items).catch((err: unknown) => {
+      throw toDatabaseError(err, 'write a batch');
+    });
+  }
+
+  async #written(db: BatchQueryable, items: readonly I[]): Promise<readonly R[]> {
+    const results = await this.#write(db, items);
     if (results.length !== items.length) throw new Error(`batch commit: ${results.length} results for ${items.length} items`);
     return results;
   }
@@ -94,7 +117,9 @@ export class GroupCommit {
   constructor(pool: Pool, options: { maxBatch?: number } = {}) {
     this.#batches = new BatchCommit(
       pool,
-      async (tx, works) => {
+      async (db, works) => {
+        // Not single-statement: `db` is the batch's transaction.
+        const tx = db as Tx;
         const out: unknown[] = [];
         for (const work of works) out.push(await work(tx));
         return out;
