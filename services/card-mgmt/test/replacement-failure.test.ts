@@ -3,7 +3,7 @@ import { createGrpcClient } from '@pki/grpc';
 import { caSignerV1 } from '@pki/proto';
 import { join } from 'node:path';
 import { GrpcCertificateSigner } from '../../ra/src/adapters/grpc/ca-signer-client';
-import type { CertificateSigner } from '../../ra/src/ports/certificate-signer';
+import type { CertificateSigner, SignedCertificate } from '../../ra/src/ports/certificate-signer';
 import { startCardMgmtFixture, OFFICE, type CardMgmtFixture } from './card-mgmt-fixture';
 
 /**
@@ -45,6 +45,13 @@ describe('a replacement that fails half-way', () => {
         const certificate = await real.issue(request, deadline);
         signed++;
         return certificate;
+      },
+      // ra issues a card's pair in one call: SIGN is signed, KEYX refused, and the call fails.
+      issueMany: async (requests, deadline) => {
+        const settled = await Promise.allSettled(requests.map((request) => halfway.issue(request, deadline)));
+        const refused = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+        if (refused) throw refused.reason;
+        return settled.map((s) => (s as PromiseFulfilledResult<SignedCertificate>).value);
       },
       listIssuances: (token, size) => real.listIssuances(token, size),
       issuers: () => real.issuers(),
