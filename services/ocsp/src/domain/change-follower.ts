@@ -1,6 +1,6 @@
 import type { Clock, Logger } from '@pki/kit';
 import type { CertIdHash } from '@pki/x509';
-import type { StatusStore, StoredCertificate } from '../adapters/postgres/status-store';
+import type { StatusStore, StoredCertificate, TransactionSnapshot } from '../adapters/postgres/status-store';
 import { pastRetention, type ResponsePolicy } from './certificate-status';
 import { isDatabaseFailure, type DependencyHealth } from './dependency-health';
 import type { IssuerDirectory } from './issuer-directory';
@@ -25,12 +25,16 @@ const PAGE = 5_000;
 /**
  * Keeps this pod's memory in step with the store: at start it reads every row (the whole
  * population: memory knows every certificate that exists, so a serial it does not know was never
- * issued), then every row changed since (responses other pods signed, statuses they applied).
- * After a database outage it resumes from the last change it saw, so it catches up by itself.
+ * issued), then at each pass the rows changed by the transactions that completed since the
+ * previous pass (responses other pods signed, statuses they applied), by the snapshots PostgreSQL
+ * gives. Not by change number: numbers are taken before their transaction commits, and a change
+ * that commits after a higher number was read would be missed (migrations/004). After a database
+ * outage it resumes from its last snapshot, so it catches up by itself.
  */
 export class ChangeFollower {
   readonly #deps: ChangeFollowerDeps;
-  #lastChangeId = 0;
+  /** The snapshot the last pass read up to: what completed after it is read by the next pass. */
+  #watermark: TransactionSnapshot | undefined;
   #stopping = false;
   #loop: Promise<void> | undefined;
   readonly #pause = new Pause();
@@ -39,27 +43,44 @@ export class ChangeFollower {
     this.#deps = deps;
   }
 
-  get lastChangeId(): number {
-    return this.#lastChangeId;
-  }
-
   /** Reads every change not seen yet; resolves when the store has no more. Throws when the database fails. */
   async catchUp(): Promise<number> {
+    const { store } = this.#deps;
+    const seen = { refreshed: false };
     let applied = 0;
-    let refreshed = false;
-    for (;;) {
-      const rows = await this.#deps.store.changesSince(this.#lastChangeId, PAGE);
-      if (!refreshed && rows.some((r) => !this.#deps.directory.issuer(r.issuerKeyId))) {
-        refreshed = true;
-        await this.#deps.refreshIssuers().catch((err: unknown) => this.#deps.logger.warn({ err }, 'ocsp: could not refresh the CA generations'));
+    if (this.#watermark === undefined) {
+      // The first pass reads every row. Its snapshot is taken first: a transaction still running
+      // then is read by the next pass, once it has completed.
+      const start = await store.snapshot();
+      for (let after = 0; ; ) {
+        const rows = await store.changesSince(after, PAGE);
+        await this.#applyAll(rows, seen);
+        applied += rows.length;
+        after = rows.reduce((max, r) => Math.max(max, r.changeId), after);
+        if (rows.length < PAGE) break;
       }
-      for (const row of rows) {
-        this.#apply(row);
-        this.#lastChangeId = Math.max(this.#lastChangeId, row.changeId);
-      }
-      applied += rows.length;
-      if (rows.length < PAGE) return applied;
+      this.#watermark = start;
+      return applied;
     }
+    const now = await store.snapshot();
+    for (let after: { xid: string; serialHex: string } | undefined; ; ) {
+      const rows = await store.committedBetween(this.#watermark, now, PAGE, after);
+      await this.#applyAll(rows, seen);
+      applied += rows.length;
+      const last = rows[rows.length - 1];
+      if (last) after = { xid: last.changeXid, serialHex: last.serialHex };
+      if (rows.length < PAGE) break;
+    }
+    this.#watermark = now;
+    return applied;
+  }
+
+  async #applyAll(rows: readonly StoredCertificate[], seen: { refreshed: boolean }): Promise<void> {
+    if (!seen.refreshed && rows.some((r) => !this.#deps.directory.issuer(r.issuerKeyId))) {
+      seen.refreshed = true;
+      await this.#deps.refreshIssuers().catch((err: unknown) => this.#deps.logger.warn({ err }, 'ocsp: could not refresh the CA generations'));
+    }
+    for (const row of rows) this.#apply(row);
   }
 
   start(): void {

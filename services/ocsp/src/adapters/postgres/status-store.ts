@@ -22,6 +22,24 @@ export interface SignedResponses {
   refreshAt: Date;
 }
 
+/**
+ * A PostgreSQL snapshot (pg_current_snapshot): transaction ids from `xmax` on had not started,
+ * those in `running` were in progress; every other id below `xmax` had completed. Ids as decimal
+ * text (xid8: 64 bits, never wrapping).
+ */
+export interface TransactionSnapshot {
+  xmin: string;
+  xmax: string;
+  running: string[];
+}
+
+/** `xmin:xmax:xip,xip,...` as pg_snapshot's text form writes it. */
+export function parseSnapshot(text: string): TransactionSnapshot {
+  const match = /^(\d+):(\d+):([\d,]*)$/.exec(text);
+  if (!match) throw new Error(`not a pg_snapshot: ${text}`);
+  return { xmin: match[1]!, xmax: match[2]!, running: match[3] ? match[3].split(',') : [] };
+}
+
 /** The NOTIFY channel on which a write of responses wakes every pod's change follower. */
 export const CHANGES_CHANNEL = 'ocsp_certificate_changes';
 
@@ -68,7 +86,7 @@ export class StatusStore {
            issuer_key_id = EXCLUDED.issuer_key_id, status = EXCLUDED.status, revocation_time = EXCLUDED.revocation_time,
            reason = EXCLUDED.reason, not_after = EXCLUDED.not_after, status_producer = EXCLUDED.status_producer,
            status_seq = EXCLUDED.status_seq, changed_at = EXCLUDED.changed_at, refresh_at = now(),
-           change_id = nextval('certificate_change_ids')
+           change_id = nextval('certificate_change_ids'), change_xid = pg_current_xact_id()
          -- Events of one producer arrive in order; across producers (a new ra deployment), the later change wins.
          WHERE (certificates.status_producer = EXCLUDED.status_producer AND certificates.status_seq < EXCLUDED.status_seq)
             OR (certificates.status_producer <> EXCLUDED.status_producer AND certificates.changed_at < EXCLUDED.changed_at)
@@ -86,7 +104,7 @@ export class StatusStore {
     const run = async (client: Pick<Tx, 'query'>) => {
       const result = await client.query(
         `UPDATE certificates c SET response_sha1 = s.sha1, response_sha256 = s.sha256, signed_seq = s.seq, this_update = s.this_update,
-                next_update = s.next_update, refresh_at = s.refresh_at, change_id = nextval('certificate_change_ids')
+                next_update = s.next_update, refresh_at = s.refresh_at, change_id = nextval('certificate_change_ids'), change_xid = pg_current_xact_id()
            FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::bytea[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[])
                 AS s(serial_hex, seq, sha1, sha256, this_update, next_update, refresh_at)
           WHERE c.serial_hex = s.serial_hex AND c.status_seq = s.seq`,
@@ -116,7 +134,7 @@ export class StatusStore {
     return withTransaction(this.pool, async (tx) => {
       const cleared = await tx.query<{ serial_hex: string }>(
         `UPDATE certificates SET response_sha1 = NULL, response_sha256 = NULL, signed_seq = NULL, refresh_at = 'infinity',
-                change_id = nextval('certificate_change_ids')
+                change_id = nextval('certificate_change_ids'), change_xid = pg_current_xact_id()
           WHERE serial_hex IN (SELECT serial_hex FROM certificates WHERE refresh_at <= now() AND not_after < now() - make_interval(days => $1)
                                ORDER BY refresh_at LIMIT $2 FOR UPDATE SKIP LOCKED)
           RETURNING serial_hex`,
@@ -145,6 +163,31 @@ export class StatusStore {
     const { rows } = await this.pool.query(`SELECT ${COLUMNS} FROM certificates WHERE change_id > $1 ORDER BY change_id LIMIT $2`, [changeId, limit]);
     return rows.map(rowToCertificate);
   }
+  /** Where the database's transactions stand now (pg_current_snapshot): see {@link committedBetween}. */
+  async snapshot(): Promise<TransactionSnapshot> {
+    const { rows } = await this.pool.query<{ s: string }>(`SELECT pg_current_snapshot()::text AS s`);
+    return parseSnapshot(rows[0]!.s);
+  }
+
+  /**
+   * The rows last changed by the transactions that completed between two snapshots: those running
+   * at `earlier` and not at `later`, and those that started in between and are no longer running.
+   * Every committed change appears in exactly one such window, in whatever order its change number
+   * was taken; a row changed again since appears with its later change (or in a later window).
+   * A page at a time, by (transaction, serial), after `after`.
+   */
+  async committedBetween(earlier: TransactionSnapshot, later: TransactionSnapshot, limit: number, after?: { xid: string; serialHex: string }): Promise<Array<StoredCertificate & { changeXid: string }>> {
+    const finished = earlier.running.filter((x) => !later.running.includes(x));
+    const { rows } = await this.pool.query(
+      `SELECT ${COLUMNS}, change_xid::text AS change_xid FROM certificates
+        WHERE (change_xid = ANY($1::xid8[]) OR (change_xid >= $2::xid8 AND change_xid < $3::xid8 AND change_xid <> ALL($4::xid8[])))
+          AND ($5::xid8 IS NULL OR (change_xid, serial_hex) > ($5::xid8, $6::text))
+        ORDER BY change_xid, serial_hex LIMIT $7`,
+      [finished, earlier.xmax, later.xmax, later.running, after?.xid ?? null, after?.serialHex ?? '', limit],
+    );
+    return rows.map((r) => ({ ...rowToCertificate(r), changeXid: r.change_xid as string }));
+  }
+
 
   async find(serials: readonly string[]): Promise<StoredCertificate[]> {
     const { rows } = await this.pool.query(`SELECT ${COLUMNS} FROM certificates WHERE serial_hex = ANY($1::text[])`, [serials]);
