@@ -86,6 +86,14 @@ export type IdempotencyClaim =
   /** Used before with a different request. */
   | { kind: 'conflict'; operation: string };
 
+/** One use of an idempotency key: whose, which key, for what, and the keyed hash of the request. */
+export interface IdempotencyRequest {
+  scope: string;
+  key: string;
+  operation: string;
+  fingerprint: Buffer;
+}
+
 export interface HouseholdEventRecord {
   eventId: string;
   sender: string;
@@ -113,12 +121,31 @@ export interface RegistryTx {
   getApplication(id: string, options?: { forUpdate?: boolean }): Promise<ApplicationRecord | undefined>;
   updateApplication(id: string, changes: { state: ApplicationState; reason?: string; decidedBy?: string }): Promise<void>;
   /**
-   * Moves an application from state `from` to `changes.state` if it is in `from` (waiting for a
-   * concurrent writer of the row first) and returns it as changed; undefined when it is missing or
-   * in another state (nothing changed). One round trip for the common path of a read, a check and
-   * an update under the row lock.
+   * The common start of an approval in one round trip: claims the idempotency key as
+   * {@link claimIdempotency} does and, only on its first use, moves the application from state
+   * `from` to `changes.state` if it is in `from` (waiting for a concurrent writer of the row first),
+   * returning it as changed with its subscriber. `claimed` false: the key was used before and
+   * nothing changed ({@link claimIdempotency} tells how it was used); no `application`: it is
+   * missing or in another state (nothing changed but the claim).
    */
-  transitionApplication(id: string, from: ApplicationState, changes: { state: ApplicationState; decidedBy?: string }): Promise<ApplicationRecord | undefined>;
+  claimAndTransitionApplication(
+    claim: IdempotencyRequest,
+    id: string,
+    from: ApplicationState,
+    changes: { state: ApplicationState; decidedBy?: string },
+  ): Promise<{ claimed: boolean; application?: ApplicationRecord; subscriber?: SubscriberRecord }>;
+  /**
+   * Records an issuance in one round trip: moves the application from ISSUING to ISSUED and only
+   * then inserts the new card (none for an extension), the certificates with their first history
+   * rows, and completes the idempotency key with `result`. Undefined when the application is not
+   * ISSUING (a concurrent run recorded it, or it moved on): nothing changed.
+   */
+  recordIssuance(input: {
+    applicationId: string;
+    card?: CardRecord;
+    certificates: readonly CertificateRecord[];
+    idempotency?: { scope: string; key: string; result: unknown };
+  }): Promise<ApplicationRecord | undefined>;
   /** SUBMITTED, PENDING_APPROVAL or ISSUING applications of a subscriber. */
   openApplications(subscriberId: string): Promise<ApplicationRecord[]>;
   /** Whether a card or an open application already uses one of these public keys (SHA-256 of the SPKI). */
@@ -126,7 +153,6 @@ export interface RegistryTx {
   cardNumberTaken(cardNumber: string): Promise<boolean>;
   subjectSerialTaken(subjectSerial: string): Promise<boolean>;
 
-  insertCard(card: CardRecord): Promise<void>;
   getCard(cardNumber: string, options?: { forUpdate?: boolean }): Promise<CardRecord | undefined>;
   cardsOfSubscriber(subscriberId: string, options?: { forUpdate?: boolean }): Promise<CardRecord[]>;
   updateCard(cardNumber: string, changes: { status?: CardStatus; activatedAt?: Date; extended?: boolean }): Promise<void>;

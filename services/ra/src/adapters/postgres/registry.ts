@@ -14,6 +14,7 @@ import type {
   CertificateFilter,
   HouseholdEventRecord,
   IdempotencyClaim,
+  IdempotencyRequest,
   Page,
   PageRequest,
   Registry,
@@ -416,14 +417,71 @@ export class Transaction extends Reads implements RegistryTx {
     ]);
   }
 
-  async transitionApplication(id: string, from: ApplicationState, changes: { state: ApplicationState; decidedBy?: string }): Promise<ApplicationRecord | undefined> {
-    if (!isUuid(id)) return undefined;
-    // Not prepared: a generic plan made while the table is small could settle on the state index
-    // and keep it as the table grows; planned per call, the primary key wins.
+  async claimAndTransitionApplication(
+    claim: IdempotencyRequest,
+    id: string,
+    from: ApplicationState,
+    changes: { state: ApplicationState; decidedBy?: string },
+  ): Promise<{ claimed: boolean; application?: ApplicationRecord; subscriber?: SubscriberRecord }> {
+    // Not prepared, like every statement that touches applications by id and state: a generic plan
+    // made while the table is small could settle on the state index and keep it as the table grows.
+    // The UPDATE runs only on the key's first use (a replay changes nothing here and is read by
+    // claimIdempotency); the subscriber comes along for the issuance that follows.
     const { rows } = await this.tx.query(
-      `UPDATE applications SET state = $3, decided_by = COALESCE($4, decided_by), updated_at = $5 WHERE id = $1 AND state = $2 RETURNING *`,
-      [id, from, changes.state, changes.decidedBy ?? null, this.options.clock.now()],
+      `WITH claim AS (
+         INSERT INTO idempotency_keys (scope, key, operation, fingerprint) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1
+       ), moved AS (
+         UPDATE applications SET state = $7, decided_by = COALESCE($8, decided_by), updated_at = $9
+          WHERE id = $5 AND state = $6 AND EXISTS (SELECT FROM claim) RETURNING *
+       )
+       SELECT EXISTS (SELECT FROM claim) AS claimed, moved.*, ${SUBSCRIBER_COLUMNS.map((c) => `s.${c} AS "subscriber.${c}"`).join(', ')}
+         FROM (VALUES (1)) AS one LEFT JOIN moved ON true LEFT JOIN subscribers s ON s.id = moved.subscriber_id`,
+      [claim.scope, claim.key, claim.operation, claim.fingerprint, isUuid(id) ? id : null, from, changes.state, changes.decidedBy ?? null, this.options.clock.now()],
     );
+    const row = rows[0];
+    if (!row.claimed || !row.id) return { claimed: row.claimed };
+    return {
+      claimed: true,
+      application: application(row),
+      ...(row['subscriber.id'] ? { subscriber: subscriber(Object.fromEntries(SUBSCRIBER_COLUMNS.map((c) => [c, row[`subscriber.${c}`]]))) } : {}),
+    };
+  }
+
+  async recordIssuance(input: {
+    applicationId: string;
+    card?: CardRecord;
+    certificates: readonly CertificateRecord[];
+    idempotency?: { scope: string; key: string; result: unknown };
+  }): Promise<ApplicationRecord | undefined> {
+    if (!isUuid(input.applicationId)) return undefined;
+    // One round trip for what an issuance writes besides its events. Every part depends on the
+    // application's move from ISSUING (the row lock orders this run against a concurrent one), so a
+    // loser changes nothing. Not prepared, for the same reason as claimAndTransitionApplication.
+    const values: unknown[] = [input.applicationId, this.options.clock.now()];
+    const parts = [`issued AS (UPDATE applications SET state = 'ISSUED', updated_at = $2 WHERE id = $1 AND state = 'ISSUING' RETURNING *)`];
+    if (input.card) {
+      const c = input.card;
+      const p = (value: unknown, type: string) => `$${values.push(value)}::${type}`;
+      parts.push(
+        `card AS (
+           INSERT INTO cards (card_number, subscriber_id, subject_serial, status, office, activated_at, extended, signing_spki, encryption_spki, signing_spki_sha256,
+             encryption_spki_sha256, keys_created_at, original_not_after, created_at)
+           SELECT ${p(c.cardNumber, 'text')}, ${p(c.subscriberId, 'uuid')}, ${p(c.subjectSerial, 'text')}, ${p(c.status, 'text')}, ${p(c.office, 'text')},
+             ${p(c.activatedAt ?? null, 'timestamptz')}, ${p(c.extended, 'boolean')}, ${p(c.signingSpki, 'bytea')}, ${p(c.encryptionSpki, 'bytea')},
+             ${p(sha256(c.signingSpki), 'bytea')}, ${p(sha256(c.encryptionSpki), 'bytea')}, ${p(c.keysCreatedAt, 'timestamptz')}, ${p(c.originalNotAfter, 'timestamptz')},
+             ${p(c.createdAt, 'timestamptz')}
+             FROM issued)`,
+      );
+    }
+    parts.push(...this.#certificateInserts(input.certificates, values, 'issued'));
+    if (input.idempotency) {
+      const { scope, key, result } = input.idempotency;
+      parts.push(
+        `completed AS (UPDATE idempotency_keys SET result = $${values.push(JSON.stringify(result))}, completed_at = now()
+           WHERE scope = $${values.push(scope)} AND key = $${values.push(key)} AND EXISTS (SELECT FROM issued))`,
+      );
+    }
+    const { rows } = await this.tx.query(`WITH ${parts.join(',\n')}\nSELECT * FROM issued`, values);
     return rows[0] ? application(rows[0]) : undefined;
   }
 
@@ -457,18 +515,6 @@ export class Transaction extends Reads implements RegistryTx {
     return (rowCount ?? 0) > 0;
   }
 
-  async insertCard(c: CardRecord): Promise<void> {
-    await this.tx.query(prepared(
-      `INSERT INTO cards (card_number, subscriber_id, subject_serial, status, office, activated_at, extended, signing_spki, encryption_spki, signing_spki_sha256, encryption_spki_sha256,
-         keys_created_at, original_not_after, created_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-      [c.cardNumber, c.subscriberId, c.subjectSerial, c.status, c.office, c.activatedAt ?? null, c.extended, c.signingSpki, c.encryptionSpki, sha256(c.signingSpki), sha256(c.encryptionSpki),
-        c.keysCreatedAt, c.originalNotAfter, c.createdAt],
-    ));
-  }
-
-
-
   async updateCard(cardNumber: string, changes: { status?: CardStatus; activatedAt?: Date; extended?: boolean }): Promise<void> {
     await this.tx.query(`UPDATE cards SET status = COALESCE($2, status), activated_at = COALESCE($3, activated_at), extended = COALESCE($4, extended) WHERE card_number = $1`, [
       cardNumber, changes.status ?? null, changes.activatedAt ?? null, changes.extended ?? null,
@@ -481,25 +527,38 @@ export class Transaction extends Reads implements RegistryTx {
 
   async insertCertificates(certificates: readonly CertificateRecord[]): Promise<void> {
     if (certificates.length === 0) return;
+    const values: unknown[] = [];
+    const parts = this.#certificateInserts(certificates, values);
+    // One round trip for the certificates and their first history rows.
+    await this.tx.query(prepared(`WITH ${parts.join(',\n')}\nSELECT`, values));
+  }
+
+  /**
+   * The WITH parts that insert certificates (sealed: their DER carries the subject's name) and
+   * their first history rows, numbering their parameters on from `values`; with `after`, only
+   * if that part returned a row.
+   */
+  #certificateInserts(certificates: readonly CertificateRecord[], values: unknown[], after?: string): string[] {
     const column = <V>(value: (c: CertificateRecord) => V) => certificates.map(value);
     const sealed = certificates.map((c) => this.options.vault.seal('certificate', c.serialHex, c.certificateDer));
-    // One round trip for the certificates and their first history rows.
-    await this.tx.query(prepared(
-      `WITH certificate AS (
+    const arrays: Array<[unknown[], string]> = [
+      [column((c) => c.serialHex), 'text'], [column((c) => c.issuerKeyId), 'text'], [column((c) => c.profile), 'text'], [column((c) => c.status), 'text'],
+      [column((c) => c.notBefore), 'timestamptz'], [column((c) => c.notAfter), 'timestamptz'], [sealed.map((s) => s.ciphertext), 'bytea'], [sealed.map((s) => s.keyId), 'text'],
+      [column((c) => c.cardNumber ?? null), 'text'], [column((c) => c.applicationId ?? null), 'uuid'], [column((c) => c.keySlot), 'text'], [column((c) => c.reason ?? null), 'text'],
+      [column((c) => c.revocationTime ?? null), 'timestamptz'], [column((c) => c.invalidityDate ?? null), 'timestamptz'], [column((c) => c.createdAt), 'timestamptz'],
+      [column((c) => c.updatedAt), 'timestamptz'], [column((c) => c.deviceId ?? null), 'uuid'], [column((c) => c.systemId ?? null), 'text'],
+    ];
+    const unnest = arrays.map(([array, type]) => `$${values.push(array)}::${type}[]`).join(', ');
+    return [
+      `certificate AS (
          INSERT INTO certificates (serial_hex, issuer_key_id, profile, status, not_before, not_after, certificate_sealed, pd_key_id, card_number, application_id, key_slot,
            reason, revocation_time, invalidity_date, created_at, updated_at, device_id, system_id)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::bytea[], $8::text[], $9::text[], $10::uuid[], $11::text[],
-           $12::text[], $13::timestamptz[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::uuid[], $18::text[])
-         RETURNING serial_hex, status, reason, revocation_time, created_at)
-       INSERT INTO certificate_status_history (serial_hex, status, reason, revocation_time, changed_at, changed_by)
-       SELECT serial_hex, status, reason, revocation_time, created_at, 'issuance' FROM certificate`,
-      [
-        column((c) => c.serialHex), column((c) => c.issuerKeyId), column((c) => c.profile), column((c) => c.status), column((c) => c.notBefore), column((c) => c.notAfter),
-        sealed.map((s) => s.ciphertext), sealed.map((s) => s.keyId), column((c) => c.cardNumber ?? null), column((c) => c.applicationId ?? null), column((c) => c.keySlot),
-        column((c) => c.reason ?? null), column((c) => c.revocationTime ?? null), column((c) => c.invalidityDate ?? null), column((c) => c.createdAt), column((c) => c.updatedAt),
-        column((c) => c.deviceId ?? null), column((c) => c.systemId ?? null),
-      ],
-    ));
+         SELECT u.* FROM ${after ? `${after}, ` : ''}unnest(${unnest}) AS u
+         RETURNING serial_hex, status, reason, revocation_time, created_at)`,
+      `history AS (
+         INSERT INTO certificate_status_history (serial_hex, status, reason, revocation_time, changed_at, changed_by)
+         SELECT serial_hex, status, reason, revocation_time, created_at, 'issuance' FROM certificate)`,
+    ];
   }
 
   async certificatesOfApplication(applicationId: string): Promise<CertificateRecord[]> {
@@ -616,6 +675,12 @@ async function keysetPage<T>(
 function optionalDate(value: unknown): Date | undefined {
   return value instanceof Date ? value : undefined;
 }
+
+/** The columns {@link subscriber} reads (named where a statement returns them next to another table's). */
+const SUBSCRIBER_COLUMNS = [
+  'id', 'person_ref', 'lookup_key_id', 'national_id_lookup', 'pd_key_id', 'national_id_sealed', 'name_sealed', 'birth_date_sealed', 'email_sealed', 'id_kind', 'gender',
+  'publication_consent', 'subscriber_code_hash', 'code_failures', 'code_lockouts', 'code_locked_until', 'status', 'office', 'created_at',
+] as const;
 
 function subscriber(r: Record<string, unknown>): SubscriberRecord {
   return {
