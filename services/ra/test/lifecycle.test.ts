@@ -257,6 +257,16 @@ describe('replacement and re-issuance', () => {
     expect(replayed.status).toBe(201);
     expect(replayed.body).toEqual(approved.body);
     const other = await issueCard(f, await register(f, person())).then((c) => c.applicationId);
+    // Before the first answer, a retry of the same approval: both get the one card (whichever run
+    // records it, the other finds it recorded and changes nothing).
+    const next = await f.call('registrar-a', 'POST', '/v1/applications', { subscriberId: await register(f, person()), cardNumber: `${number}2`, kind: 'NEW', signingCsr: f.csr(`${number}-s2`), encryptionCsr: f.csr(`${number}-k2`) });
+    const twice = await Promise.all([1, 2].map(() => f.call('registrar-a', 'POST', `/v1/applications/${next.body.id}/approval`, undefined, `${key}-2`)));
+    expect(twice.map((r) => r.status)).toEqual([201, 201]);
+    expect(twice[1]!.body).toEqual(twice[0]!.body);
+    const { rows: recorded } = await f.db.query(`SELECT serial_hex FROM certificates WHERE application_id = $1`, [next.body.id]);
+    expect(recorded).toHaveLength(2);
+    for (const { serial_hex: serial } of recorded) expect(await statusEventsOf(serial)).toHaveLength(1);
+    expect(await auditOf('application.issue', next.body.id as string)).toHaveLength(1);
     const refused = await f.call('registrar-a', 'POST', `/v1/applications/${other}/approval`, undefined, key);
     expect(refused.status).toBe(409);
     expect(refused.body.message).toBe(`approve application: idempotency key '${key}' was already used for a different request`);

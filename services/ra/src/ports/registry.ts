@@ -135,10 +135,10 @@ export interface RegistryTx {
     changes: { state: ApplicationState; decidedBy?: string },
   ): Promise<{ claimed: boolean; application?: ApplicationRecord; subscriber?: SubscriberRecord }>;
   /**
-   * Records an issuance in one round trip: moves the application from ISSUING to ISSUED and only
-   * then inserts the new card (none for an extension), the certificates with their first history
-   * rows, and completes the idempotency key with `result`. Undefined when the application is not
-   * ISSUING (a concurrent run recorded it, or it moved on): nothing changed.
+   * Records an issuance: moves the application from ISSUING to ISSUED and only then inserts the
+   * new card (none for an extension), the certificates with their first history rows, and
+   * completes the idempotency key with `result` (two round trips). Undefined when the application
+   * is not ISSUING (a concurrent run recorded it, or it moved on): nothing changed.
    */
   recordIssuance(input: {
     applicationId: string;

@@ -454,35 +454,35 @@ export class Transaction extends Reads implements RegistryTx {
     idempotency?: { scope: string; key: string; result: unknown };
   }): Promise<ApplicationRecord | undefined> {
     if (!isUuid(input.applicationId)) return undefined;
-    // One round trip for what an issuance writes besides its events. Every part depends on the
-    // application's move from ISSUING (the row lock orders this run against a concurrent one), so a
-    // loser changes nothing. Not prepared, for the same reason as claimAndTransitionApplication.
-    const values: unknown[] = [input.applicationId, this.options.clock.now()];
-    const parts = [`issued AS (UPDATE applications SET state = 'ISSUED', updated_at = $2 WHERE id = $1 AND state = 'ISSUING' RETURNING *)`];
+    // The move first, planned per call (a generic plan made while the table is small could settle
+    // on a sequential scan or the state index and keep it as the table grows): the row lock orders
+    // this run against a concurrent one, and a loser changes nothing.
+    const { rows } = await this.tx.query(`UPDATE applications SET state = $3, updated_at = $4 WHERE id = $1 AND state = $2 RETURNING *`, [
+      input.applicationId, 'ISSUING', 'ISSUED', this.options.clock.now(),
+    ]);
+    if (!rows[0]) return undefined;
+    // Then everything else in one round trip, a named statement: inserts, and an update of
+    // idempotency_keys by its primary key (its only index), have one plan whatever the tables hold.
+    const values: unknown[] = [];
+    const parts: string[] = [];
     if (input.card) {
       const c = input.card;
-      const p = (value: unknown, type: string) => `$${values.push(value)}::${type}`;
+      const columns: unknown[] = [c.cardNumber, c.subscriberId, c.subjectSerial, c.status, c.office, c.activatedAt ?? null, c.extended, c.signingSpki, c.encryptionSpki,
+        sha256(c.signingSpki), sha256(c.encryptionSpki), c.keysCreatedAt, c.originalNotAfter, c.createdAt];
       parts.push(
         `card AS (
            INSERT INTO cards (card_number, subscriber_id, subject_serial, status, office, activated_at, extended, signing_spki, encryption_spki, signing_spki_sha256,
              encryption_spki_sha256, keys_created_at, original_not_after, created_at)
-           SELECT ${p(c.cardNumber, 'text')}, ${p(c.subscriberId, 'uuid')}, ${p(c.subjectSerial, 'text')}, ${p(c.status, 'text')}, ${p(c.office, 'text')},
-             ${p(c.activatedAt ?? null, 'timestamptz')}, ${p(c.extended, 'boolean')}, ${p(c.signingSpki, 'bytea')}, ${p(c.encryptionSpki, 'bytea')},
-             ${p(sha256(c.signingSpki), 'bytea')}, ${p(sha256(c.encryptionSpki), 'bytea')}, ${p(c.keysCreatedAt, 'timestamptz')}, ${p(c.originalNotAfter, 'timestamptz')},
-             ${p(c.createdAt, 'timestamptz')}
-             FROM issued)`,
+           VALUES (${columns.map((v) => `$${values.push(v)}`).join(', ')}))`,
       );
     }
-    parts.push(...this.#certificateInserts(input.certificates, values, 'issued'));
+    parts.push(...this.#certificateInserts(input.certificates, values));
     if (input.idempotency) {
       const { scope, key, result } = input.idempotency;
-      parts.push(
-        `completed AS (UPDATE idempotency_keys SET result = $${values.push(JSON.stringify(result))}, completed_at = now()
-           WHERE scope = $${values.push(scope)} AND key = $${values.push(key)} AND EXISTS (SELECT FROM issued))`,
-      );
+      parts.push(`completed AS (UPDATE idempotency_keys SET result = $${values.push(JSON.stringify(result))}, completed_at = now() WHERE scope = $${values.push(scope)} AND key = $${values.push(key)})`);
     }
-    const { rows } = await this.tx.query(`WITH ${parts.join(',\n')}\nSELECT * FROM issued`, values);
-    return rows[0] ? application(rows[0]) : undefined;
+    await this.tx.query(prepared(`WITH ${parts.join(',\n')}\nSELECT`, values));
+    return application(rows[0]);
   }
 
   async openApplications(subscriberId: string): Promise<ApplicationRecord[]> {
@@ -535,10 +535,9 @@ export class Transaction extends Reads implements RegistryTx {
 
   /**
    * The WITH parts that insert certificates (sealed: their DER carries the subject's name) and
-   * their first history rows, numbering their parameters on from `values`; with `after`, only
-   * if that part returned a row.
+   * their first history rows, numbering their parameters on from `values`.
    */
-  #certificateInserts(certificates: readonly CertificateRecord[], values: unknown[], after?: string): string[] {
+  #certificateInserts(certificates: readonly CertificateRecord[], values: unknown[]): string[] {
     const column = <V>(value: (c: CertificateRecord) => V) => certificates.map(value);
     const sealed = certificates.map((c) => this.options.vault.seal('certificate', c.serialHex, c.certificateDer));
     const arrays: Array<[unknown[], string]> = [
@@ -553,7 +552,7 @@ export class Transaction extends Reads implements RegistryTx {
       `certificate AS (
          INSERT INTO certificates (serial_hex, issuer_key_id, profile, status, not_before, not_after, certificate_sealed, pd_key_id, card_number, application_id, key_slot,
            reason, revocation_time, invalidity_date, created_at, updated_at, device_id, system_id)
-         SELECT u.* FROM ${after ? `${after}, ` : ''}unnest(${unnest}) AS u
+         SELECT * FROM unnest(${unnest})
          RETURNING serial_hex, status, reason, revocation_time, created_at)`,
       `history AS (
          INSERT INTO certificate_status_history (serial_hex, status, reason, revocation_time, changed_at, changed_by)
