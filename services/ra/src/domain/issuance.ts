@@ -141,20 +141,16 @@ export class Issuance {
     officerOf(command.principal, 'application.approve', operation);
     const scope = idempotencyScope(command.principal);
     const started = await this.#deps.registry.transaction(async (tx) => {
-      // The common case in one statement: the key's first use, and a SUBMITTED application becomes
-      // ISSUING, read with its subscriber for the issuance (a refusal below rolls both back).
-      const request = { scope, key: command.idempotencyKey, operation, fingerprint: command.fingerprint };
-      const first = await tx.claimAndTransitionApplication(request, applicationId, 'SUBMITTED', { state: 'ISSUING', decidedBy: actorIdOf(command.principal) });
-      if (first.application) {
-        assertOfficeScope(command.principal, first.application.office, operation, `application ${applicationId}`);
-        await tx.audit({ action: 'application.approve', outcome: 'SUCCESS', actor: actorOf(command.principal), objects: [{ type: 'application', id: applicationId }, { type: 'card', id: first.application.cardNumber }] });
-        return { kind: 'issue' as const, application: first.application, subscriber: first.subscriber };
-      }
-      if (!first.claimed) {
-        // The key was used before: a replay, another request, or this one resumed after a crash.
-        const claim = await tx.claimIdempotency(scope, command.idempotencyKey, operation, command.fingerprint);
-        if (claim.kind === 'conflict') throw idempotencyConflict(operation, command.idempotencyKey, claim.operation);
-        if (claim.kind === 'done') return { kind: 'done' as const, result: await this.#replay(tx, claim.result) };
+      const claim = await tx.claimIdempotency(scope, command.idempotencyKey, operation, command.fingerprint);
+      if (claim.kind === 'conflict') throw idempotencyConflict(operation, command.idempotencyKey, claim.operation);
+      if (claim.kind === 'done') return { kind: 'done' as const, result: await this.#replay(tx, claim.result) };
+      // The common case in one statement: a SUBMITTED application becomes ISSUING, read with its
+      // subscriber for the issuance (a refusal below rolls it back with the rest).
+      const approved = await tx.transitionApplicationWithSubscriber(applicationId, 'SUBMITTED', { state: 'ISSUING', decidedBy: actorIdOf(command.principal) });
+      if (approved) {
+        assertOfficeScope(command.principal, approved.application.office, operation, `application ${applicationId}`);
+        await tx.audit({ action: 'application.approve', outcome: 'SUCCESS', actor: actorOf(command.principal), objects: [{ type: 'application', id: applicationId }, { type: 'card', id: approved.application.cardNumber }] });
+        return { kind: 'issue' as const, ...approved };
       }
       const application = await tx.getApplication(applicationId, { forUpdate: true });
       if (!application) throw new PkiError('NOT_FOUND', `${operation}: no application ${applicationId}`);

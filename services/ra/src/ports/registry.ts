@@ -86,14 +86,6 @@ export type IdempotencyClaim =
   /** Used before with a different request. */
   | { kind: 'conflict'; operation: string };
 
-/** One use of an idempotency key: whose, which key, for what, and the keyed hash of the request. */
-export interface IdempotencyRequest {
-  scope: string;
-  key: string;
-  operation: string;
-  fingerprint: Buffer;
-}
-
 export interface HouseholdEventRecord {
   eventId: string;
   sender: string;
@@ -121,19 +113,17 @@ export interface RegistryTx {
   getApplication(id: string, options?: { forUpdate?: boolean }): Promise<ApplicationRecord | undefined>;
   updateApplication(id: string, changes: { state: ApplicationState; reason?: string; decidedBy?: string }): Promise<void>;
   /**
-   * The common start of an approval in one round trip: claims the idempotency key as
-   * {@link claimIdempotency} does and, only on its first use, moves the application from state
-   * `from` to `changes.state` if it is in `from` (waiting for a concurrent writer of the row first),
-   * returning it as changed with its subscriber. `claimed` false: the key was used before and
-   * nothing changed ({@link claimIdempotency} tells how it was used); no `application`: it is
-   * missing or in another state (nothing changed but the claim).
+   * Moves an application from state `from` to `changes.state` if it is in `from` (waiting for a
+   * concurrent writer of the row first) and returns it as changed, with its subscriber; undefined
+   * when it is missing or in another state (nothing changed). One round trip for the common path of
+   * an approval: a read, a check and an update under the row lock, and the subscriber's record that
+   * the issuance needs next.
    */
-  claimAndTransitionApplication(
-    claim: IdempotencyRequest,
+  transitionApplicationWithSubscriber(
     id: string,
     from: ApplicationState,
     changes: { state: ApplicationState; decidedBy?: string },
-  ): Promise<{ claimed: boolean; application?: ApplicationRecord; subscriber?: SubscriberRecord }>;
+  ): Promise<{ application: ApplicationRecord; subscriber: SubscriberRecord } | undefined>;
   /**
    * Records an issuance: moves the application from ISSUING to ISSUED and only then inserts the
    * new card (none for an extension), the certificates with their first history rows, and

@@ -14,7 +14,6 @@ import type {
   CertificateFilter,
   HouseholdEventRecord,
   IdempotencyClaim,
-  IdempotencyRequest,
   Page,
   PageRequest,
   Registry,
@@ -417,34 +416,24 @@ export class Transaction extends Reads implements RegistryTx {
     ]);
   }
 
-  async claimAndTransitionApplication(
-    claim: IdempotencyRequest,
+  async transitionApplicationWithSubscriber(
     id: string,
     from: ApplicationState,
     changes: { state: ApplicationState; decidedBy?: string },
-  ): Promise<{ claimed: boolean; application?: ApplicationRecord; subscriber?: SubscriberRecord }> {
+  ): Promise<{ application: ApplicationRecord; subscriber: SubscriberRecord } | undefined> {
+    if (!isUuid(id)) return undefined;
     // Not prepared, like every statement that touches applications by id and state: a generic plan
-    // made while the table is small could settle on the state index and keep it as the table grows.
-    // The UPDATE runs only on the key's first use (a replay changes nothing here and is read by
-    // claimIdempotency); the subscriber comes along for the issuance that follows.
+    // made while the table is small could settle on a sequential scan or the state index and keep
+    // it as the table grows. The subscriber comes along for the issuance that follows (its columns
+    // named apart from the application's).
     const { rows } = await this.tx.query(
-      `WITH claim AS (
-         INSERT INTO idempotency_keys (scope, key, operation, fingerprint) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1
-       ), moved AS (
-         UPDATE applications SET state = $7, decided_by = COALESCE($8, decided_by), updated_at = $9
-          WHERE id = $5 AND state = $6 AND EXISTS (SELECT FROM claim) RETURNING *
-       )
-       SELECT EXISTS (SELECT FROM claim) AS claimed, moved.*, ${SUBSCRIBER_COLUMNS.map((c) => `s.${c} AS "subscriber.${c}"`).join(', ')}
-         FROM (VALUES (1)) AS one LEFT JOIN moved ON true LEFT JOIN subscribers s ON s.id = moved.subscriber_id`,
-      [claim.scope, claim.key, claim.operation, claim.fingerprint, isUuid(id) ? id : null, from, changes.state, changes.decidedBy ?? null, this.options.clock.now()],
+      `UPDATE applications a SET state = $3, decided_by = COALESCE($4, a.decided_by), updated_at = $5
+         FROM subscribers s WHERE a.id = $1 AND a.state = $2 AND s.id = a.subscriber_id
+       RETURNING a.*, ${SUBSCRIBER_COLUMNS.map((c) => `s.${c} AS "subscriber.${c}"`).join(', ')}`,
+      [id, from, changes.state, changes.decidedBy ?? null, this.options.clock.now()],
     );
     const row = rows[0];
-    if (!row.claimed || !row.id) return { claimed: row.claimed };
-    return {
-      claimed: true,
-      application: application(row),
-      ...(row['subscriber.id'] ? { subscriber: subscriber(Object.fromEntries(SUBSCRIBER_COLUMNS.map((c) => [c, row[`subscriber.${c}`]]))) } : {}),
-    };
+    return row ? { application: application(row), subscriber: subscriber(Object.fromEntries(SUBSCRIBER_COLUMNS.map((c) => [c, row[`subscriber.${c}`]]))) } : undefined;
   }
 
   async recordIssuance(input: {
@@ -454,9 +443,8 @@ export class Transaction extends Reads implements RegistryTx {
     idempotency?: { scope: string; key: string; result: unknown };
   }): Promise<ApplicationRecord | undefined> {
     if (!isUuid(input.applicationId)) return undefined;
-    // The move first, planned per call (a generic plan made while the table is small could settle
-    // on a sequential scan or the state index and keep it as the table grows): the row lock orders
-    // this run against a concurrent one, and a loser changes nothing.
+    // The move first, planned per call (see transitionApplicationWithSubscriber): the row lock
+    // orders this run against a concurrent one, and a loser changes nothing.
     const { rows } = await this.tx.query(`UPDATE applications SET state = $3, updated_at = $4 WHERE id = $1 AND state = $2 RETURNING *`, [
       input.applicationId, 'ISSUING', 'ISSUED', this.options.clock.now(),
     ]);
