@@ -326,9 +326,10 @@ export class Issuance {
     const view = await registry.transaction(async (tx) => {
       // ISSUING -> ISSUED first, then the card, its certificates and the idempotency record: the
       // row lock orders this run against a concurrent one (a retry, the reconciler), and the
-      // loser, which changed nothing, finds the application ISSUED and presents what was recorded. The stored result names the application and a replay renders
-      // it from the registry: the certificates carry the subject's name, so they stay sealed rather
-      // than copied in clear into the key's record.
+      // loser, which changed nothing, finds the application ISSUED and presents what was recorded.
+      // The stored result names the application and a replay renders it from the registry: the
+      // certificates carry the subject's name, so they stay sealed rather than copied in clear
+      // into the key's record.
       const current = await tx.recordIssuance({
         applicationId: application.id,
         ...(newCard ? { card: newCard } : {}),
