@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { fromBinary } from '@bufbuild/protobuf';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { createLogger } from '@pki/kit';
@@ -242,6 +243,35 @@ describe('replacement and re-issuance', () => {
     expect(replacement.subjectSerialNumber).not.toBe(old.subjectSerialNumber);
   });
 
+  it('an approval\'s idempotency record names the application (no certificate in clear); a replay answers from the registry, another request is refused', async () => {
+    const subscriberId = await register(f, person());
+    const number = `TPREPLAY${randomBytes(4).toString('hex').toUpperCase()}`;
+    const application = await f.call('registrar-a', 'POST', '/v1/applications', { subscriberId, cardNumber: number, kind: 'NEW', signingCsr: f.csr(`${number}-s`), encryptionCsr: f.csr(`${number}-k`) });
+    expect(application.status).toBe(201);
+    const key = `approval-${randomBytes(6).toString('hex')}`;
+    const approved = await f.call('registrar-a', 'POST', `/v1/applications/${application.body.id}/approval`, undefined, key);
+    expect(approved.status).toBe(201);
+    const { rows } = await f.db.query(`SELECT result, completed_at FROM idempotency_keys WHERE key = $1`, [key]);
+    expect(rows).toEqual([{ result: { issuedApplication: application.body.id }, completed_at: expect.any(Date) }]);
+    const replayed = await f.call('registrar-a', 'POST', `/v1/applications/${application.body.id}/approval`, undefined, key);
+    expect(replayed.status).toBe(201);
+    expect(replayed.body).toEqual(approved.body);
+    const other = await issueCard(f, await register(f, person())).then((c) => c.applicationId);
+    // Before the first answer, a retry of the same approval: both get the one card (whichever run
+    // records it, the other finds it recorded and changes nothing).
+    const next = await f.call('registrar-a', 'POST', '/v1/applications', { subscriberId: await register(f, person()), cardNumber: `${number}2`, kind: 'NEW', signingCsr: f.csr(`${number}-s2`), encryptionCsr: f.csr(`${number}-k2`) });
+    const twice = await Promise.all([1, 2].map(() => f.call('registrar-a', 'POST', `/v1/applications/${next.body.id}/approval`, undefined, `${key}-2`)));
+    expect(twice.map((r) => r.status)).toEqual([201, 201]);
+    expect(twice[1]!.body).toEqual(twice[0]!.body);
+    const { rows: recorded } = await f.db.query(`SELECT serial_hex FROM certificates WHERE application_id = $1`, [next.body.id]);
+    expect(recorded).toHaveLength(2);
+    for (const { serial_hex: serial } of recorded) expect(await statusEventsOf(serial)).toHaveLength(1);
+    expect(await auditOf('application.issue', next.body.id as string)).toHaveLength(1);
+    const refused = await f.call('registrar-a', 'POST', `/v1/applications/${other}/approval`, undefined, key);
+    expect(refused.status).toBe(409);
+    expect(refused.body.message).toBe(`approve application: idempotency key '${key}' was already used for a different request`);
+  });
+
   it('re-issuance after key compromise waits for a second officer, then revokes the old card for keyCompromise', async () => {
     const subscriberId = await register(f, person());
     const old = await issueCard(f, subscriberId);
@@ -251,9 +281,19 @@ describe('replacement and re-issuance', () => {
     const direct = await f.call('registrar-a', 'POST', `/v1/applications/${application.body.id}/approval`);
     expect(direct.status).toBe(412);
     expect(direct.body.message).toContain("waits for a second officer's approval");
-    const approved = await f.call('registrar-b', 'POST', `/v1/approvals/${application.body.approvalRequestId}/decision`, { decision: 'approve' });
+    const key = `reissue-${randomBytes(6).toString('hex')}`;
+    const approved = await f.call('registrar-b', 'POST', `/v1/approvals/${application.body.approvalRequestId}/decision`, { decision: 'approve' }, key);
     expect(approved.status).toBe(200);
     expect(approved.body.approval).toMatchObject({ state: 'EXECUTED' });
+    // As for an ordinary approval, the key's record names the application: the certificates carry
+    // the citizen's name, which the registry keeps sealed. A replay renders the same answer from it.
+    const { rows } = await f.db.query(`SELECT result FROM idempotency_keys WHERE key = $1`, [key]);
+    expect(rows).toEqual([{ result: { approval: approved.body.approval, issuedApplication: application.body.id } }]);
+    const replayed = await f.call('registrar-b', 'POST', `/v1/approvals/${application.body.approvalRequestId}/decision`, { decision: 'approve' }, key);
+    expect(replayed.status).toBe(200);
+    expect(replayed.body).toEqual(approved.body);
+    const refused = await f.call('registrar-b', 'POST', `/v1/approvals/${application.body.approvalRequestId}/decision`, { decision: 'reject' }, key);
+    expect(refused.status).toBe(409);
     const issuance = approved.body.issuance as { application: { state: string }; card: { certificates: Array<{ certificate: string; chain: string[]; status: string }> } };
     expect(issuance.application.state).toBe('ISSUED');
     for (const c of issuance.card.certificates) expect(openssl(f, c.certificate, c.chain).verify).toBe('OK');

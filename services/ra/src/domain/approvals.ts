@@ -75,7 +75,7 @@ export class Approvals {
     const decided = await this.#deps.registry.transaction(async (tx) => {
       const claim = await tx.claimIdempotency(scope, command.idempotencyKey, operation, command.fingerprint);
       if (claim.kind === 'conflict') throw idempotencyConflict(operation, command.idempotencyKey, claim.operation);
-      if (claim.kind === 'done') return { kind: 'done' as const, result: claim.result as ApprovalDecision };
+      if (claim.kind === 'done') return { kind: 'done' as const, result: await this.#replay(tx, claim.result) };
       const approval = await tx.getApproval(approvalId, { forUpdate: true });
       if (!approval) throw new PkiError('NOT_FOUND', `${operation}: no approval request ${approvalId}`);
       assertOfficeScope(principal, approval.office, operation, `approval request ${approvalId}`);
@@ -112,10 +112,20 @@ export class Approvals {
     return this.#deps.registry.transaction(async (tx) => {
       const current = (await tx.getApproval(approvalId, { forUpdate: true }))!;
       if (current.state === 'APPROVED') await tx.updateApproval(approvalId, { state: 'EXECUTED' });
-      const result: ApprovalDecision = { approval: approvalView({ ...current, state: 'EXECUTED' }, now), issuance };
-      await tx.completeIdempotency(scope, command.idempotencyKey, result);
-      return result;
+      const view = approvalView({ ...current, state: 'EXECUTED' }, now);
+      // As for an ordinary approval (decision 0037): the record names the application, and a replay
+      // renders its card from the registry; the certificates carry the subject's name, which must
+      // not sit in clear in the key's record.
+      await tx.completeIdempotency(scope, command.idempotencyKey, { approval: view, issuedApplication: application.id } satisfies IssuedDecision);
+      return { approval: view, issuance };
     });
+  }
+
+  /** The answer to a replayed decision: as stored, or for a re-issuance, with the card rendered from the registry. */
+  async #replay(tx: RegistryTx, stored: unknown): Promise<ApprovalDecision> {
+    if (typeof stored !== 'object' || stored === null || !('issuedApplication' in stored)) return stored as ApprovalDecision; // other decisions, and records written before references
+    const { approval, issuedApplication } = stored as IssuedDecision;
+    return { approval, issuance: await this.#issuance.presentApplication(tx, issuedApplication) };
   }
 
   /**
@@ -212,6 +222,12 @@ export class Approvals {
       return overdue.length;
     });
   }
+}
+
+/** The idempotency record of an approved re-issuance: the decision, and the application whose card the registry holds. */
+interface IssuedDecision {
+  approval: ApprovalView;
+  issuedApplication: string;
 }
 
 function targetObjects(payload: ApprovalPayload): Array<{ type: string; id: string }> {

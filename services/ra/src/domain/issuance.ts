@@ -144,13 +144,13 @@ export class Issuance {
       const claim = await tx.claimIdempotency(scope, command.idempotencyKey, operation, command.fingerprint);
       if (claim.kind === 'conflict') throw idempotencyConflict(operation, command.idempotencyKey, claim.operation);
       if (claim.kind === 'done') return { kind: 'done' as const, result: await this.#replay(tx, claim.result) };
-      // The common case in one statement: a SUBMITTED application becomes ISSUING (a refusal
-      // below rolls it back with the rest).
-      const approved = await tx.transitionApplication(applicationId, 'SUBMITTED', { state: 'ISSUING', decidedBy: actorIdOf(command.principal) });
+      // The common case in one statement: a SUBMITTED application becomes ISSUING, read with its
+      // subscriber for the issuance (a refusal below rolls it back with the rest).
+      const approved = await tx.transitionApplicationWithSubscriber(applicationId, 'SUBMITTED', { state: 'ISSUING', decidedBy: actorIdOf(command.principal) });
       if (approved) {
-        assertOfficeScope(command.principal, approved.office, operation, `application ${applicationId}`);
-        await tx.audit({ action: 'application.approve', outcome: 'SUCCESS', actor: actorOf(command.principal), objects: [{ type: 'application', id: applicationId }, { type: 'card', id: approved.cardNumber }] });
-        return { kind: 'issue' as const, application: approved };
+        assertOfficeScope(command.principal, approved.application.office, operation, `application ${applicationId}`);
+        await tx.audit({ action: 'application.approve', outcome: 'SUCCESS', actor: actorOf(command.principal), objects: [{ type: 'application', id: applicationId }, { type: 'card', id: approved.application.cardNumber }] });
+        return { kind: 'issue' as const, ...approved };
       }
       const application = await tx.getApplication(applicationId, { forUpdate: true });
       if (!application) throw new PkiError('NOT_FOUND', `${operation}: no application ${applicationId}`);
@@ -164,10 +164,10 @@ export class Issuance {
       } else if (application.state !== 'ISSUING' && application.state !== 'ISSUED') {
         throw new PkiError('FAILED_PRECONDITION', `${operation}: application ${applicationId} is ${application.state}; only a SUBMITTED application can be approved`);
       }
-      return { kind: 'issue' as const, application: { ...application, state: application.state === 'SUBMITTED' ? ('ISSUING' as const) : application.state } };
+      return { kind: 'issue' as const, application: { ...application, state: application.state === 'SUBMITTED' ? ('ISSUING' as const) : application.state }, subscriber: undefined };
     });
     if (started.kind === 'done') return started.result;
-    return this.issue(started.application, { scope, key: command.idempotencyKey });
+    return this.issue(started.application, { idempotency: { scope, key: command.idempotencyKey }, ...(started.subscriber ? { subscriber: started.subscriber } : {}) });
   }
 
   async reject(command: Command, applicationId: string, reason: string): Promise<ApplicationView> {
@@ -209,7 +209,7 @@ export class Issuance {
       if (claim.kind === 'done') return { kind: 'done' as const, result: await this.#replay(tx, claim.result) };
       if (claim.kind === 'in-progress') {
         const resumed = await tx.getApplication(id);
-        if (resumed) return { kind: 'issue' as const, application: resumed };
+        if (resumed) return { kind: 'issue' as const, application: resumed, subscriber: undefined };
       }
       const card = await tx.getCard(cardNumber, { forUpdate: true });
       if (!card) throw new PkiError('NOT_FOUND', `${operation}: no card ${cardNumber}`);
@@ -243,21 +243,24 @@ export class Issuance {
         objects: [{ type: 'card', id: cardNumber }, { type: 'application', id }],
         attributes: { notAfter: notAfter.toISOString() },
       });
-      return { kind: 'issue' as const, application };
+      return { kind: 'issue' as const, application, subscriber };
     });
     if (started.kind === 'done') return started.result;
-    return this.issue(started.application, { scope, key: command.idempotencyKey });
+    return this.issue(started.application, { idempotency: { scope, key: command.idempotencyKey }, ...(started.subscriber ? { subscriber: started.subscriber } : {}) });
   }
 
   /**
    * Issues the certificates of an ISSUING application and records them. Safe to run again, by a
    * retry or by the reconciler after a crash: ca-signer returns the same certificates for the
    * same keys, and the recording is skipped when a concurrent run got there first.
+   * `idempotency`: the caller's key, completed with the recording; `subscriber`: the application's,
+   * when the caller has read it already.
    */
-  async issue(application: ApplicationRecord, idempotency?: { scope: string; key: string }): Promise<IssuanceView> {
+  async issue(application: ApplicationRecord, options: { idempotency?: { scope: string; key: string }; subscriber?: SubscriberRecord } = {}): Promise<IssuanceView> {
     const operation = 'issue certificates';
     const { registry, signer, clock, faults, vault, policy } = this.#deps;
-    const subscriber = await registry.reads.getSubscriber(application.subscriberId);
+    const { idempotency } = options;
+    const subscriber = options.subscriber ?? (await registry.reads.getSubscriber(application.subscriberId));
     if (!subscriber) throw new PkiError('INTERNAL', `${operation}: application ${application.id} names a missing subscriber`);
     const subjectSerial = application.subjectSerial;
     const open = (field: 'nationalId' | 'name' | 'email', ciphertext: Buffer) => vault.open(field, subscriber.id, { keyId: subscriber.sealed.keyId, ciphertext });
@@ -305,36 +308,47 @@ export class Issuance {
     faults.reach('issuance.after-signature');
 
     const now = clock.now();
+    const certificates: CertificateRecord[] = signed.map((s, i) => ({
+      serialHex: s.serialHex,
+      issuerKeyId: s.issuerKeyId,
+      profile: SLOTS[i]!.profile,
+      cardNumber: application.cardNumber,
+      applicationId: application.id,
+      keySlot: SLOTS[i]!.slot,
+      status: 'VALID',
+      notBefore: s.notBefore,
+      notAfter: s.notAfter,
+      certificateDer: s.certificateDer,
+      createdAt: now,
+      updatedAt: now,
+    }));
+    const newCard = application.kind === 'EXTENSION' ? undefined : cardOf(application, subscriber, signed, now);
     const view = await registry.transaction(async (tx) => {
-      // ISSUING -> ISSUED first: the row lock orders this run against a concurrent one (a retry,
-      // the reconciler), and the loser finds the application ISSUED and presents what was recorded.
-      const current = await tx.transitionApplication(application.id, 'ISSUING', { state: 'ISSUED' });
+      // ISSUING -> ISSUED first, then the card, its certificates and the idempotency record: the
+      // row lock orders this run against a concurrent one (a retry, the reconciler), and the
+      // loser, which changed nothing, finds the application ISSUED and presents what was recorded.
+      // The stored result names the application and a replay renders it from the registry: the
+      // certificates carry the subject's name, so they stay sealed rather than copied in clear
+      // into the key's record.
+      const current = await tx.recordIssuance({
+        applicationId: application.id,
+        ...(newCard ? { card: newCard } : {}),
+        certificates,
+        ...(idempotency ? { idempotency: { ...idempotency, result: { issuedApplication: application.id } satisfies IssuedReference } } : {}),
+      });
       if (!current) {
         const found = await tx.getApplication(application.id, { forUpdate: true });
         if (!found) throw new PkiError('INTERNAL', `${operation}: application ${application.id} disappeared`);
         if (found.state === 'ISSUED') return this.#presentIssued(tx, found); // a concurrent run recorded it
         throw new PkiError('FAILED_PRECONDITION', `${operation}: application ${application.id} is ${found.state}`);
       }
-      const card = await this.#recordCard(tx, current, subscriber, subjectSerial, signed, now);
-      const certificates: CertificateRecord[] = signed.map((s, i) => ({
-        serialHex: s.serialHex,
-        issuerKeyId: s.issuerKeyId,
-        profile: SLOTS[i]!.profile,
-        cardNumber: current.cardNumber,
-        applicationId: current.id,
-        keySlot: SLOTS[i]!.slot,
-        status: 'VALID',
-        notBefore: s.notBefore,
-        notAfter: s.notAfter,
-        certificateDer: s.certificateDer,
-        createdAt: now,
-        updatedAt: now,
-      }));
+      const card = newCard ?? (await this.#extendCard(tx, current));
       // What the new pair supersedes: the replaced card, or the extended card's previous pair.
       const supersededCard = current.kind === 'EXTENSION' ? current.cardNumber : current.replacesCard;
       if (supersededCard) {
         const reason: RevocationReason = current.kind === 'REISSUE' ? 'keyCompromise' : 'superseded';
-        const old = (await tx.certificatesOfCard(supersededCard, { forUpdate: true })).filter((c) => isLive(c, now));
+        const fresh = new Set(certificates.map((c) => c.serialHex)); // an extended card holds its new pair already
+        const old = (await tx.certificatesOfCard(supersededCard, { forUpdate: true })).filter((c) => isLive(c, now) && !fresh.has(c.serialHex));
         await changeCertificateStatus(tx, old, { status: 'REVOKED', reason, at: now, by: this.#deps.serviceIdentity });
         if (current.kind !== 'EXTENSION') await tx.updateCard(supersededCard, { status: 'REVOKED' });
         if (old.length > 0) {
@@ -348,7 +362,6 @@ export class Issuance {
           });
         }
       }
-      await tx.insertCertificates(certificates);
       for (const c of certificates) {
         await tx.recordStatusChange({ serialHex: c.serialHex, issuerKeyId: c.issuerKeyId, profile: c.profile, status: 'VALID', changedAt: now, notBefore: c.notBefore, notAfter: c.notAfter });
       }
@@ -370,10 +383,6 @@ export class Issuance {
         application: applicationView(current), // as recorded (state ISSUED), so that a replay renders the same
         card: cardView(card, all, await this.#chains(all, signed[0]!.issuerKeyId)),
       };
-      // The stored result names the application and a replay renders it from the registry: the
-      // certificates carry the subject's name, so they stay sealed rather than copied in clear into
-      // the key's record (which was also the largest row written per card).
-      if (idempotency) await tx.completeIdempotency(idempotency.scope, idempotency.key, { issuedApplication: current.id } satisfies IssuedReference);
       faults.reach('issuance.before-commit');
       return result;
     });
@@ -381,28 +390,12 @@ export class Issuance {
     return view;
   }
 
-  async #recordCard(tx: RegistryTx, application: ApplicationRecord, subscriber: SubscriberRecord, subjectSerial: string, signed: SignedCertificate[], now: Date): Promise<CardRecord> {
-    if (application.kind === 'EXTENSION') {
-      const card = await tx.getCard(application.cardNumber, { forUpdate: true });
-      if (!card) throw new PkiError('INTERNAL', `issue certificates: card ${application.cardNumber} disappeared`);
-      await tx.updateCard(card.cardNumber, { extended: true });
-      return { ...card, extended: true };
-    }
-    const card: CardRecord = {
-      cardNumber: application.cardNumber,
-      subscriberId: subscriber.id,
-      subjectSerial,
-      status: 'ISSUED',
-      office: application.office,
-      extended: false,
-      signingSpki: application.signingSpki,
-      encryptionSpki: application.encryptionSpki,
-      keysCreatedAt: signed[0]!.notBefore,
-      originalNotAfter: signed[0]!.notAfter,
-      createdAt: now,
-    };
-    await tx.insertCard(card);
-    return card;
+  /** An extension's card: the same card, marked extended (its new pair is recorded with the application). */
+  async #extendCard(tx: RegistryTx, application: ApplicationRecord): Promise<CardRecord> {
+    const card = await tx.getCard(application.cardNumber, { forUpdate: true });
+    if (!card) throw new PkiError('INTERNAL', `issue certificates: card ${application.cardNumber} disappeared`);
+    await tx.updateCard(card.cardNumber, { extended: true });
+    return { ...card, extended: true };
   }
 
   /**
@@ -411,9 +404,16 @@ export class Issuance {
    */
   async #replay(tx: RegistryTx, stored: unknown): Promise<IssuanceView> {
     if (typeof stored !== 'object' || stored === null || !('issuedApplication' in stored)) return stored as IssuanceView; // a record written before references
-    const { issuedApplication } = stored as IssuedReference;
-    const application = await tx.getApplication(issuedApplication);
-    if (!application) throw new PkiError('INTERNAL', `replay: application ${issuedApplication} of a completed idempotency key is missing`);
+    return this.presentApplication(tx, (stored as IssuedReference).issuedApplication);
+  }
+
+  /**
+   * An issued application as a replay answers it: what an idempotency record that names the
+   * application (rather than holding its certificates, which carry the subject's name) stands for.
+   */
+  async presentApplication(tx: RegistryTx, applicationId: string): Promise<IssuanceView> {
+    const application = await tx.getApplication(applicationId);
+    if (!application) throw new PkiError('INTERNAL', `replay: application ${applicationId} of a completed idempotency key is missing`);
     return this.#presentIssued(tx, application);
   }
 
@@ -428,6 +428,23 @@ export class Issuance {
     for (const keyId of new Set(certificates.map((c) => c.issuerKeyId))) chains.set(keyId, await this.#deps.issuers.chainOf(keyId, { justIssued: keyId === justIssuedBy }));
     return chains;
   }
+}
+
+/** A new card for the pair just signed (its keys' creation and original expiry are the pair's). */
+function cardOf(application: ApplicationRecord, subscriber: SubscriberRecord, signed: SignedCertificate[], now: Date): CardRecord {
+  return {
+    cardNumber: application.cardNumber,
+    subscriberId: subscriber.id,
+    subjectSerial: application.subjectSerial,
+    status: 'ISSUED',
+    office: application.office,
+    extended: false,
+    signingSpki: application.signingSpki,
+    encryptionSpki: application.encryptionSpki,
+    keysCreatedAt: signed[0]!.notBefore,
+    originalNotAfter: signed[0]!.notAfter,
+    createdAt: now,
+  };
 }
 
 /** The idempotency record of an issuance: the application, whose card and certificates the registry holds. */

@@ -114,11 +114,28 @@ export interface RegistryTx {
   updateApplication(id: string, changes: { state: ApplicationState; reason?: string; decidedBy?: string }): Promise<void>;
   /**
    * Moves an application from state `from` to `changes.state` if it is in `from` (waiting for a
-   * concurrent writer of the row first) and returns it as changed; undefined when it is missing or
-   * in another state (nothing changed). One round trip for the common path of a read, a check and
-   * an update under the row lock.
+   * concurrent writer of the row first) and returns it as changed, with its subscriber; undefined
+   * when it is missing or in another state (nothing changed). One round trip for the common path of
+   * an approval: a read, a check and an update under the row lock, and the subscriber's record that
+   * the issuance needs next.
    */
-  transitionApplication(id: string, from: ApplicationState, changes: { state: ApplicationState; decidedBy?: string }): Promise<ApplicationRecord | undefined>;
+  transitionApplicationWithSubscriber(
+    id: string,
+    from: ApplicationState,
+    changes: { state: ApplicationState; decidedBy?: string },
+  ): Promise<{ application: ApplicationRecord; subscriber: SubscriberRecord } | undefined>;
+  /**
+   * Records an issuance: moves the application from ISSUING to ISSUED and only then inserts the
+   * new card (none for an extension), the certificates with their first history rows, and
+   * completes the idempotency key with `result` (two round trips). Undefined when the application
+   * is not ISSUING (a concurrent run recorded it, or it moved on): nothing changed.
+   */
+  recordIssuance(input: {
+    applicationId: string;
+    card?: CardRecord;
+    certificates: readonly CertificateRecord[];
+    idempotency?: { scope: string; key: string; result: unknown };
+  }): Promise<ApplicationRecord | undefined>;
   /** SUBMITTED, PENDING_APPROVAL or ISSUING applications of a subscriber. */
   openApplications(subscriberId: string): Promise<ApplicationRecord[]>;
   /** Whether a card or an open application already uses one of these public keys (SHA-256 of the SPKI). */
@@ -126,7 +143,6 @@ export interface RegistryTx {
   cardNumberTaken(cardNumber: string): Promise<boolean>;
   subjectSerialTaken(subjectSerial: string): Promise<boolean>;
 
-  insertCard(card: CardRecord): Promise<void>;
   getCard(cardNumber: string, options?: { forUpdate?: boolean }): Promise<CardRecord | undefined>;
   cardsOfSubscriber(subscriberId: string, options?: { forUpdate?: boolean }): Promise<CardRecord[]>;
   updateCard(cardNumber: string, changes: { status?: CardStatus; activatedAt?: Date; extended?: boolean }): Promise<void>;

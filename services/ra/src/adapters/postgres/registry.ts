@@ -416,15 +416,61 @@ export class Transaction extends Reads implements RegistryTx {
     ]);
   }
 
-  async transitionApplication(id: string, from: ApplicationState, changes: { state: ApplicationState; decidedBy?: string }): Promise<ApplicationRecord | undefined> {
+  async transitionApplicationWithSubscriber(
+    id: string,
+    from: ApplicationState,
+    changes: { state: ApplicationState; decidedBy?: string },
+  ): Promise<{ application: ApplicationRecord; subscriber: SubscriberRecord } | undefined> {
     if (!isUuid(id)) return undefined;
-    // Not prepared: a generic plan made while the table is small could settle on the state index
-    // and keep it as the table grows; planned per call, the primary key wins.
+    // Not prepared, like every statement that touches applications by id and state: a generic plan
+    // made while the table is small could settle on a sequential scan or the state index and keep
+    // it as the table grows. The subscriber comes along for the issuance that follows (its columns
+    // named apart from the application's).
     const { rows } = await this.tx.query(
-      `UPDATE applications SET state = $3, decided_by = COALESCE($4, decided_by), updated_at = $5 WHERE id = $1 AND state = $2 RETURNING *`,
+      `UPDATE applications a SET state = $3, decided_by = COALESCE($4, a.decided_by), updated_at = $5
+         FROM subscribers s WHERE a.id = $1 AND a.state = $2 AND s.id = a.subscriber_id
+       RETURNING a.*, ${SUBSCRIBER_COLUMNS.map((c) => `s.${c} AS "subscriber.${c}"`).join(', ')}`,
       [id, from, changes.state, changes.decidedBy ?? null, this.options.clock.now()],
     );
-    return rows[0] ? application(rows[0]) : undefined;
+    const row = rows[0];
+    return row ? { application: application(row), subscriber: subscriber(Object.fromEntries(SUBSCRIBER_COLUMNS.map((c) => [c, row[`subscriber.${c}`]]))) } : undefined;
+  }
+
+  async recordIssuance(input: {
+    applicationId: string;
+    card?: CardRecord;
+    certificates: readonly CertificateRecord[];
+    idempotency?: { scope: string; key: string; result: unknown };
+  }): Promise<ApplicationRecord | undefined> {
+    if (!isUuid(input.applicationId)) return undefined;
+    // The move first, planned per call (see transitionApplicationWithSubscriber): the row lock
+    // orders this run against a concurrent one, and a loser changes nothing.
+    const { rows } = await this.tx.query(`UPDATE applications SET state = $3, updated_at = $4 WHERE id = $1 AND state = $2 RETURNING *`, [
+      input.applicationId, 'ISSUING', 'ISSUED', this.options.clock.now(),
+    ]);
+    if (!rows[0]) return undefined;
+    // Then everything else in one round trip, a named statement: inserts, and an update of
+    // idempotency_keys by its primary key (its only index), have one plan whatever the tables hold.
+    const values: unknown[] = [];
+    const parts: string[] = [];
+    if (input.card) {
+      const c = input.card;
+      const columns: unknown[] = [c.cardNumber, c.subscriberId, c.subjectSerial, c.status, c.office, c.activatedAt ?? null, c.extended, c.signingSpki, c.encryptionSpki,
+        sha256(c.signingSpki), sha256(c.encryptionSpki), c.keysCreatedAt, c.originalNotAfter, c.createdAt];
+      parts.push(
+        `card AS (
+           INSERT INTO cards (card_number, subscriber_id, subject_serial, status, office, activated_at, extended, signing_spki, encryption_spki, signing_spki_sha256,
+             encryption_spki_sha256, keys_created_at, original_not_after, created_at)
+           VALUES (${columns.map((v) => `$${values.push(v)}`).join(', ')}))`,
+      );
+    }
+    parts.push(...this.#certificateInserts(input.certificates, values));
+    if (input.idempotency) {
+      const { scope, key, result } = input.idempotency;
+      parts.push(`completed AS (UPDATE idempotency_keys SET result = $${values.push(JSON.stringify(result))}, completed_at = now() WHERE scope = $${values.push(scope)} AND key = $${values.push(key)})`);
+    }
+    await this.tx.query(prepared(`WITH ${parts.join(',\n')}\nSELECT`, values));
+    return application(rows[0]);
   }
 
   async openApplications(subscriberId: string): Promise<ApplicationRecord[]> {
@@ -457,18 +503,6 @@ export class Transaction extends Reads implements RegistryTx {
     return (rowCount ?? 0) > 0;
   }
 
-  async insertCard(c: CardRecord): Promise<void> {
-    await this.tx.query(prepared(
-      `INSERT INTO cards (card_number, subscriber_id, subject_serial, status, office, activated_at, extended, signing_spki, encryption_spki, signing_spki_sha256, encryption_spki_sha256,
-         keys_created_at, original_not_after, created_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-      [c.cardNumber, c.subscriberId, c.subjectSerial, c.status, c.office, c.activatedAt ?? null, c.extended, c.signingSpki, c.encryptionSpki, sha256(c.signingSpki), sha256(c.encryptionSpki),
-        c.keysCreatedAt, c.originalNotAfter, c.createdAt],
-    ));
-  }
-
-
-
   async updateCard(cardNumber: string, changes: { status?: CardStatus; activatedAt?: Date; extended?: boolean }): Promise<void> {
     await this.tx.query(`UPDATE cards SET status = COALESCE($2, status), activated_at = COALESCE($3, activated_at), extended = COALESCE($4, extended) WHERE card_number = $1`, [
       cardNumber, changes.status ?? null, changes.activatedAt ?? null, changes.extended ?? null,
@@ -481,25 +515,37 @@ export class Transaction extends Reads implements RegistryTx {
 
   async insertCertificates(certificates: readonly CertificateRecord[]): Promise<void> {
     if (certificates.length === 0) return;
+    const values: unknown[] = [];
+    const parts = this.#certificateInserts(certificates, values);
+    // One round trip for the certificates and their first history rows.
+    await this.tx.query(prepared(`WITH ${parts.join(',\n')}\nSELECT`, values));
+  }
+
+  /**
+   * The WITH parts that insert certificates (sealed: their DER carries the subject's name) and
+   * their first history rows, numbering their parameters on from `values`.
+   */
+  #certificateInserts(certificates: readonly CertificateRecord[], values: unknown[]): string[] {
     const column = <V>(value: (c: CertificateRecord) => V) => certificates.map(value);
     const sealed = certificates.map((c) => this.options.vault.seal('certificate', c.serialHex, c.certificateDer));
-    // One round trip for the certificates and their first history rows.
-    await this.tx.query(prepared(
-      `WITH certificate AS (
+    const arrays: Array<[unknown[], string]> = [
+      [column((c) => c.serialHex), 'text'], [column((c) => c.issuerKeyId), 'text'], [column((c) => c.profile), 'text'], [column((c) => c.status), 'text'],
+      [column((c) => c.notBefore), 'timestamptz'], [column((c) => c.notAfter), 'timestamptz'], [sealed.map((s) => s.ciphertext), 'bytea'], [sealed.map((s) => s.keyId), 'text'],
+      [column((c) => c.cardNumber ?? null), 'text'], [column((c) => c.applicationId ?? null), 'uuid'], [column((c) => c.keySlot), 'text'], [column((c) => c.reason ?? null), 'text'],
+      [column((c) => c.revocationTime ?? null), 'timestamptz'], [column((c) => c.invalidityDate ?? null), 'timestamptz'], [column((c) => c.createdAt), 'timestamptz'],
+      [column((c) => c.updatedAt), 'timestamptz'], [column((c) => c.deviceId ?? null), 'uuid'], [column((c) => c.systemId ?? null), 'text'],
+    ];
+    const unnest = arrays.map(([array, type]) => `$${values.push(array)}::${type}[]`).join(', ');
+    return [
+      `certificate AS (
          INSERT INTO certificates (serial_hex, issuer_key_id, profile, status, not_before, not_after, certificate_sealed, pd_key_id, card_number, application_id, key_slot,
            reason, revocation_time, invalidity_date, created_at, updated_at, device_id, system_id)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::bytea[], $8::text[], $9::text[], $10::uuid[], $11::text[],
-           $12::text[], $13::timestamptz[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::uuid[], $18::text[])
-         RETURNING serial_hex, status, reason, revocation_time, created_at)
-       INSERT INTO certificate_status_history (serial_hex, status, reason, revocation_time, changed_at, changed_by)
-       SELECT serial_hex, status, reason, revocation_time, created_at, 'issuance' FROM certificate`,
-      [
-        column((c) => c.serialHex), column((c) => c.issuerKeyId), column((c) => c.profile), column((c) => c.status), column((c) => c.notBefore), column((c) => c.notAfter),
-        sealed.map((s) => s.ciphertext), sealed.map((s) => s.keyId), column((c) => c.cardNumber ?? null), column((c) => c.applicationId ?? null), column((c) => c.keySlot),
-        column((c) => c.reason ?? null), column((c) => c.revocationTime ?? null), column((c) => c.invalidityDate ?? null), column((c) => c.createdAt), column((c) => c.updatedAt),
-        column((c) => c.deviceId ?? null), column((c) => c.systemId ?? null),
-      ],
-    ));
+         SELECT * FROM unnest(${unnest})
+         RETURNING serial_hex, status, reason, revocation_time, created_at)`,
+      `history AS (
+         INSERT INTO certificate_status_history (serial_hex, status, reason, revocation_time, changed_at, changed_by)
+         SELECT serial_hex, status, reason, revocation_time, created_at, 'issuance' FROM certificate)`,
+    ];
   }
 
   async certificatesOfApplication(applicationId: string): Promise<CertificateRecord[]> {
@@ -616,6 +662,12 @@ async function keysetPage<T>(
 function optionalDate(value: unknown): Date | undefined {
   return value instanceof Date ? value : undefined;
 }
+
+/** The columns {@link subscriber} reads (named where a statement returns them next to another table's). */
+const SUBSCRIBER_COLUMNS = [
+  'id', 'person_ref', 'lookup_key_id', 'national_id_lookup', 'pd_key_id', 'national_id_sealed', 'name_sealed', 'birth_date_sealed', 'email_sealed', 'id_kind', 'gender',
+  'publication_consent', 'subscriber_code_hash', 'code_failures', 'code_lockouts', 'code_locked_until', 'status', 'office', 'created_at',
+] as const;
 
 function subscriber(r: Record<string, unknown>): SubscriberRecord {
   return {
