@@ -28,7 +28,7 @@ const PAGE = 5_000;
  * issued), then at each pass the rows changed by the transactions that completed since the
  * previous pass (responses other pods signed, statuses they applied), by the snapshots PostgreSQL
  * gives. Not by change number: numbers are taken before their transaction commits, and a change
- * that commits after a higher number was read would be missed (migrations/004). After a database
+ * that commits after a higher number was read would be missed (decision 0039). After a database
  * outage it resumes from its last snapshot, so it catches up by itself.
  */
 export class ChangeFollower {
