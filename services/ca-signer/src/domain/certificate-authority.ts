@@ -354,6 +354,7 @@ export class CertificateAuthority {
                  FROM unnest($9::text[], $10::text[], $11::text[], $12::bytea[], $13::jsonb[], $6::text[]) WITH ORDINALITY AS s(producer, topic, key, payload, headers, serial_hex, ord)
                 WHERE s.serial_hex IN (SELECT serial_hex FROM serial)
              ), ${appendEventsFrom('intent')}
+             -- The condition is always true: it reads outbox_notified, whose NOTIFY wakes the relay.
              SELECT serial_hex FROM serial WHERE (SELECT count(*) FROM outbox_notified) >= 0`,
       values: [
         column('caller'),
