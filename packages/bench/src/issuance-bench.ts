@@ -111,7 +111,9 @@ async function main(): Promise<void> {
   const total = CARDS + warmup;
   const csrs = await cardRequests(path.join(root, 'var', 'bench', 'cache'), 2 * total);
 
-  const postgres = await startPostgres({ dir: runDir, settings: STATEMENTS ? [`shared_preload_libraries = 'pg_stat_statements'`, 'pg_stat_statements.track = all'] : [] });
+  // BENCH_PG_SETTINGS: extra postgresql.conf lines, separated by ';' (for trying a server setting).
+  const extraSettings = (process.env.BENCH_PG_SETTINGS ?? '').split(';').map((l) => l.trim()).filter(Boolean);
+  const postgres = await startPostgres({ dir: runDir, settings: [...(STATEMENTS ? [`shared_preload_libraries = 'pg_stat_statements'`, 'pg_stat_statements.track = all', 'pg_stat_statements.track_planning = on'] : []), ...extraSettings] });
   const children: ChildProcess[] = [];
   let keepRunDir = false;
   try {
@@ -288,6 +290,7 @@ async function main(): Promise<void> {
       ? (
           await statsDb.query(
             `SELECT round(calls::numeric / $1, 2)::float AS "callsPerCertificate", round((total_exec_time * 1000 / $1)::numeric, 1)::float AS "execUsPerCertificate",
+                    round((total_plan_time * 1000 / $1)::numeric, 1)::float AS "planUsPerCertificate",
                     left(regexp_replace(query, '\\s+', ' ', 'g'), 140) AS query
                FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat%' ORDER BY calls DESC, total_exec_time DESC LIMIT 40`,
             [certificates],
