@@ -8,4 +8,6 @@
 -- writer's transaction id and the snapshots PostgreSQL gives (pg_current_snapshot): every
 -- committed change is read exactly in the pass after its commit, whatever order numbers were taken in.
 ALTER TABLE certificates ADD COLUMN change_xid xid8 DEFAULT pg_current_xact_id();
-CREATE INDEX certificates_by_change_xid ON certificates (change_xid);
+-- By transaction, then serial: a pass reads a transaction's rows, or a range of transactions, in
+-- index order a page at a time, however many rows one transaction changed.
+CREATE INDEX certificates_by_change_xid ON certificates (change_xid, serial_hex);

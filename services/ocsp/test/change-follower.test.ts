@@ -130,3 +130,28 @@ it('reads a row changed twice between two passes once, as it stands, and a rolle
   expect(await other.catchUp()).toBe(1);
   expect(seen).toEqual([{ serial: '0c01', what: 'response' }]);
 });
+
+it('pages through a window by transaction and serial: the transactions running at the earlier snapshot, then those started after it', async () => {
+  const first = ['0d01', '0d02', '0d03', '0d04', '0d05'];
+  const second = ['0e01', '0e02', '0e03'];
+  for (const serial of [...first, ...second]) await applyValid(serial);
+  const podA = await pool.connect();
+  try {
+    await podA.query('BEGIN');
+    await store.saveResponses(await Promise.all(first.map(responsesFor)), podA);
+    const earlier = await store.snapshot(); // podA's transaction is running
+    await store.saveResponses(await Promise.all(second.map(responsesFor))); // starts and completes after it
+    await podA.query('COMMIT');
+    const later = await store.snapshot();
+    const read: string[] = [];
+    for (let after: { xid: string; serialHex: string } | undefined, pages = 0; pages < 10; pages++) {
+      const rows = await store.committedBetween(earlier, later, 2, after);
+      read.push(...rows.map((r) => r.serialHex));
+      if (rows.length < 2) break;
+      after = { xid: rows[1]!.changeXid, serialHex: rows[1]!.serialHex };
+    }
+    expect(read).toEqual([...first, ...second]);
+  } finally {
+    podA.release();
+  }
+});

@@ -170,22 +170,39 @@ export class StatusStore {
   }
 
   /**
-   * The rows last changed by the transactions that completed between two snapshots: those running
-   * at `earlier` and not at `later`, and those that started in between and are no longer running.
-   * Every committed change appears in exactly one such window, in whatever order its change number
-   * was taken; a row changed again since appears with its later change (or in a later window).
-   * A page at a time, by (transaction, serial), after `after`.
+   * The rows last changed by the transactions that completed between two snapshots, a page at a
+   * time in (transaction, serial) order after `after`: those running at `earlier` and not at
+   * `later` first, one transaction at a time, then those that started in between and are no longer
+   * running (an index range). Every committed change falls in exactly one such window, in whatever
+   * order its change number was taken; a row changed again since appears with its later change.
+   * Each page is an ordered index scan, however many rows a transaction changed.
    */
   async committedBetween(earlier: TransactionSnapshot, later: TransactionSnapshot, limit: number, after?: { xid: string; serialHex: string }): Promise<Array<StoredCertificate & { changeXid: string }>> {
-    const finished = earlier.running.filter((x) => !later.running.includes(x));
+    const finished = earlier.running.filter((x) => !later.running.includes(x)).sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
+    const out: Array<StoredCertificate & { changeXid: string }> = [];
+    const page = (rows: Array<Record<string, unknown>>) => out.push(...rows.map((r) => ({ ...rowToCertificate(r), changeXid: r.change_xid as string })));
+    for (const xid of finished) {
+      if (out.length >= limit) return out;
+      if (after && BigInt(xid) < BigInt(after.xid)) continue;
+      const from = after && after.xid === xid ? after.serialHex : '';
+      const { rows } = await this.pool.query(
+        `SELECT ${COLUMNS}, change_xid::text AS change_xid FROM certificates WHERE change_xid = $1::xid8 AND serial_hex > $2 ORDER BY serial_hex LIMIT $3`,
+        [xid, from, limit - out.length],
+      );
+      page(rows);
+    }
+    if (out.length >= limit) return out;
+    // Started after `earlier` (ids from its xmax on) and no longer running at `later`. (Ids of the
+    // finished transactions are all below earlier.xmax, so the two parts never overlap.)
+    const inRange = after !== undefined && BigInt(after.xid) >= BigInt(earlier.xmax) ? after : { xid: earlier.xmax, serialHex: '' };
     const { rows } = await this.pool.query(
       `SELECT ${COLUMNS}, change_xid::text AS change_xid FROM certificates
-        WHERE (change_xid = ANY($1::xid8[]) OR (change_xid >= $2::xid8 AND change_xid < $3::xid8 AND change_xid <> ALL($4::xid8[])))
-          AND ($5::xid8 IS NULL OR (change_xid, serial_hex) > ($5::xid8, $6::text))
-        ORDER BY change_xid, serial_hex LIMIT $7`,
-      [finished, earlier.xmax, later.xmax, later.running, after?.xid ?? null, after?.serialHex ?? '', limit],
+        WHERE (change_xid, serial_hex) > ($1::xid8, $2::text) AND change_xid < $3::xid8 AND change_xid <> ALL($4::xid8[])
+        ORDER BY change_xid, serial_hex LIMIT $5`,
+      [inRange.xid, inRange.serialHex, later.xmax, later.running, limit - out.length],
     );
-    return rows.map((r) => ({ ...rowToCertificate(r), changeXid: r.change_xid as string }));
+    page(rows);
+    return out;
   }
 
 
