@@ -333,6 +333,8 @@ export class Issuance {
       const current = await tx.recordIssuance({
         applicationId: application.id,
         ...(newCard ? { card: newCard } : {}),
+        // An extension's card is changed below (#extendCard): locked before the certificates' inserts reference it.
+        ...(application.kind === 'EXTENSION' ? { lockCard: application.cardNumber } : {}),
         certificates,
         ...(idempotency ? { idempotency: { ...idempotency, result: { issuedApplication: application.id } satisfies IssuedReference } } : {}),
       });

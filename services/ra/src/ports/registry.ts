@@ -129,10 +129,15 @@ export interface RegistryTx {
    * new card (none for an extension), the certificates with their first history rows, and
    * completes the idempotency key with `result` (two round trips). Undefined when the application
    * is not ISSUING (a concurrent run recorded it, or it moved on): nothing changed.
+   * `lockCard`: an existing card the recording goes on to change (an extension's), locked for update
+   * after the move and before the inserts (one more round trip), so that the key-share lock the
+   * certificates' foreign key takes on it is never upgraded: two transactions upgrading key-share
+   * locks on one row deadlock.
    */
   recordIssuance(input: {
     applicationId: string;
     card?: CardRecord;
+    lockCard?: string;
     certificates: readonly CertificateRecord[];
     idempotency?: { scope: string; key: string; result: unknown };
   }): Promise<ApplicationRecord | undefined>;

@@ -439,6 +439,7 @@ export class Transaction extends Reads implements RegistryTx {
   async recordIssuance(input: {
     applicationId: string;
     card?: CardRecord;
+    lockCard?: string;
     certificates: readonly CertificateRecord[];
     idempotency?: { scope: string; key: string; result: unknown };
   }): Promise<ApplicationRecord | undefined> {
@@ -449,6 +450,8 @@ export class Transaction extends Reads implements RegistryTx {
       input.applicationId, 'ISSUING', 'ISSUED', this.options.clock.now(),
     ]);
     if (!rows[0]) return undefined;
+    // Planned per call (extensions are few): a generic plan made while cards is small could be a sequential scan.
+    if (input.lockCard !== undefined) await this.tx.query('SELECT 1 FROM cards WHERE card_number = $1 FOR UPDATE', [input.lockCard]);
     // Then everything else in one round trip, a named statement: inserts, and an update of
     // idempotency_keys by its primary key (its only index), have one plan whatever the tables hold.
     const values: unknown[] = [];
