@@ -9,11 +9,24 @@ import { POSTGRES_PID_FILE } from '@pki/testing';
 // /proc times are in clock ticks; Linux reports USER_HZ = 100 to user space on every architecture.
 const TICK_US = 10_000;
 
+/**
+ * The fields of /proc/<pid>/stat after the command name (which may hold spaces), so that index 1
+ * is the parent pid, 11 and 12 utime and stime, 13 and 14 the reaped children's; undefined when
+ * the process is gone.
+ */
+function procStat(pid: number): string[] | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return text.slice(text.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
 /** CPU microseconds a process has used so far (user + system), from /proc/<pid>/stat. */
 export function processCpuUs(pid: number): number {
-  // Fields 14 and 15 are utime and stime; the command name (field 2) may hold spaces.
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const fields = procStat(pid);
+  if (fields === undefined) throw new Error(`process ${pid} is gone`);
   return (Number(fields[11]) + Number(fields[12])) * TICK_US;
 }
 
@@ -23,23 +36,11 @@ export function processCpuUs(pid: number): number {
  * from "other", which on these shared machines also holds everybody else's load.
  */
 export function postgresCpuUs(postmasterPid: number): number {
-  const stat = (pid: number): string[] | undefined => {
-    try {
-      const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      return text.slice(text.lastIndexOf(')') + 2).split(' ');
-    } catch {
-      return undefined; // gone meanwhile
-    }
-  };
-  // Fields 14 to 17: utime, stime, and the children's cutime, cstime once reaped.
-  const postmaster = stat(postmasterPid);
-  let ticks = postmaster === undefined ? 0 : Number(postmaster[11]) + Number(postmaster[12]) + Number(postmaster[13]) + Number(postmaster[14]);
-  for (const entry of readdirSync('/proc')) {
-    if (!/^[0-9]+$/.test(entry)) continue;
-    const fields = stat(Number(entry));
-    if (fields !== undefined && Number(fields[1]) === postmasterPid) ticks += Number(fields[11]) + Number(fields[12]);
-  }
-  return ticks * TICK_US;
+  const postmaster = procStat(postmasterPid);
+  const own = postmaster === undefined ? 0 : (Number(postmaster[11]) + Number(postmaster[12]) + Number(postmaster[13]) + Number(postmaster[14])) * TICK_US;
+  let children = 0;
+  for (const us of postgresChildrenCpuUs(postmasterPid).values()) children += us;
+  return own + children;
 }
 
 /** CPU microseconds so far of each live child of the postmaster (backends and background processes), by pid. */
@@ -47,13 +48,8 @@ export function postgresChildrenCpuUs(postmasterPid: number): Map<number, number
   const out = new Map<number, number>();
   for (const entry of readdirSync('/proc')) {
     if (!/^[0-9]+$/.test(entry)) continue;
-    try {
-      const text = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) === postmasterPid) out.set(Number(entry), (Number(fields[11]) + Number(fields[12])) * TICK_US);
-    } catch {
-      // gone meanwhile
-    }
+    const fields = procStat(Number(entry));
+    if (fields !== undefined && Number(fields[1]) === postmasterPid) out.set(Number(entry), (Number(fields[11]) + Number(fields[12])) * TICK_US);
   }
   return out;
 }

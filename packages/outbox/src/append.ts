@@ -64,8 +64,10 @@ export async function appendEvents(tx: Tx, events: readonly NewEvent[]): Promise
   // Named: prepared once per connection (the statement is the same on every call).
   const { rows } = await tx.query<{ producer: string; last_seq: string }>({ name: 'pki_outbox_append_events', text: APPEND_EVENTS_SQL, values: eventColumns(events) });
   // Each producer's events took the numbers up to its new head, in array order.
+  const counts = new Map<string, number>();
+  for (const e of events) counts.set(e.producer, (counts.get(e.producer) ?? 0) + 1);
   const next = new Map<string, number>();
-  for (const r of rows) next.set(r.producer, Number(r.last_seq) - events.filter((e) => e.producer === r.producer).length + 1);
+  for (const r of rows) next.set(r.producer, Number(r.last_seq) - counts.get(r.producer)! + 1);
   return events.map((e) => {
     const seq = next.get(e.producer)!;
     next.set(e.producer, seq + 1);

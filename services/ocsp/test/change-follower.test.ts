@@ -1,4 +1,4 @@
-import { createPool, migrate, type Pool } from '@pki/db';
+import { createPool, migrate, type Pool, type PoolClient } from '@pki/db';
 import { createLogger, systemClock } from '@pki/kit';
 import { outboxMigration } from '@pki/outbox';
 import { createTestDatabase } from '@pki/testing';
@@ -48,6 +48,26 @@ const responsesFor = async (serialHex: string): Promise<SignedResponses> => {
 };
 const changeIdOf = async (serialHex: string) => Number((await pool.query('SELECT change_id FROM certificates WHERE serial_hex = $1', [serialHex])).rows[0].change_id);
 
+/** Pod A: a transaction that has saved responses for `serials` and stays open until it ends (or the test does). */
+const open = new Set<PoolClient>();
+async function openWrite(serials: string[]): Promise<{ end(how: 'COMMIT' | 'ROLLBACK'): Promise<void> }> {
+  const client = await pool.connect();
+  open.add(client);
+  await client.query('BEGIN');
+  await store.saveResponses(await Promise.all(serials.map(responsesFor)), client);
+  return {
+    async end(how) {
+      await client.query(how);
+      open.delete(client);
+      client.release();
+    },
+  };
+}
+afterEach(() => {
+  for (const client of open) client.release(true);
+  open.clear();
+});
+
 beforeAll(async () => {
   pool = createPool({ url: await createTestDatabase('ocsp_change_follower'), schema: 'ocsp', maxConnections: 6 });
   await migrate(pool, { schema: 'ocsp', directory: MIGRATIONS_DIRECTORY, migrations: [outboxMigration(1), ...SHARED_MIGRATIONS], logger: createLogger({ service: 'test', level: 'silent' }) });
@@ -69,18 +89,11 @@ it('reads a change that took its number before one it has read but committed aft
 
   // Pod A saves responses for 0a01 in a transaction that stays open; pod B saves 0a02's, which
   // takes a higher change number and commits first.
-  const podA = await pool.connect();
-  try {
-    await podA.query('BEGIN');
-    await store.saveResponses([await responsesFor('0a01')], podA);
-    await store.saveResponses([await responsesFor('0a02')]);
-    expect(await other.catchUp()).toBe(1);
-    expect(seen).toEqual([{ serial: '0a02', what: 'response' }]);
-
-    await podA.query('COMMIT');
-  } finally {
-    podA.release();
-  }
+  const podA = await openWrite(['0a01']);
+  await store.saveResponses([await responsesFor('0a02')]);
+  expect(await other.catchUp()).toBe(1);
+  expect(seen).toEqual([{ serial: '0a02', what: 'response' }]);
+  await podA.end('COMMIT');
   // The number order and the commit order disagreed: a follower by change number, already past
   // 0a02's, would never read 0a01's.
   expect(await changeIdOf('0a01')).toBeLessThan(await changeIdOf('0a02'));
@@ -95,20 +108,14 @@ it('reads a change that took its number before one it has read but committed aft
 
 it('after the first full read, reads what a transaction running during it commits afterwards', async () => {
   await applyValid('0b01');
-  const podA = await pool.connect();
-  try {
-    await podA.query('BEGIN');
-    await store.saveResponses([await responsesFor('0b01')], podA);
-    const fresh = follower();
-    await fresh.catchUp(); // the whole store, without the uncommitted responses
-    expect(seen.filter((s) => s.serial === '0b01')).toEqual([{ serial: '0b01', what: 'pending' }]);
-    seen.length = 0;
-    await podA.query('COMMIT');
-    expect(await fresh.catchUp()).toBe(1);
-    expect(seen).toEqual([{ serial: '0b01', what: 'response' }]);
-  } finally {
-    podA.release();
-  }
+  const podA = await openWrite(['0b01']);
+  const fresh = follower();
+  await fresh.catchUp(); // the whole store, without the uncommitted responses
+  expect(seen.filter((s) => s.serial === '0b01')).toEqual([{ serial: '0b01', what: 'pending' }]);
+  seen.length = 0;
+  await podA.end('COMMIT');
+  expect(await fresh.catchUp()).toBe(1);
+  expect(seen).toEqual([{ serial: '0b01', what: 'response' }]);
 });
 
 it('reads a row changed twice between two passes once, as it stands, and a rolled-back change never', async () => {
@@ -116,14 +123,7 @@ it('reads a row changed twice between two passes once, as it stands, and a rolle
   const other = follower();
   await other.catchUp();
   seen.length = 0;
-  const podA = await pool.connect();
-  try {
-    await podA.query('BEGIN');
-    await store.saveResponses([await responsesFor('0c01')], podA);
-    await podA.query('ROLLBACK');
-  } finally {
-    podA.release();
-  }
+  await (await openWrite(['0c01'])).end('ROLLBACK');
   expect(await other.catchUp()).toBe(0);
   await applyValid('0c01'); // a newer status: responses due again
   await store.saveResponses([await responsesFor('0c01')]);
@@ -135,23 +135,17 @@ it('pages through a window by transaction and serial: the transactions running a
   const first = ['0d01', '0d02', '0d03', '0d04', '0d05'];
   const second = ['0e01', '0e02', '0e03'];
   for (const serial of [...first, ...second]) await applyValid(serial);
-  const podA = await pool.connect();
-  try {
-    await podA.query('BEGIN');
-    await store.saveResponses(await Promise.all(first.map(responsesFor)), podA);
-    const earlier = await store.snapshot(); // podA's transaction is running
-    await store.saveResponses(await Promise.all(second.map(responsesFor))); // starts and completes after it
-    await podA.query('COMMIT');
-    const later = await store.snapshot();
-    const read: string[] = [];
-    for (let after: { xid: string; serialHex: string } | undefined, pages = 0; pages < 10; pages++) {
-      const rows = await store.committedBetween(earlier, later, 2, after);
-      read.push(...rows.map((r) => r.serialHex));
-      if (rows.length < 2) break;
-      after = { xid: rows[1]!.changeXid, serialHex: rows[1]!.serialHex };
-    }
-    expect(read).toEqual([...first, ...second]);
-  } finally {
-    podA.release();
+  const podA = await openWrite(first);
+  const earlier = await store.snapshot(); // podA's transaction is running
+  await store.saveResponses(await Promise.all(second.map(responsesFor))); // starts and completes after it
+  await podA.end('COMMIT');
+  const later = await store.snapshot();
+  const read: string[] = [];
+  for (let after: { xid: string; serialHex: string } | undefined, pages = 0; pages < 10; pages++) {
+    const rows = await store.committedBetween(earlier, later, 2, after);
+    read.push(...rows.map((r) => r.serialHex));
+    if (rows.length < 2) break;
+    after = { xid: rows[1]!.changeXid, serialHex: rows[1]!.serialHex };
   }
+  expect(read).toEqual([...first, ...second]);
 });
