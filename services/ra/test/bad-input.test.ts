@@ -12,6 +12,8 @@ let subscriberId: string;
 let active: IssuedCard;
 let revoked: IssuedCard;
 let pendingApproval: string;
+/** An application waiting for approval at office 63000000. */
+let submitted: string;
 /** People with no card, for the application cases (registered beforehand, so the snapshot compares exactly). */
 const spare: string[] = [];
 
@@ -26,6 +28,8 @@ beforeAll(async () => {
   await f.call('registrar-b', 'POST', `/v1/approvals/${request.body.approvalRequestId}/decision`, { decision: 'approve' });
   pendingApproval = (await f.call('registrar-a', 'POST', `/v1/cards/${active.cardNumber}/revocation`, { reason: 'keyCompromise' })).body.approvalRequestId as string;
   for (let i = 0; i < 4; i++) spare.push(await register(f, person()));
+  const waiting = cardNumber();
+  submitted = (await f.call('registrar-a', 'POST', '/v1/applications', { subscriberId: await register(f, person()), cardNumber: waiting, kind: 'NEW', signingCsr: f.csr(`${waiting}-s`), encryptionCsr: f.csr(`${waiting}-k`) })).body.id as string;
 }, 120_000);
 afterAll(async () => {
   await f?.stop();
@@ -77,6 +81,11 @@ const cases: Case[] = [
     name: 'another office\'s officer reading an application',
     request: () => f.call('registrar-x', 'GET', `/v1/applications/${active.applicationId}`),
     status: 403, error: 'PERMISSION_DENIED', message: () => `get application: application ${active.applicationId} belongs to office 63000000, not to office 64000000`,
+  },
+  {
+    name: 'another office\'s officer approving an application',
+    request: () => f.call('registrar-x', 'POST', `/v1/applications/${submitted}/approval`),
+    status: 403, error: 'PERMISSION_DENIED', message: () => `approve application: application ${submitted} belongs to office 63000000, not to office 64000000`,
   },
   {
     name: 'another office\'s officer deciding an approval request',

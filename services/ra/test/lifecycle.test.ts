@@ -270,6 +270,18 @@ describe('replacement and re-issuance', () => {
     const refused = await f.call('registrar-a', 'POST', `/v1/applications/${other}/approval`, undefined, key);
     expect(refused.status).toBe(409);
     expect(refused.body.message).toBe(`approve application: idempotency key '${key}' was already used for a different request`);
+    // The same key on an application still SUBMITTED: the one-statement approval (decision 0040)
+    // meets the held key and writes nothing; the application stays SUBMITTED, unaudited, and a
+    // fresh key approves it.
+    const third = await f.call('registrar-a', 'POST', '/v1/applications', { subscriberId: await register(f, person()), cardNumber: `${number}3`, kind: 'NEW', signingCsr: f.csr(`${number}-s3`), encryptionCsr: f.csr(`${number}-k3`) });
+    const held = await f.call('registrar-a', 'POST', `/v1/applications/${third.body.id}/approval`, undefined, key);
+    expect(held.status).toBe(409);
+    expect(held.body.message).toBe(`approve application: idempotency key '${key}' was already used for a different request`);
+    expect((await f.db.query(`SELECT state FROM applications WHERE id = $1`, [third.body.id])).rows).toEqual([{ state: 'SUBMITTED' }]);
+    expect(await auditOf('application.approve', third.body.id as string)).toHaveLength(0);
+    const fresh = await f.call('registrar-a', 'POST', `/v1/applications/${third.body.id}/approval`, undefined, `${key}-3`);
+    expect(fresh.status).toBe(201);
+    expect(await auditOf('application.approve', third.body.id as string)).toHaveLength(1);
   });
 
   it('re-issuance after key compromise waits for a second officer, then revokes the old card for keyCompromise', async () => {

@@ -5,7 +5,7 @@ import type { RegistryTx } from '../ports/registry';
 import type { CitizenProfile, SignedCertificate } from '../ports/certificate-signer';
 import { assertOfficeScope, authorize, type Principal } from './access';
 import { assertCardTransition, extendedNotAfter, type RevocationReason } from './lifecycle';
-import type { ApplicationKind, ApplicationRecord, CardRecord, CertificateRecord, KeySlot, SubscriberRecord } from './model';
+import type { ApplicationKind, ApplicationRecord, AuditRecord, CardRecord, CertificateRecord, KeySlot, StatusChange, SubscriberRecord } from './model';
 import { actorOf, changeCertificateStatus, idempotencyConflict, idempotencyScope, isLive, type Command, type RaDeps } from './shared';
 import { applicationView, cardView, type ApplicationView, type CardView } from './views';
 import type { Approvals } from './approvals';
@@ -140,12 +140,15 @@ export class Issuance {
     const operation = 'approve application';
     officerOf(command.principal, 'application.approve', operation);
     const scope = idempotencyScope(command.principal);
+    const idempotency = { scope, key: command.idempotencyKey };
+    const atOnce = await this.#approveAtOnce(command, applicationId, operation);
+    if (atOnce) return this.issue(atOnce.application, { idempotency, subscriber: atOnce.subscriber });
     const started = await this.#deps.registry.transaction(async (tx) => {
       const claim = await tx.claimIdempotency(scope, command.idempotencyKey, operation, command.fingerprint);
       if (claim.kind === 'conflict') throw idempotencyConflict(operation, command.idempotencyKey, claim.operation);
       if (claim.kind === 'done') return { kind: 'done' as const, result: await this.#replay(tx, claim.result) };
-      // The common case in one statement: a SUBMITTED application becomes ISSUING, read with its
-      // subscriber for the issuance (a refusal below rolls it back with the rest).
+      // A SUBMITTED application becomes ISSUING in one statement, read with its subscriber for the
+      // issuance (a refusal below rolls it back with the rest).
       const approved = await tx.transitionApplicationWithSubscriber(applicationId, 'SUBMITTED', { state: 'ISSUING', decidedBy: actorIdOf(command.principal) });
       if (approved) {
         assertOfficeScope(command.principal, approved.application.office, operation, `application ${applicationId}`);
@@ -167,7 +170,33 @@ export class Issuance {
       return { kind: 'issue' as const, application: { ...application, state: application.state === 'SUBMITTED' ? ('ISSUING' as const) : application.state }, subscriber: undefined };
     });
     if (started.kind === 'done') return started.result;
-    return this.issue(started.application, { idempotency: { scope, key: command.idempotencyKey }, ...(started.subscriber ? { subscriber: started.subscriber } : {}) });
+    return this.issue(started.application, { idempotency, ...(started.subscriber ? { subscriber: started.subscriber } : {}) });
+  }
+
+  /**
+   * The common approval in two round trips (decision 0040): the application and its subscriber
+   * read, the checks made here, then the move to ISSUING, the idempotency claim and the audit
+   * event in one statement. Undefined when that does not apply (not SUBMITTED, the key already
+   * held, a concurrent change): nothing was written, and the transactional way decides and says
+   * why. Refusals found on the read (another office) are thrown as the transactional way would.
+   */
+  async #approveAtOnce(command: Command, applicationId: string, operation: string): Promise<{ application: ApplicationRecord; subscriber: SubscriberRecord } | undefined> {
+    const { registry, clock } = this.#deps;
+    const found = await registry.reads.getApplicationWithSubscriber(applicationId);
+    if (found?.application.state !== 'SUBMITTED') return undefined;
+    const { application, subscriber } = found;
+    assertOfficeScope(command.principal, application.office, operation, `application ${applicationId}`);
+    const decidedBy = actorIdOf(command.principal);
+    const at = clock.now();
+    const moved = await registry.approveAtOnce({
+      applicationId,
+      ...(decidedBy ? { decidedBy } : {}),
+      at,
+      idempotency: { scope: idempotencyScope(command.principal), key: command.idempotencyKey, operation, fingerprint: command.fingerprint },
+      audits: [{ action: 'application.approve', outcome: 'SUCCESS', actor: actorOf(command.principal), objects: [{ type: 'application', id: applicationId }, { type: 'card', id: application.cardNumber }] }],
+    });
+    if (!moved) return undefined;
+    return { application: { ...application, state: 'ISSUING', ...(decidedBy ? { decidedBy } : {}), updatedAt: at }, subscriber };
   }
 
   async reject(command: Command, applicationId: string, reason: string): Promise<ApplicationView> {
@@ -323,6 +352,41 @@ export class Issuance {
       updatedAt: now,
     }));
     const newCard = application.kind === 'EXTENSION' ? undefined : cardOf(application, subscriber, signed, now);
+    const issuedAudit = (recorded: ApplicationRecord): AuditRecord => ({
+      action: 'application.issue',
+      outcome: 'SUCCESS',
+      actor: { type: 'service', id: this.#deps.serviceIdentity },
+      objects: [
+        { type: 'application', id: recorded.id },
+        { type: 'card', id: recorded.cardNumber },
+        { type: 'subscriber', id: subscriber.personRef },
+        ...certificates.map((c) => ({ type: 'certificate', id: c.serialHex })),
+      ],
+      attributes: { kind: recorded.kind, issuerKeyId: certificates[0]!.issuerKeyId, notAfter: certificates[0]!.notAfter.toISOString() },
+    });
+    const statusChanges: StatusChange[] = certificates.map((c) => ({
+      serialHex: c.serialHex, issuerKeyId: c.issuerKeyId, profile: c.profile, status: 'VALID', changedAt: now, notBefore: c.notBefore, notAfter: c.notAfter,
+    }));
+    const stored = idempotency ? { ...idempotency, result: { issuedApplication: application.id } satisfies IssuedReference } : undefined;
+    if (newCard && !application.replacesCard) {
+      // A new card that supersedes none, the common case: one statement (decision 0040). If the
+      // application is not ISSUING any more, nothing was written and the transaction below finds
+      // out what a concurrent run recorded.
+      faults.reach('issuance.before-commit');
+      const recorded = await registry.recordIssuanceAtOnce({
+        applicationId: application.id,
+        card: newCard,
+        certificates,
+        ...(stored ? { idempotency: stored } : {}),
+        statusChanges,
+        audits: [issuedAudit(application)],
+      });
+      if (recorded) {
+        const view: IssuanceView = { application: applicationView(recorded), card: cardView(newCard, certificates, await this.#chains(certificates, signed[0]!.issuerKeyId)) };
+        this.#deps.logger.info({ application: application.id, kind: application.kind, serials: signed.map((s) => s.serialHex) }, 'certificates issued');
+        return view;
+      }
+    }
     const view = await registry.transaction(async (tx) => {
       // ISSUING -> ISSUED first, then the card, its certificates and the idempotency record: the
       // row lock orders this run against a concurrent one (a retry, the reconciler), and the
@@ -336,7 +400,7 @@ export class Issuance {
         // An extension's card is changed below (#extendCard): locked before the certificates' inserts reference it.
         ...(application.kind === 'EXTENSION' ? { lockCard: application.cardNumber } : {}),
         certificates,
-        ...(idempotency ? { idempotency: { ...idempotency, result: { issuedApplication: application.id } satisfies IssuedReference } } : {}),
+        ...(stored ? { idempotency: stored } : {}),
       });
       if (!current) {
         const found = await tx.getApplication(application.id, { forUpdate: true });
@@ -364,21 +428,8 @@ export class Issuance {
           });
         }
       }
-      for (const c of certificates) {
-        await tx.recordStatusChange({ serialHex: c.serialHex, issuerKeyId: c.issuerKeyId, profile: c.profile, status: 'VALID', changedAt: now, notBefore: c.notBefore, notAfter: c.notAfter });
-      }
-      await tx.audit({
-        action: 'application.issue',
-        outcome: 'SUCCESS',
-        actor: { type: 'service', id: this.#deps.serviceIdentity },
-        objects: [
-          { type: 'application', id: current.id },
-          { type: 'card', id: current.cardNumber },
-          { type: 'subscriber', id: subscriber.personRef },
-          ...certificates.map((c) => ({ type: 'certificate', id: c.serialHex })),
-        ],
-        attributes: { kind: current.kind, issuerKeyId: certificates[0]!.issuerKeyId, notAfter: certificates[0]!.notAfter.toISOString() },
-      });
+      for (const change of statusChanges) await tx.recordStatusChange(change);
+      await tx.audit(issuedAudit(current));
       // A new card holds just these two; an extended one also its earlier pair.
       const all = current.kind === 'EXTENSION' ? await tx.certificatesOfCard(card.cardNumber) : certificates;
       const result: IssuanceView = {

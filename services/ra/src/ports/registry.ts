@@ -29,6 +29,35 @@ export interface Registry {
   /** Which of these serials the registry holds (one round trip for a page of them). */
   certificatesHeld(serials: readonly string[]): Promise<Set<string>>;
   reads: RegistryReads;
+  /**
+   * An approval's common case in one statement, its own transaction: application `applicationId`
+   * moves from SUBMITTED to ISSUING (decided by `decidedBy`), the idempotency key is claimed and
+   * the audit events are recorded, all or nothing. False, with nothing written, when the
+   * application is missing or not SUBMITTED, or the key is already held: the transactional way
+   * then finds out why.
+   */
+  approveAtOnce(input: {
+    applicationId: string;
+    decidedBy?: string;
+    at: Date;
+    idempotency: { scope: string; key: string; operation: string; fingerprint: Buffer };
+    audits: readonly AuditRecord[];
+  }): Promise<boolean>;
+  /**
+   * A new card's issuance (no card superseded) in one statement, its own transaction: the
+   * application moves from ISSUING to ISSUED, then the card, its certificates with their first
+   * history rows, the idempotency key's result, the status changes' events and the audit events
+   * are written, all or nothing. Undefined, with nothing written, when the application is not
+   * ISSUING (a concurrent run recorded it, or it moved on).
+   */
+  recordIssuanceAtOnce(input: {
+    applicationId: string;
+    card: CardRecord;
+    certificates: readonly CertificateRecord[];
+    idempotency?: { scope: string; key: string; result: unknown };
+    statusChanges: readonly StatusChange[];
+    audits: readonly AuditRecord[];
+  }): Promise<ApplicationRecord | undefined>;
 }
 
 export interface Page<T> {
@@ -61,6 +90,8 @@ export interface ApprovalFilter {
 
 /** Reads that need no transaction. */
 export interface RegistryReads {
+  /** An application with its subscriber (one round trip, no lock). */
+  getApplicationWithSubscriber(id: string): Promise<{ application: ApplicationRecord; subscriber: SubscriberRecord } | undefined>;
   getApplication(id: string): Promise<ApplicationRecord | undefined>;
   listApplications(filter: ApplicationFilter, page: PageRequest): Promise<Page<ApplicationRecord>>;
   getCard(cardNumber: string): Promise<CardRecord | undefined>;

@@ -4,7 +4,7 @@ import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type pg from 'pg';
 import { PkiError, type Clock } from '@pki/kit';
 import { toDatabaseError, withTransaction, type Tx } from '@pki/db';
-import { appendEvents, type NewEvent } from '@pki/outbox';
+import { appendEvents, appendEventsFrom, eventColumns, type NewEvent } from '@pki/outbox';
 import { auditOutboxEvent, AuditActorType, AuditOutcome, type AuditActor as WireActor } from '@pki/audit-events';
 import { eventsV1, Topics } from '@pki/proto';
 import type { PersonalDataVault } from '../../ports/personal-data-vault';
@@ -101,15 +101,53 @@ function wireActor(actor: AuditActor): WireActor {
 
 const OUTCOME = { INTENT: AuditOutcome.INTENT, SUCCESS: AuditOutcome.SUCCESS, FAILURE: AuditOutcome.FAILURE } as const;
 
+function statusEvent(options: PostgresRegistryOptions, change: StatusChange): NewEvent {
+  return { producer: options.statusProducer, topic: Topics.certificateStatus, key: change.serialHex, payload: encodeStatusChange(change) };
+}
+
+function auditEvent(options: PostgresRegistryOptions, record: AuditRecord): NewEvent {
+  return auditOutboxEvent({ producer: options.auditProducer, clock: options.clock }, {
+    action: record.action,
+    outcome: OUTCOME[record.outcome],
+    actor: wireActor(record.actor),
+    objects: record.objects,
+    ...(record.reason ? { reason: record.reason } : {}),
+    ...(record.attributes ? { attributes: record.attributes } : {}),
+  }).event;
+}
+
+/**
+ * The WITH part `outbox_source` of a one-statement write: its events as parameters (numbered on
+ * from `values`), kept only if `when` holds, then the outbox append (appendEventsFrom). The
+ * statement must read `outbox_notified`.
+ */
+function eventsWhen(events: readonly NewEvent[], values: unknown[], when: string): string {
+  const [producers, topics, keys, payloads, headers] = eventColumns(events);
+  return `outbox_source AS (
+       SELECT * FROM unnest($${values.push(producers)}::text[], $${values.push(topics)}::text[], $${values.push(keys)}::text[], $${values.push(payloads)}::bytea[], $${values.push(headers)}::jsonb[])
+              WITH ORDINALITY AS s(producer, topic, key, payload, headers, ord)
+        WHERE ${when}
+     ), ${appendEventsFrom('outbox_source')}`;
+}
+
+/** PostgreSQL's unique_violation on the idempotency key: in a one-statement write, another request holds it. */
+function isIdempotencyKeyTaken(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const { code, constraint } = err as { code?: unknown; constraint?: unknown };
+  return code === '23505' && constraint === 'idempotency_keys_pkey';
+}
+
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest();
 
 /**
  * A statement of the issuance path as a named (server-side prepared) one: PostgreSQL parses and
- * plans it once per connection instead of on every call. Only for statements with one possible
- * plan (inserts, updates by primary key on tables with no other index to choose from) and named
- * result columns: a generic plan is kept however the table grows, and a prepared `SELECT *` would
- * fail once a migration adds a column under a running replica ("cached plan must not change
- * result type").
+ * plans it once per connection instead of on every call. For statements whose generic plan is the
+ * right one whatever the tables hold: inserts, and look-ups and updates by primary key where no
+ * other index can serve the parameters (decisions 0037 and 0040: a generic plan made while a table
+ * is tiny may be a sequential scan, but PostgreSQL replans when ANALYZE updates the table's
+ * statistics, so it does not outlive the table's first growth), with named result columns: a
+ * prepared `SELECT *` would fail once a migration adds a column under a running replica ("cached
+ * plan must not change result type").
  */
 function prepared(text: string, values: unknown[]): pg.QueryConfig {
   let name = statementNames.get(text);
@@ -142,6 +180,87 @@ export class PostgresRegistry implements Registry {
 
   transaction<T>(work: (tx: RegistryTx) => Promise<T>): Promise<T> {
     return registryTransaction(this.#options.pool, (tx) => new Transaction(tx, this.#options), work);
+  }
+
+  /**
+   * An approval's common case in one statement, its own transaction (decision 0040): a SUBMITTED
+   * application becomes ISSUING, the idempotency key is claimed and the events are appended, or
+   * nothing is written. False when the application is not SUBMITTED (any more) or the key is
+   * taken: the caller then goes the transactional way, which says why.
+   */
+  async approveAtOnce(input: {
+    applicationId: string;
+    decidedBy?: string;
+    at: Date;
+    idempotency: { scope: string; key: string; operation: string; fingerprint: Buffer };
+    audits: readonly AuditRecord[];
+  }): Promise<boolean> {
+    if (!isUuid(input.applicationId)) return false;
+    const { scope, key, operation, fingerprint } = input.idempotency;
+    // The states are parameters, not literals: a generic plan cannot then use the partial index on
+    // state (a bulk re-issuance leaves millions of applications SUBMITTED) and takes the primary key.
+    const values: unknown[] = [input.applicationId, 'SUBMITTED', 'ISSUING', input.decidedBy ?? null, input.at];
+    // The key's INSERT has no ON CONFLICT: a key already held makes the statement fail (and write
+    // nothing) rather than move an application under another request's key.
+    const text = `WITH moved AS (
+         UPDATE applications SET state = $3::text, decided_by = COALESCE($4::text, decided_by), updated_at = $5
+          WHERE id = $1 AND state = $2::text
+         RETURNING id
+       ), claim AS (
+         INSERT INTO idempotency_keys (scope, key, operation, fingerprint)
+         SELECT $${values.push(scope)}::text, $${values.push(key)}::text, $${values.push(operation)}::text, $${values.push(fingerprint)}::bytea FROM moved
+       ), ${eventsWhen(input.audits.map((a) => auditEvent(this.#options, a)), values, 'EXISTS (SELECT 1 FROM moved)')}
+       SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM outbox_notified) AS notified`;
+    try {
+      const { rows } = await this.#options.pool.query(prepared(text, values));
+      return Number(rows[0].moved) === 1;
+    } catch (err) {
+      if (isIdempotencyKeyTaken(err)) return false;
+      throw toDatabaseError(err, 'approve application');
+    }
+  }
+
+  /**
+   * A new card's issuance recorded in one statement, its own transaction (decision 0040): the
+   * application moves from ISSUING to ISSUED and only then are the card, the certificates with
+   * their first history rows, the idempotency key's result and the events written; all or
+   * nothing. Undefined when the application is not ISSUING (a concurrent run recorded it, or it
+   * moved on): nothing was written, and the transactional recording says what happened.
+   */
+  async recordIssuanceAtOnce(input: {
+    applicationId: string;
+    card: CardRecord;
+    certificates: readonly CertificateRecord[];
+    idempotency?: { scope: string; key: string; result: unknown };
+    statusChanges: readonly StatusChange[];
+    audits: readonly AuditRecord[];
+  }): Promise<ApplicationRecord | undefined> {
+    if (!isUuid(input.applicationId)) return undefined;
+    const values: unknown[] = [input.applicationId, 'ISSUING', 'ISSUED', this.#options.clock.now()];
+    const when = 'EXISTS (SELECT 1 FROM moved)';
+    const parts = [
+      // States as parameters, as in approveAtOnce.
+      `moved AS (
+         UPDATE applications SET state = $3::text, updated_at = $4 WHERE id = $1 AND state = $2::text
+         RETURNING ${APPLICATION_COLUMNS.join(', ')})`,
+      cardInsert(input.card, values, 'moved'),
+      ...certificateInserts(this.#options.vault, input.certificates, values, when),
+    ];
+    if (input.idempotency) {
+      const { scope, key, result } = input.idempotency;
+      parts.push(
+        `completed AS (UPDATE idempotency_keys SET result = $${values.push(JSON.stringify(result))}::jsonb, completed_at = now()
+           WHERE scope = $${values.push(scope)}::text AND key = $${values.push(key)}::text AND ${when})`,
+      );
+    }
+    const events = [...input.statusChanges.map((c) => statusEvent(this.#options, c)), ...input.audits.map((a) => auditEvent(this.#options, a))];
+    parts.push(eventsWhen(events, values, when));
+    try {
+      const { rows } = await this.#options.pool.query(prepared(`WITH ${parts.join(',\n')}\nSELECT m.*, (SELECT count(*) FROM outbox_notified) AS outbox_notified FROM moved m`, values));
+      return rows[0] ? application(rows[0]) : undefined;
+    } catch (err) {
+      throw toDatabaseError(err, 'record issuance');
+    }
   }
 
   async principalByCertificate(certificateSha256: string): Promise<PrincipalRecord | undefined> {
@@ -223,9 +342,9 @@ class Reads implements RegistryReads {
   ) {}
 
   /** Outside a transaction, a database that cannot be reached is UNAVAILABLE (503), not an internal error. */
-  protected async query(text: string, params: unknown[] = []): Promise<pg.QueryResult> {
+  protected async query(text: string | pg.QueryConfig, params: unknown[] = []): Promise<pg.QueryResult> {
     try {
-      return await this.db.query(text, params);
+      return await (typeof text === 'string' ? this.db.query(text, params) : this.db.query(text));
     } catch (err) {
       throw toDatabaseError(err, 'registry read');
     }
@@ -235,6 +354,21 @@ class Reads implements RegistryReads {
     if (!isUuid(id)) return undefined;
     const { rows } = await this.query(`SELECT * FROM applications WHERE id = $1${options.forUpdate ? ' FOR UPDATE' : ''}`, [id]);
     return rows[0] ? application(rows[0]) : undefined;
+  }
+
+  async getApplicationWithSubscriber(id: string): Promise<{ application: ApplicationRecord; subscriber: SubscriberRecord } | undefined> {
+    if (!isUuid(id)) return undefined;
+    // Named (decision 0040): two primary-key look-ups. Columns named, never *, so that a column
+    // added by a migration under a running replica does not change the prepared result.
+    const { rows } = await this.query(
+      prepared(
+        `SELECT ${APPLICATION_COLUMNS.map((c) => `a.${c}`).join(', ')}, ${SUBSCRIBER_COLUMNS.map((c) => `s.${c} AS "subscriber.${c}"`).join(', ')}
+           FROM applications a JOIN subscribers s ON s.id = a.subscriber_id WHERE a.id = $1`,
+        [id],
+      ),
+    );
+    const row = rows[0];
+    return row ? { application: application(row), subscriber: subscriberOfRow(row) } : undefined;
   }
 
   async listApplications(filter: ApplicationFilter, page: PageRequest): Promise<Page<ApplicationRecord>> {
@@ -422,10 +556,9 @@ export class Transaction extends Reads implements RegistryTx {
     changes: { state: ApplicationState; decidedBy?: string },
   ): Promise<{ application: ApplicationRecord; subscriber: SubscriberRecord } | undefined> {
     if (!isUuid(id)) return undefined;
-    // Not prepared, like every statement that touches applications by id and state: a generic plan
-    // made while the table is small could settle on a sequential scan or the state index and keep
-    // it as the table grows. The subscriber comes along for the issuance that follows (its columns
-    // named apart from the application's).
+    // Planned per call: the transactional way, for what the one-statement approval
+    // (approveAtOnce) leaves, is not the hot path. The subscriber comes along for the issuance
+    // that follows (its columns named apart from the application's).
     const { rows } = await this.tx.query(
       `UPDATE applications a SET state = $3, decided_by = COALESCE($4, a.decided_by), updated_at = $5
          FROM subscribers s WHERE a.id = $1 AND a.state = $2 AND s.id = a.subscriber_id
@@ -433,7 +566,7 @@ export class Transaction extends Reads implements RegistryTx {
       [id, from, changes.state, changes.decidedBy ?? null, this.options.clock.now()],
     );
     const row = rows[0];
-    return row ? { application: application(row), subscriber: subscriber(Object.fromEntries(SUBSCRIBER_COLUMNS.map((c) => [c, row[`subscriber.${c}`]]))) } : undefined;
+    return row ? { application: application(row), subscriber: subscriberOfRow(row) } : undefined;
   }
 
   async recordIssuance(input: {
@@ -456,18 +589,8 @@ export class Transaction extends Reads implements RegistryTx {
     // idempotency_keys by its primary key (its only index), have one plan whatever the tables hold.
     const values: unknown[] = [];
     const parts: string[] = [];
-    if (input.card) {
-      const c = input.card;
-      const columns: unknown[] = [c.cardNumber, c.subscriberId, c.subjectSerial, c.status, c.office, c.activatedAt ?? null, c.extended, c.signingSpki, c.encryptionSpki,
-        sha256(c.signingSpki), sha256(c.encryptionSpki), c.keysCreatedAt, c.originalNotAfter, c.createdAt];
-      parts.push(
-        `card AS (
-           INSERT INTO cards (card_number, subscriber_id, subject_serial, status, office, activated_at, extended, signing_spki, encryption_spki, signing_spki_sha256,
-             encryption_spki_sha256, keys_created_at, original_not_after, created_at)
-           VALUES (${columns.map((v) => `$${values.push(v)}`).join(', ')}))`,
-      );
-    }
-    parts.push(...this.#certificateInserts(input.certificates, values));
+    if (input.card) parts.push(cardInsert(input.card, values));
+    parts.push(...certificateInserts(this.options.vault, input.certificates, values));
     if (input.idempotency) {
       const { scope, key, result } = input.idempotency;
       parts.push(`completed AS (UPDATE idempotency_keys SET result = $${values.push(JSON.stringify(result))}, completed_at = now() WHERE scope = $${values.push(scope)} AND key = $${values.push(key)})`);
@@ -519,36 +642,9 @@ export class Transaction extends Reads implements RegistryTx {
   async insertCertificates(certificates: readonly CertificateRecord[]): Promise<void> {
     if (certificates.length === 0) return;
     const values: unknown[] = [];
-    const parts = this.#certificateInserts(certificates, values);
+    const parts = certificateInserts(this.options.vault, certificates, values);
     // One round trip for the certificates and their first history rows.
     await this.tx.query(prepared(`WITH ${parts.join(',\n')}\nSELECT`, values));
-  }
-
-  /**
-   * The WITH parts that insert certificates (sealed: their DER carries the subject's name) and
-   * their first history rows, numbering their parameters on from `values`.
-   */
-  #certificateInserts(certificates: readonly CertificateRecord[], values: unknown[]): string[] {
-    const column = <V>(value: (c: CertificateRecord) => V) => certificates.map(value);
-    const sealed = certificates.map((c) => this.options.vault.seal('certificate', c.serialHex, c.certificateDer));
-    const arrays: Array<[unknown[], string]> = [
-      [column((c) => c.serialHex), 'text'], [column((c) => c.issuerKeyId), 'text'], [column((c) => c.profile), 'text'], [column((c) => c.status), 'text'],
-      [column((c) => c.notBefore), 'timestamptz'], [column((c) => c.notAfter), 'timestamptz'], [sealed.map((s) => s.ciphertext), 'bytea'], [sealed.map((s) => s.keyId), 'text'],
-      [column((c) => c.cardNumber ?? null), 'text'], [column((c) => c.applicationId ?? null), 'uuid'], [column((c) => c.keySlot), 'text'], [column((c) => c.reason ?? null), 'text'],
-      [column((c) => c.revocationTime ?? null), 'timestamptz'], [column((c) => c.invalidityDate ?? null), 'timestamptz'], [column((c) => c.createdAt), 'timestamptz'],
-      [column((c) => c.updatedAt), 'timestamptz'], [column((c) => c.deviceId ?? null), 'uuid'], [column((c) => c.systemId ?? null), 'text'],
-    ];
-    const unnest = arrays.map(([array, type]) => `$${values.push(array)}::${type}[]`).join(', ');
-    return [
-      `certificate AS (
-         INSERT INTO certificates (serial_hex, issuer_key_id, profile, status, not_before, not_after, certificate_sealed, pd_key_id, card_number, application_id, key_slot,
-           reason, revocation_time, invalidity_date, created_at, updated_at, device_id, system_id)
-         SELECT * FROM unnest(${unnest})
-         RETURNING serial_hex, status, reason, revocation_time, created_at)`,
-      `history AS (
-         INSERT INTO certificate_status_history (serial_hex, status, reason, revocation_time, changed_at, changed_by)
-         SELECT serial_hex, status, reason, revocation_time, created_at, 'issuance' FROM certificate)`,
-    ];
   }
 
   async certificatesOfApplication(applicationId: string): Promise<CertificateRecord[]> {
@@ -567,19 +663,11 @@ export class Transaction extends Reads implements RegistryTx {
   }
 
   async recordStatusChange(change: StatusChange): Promise<void> {
-    this.#events.push({ producer: this.options.statusProducer, topic: Topics.certificateStatus, key: change.serialHex, payload: encodeStatusChange(change) });
+    this.#events.push(statusEvent(this.options, change));
   }
 
   async audit(record: AuditRecord): Promise<void> {
-    const { event } = auditOutboxEvent({ producer: this.options.auditProducer, clock: this.options.clock }, {
-      action: record.action,
-      outcome: OUTCOME[record.outcome],
-      actor: wireActor(record.actor),
-      objects: record.objects,
-      ...(record.reason ? { reason: record.reason } : {}),
-      ...(record.attributes ? { attributes: record.attributes } : {}),
-    });
-    this.#events.push(event);
+    this.#events.push(auditEvent(this.options, record));
   }
 
   async insertApproval(a: ApprovalRecord): Promise<void> {
@@ -672,6 +760,16 @@ const SUBSCRIBER_COLUMNS = [
   'publication_consent', 'subscriber_code_hash', 'code_failures', 'code_lockouts', 'code_locked_until', 'status', 'office', 'created_at',
 ] as const;
 
+/** The subscriber of a row that carries its columns as "subscriber.<column>" beside another table's. */
+function subscriberOfRow(row: Record<string, unknown>): SubscriberRecord {
+  return subscriber(Object.fromEntries(SUBSCRIBER_COLUMNS.map((c) => [c, row[`subscriber.${c}`]])));
+}
+
+const APPLICATION_COLUMNS = [
+  'id', 'kind', 'state', 'subscriber_id', 'card_number', 'replaces_card', 'subject_serial', 'office', 'created_by', 'decided_by', 'signing_spki', 'encryption_spki',
+  'not_after', 'reason', 'created_at', 'updated_at',
+] as const;
+
 function subscriber(r: Record<string, unknown>): SubscriberRecord {
   return {
     id: r.id as string,
@@ -693,6 +791,51 @@ function subscriber(r: Record<string, unknown>): SubscriberRecord {
     office: r.office as string,
     createdAt: r.created_at as Date,
   };
+}
+
+/**
+ * The WITH part that inserts a card, numbering its parameters on from `values`; with `from`, one
+ * row per row of that relation of the statement (none when it is empty).
+ */
+function cardInsert(c: CardRecord, values: unknown[], from?: string): string {
+  const columns: Array<[unknown, string]> = [
+    [c.cardNumber, 'text'], [c.subscriberId, 'uuid'], [c.subjectSerial, 'text'], [c.status, 'text'], [c.office, 'text'], [c.activatedAt ?? null, 'timestamptz'],
+    [c.extended, 'boolean'], [c.signingSpki, 'bytea'], [c.encryptionSpki, 'bytea'], [sha256(c.signingSpki), 'bytea'], [sha256(c.encryptionSpki), 'bytea'],
+    [c.keysCreatedAt, 'timestamptz'], [c.originalNotAfter, 'timestamptz'], [c.createdAt, 'timestamptz'],
+  ];
+  const list = columns.map(([v, type]) => `$${values.push(v)}::${type}`).join(', ');
+  return `card AS (
+           INSERT INTO cards (card_number, subscriber_id, subject_serial, status, office, activated_at, extended, signing_spki, encryption_spki, signing_spki_sha256,
+             encryption_spki_sha256, keys_created_at, original_not_after, created_at)
+           ${from ? `SELECT ${list} FROM ${from}` : `VALUES (${list})`})`;
+}
+
+/**
+ * The WITH parts that insert certificates (sealed: their DER carries the subject's name) and
+ * their first history rows, numbering their parameters on from `values`; with `when`, only if
+ * that condition holds.
+ */
+function certificateInserts(vault: PersonalDataVault, certificates: readonly CertificateRecord[], values: unknown[], when?: string): string[] {
+  const column = <V>(value: (c: CertificateRecord) => V) => certificates.map(value);
+  const sealed = certificates.map((c) => vault.seal('certificate', c.serialHex, c.certificateDer));
+  const arrays: Array<[unknown[], string]> = [
+    [column((c) => c.serialHex), 'text'], [column((c) => c.issuerKeyId), 'text'], [column((c) => c.profile), 'text'], [column((c) => c.status), 'text'],
+    [column((c) => c.notBefore), 'timestamptz'], [column((c) => c.notAfter), 'timestamptz'], [sealed.map((s) => s.ciphertext), 'bytea'], [sealed.map((s) => s.keyId), 'text'],
+    [column((c) => c.cardNumber ?? null), 'text'], [column((c) => c.applicationId ?? null), 'uuid'], [column((c) => c.keySlot), 'text'], [column((c) => c.reason ?? null), 'text'],
+    [column((c) => c.revocationTime ?? null), 'timestamptz'], [column((c) => c.invalidityDate ?? null), 'timestamptz'], [column((c) => c.createdAt), 'timestamptz'],
+    [column((c) => c.updatedAt), 'timestamptz'], [column((c) => c.deviceId ?? null), 'uuid'], [column((c) => c.systemId ?? null), 'text'],
+  ];
+  const unnest = arrays.map(([array, type]) => `$${values.push(array)}::${type}[]`).join(', ');
+  return [
+    `certificate AS (
+       INSERT INTO certificates (serial_hex, issuer_key_id, profile, status, not_before, not_after, certificate_sealed, pd_key_id, card_number, application_id, key_slot,
+         reason, revocation_time, invalidity_date, created_at, updated_at, device_id, system_id)
+       SELECT * FROM unnest(${unnest})${when ? ` WHERE ${when}` : ''}
+       RETURNING serial_hex, status, reason, revocation_time, created_at)`,
+    `history AS (
+       INSERT INTO certificate_status_history (serial_hex, status, reason, revocation_time, changed_at, changed_by)
+       SELECT serial_hex, status, reason, revocation_time, created_at, 'issuance' FROM certificate)`,
+  ];
 }
 
 function application(r: Record<string, unknown>): ApplicationRecord {
