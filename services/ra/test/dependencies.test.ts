@@ -85,6 +85,40 @@ describe('ca-signer unavailable', () => {
   });
 });
 
+describe('a retry of an approval whose issuance is unfinished', () => {
+  it('waits for the application before it holds the key, so the first run\'s recording (application, then key) cannot deadlock with it', async () => {
+    const id = await submitted();
+    await signer.cut();
+    const key = `approve-${id}`;
+    expect((await f.call('registrar-a', 'POST', `/v1/applications/${id}/approval`, undefined, key)).status).toBe(503); // ISSUING, the key claimed and unfinished
+    await signer.restore();
+    // Another approval until the gRPC channel is back, so that the retry below meets the lock, not the reconnection.
+    const other = await submitted();
+    let warm = await f.call('registrar-a', 'POST', `/v1/applications/${other}/approval`, undefined, `approve-${other}`);
+    for (const until = Date.now() + 30_000; warm.status === 503 && Date.now() < until; ) {
+      await new Promise((r) => setTimeout(r, 500));
+      warm = await f.call('registrar-a', 'POST', `/v1/applications/${other}/approval`, undefined, `approve-${other}`);
+    }
+    expect(warm.status).toBe(201);
+    // A recording stands in: it holds the application's row, and then wants the key's.
+    const recording = await f.db.connect();
+    try {
+      await recording.query('BEGIN');
+      await recording.query(`UPDATE applications SET updated_at = updated_at WHERE id = $1`, [id]);
+      const retry = f.call('registrar-a', 'POST', `/v1/applications/${id}/approval`, undefined, key);
+      await new Promise((r) => setTimeout(r, 500)); // the retry is waiting by now
+      await recording.query(`SET LOCAL lock_timeout = '5s'`);
+      await recording.query(`UPDATE idempotency_keys SET created_at = created_at WHERE key = $1`, [key]); // a deadlock would fail one of the two here
+      await recording.query('COMMIT');
+      const answered = await retry;
+      expect(answered.status).toBe(201);
+      expect((answered.body.application as { state: string }).state).toBe('ISSUED');
+    } finally {
+      recording.release();
+    }
+  });
+});
+
 describe('database unavailable', () => {
   it('answers 503 for reads and writes, readiness fails, and everything works again when it returns', async () => {
     const card = await issueCard(f, await register(f, person()));

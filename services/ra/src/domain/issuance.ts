@@ -144,6 +144,10 @@ export class Issuance {
     const atOnce = await this.#approveAtOnce(command, applicationId, operation);
     if (atOnce) return this.issue(atOnce.application, { idempotency, subscriber: atOnce.subscriber });
     const started = await this.#deps.registry.transaction(async (tx) => {
+      // The application's row is locked before the key's, the order in which the recording (and
+      // the one-statement approval) lock them: a retry that claimed the key first and then waited
+      // for the application would deadlock with the first run's recording.
+      await tx.getApplication(applicationId, { forUpdate: true });
       const claim = await tx.claimIdempotency(scope, command.idempotencyKey, operation, command.fingerprint);
       if (claim.kind === 'conflict') throw idempotencyConflict(operation, command.idempotencyKey, claim.operation);
       if (claim.kind === 'done') return { kind: 'done' as const, result: await this.#replay(tx, claim.result) };
