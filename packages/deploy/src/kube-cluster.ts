@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { freePort, killFromPidFile } from '@pki/testing';
+import { freePorts, killFromPidFile } from '@pki/testing';
 
 const run = promisify(execFile);
 
@@ -105,7 +105,7 @@ export async function startKubeCluster(options: StartKubeOptions = {}): Promise<
     const pki = path.join(dir, 'pki');
     mkdirSync(pki);
     await makeCertificates(pki);
-    const [etcdClient, etcdPeer, apiPort] = [await freePort(), await freePort(), await freePort()];
+    const [etcdClient, etcdPeer, apiPort] = (await freePorts(3)) as [number, number, number];
     const server = `https://127.0.0.1:${apiPort}`;
     writeFileSync(env.KUBECONFIG!, kubeconfig(server, pki));
     const launch = (name: KubeTool, args: string[]) => {

@@ -4,7 +4,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, r
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { freePort } from './postgres';
+import { freePorts } from './postgres';
 
 /**
  * A single-node Apache Kafka broker (KRaft, broker + controller in one JVM, loopback only) for
@@ -46,8 +46,7 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<TestK
   const dir = mkdtempSync(join(parent, 'kafka-'));
   const startTimeoutMs = options.startTimeoutMs ?? 90_000;
   try {
-    const clientPort = await freePort();
-    const controllerPort = await freePort();
+    const [clientPort, controllerPort] = (await freePorts(2)) as [number, number];
     const configFile = join(dir, 'server.properties');
     writeFileSync(configFile, brokerConfig({ dir, clientPort, controllerPort, partitions: options.partitions ?? 1 }));
     writeFileSync(join(dir, 'log4j2.properties'), LOG4J2_CONFIG);
