@@ -105,7 +105,7 @@ async function main(): Promise<void> {
   const load = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
   console.log(`audit benchmark: ${EVENTS} events end to end from ${PRODUCERS} producers (${WRITERS} writers each, ${PER_TX} events per transaction); ${OFFLINE_EVENTS} offline; ${os.cpus().length} cores; load ${load()}`);
   const loadBefore = load();
-  const [postgres, kafka] = await Promise.all([startPostgres({ dir: runDir }), startKafka({ dir: runDir })]);
+  const [postgres, kafka] = await Promise.all([startPostgres({ dir: runDir, durable: true }), startKafka({ dir: runDir })]);
   let audit: ChildProcess | undefined;
   let stopSigner: (() => Promise<void>) | undefined;
   const results: Array<Record<string, unknown>> = [];

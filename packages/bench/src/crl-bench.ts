@@ -98,7 +98,7 @@ async function main(): Promise<void> {
   mkdirSync(runDir, { recursive: true });
   const load = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
   console.log(`CRL benchmark: ${ENTRIES.toLocaleString('en')} revoked entries, a delta of ${CHANGES.toLocaleString('en')} changes; ${os.cpus().length} cores; load ${load()}`);
-  const postgres = await startPostgres({ dir: runDir });
+  const postgres = await startPostgres({ dir: runDir, durable: true });
   const children: ChildProcess[] = [];
   try {
     const databaseUrl = await createDatabase(postgres.url, 'crlbench');

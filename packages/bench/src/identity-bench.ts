@@ -54,7 +54,7 @@ async function main(): Promise<void> {
   const runDir = path.join(root, 'var', 'bench', `identity-${process.pid}`);
   mkdirSync(runDir, { recursive: true });
   console.log(`identity confirmation benchmark: ${BATCHES} batches of ${RECORDS} records against ${POPULATION} subscribers with cards; ${os.availableParallelism()} cores`);
-  const postgres = await startPostgres({ dir: runDir });
+  const postgres = await startPostgres({ dir: runDir, durable: true });
   const children: ChildProcess[] = [];
   try {
     const databaseUrl = await createDatabase(postgres.url, 'bench');

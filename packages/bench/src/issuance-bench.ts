@@ -113,7 +113,7 @@ async function main(): Promise<void> {
 
   // BENCH_PG_SETTINGS: extra postgresql.conf lines, separated by ';' (for trying a server setting).
   const extraSettings = (process.env.BENCH_PG_SETTINGS ?? '').split(';').map((l) => l.trim()).filter(Boolean);
-  const postgres = await startPostgres({ dir: runDir, settings: [...(STATEMENTS ? [`shared_preload_libraries = 'pg_stat_statements'`, 'pg_stat_statements.track = all', 'pg_stat_statements.track_planning = on'] : []), ...extraSettings] });
+  const postgres = await startPostgres({ dir: runDir, durable: true, settings: [...(STATEMENTS ? [`shared_preload_libraries = 'pg_stat_statements'`, 'pg_stat_statements.track = all', 'pg_stat_statements.track_planning = on'] : []), ...extraSettings] });
   const children: ChildProcess[] = [];
   let keepRunDir = false;
   try {

@@ -99,6 +99,7 @@ async function main(): Promise<void> {
   const sizing = [`shared_buffers = '${process.env.BENCH_MIGRATION_SHARED_BUFFERS ?? '1GB'}'`, `max_wal_size = '4GB'`];
   const pg = await startPostgres({
     dir: path.join(benchDir, 'pg'),
+    durable: true,
     settings: [
       ...sizing,
       ...(statements

@@ -233,7 +233,7 @@ async function main(): Promise<void> {
   console.log(`OCSP benchmark: population ${POPULATION.toLocaleString('en')} (10% revoked), ${SECONDS} s per load, wrk with ${CONNECTIONS} connections, ${THREADS} serving threads; load average ${uptime()}`);
   const logger = createLogger({ service: 'bench', level: 'warn' });
   const children: ChildProcess[] = [];
-  const [postgres, kafka] = await Promise.all([startPostgres({ dir: runDir }), startKafka({ dir: runDir })]);
+  const [postgres, kafka] = await Promise.all([startPostgres({ dir: runDir, durable: true }), startKafka({ dir: runDir })]);
   try {
     const databaseUrl = await createDatabase(postgres.url, 'ocsp_bench');
     const ids = await createServiceIdentities(path.join(runDir, 'identities'), ['ca-signer', 'ocsp'] as const);

@@ -155,7 +155,7 @@ async function main(): Promise<void> {
   mkdirSync(runDir, { recursive: true });
   console.log(`signing benchmark: ${SECONDS} s per measurement, ${SESSIONS} HSM sessions, batches of ${BATCH}, ${CONCURRENCY} RPCs in flight; ${os.cpus().length} cores`);
 
-  const postgres = await startPostgres({ dir: runDir });
+  const postgres = await startPostgres({ dir: runDir, durable: true });
   postmasterPid = postmasterPidOf(postgres.dir);
   let signer: ChildProcess | undefined;
   try {

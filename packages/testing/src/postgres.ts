@@ -34,6 +34,11 @@ export interface StartPostgresOptions {
   startTimeoutMs?: number;
   /** More postgresql.conf lines (benchmarks: e.g. shared_preload_libraries = 'pg_stat_statements'). */
   settings?: string[];
+  /**
+   * Durable as deployed (fsync, synchronous_commit and full_page_writes at their defaults): for
+   * benchmarks, whose figures must include the commits' WAL flushes. Tests run without them.
+   */
+  durable?: boolean;
 }
 
 const SUPERUSER = 'postgres';
@@ -62,16 +67,15 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     });
 
     const port = options.port ?? (await freePort());
-    // Durability is pointless for a test cluster and costs most of the time of a DDL-heavy suite.
     const settings = [
       `port = ${port}`,
       `listen_addresses = '127.0.0.1'`,
       // No Unix socket: its path would sit in the clone, and a deep clone path exceeds the
       // 107-byte limit of a socket address; clients connect over TCP.
       `unix_socket_directories = ''`,
-      'fsync = off',
-      'synchronous_commit = off',
-      'full_page_writes = off',
+      // Durability is pointless for a test cluster and costs most of the time of a DDL-heavy
+      // suite; a benchmark asks for it (`durable`), since a CA answers only once it is on disk.
+      ...(options.durable ? [] : ['fsync = off', 'synchronous_commit = off', 'full_page_writes = off']),
       'max_connections = 300',
       'shared_buffers = 128MB',
       `log_min_messages = warning`,
