@@ -36,13 +36,7 @@ export interface Registry {
    * application is missing or not SUBMITTED, or the key is already held: the transactional way
    * then finds out why.
    */
-  approveAtOnce(input: {
-    applicationId: string;
-    decidedBy?: string;
-    at: Date;
-    idempotency: { scope: string; key: string; operation: string; fingerprint: Buffer };
-    audits: readonly AuditRecord[];
-  }): Promise<boolean>;
+  approveAtOnce(input: ApprovalAtOnce): Promise<boolean>;
   /**
    * A new card's issuance (no card superseded) in one statement, its own transaction: the
    * application moves from ISSUING to ISSUED, then the card, its certificates with their first
@@ -50,14 +44,26 @@ export interface Registry {
    * are written, all or nothing. Undefined, with nothing written, when the application is not
    * ISSUING (a concurrent run recorded it, or it moved on).
    */
-  recordIssuanceAtOnce(input: {
-    applicationId: string;
-    card: CardRecord;
-    certificates: readonly CertificateRecord[];
-    idempotency?: { scope: string; key: string; result: unknown };
-    statusChanges: readonly StatusChange[];
-    audits: readonly AuditRecord[];
-  }): Promise<ApplicationRecord | undefined>;
+  recordIssuanceAtOnce(input: IssuanceAtOnce): Promise<ApplicationRecord | undefined>;
+}
+
+/** What {@link Registry.approveAtOnce} writes. */
+export interface ApprovalAtOnce {
+  applicationId: string;
+  decidedBy?: string;
+  at: Date;
+  idempotency: { scope: string; key: string; operation: string; fingerprint: Buffer };
+  audits: readonly AuditRecord[];
+}
+
+/** What {@link Registry.recordIssuanceAtOnce} writes. */
+export interface IssuanceAtOnce {
+  applicationId: string;
+  card: CardRecord;
+  certificates: readonly CertificateRecord[];
+  idempotency?: { scope: string; key: string; result: unknown };
+  statusChanges: readonly StatusChange[];
+  audits: readonly AuditRecord[];
 }
 
 export interface Page<T> {

@@ -10,10 +10,12 @@ import { eventsV1, Topics } from '@pki/proto';
 import type { PersonalDataVault } from '../../ports/personal-data-vault';
 import type {
   ApplicationFilter,
+  ApprovalAtOnce,
   ApprovalFilter,
   CertificateFilter,
   HouseholdEventRecord,
   IdempotencyClaim,
+  IssuanceAtOnce,
   Page,
   PageRequest,
   Registry,
@@ -188,13 +190,7 @@ export class PostgresRegistry implements Registry {
    * nothing is written. False when the application is not SUBMITTED (any more) or the key is
    * taken: the caller then goes the transactional way, which says why.
    */
-  async approveAtOnce(input: {
-    applicationId: string;
-    decidedBy?: string;
-    at: Date;
-    idempotency: { scope: string; key: string; operation: string; fingerprint: Buffer };
-    audits: readonly AuditRecord[];
-  }): Promise<boolean> {
+  async approveAtOnce(input: ApprovalAtOnce): Promise<boolean> {
     if (!isUuid(input.applicationId)) return false;
     const { scope, key, operation, fingerprint } = input.idempotency;
     // The states are parameters, not literals: a generic plan cannot then use the partial index on
@@ -227,14 +223,7 @@ export class PostgresRegistry implements Registry {
    * nothing. Undefined when the application is not ISSUING (a concurrent run recorded it, or it
    * moved on): nothing was written, and the transactional recording says what happened.
    */
-  async recordIssuanceAtOnce(input: {
-    applicationId: string;
-    card: CardRecord;
-    certificates: readonly CertificateRecord[];
-    idempotency?: { scope: string; key: string; result: unknown };
-    statusChanges: readonly StatusChange[];
-    audits: readonly AuditRecord[];
-  }): Promise<ApplicationRecord | undefined> {
+  async recordIssuanceAtOnce(input: IssuanceAtOnce): Promise<ApplicationRecord | undefined> {
     if (!isUuid(input.applicationId)) return undefined;
     const values: unknown[] = [input.applicationId, 'ISSUING', 'ISSUED', this.#options.clock.now()];
     const when = 'EXISTS (SELECT 1 FROM moved)';
