@@ -17,7 +17,10 @@ node=$root/var/tools/bin/node
 [ $# -ge 3 ] || { sed -n '2,12p' "$0" >&2; exit 64; }
 who=$1 method=$2 path=$3 body=${4:-}
 read_endpoint() { "$node" -e 'const v = process.argv[2].split(".").reduce((o, k) => o?.[k], require(process.argv[1])); if (v === undefined) process.exit(1); console.log(v)' "$endpoints" "$1"; }
-args=(--silent --show-error --fail-with-body --cacert "$(read_endpoint serviceCa)" -X "$method" -H "idempotency-key: ${IDEMPOTENCY_KEY:-$(openssl rand -hex 12)}")
+# A 503 (a dependency not ready yet: right after `make up` restarts on earlier state, ca-signer
+# refuses issuance until the audit log has confirmed its earlier events) is retried as Retry-After
+# says; a retry carries the same idempotency key, so a POST is never done twice.
+args=(--silent --show-error --fail-with-body --retry 6 --retry-max-time 120 --cacert "$(read_endpoint serviceCa)" -X "$method" -H "idempotency-key: ${IDEMPOTENCY_KEY:-$(openssl rand -hex 12)}")
 case $who in
   citizen|public) ;;
   *)
@@ -26,6 +29,11 @@ case $who in
 esac
 [ -n "$body" ] && args+=(-H 'content-type: application/json' --data "$body")
 status=0
-curl "${args[@]}" "$(read_endpoint "http.${PKI_API:-ra}")$path" || status=$?
+# The answer goes to a file first: curl empties it before a retry, where standard output would
+# carry every attempt's body.
+answer=$(mktemp)
+trap 'rm -f "$answer"' EXIT
+curl "${args[@]}" --output "$answer" "$(read_endpoint "http.${PKI_API:-ra}")$path" || status=$?
+cat "$answer"
 echo
 exit $status
