@@ -120,9 +120,18 @@ export function appendEventsFrom(source: string): string {
      )`;
 }
 
+/**
+ * The events passed as {@link eventColumns}' five parameters, numbered from `$first`, as a query
+ * whose rows are a `source` for {@link appendEventsFrom} (`ord` is the array order).
+ */
+export function eventRows(first: number): string {
+  return `SELECT * FROM unnest($${first}::text[], $${first + 1}::text[], $${first + 2}::text[], $${first + 3}::bytea[], $${first + 4}::jsonb[])
+              WITH ORDINALITY AS s(producer, topic, key, payload, headers, ord)`;
+}
+
 // (A data-modifying WITH runs to completion whether or not the query reads it.)
 const APPEND_EVENTS_SQL = `WITH outbox_source AS (
-       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[]) WITH ORDINALITY AS s(producer, topic, key, payload, headers, ord)
+       ${eventRows(1)}
      ), ${appendEventsFrom('outbox_source')}
      SELECT producer, last_seq FROM outbox_notified`;
 

@@ -11,7 +11,7 @@ export {
   HEADER_CREATED_AT,
 } from './events';
 export { OUTBOX_MIGRATION_SQL, INBOX_MIGRATION_SQL, outboxMigration, inboxMigration } from './schema';
-export { appendEvent, appendEvents, appendEventsFrom, eventColumns, outboxChannel, type NewEvent } from './append';
+export { appendEvent, appendEvents, appendEventsFrom, eventColumns, eventRows, outboxChannel, type NewEvent } from './append';
 export { OutboxRelay, type OutboxRelayOptions, type OutboxRelayCounters } from './relay';
 export { ProducerSequenceTracker, skipRedeliveries, acceptEventOnce } from './dedupe';
 export { KafkaEventPublisher, KafkaEventSubscriber, createKafkaClient, ensureKafkaTopics, decodeKafkaMessage, type KafkaTransportConfig } from './kafka';

@@ -223,7 +223,6 @@ function tail(file: string, lines = 30): string {
   }
 }
 
-/** A port free at the moment of asking (the OS picks it); the server binds it right after. */
 /**
  * `count` distinct free ports: each is held until all are found, so the kernel cannot hand the
  * same one out twice (two freePort() calls in a row may return the same port once the first
@@ -246,16 +245,9 @@ export async function freePorts(count: number): Promise<number[]> {
   }
 }
 
+/** A port free at the moment of asking (the OS picks it); the server binds it right after. */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
+  return (await freePorts(1))[0]!;
 }
 
 /**

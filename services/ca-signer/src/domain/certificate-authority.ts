@@ -4,7 +4,7 @@ import { PkiError, type Clock, type Logger } from '@pki/kit';
 import { withTransaction, type Tx } from '@pki/db';
 import { formatName, parseCertificate, randomSerial, type DistinguishedName, type NameAttribute } from '@pki/x509';
 import { appendAuditEvent, assertHsmAvailable, AuditOutcome, auditOutboxEvent, serviceActor, type AuditChannel, type NewAuditEvent } from './audit';
-import { appendEventsFrom, eventColumns } from '@pki/outbox';
+import { appendEventsFrom, eventColumns, eventRows } from '@pki/outbox';
 import type { IssuerRecord, IssuerRegistry } from './issuer-registry';
 import { lintCodes } from './lint';
 import { sha256Hex } from './digest';
@@ -386,7 +386,7 @@ export class CertificateAuthority {
           WHERE i.caller = r.caller AND i.idempotency_key = r.idempotency_key
           RETURNING 1
        ), result AS (
-         SELECT * FROM unnest($4::text[], $5::text[], $6::text[], $7::bytea[], $8::jsonb[]) WITH ORDINALITY AS s(producer, topic, key, payload, headers, ord)
+         ${eventRows(4)}
        ), ${appendEventsFrom('result')}
        SELECT (SELECT count(*) FROM finished) AS finished, (SELECT count(*) FROM outbox_notified) AS producers`,
       [items.map((i) => i.caller), items.map((i) => i.idempotencyKey), items.map((i) => i.certificateDer), ...eventColumns(items.map((i) => auditOutboxEvent(this.#audit, i.audit).event))],

@@ -141,7 +141,7 @@ export class Issuance {
     officerOf(command.principal, 'application.approve', operation);
     const scope = idempotencyScope(command.principal);
     const idempotency = { scope, key: command.idempotencyKey };
-    const atOnce = await this.#approveAtOnce(command, applicationId, operation);
+    const atOnce = await this.#approveAtOnce(command, applicationId, operation, scope);
     if (atOnce) return this.issue(atOnce.application, { idempotency, subscriber: atOnce.subscriber });
     const started = await this.#deps.registry.transaction(async (tx) => {
       // The application's row is locked before the key's, the order in which the recording (and
@@ -184,7 +184,7 @@ export class Issuance {
    * held, a concurrent change): nothing was written, and the transactional way decides and says
    * why. Refusals found on the read (another office) are thrown as the transactional way would.
    */
-  async #approveAtOnce(command: Command, applicationId: string, operation: string): Promise<{ application: ApplicationRecord; subscriber: SubscriberRecord } | undefined> {
+  async #approveAtOnce(command: Command, applicationId: string, operation: string, scope: string): Promise<{ application: ApplicationRecord; subscriber: SubscriberRecord } | undefined> {
     const { registry, clock } = this.#deps;
     const found = await registry.reads.getApplicationWithSubscriber(applicationId);
     if (found?.application.state !== 'SUBMITTED') return undefined;
@@ -196,7 +196,7 @@ export class Issuance {
       applicationId,
       ...(decidedBy ? { decidedBy } : {}),
       at,
-      idempotency: { scope: idempotencyScope(command.principal), key: command.idempotencyKey, operation, fingerprint: command.fingerprint },
+      idempotency: { scope, key: command.idempotencyKey, operation, fingerprint: command.fingerprint },
       audits: [{ action: 'application.approve', outcome: 'SUCCESS', actor: actorOf(command.principal), objects: [{ type: 'application', id: applicationId }, { type: 'card', id: application.cardNumber }] }],
     });
     if (!moved) return undefined;

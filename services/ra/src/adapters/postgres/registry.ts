@@ -4,7 +4,7 @@ import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type pg from 'pg';
 import { PkiError, type Clock } from '@pki/kit';
 import { toDatabaseError, withTransaction, type Tx } from '@pki/db';
-import { appendEvents, appendEventsFrom, eventColumns, type NewEvent } from '@pki/outbox';
+import { appendEvents, appendEventsFrom, eventColumns, eventRows, type NewEvent } from '@pki/outbox';
 import { auditOutboxEvent, AuditActorType, AuditOutcome, type AuditActor as WireActor } from '@pki/audit-events';
 import { eventsV1, Topics } from '@pki/proto';
 import type { PersonalDataVault } from '../../ports/personal-data-vault';
@@ -124,12 +124,22 @@ function auditEvent(options: PostgresRegistryOptions, record: AuditRecord): NewE
  * statement must read `outbox_notified`.
  */
 function eventsWhen(events: readonly NewEvent[], values: unknown[], when: string): string {
-  const [producers, topics, keys, payloads, headers] = eventColumns(events);
+  const first = values.length + 1;
+  values.push(...eventColumns(events));
   return `outbox_source AS (
-       SELECT * FROM unnest($${values.push(producers)}::text[], $${values.push(topics)}::text[], $${values.push(keys)}::text[], $${values.push(payloads)}::bytea[], $${values.push(headers)}::jsonb[])
-              WITH ORDINALITY AS s(producer, topic, key, payload, headers, ord)
+       ${eventRows(first)}
         WHERE ${when}
      ), ${appendEventsFrom('outbox_source')}`;
+}
+
+/**
+ * The WITH part that completes an idempotency key with `result`, numbering its parameters on from
+ * `values`; with `when`, only if that condition holds.
+ */
+function idempotencyCompletion(idempotency: { scope: string; key: string; result: unknown }, values: unknown[], when?: string): string {
+  const { scope, key, result } = idempotency;
+  return `completed AS (UPDATE idempotency_keys SET result = $${values.push(JSON.stringify(result))}::jsonb, completed_at = now()
+           WHERE scope = $${values.push(scope)}::text AND key = $${values.push(key)}::text${when ? ` AND ${when}` : ''})`;
 }
 
 /** PostgreSQL's unique_violation on the idempotency key: in a one-statement write, another request holds it. */
@@ -235,13 +245,7 @@ export class PostgresRegistry implements Registry {
       cardInsert(input.card, values, 'moved'),
       ...certificateInserts(this.#options.vault, input.certificates, values, when),
     ];
-    if (input.idempotency) {
-      const { scope, key, result } = input.idempotency;
-      parts.push(
-        `completed AS (UPDATE idempotency_keys SET result = $${values.push(JSON.stringify(result))}::jsonb, completed_at = now()
-           WHERE scope = $${values.push(scope)}::text AND key = $${values.push(key)}::text AND ${when})`,
-      );
-    }
+    if (input.idempotency) parts.push(idempotencyCompletion(input.idempotency, values, when));
     const events = [...input.statusChanges.map((c) => statusEvent(this.#options, c)), ...input.audits.map((a) => auditEvent(this.#options, a))];
     parts.push(eventsWhen(events, values, when));
     try {
@@ -580,10 +584,7 @@ export class Transaction extends Reads implements RegistryTx {
     const parts: string[] = [];
     if (input.card) parts.push(cardInsert(input.card, values));
     parts.push(...certificateInserts(this.options.vault, input.certificates, values));
-    if (input.idempotency) {
-      const { scope, key, result } = input.idempotency;
-      parts.push(`completed AS (UPDATE idempotency_keys SET result = $${values.push(JSON.stringify(result))}, completed_at = now() WHERE scope = $${values.push(scope)} AND key = $${values.push(key)})`);
-    }
+    if (input.idempotency) parts.push(idempotencyCompletion(input.idempotency, values));
     await this.tx.query(prepared(`WITH ${parts.join(',\n')}\nSELECT`, values));
     return application(rows[0]);
   }
