@@ -1,6 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { fromBinary } from '@bufbuild/protobuf';
-import { createPool, withTransaction, type Pool, type Tx } from '@pki/db';
+import { createPool, withTransaction, type Pool } from '@pki/db';
 import { createLogger, PkiError, systemClock } from '@pki/kit';
 import { migrateServiceSchema } from '@pki/outbox';
 import { eventsV1 } from '@pki/proto';
@@ -10,7 +10,6 @@ import { FakeKeyManager } from '../src/adapters/fake';
 import { MIGRATIONS_DIRECTORY } from '../src/app';
 import { createCaHierarchy } from '../src/domain/ca-hierarchy';
 import { CertificateAuthority, recordIssuer, type IssueRequest } from '../src/domain/certificate-authority';
-import { BatchCommit, GroupCommit } from '../src/domain/group-commit';
 import { IssuerRegistry } from '../src/domain/issuer-registry';
 import type { KeyManager, SignRequest, SignResponse } from '../src/ports/key-manager';
 
@@ -164,73 +163,5 @@ describe('IssueCertificate idempotency and serial reservation', () => {
     for (const other of others) expect(other.status).toBe('fulfilled');
     expect([await count('issuances'), await count('serials')]).toEqual([issuances + 3, serials + 3]);
     expect((await pool.query(`SELECT count(*) FROM issuances WHERE idempotency_key = 'card-7/SIGN'`)).rows[0].count).toBe('0');
-  });
-});
-
-describe('GroupCommit', () => {
-  it('commits concurrent work in shared transactions, and gives each caller its own outcome when one fails', async () => {
-    const commits = new GroupCommit(pool);
-    await pool.query('CREATE TABLE IF NOT EXISTS group_commit_probe (id int PRIMARY KEY, tx bigint NOT NULL)');
-    const write = (id: number) => (tx: Tx) => tx.query('INSERT INTO group_commit_probe (id, tx) VALUES ($1, txid_current())', [id]).then(() => id);
-    await Promise.all([1, 2, 3, 4, 5, 6].map((id) => commits.transaction(write(id))));
-    const first = (await pool.query('SELECT tx FROM group_commit_probe')).rows.map((r) => r.tx);
-    // Fewer transactions than writes: submitted in one turn of the event loop, they went together.
-    expect(new Set(first).size).toBeLessThan(first.length);
-
-    const outcomes = await Promise.allSettled([7, 8, 3, 9, 10].map((id) => commits.transaction(write(id))));
-    // The duplicate id fails its own caller only; the others, in its batch, committed all the same.
-    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
-    expect(outcomes[2]).toMatchObject({ reason: { constraint: 'group_commit_probe_pkey' } });
-    const { rows } = await pool.query('SELECT id FROM group_commit_probe ORDER BY id');
-    expect(rows.map((r) => r.id)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-  });
-
-  it('BatchCommit writes concurrent items with one statement per batch, and retries a failed batch item by item', async () => {
-    await pool.query('CREATE TABLE IF NOT EXISTS batch_commit_probe (id int PRIMARY KEY, tx bigint NOT NULL)');
-    let statements = 0;
-    const batches = new BatchCommit<number, number>(pool, async (tx, ids) => {
-      statements++;
-      const { rows } = await tx.query<{ id: number }>('INSERT INTO batch_commit_probe (id, tx) SELECT id, txid_current() FROM unnest($1::int[]) AS t(id) RETURNING id', [ids]);
-      return ids.map((id) => (rows.some((r) => r.id === id) ? id * 10 : -1));
-    });
-    expect(await Promise.all([1, 2, 3, 4, 5, 6].map((id) => batches.submit(id)))).toEqual([10, 20, 30, 40, 50, 60]);
-    // Submitted in one turn of the event loop: one batch, one statement, one transaction.
-    expect(statements).toBe(1);
-    expect(new Set((await pool.query('SELECT tx FROM batch_commit_probe')).rows.map((r) => r.tx)).size).toBe(1);
-    // Submitted while a batch is being written: they wait for it, then go together.
-    const first = batches.submit(11);
-    await new Promise((r) => setImmediate(r));
-    const rest = [12, 13, 14].map((id) => batches.submit(id));
-    expect(await Promise.all([first, ...rest])).toEqual([110, 120, 130, 140]);
-    expect(statements).toBe(3);
-
-    // A duplicate fails the batch's statement: each item is then written alone, and only its caller sees the error.
-    const outcomes = await Promise.allSettled([7, 8, 3, 9].map((id) => batches.submit(id)));
-    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
-    expect(outcomes[2]).toMatchObject({ reason: { constraint: 'batch_commit_probe_pkey' } });
-    const { rows } = await pool.query('SELECT id FROM batch_commit_probe ORDER BY id');
-    expect(rows.map((r) => r.id)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14]);
-  });
-
-  it('BatchCommit in single-statement mode writes a batch with one statement and no transaction around it, and calls an unreachable database UNAVAILABLE', async () => {
-    await pool.query('CREATE TABLE IF NOT EXISTS batch_statement_probe (id int PRIMARY KEY, tx bigint NOT NULL)');
-    const texts: string[] = [];
-    const write = (db: { query: Tx['query'] }, ids: readonly number[]) => {
-      const text = 'INSERT INTO batch_statement_probe (id, tx) SELECT id, txid_current() FROM unnest($1::int[]) AS t(id) RETURNING id';
-      texts.push(text);
-      return db.query<{ id: number }>(text, [ids]).then(({ rows }) => ids.map((id) => rows.some((r) => r.id === id)));
-    };
-    const batches = new BatchCommit<number, boolean>(pool, write, { singleStatement: true });
-    expect(await Promise.all([1, 2, 3].map((id) => batches.submit(id)))).toEqual([true, true, true]);
-    expect(texts).toHaveLength(1);
-    expect(new Set((await pool.query('SELECT tx FROM batch_statement_probe')).rows.map((r) => r.tx)).size).toBe(1);
-
-    const unreachable = createPool({ url: 'postgres://nobody@127.0.0.1:1/none', schema: 'ca_signer', maxConnections: 1 });
-    try {
-      const refused = new BatchCommit<number, boolean>(unreachable, write, { singleStatement: true });
-      await expect(refused.submit(4)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
-    } finally {
-      await unreachable.end();
-    }
   });
 });

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Pool } from 'pg';
 import { PkiError, type Clock, type Logger } from '@pki/kit';
-import { withTransaction, type Tx } from '@pki/db';
+import { BatchCommit, withTransaction, type BatchQueryable, type Tx } from '@pki/db';
 import { formatName, parseCertificate, randomSerial, type DistinguishedName, type NameAttribute } from '@pki/x509';
 import { appendAuditEvent, assertHsmAvailable, AuditOutcome, auditOutboxEvent, serviceActor, type AuditChannel, type NewAuditEvent } from './audit';
 import { appendEventsFrom, eventColumns, eventRows } from '@pki/outbox';
@@ -9,7 +9,6 @@ import type { IssuerRecord, IssuerRegistry } from './issuer-registry';
 import { lintCodes } from './lint';
 import { sha256Hex } from './digest';
 import { assertIdempotencyKey } from './requests';
-import { BatchCommit, type BatchQueryable } from './group-commit';
 import type { AuditConfirmationGate } from './audit-gate';
 
 export type { IssuerRecord };

@@ -14,7 +14,7 @@ import {
 import type { KeyManager } from '../ports/key-manager';
 import { appendAuditEvent, assertHsmAvailable, AuditOutcome, serviceActor, type AuditChannel } from './audit';
 import { signatureAlgorithmForIssuerSpki, wholeSecond } from './certificate-signing';
-import { GroupCommit } from './group-commit';
+import { GroupCommit } from '@pki/db';
 import { sha256Hex } from './digest';
 import type { DelegatedSigner, IssuerRecord, IssuerRegistry } from './issuer-registry';
 import { crlReason, parseSerialHex, requireWholeSecond } from './revocation-signing';

@@ -3,7 +3,7 @@ import { create, toBinary } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type pg from 'pg';
 import { PkiError, type Clock } from '@pki/kit';
-import { toDatabaseError, withTransaction, type Tx } from '@pki/db';
+import { BatchCommit, toDatabaseError, withTransaction, type BatchQueryable, type Tx } from '@pki/db';
 import { appendEvents, appendEventsFrom, eventColumns, eventRows, type NewEvent } from '@pki/outbox';
 import { auditOutboxEvent, AuditActorType, AuditOutcome, type AuditActor as WireActor } from '@pki/audit-events';
 import { eventsV1, Topics } from '@pki/proto';
@@ -177,9 +177,14 @@ export class PostgresRegistry implements Registry {
   readonly #options: PostgresRegistryOptions;
   readonly reads: RegistryReads;
 
+  readonly #approvals: BatchCommit<ApprovalAtOnce, boolean>;
+  readonly #recordings: BatchCommit<IssuanceAtOnce, ApplicationRecord | undefined>;
+
   constructor(options: PostgresRegistryOptions) {
     this.#options = options;
     this.reads = new Reads(options.pool, options);
+    this.#approvals = new BatchCommit(options.pool, (tx, items) => this.#approveTogether(tx, items), { alone: (input) => this.#approveAlone(input) });
+    this.#recordings = new BatchCommit(options.pool, (tx, items) => this.#recordTogether(tx, items), { alone: (input) => this.#recordAlone(input) });
   }
 
   async #query(text: string, params: unknown[]): Promise<pg.QueryResult> {
@@ -195,30 +200,34 @@ export class PostgresRegistry implements Registry {
   }
 
   /**
-   * An approval's common case in one statement, its own transaction (decision 0040): a SUBMITTED
-   * application becomes ISSUING, the idempotency key is claimed and the events are appended, or
-   * nothing is written. False when the application is not SUBMITTED (any more) or the key is
-   * taken: the caller then goes the transactional way, which says why.
+   * An approval's common case written at once (decision 0040): a SUBMITTED application becomes
+   * ISSUING, the idempotency key is claimed and the audit events are appended, or nothing is
+   * written. False when the application is not SUBMITTED (any more) or the key is taken: the
+   * caller then goes the transactional way, which says why. Concurrent approvals commit together
+   * (decision 0041).
    */
-  async approveAtOnce(input: ApprovalAtOnce): Promise<boolean> {
-    if (!isUuid(input.applicationId)) return false;
-    const { scope, key, operation, fingerprint } = input.idempotency;
-    // The states are parameters, not literals: a generic plan cannot then use the partial index on
-    // state (a bulk re-issuance leaves millions of applications SUBMITTED) and takes the primary key.
-    const values: unknown[] = [input.applicationId, 'SUBMITTED', 'ISSUING', input.decidedBy ?? null, input.at];
-    // The key's INSERT has no ON CONFLICT: a key already held makes the statement fail (and write
-    // nothing) rather than move an application under another request's key.
-    const text = `WITH moved AS (
-         UPDATE applications SET state = $3::text, decided_by = COALESCE($4::text, decided_by), updated_at = $5
-          WHERE id = $1 AND state = $2::text
-         RETURNING id
-       ), claim AS (
-         INSERT INTO idempotency_keys (scope, key, operation, fingerprint)
-         SELECT $${values.push(scope)}::text, $${values.push(key)}::text, $${values.push(operation)}::text, $${values.push(fingerprint)}::bytea FROM moved
-       ), ${eventsWhen(input.audits.map((a) => auditEvent(this.#options, a)), values, 'EXISTS (SELECT 1 FROM moved)')}
-       SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM outbox_notified) AS notified`;
+  approveAtOnce(input: ApprovalAtOnce): Promise<boolean> {
+    if (!isUuid(input.applicationId)) return Promise.resolve(false);
+    return this.#approvals.submit(input);
+  }
+
+  /**
+   * A new card's issuance recorded at once (decision 0040): the application moves from ISSUING to
+   * ISSUED and only then are the card, the certificates with their first history rows, the
+   * idempotency key's result and the events written; all or nothing. Undefined when the
+   * application is not ISSUING (a concurrent run recorded it, or it moved on): nothing was
+   * written, and the transactional recording says what happened. Concurrent recordings commit
+   * together (decision 0041).
+   */
+  recordIssuanceAtOnce(input: IssuanceAtOnce): Promise<ApplicationRecord | undefined> {
+    if (!isUuid(input.applicationId)) return Promise.resolve(undefined);
+    return this.#recordings.submit(input);
+  }
+
+  /** An approval alone: one statement, its own transaction, the events included. */
+  async #approveAlone(input: ApprovalAtOnce): Promise<boolean> {
     try {
-      const { rows } = await this.#options.pool.query(prepared(text, values));
+      const { rows } = await this.#options.pool.query(this.#approval(input, true));
       return Number(rows[0].moved) === 1;
     } catch (err) {
       if (isIdempotencyKeyTaken(err)) return false;
@@ -227,18 +236,72 @@ export class PostgresRegistry implements Registry {
   }
 
   /**
-   * A new card's issuance recorded in one statement, its own transaction (decision 0040): the
-   * application moves from ISSUING to ISSUED and only then are the card, the certificates with
-   * their first history rows, the idempotency key's result and the events written; all or
-   * nothing. Undefined when the application is not ISSUING (a concurrent run recorded it, or it
-   * moved on): nothing was written, and the transactional recording says what happened.
+   * Approvals together in one transaction: each one's statement, then all their events in one
+   * append. The events come last so that the audit producer's head row, which every ra write
+   * locks until its commit, is taken after the applications' rows, as in every ra transaction
+   * (registryTransaction): a batch cannot deadlock with a transaction on one of its applications.
+   * A key already held fails the batch; BatchCommit then writes each approval alone.
    */
-  async recordIssuanceAtOnce(input: IssuanceAtOnce): Promise<ApplicationRecord | undefined> {
-    if (!isUuid(input.applicationId)) return undefined;
+  async #approveTogether(tx: BatchQueryable, items: readonly ApprovalAtOnce[]): Promise<boolean[]> {
+    const moved: boolean[] = [];
+    for (const input of items) moved.push(Number((await tx.query(this.#approval(input, false))).rows[0].moved) === 1);
+    await appendEvents(tx as Tx, items.flatMap((input, i) => (moved[i] ? input.audits.map((a) => auditEvent(this.#options, a)) : [])));
+    return moved;
+  }
+
+  #approval(input: ApprovalAtOnce, withEvents: boolean): pg.QueryConfig {
+    const { scope, key, operation, fingerprint } = input.idempotency;
+    // The states are parameters, not literals: a generic plan cannot then use the partial index on
+    // state (a bulk re-issuance leaves millions of applications SUBMITTED) and takes the primary key.
+    const values: unknown[] = [input.applicationId, 'SUBMITTED', 'ISSUING', input.decidedBy ?? null, input.at];
+    // The key's INSERT has no ON CONFLICT: a key already held makes the statement fail (and write
+    // nothing) rather than move an application under another request's key.
+    const parts = [
+      `moved AS (
+         UPDATE applications SET state = $3::text, decided_by = COALESCE($4::text, decided_by), updated_at = $5
+          WHERE id = $1 AND state = $2::text
+         RETURNING id)`,
+      `claim AS (
+         INSERT INTO idempotency_keys (scope, key, operation, fingerprint)
+         SELECT $${values.push(scope)}::text, $${values.push(key)}::text, $${values.push(operation)}::text, $${values.push(fingerprint)}::bytea FROM moved)`,
+    ];
+    if (!withEvents) return prepared(`WITH ${parts.join(',\n')}\nSELECT (SELECT count(*) FROM moved) AS moved`, values);
+    parts.push(eventsWhen(input.audits.map((a) => auditEvent(this.#options, a)), values, 'EXISTS (SELECT 1 FROM moved)'));
+    return prepared(`WITH ${parts.join(',\n')}\nSELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM outbox_notified) AS notified`, values);
+  }
+
+  /** A recording alone: one statement, its own transaction, the events included. */
+  async #recordAlone(input: IssuanceAtOnce): Promise<ApplicationRecord | undefined> {
+    try {
+      const { rows } = await this.#options.pool.query(this.#recording(input, true));
+      return rows[0] ? application(rows[0]) : undefined;
+    } catch (err) {
+      throw toDatabaseError(err, 'record issuance');
+    }
+  }
+
+  /** Recordings together in one transaction, their events appended last, as #approveTogether. */
+  async #recordTogether(tx: BatchQueryable, items: readonly IssuanceAtOnce[]): Promise<Array<ApplicationRecord | undefined>> {
+    const recorded: Array<ApplicationRecord | undefined> = [];
+    const events: NewEvent[] = [];
+    for (const input of items) {
+      const row = (await tx.query(this.#recording(input, false))).rows[0];
+      recorded.push(row ? application(row) : undefined);
+      if (row) events.push(...this.#recordingEvents(input));
+    }
+    await appendEvents(tx as Tx, events);
+    return recorded;
+  }
+
+  #recordingEvents(input: IssuanceAtOnce): NewEvent[] {
+    return [...input.statusChanges.map((c) => statusEvent(this.#options, c)), ...input.audits.map((a) => auditEvent(this.#options, a))];
+  }
+
+  #recording(input: IssuanceAtOnce, withEvents: boolean): pg.QueryConfig {
     const values: unknown[] = [input.applicationId, 'ISSUING', 'ISSUED', this.#options.clock.now()];
     const when = 'EXISTS (SELECT 1 FROM moved)';
     const parts = [
-      // States as parameters, as in approveAtOnce.
+      // States as parameters, as in #approval.
       `moved AS (
          UPDATE applications SET state = $3::text, updated_at = $4 WHERE id = $1 AND state = $2::text
          RETURNING ${APPLICATION_COLUMNS.join(', ')})`,
@@ -246,14 +309,9 @@ export class PostgresRegistry implements Registry {
       ...certificateInserts(this.#options.vault, input.certificates, values, when),
     ];
     if (input.idempotency) parts.push(idempotencyCompletion(input.idempotency, values, when));
-    const events = [...input.statusChanges.map((c) => statusEvent(this.#options, c)), ...input.audits.map((a) => auditEvent(this.#options, a))];
-    parts.push(eventsWhen(events, values, when));
-    try {
-      const { rows } = await this.#options.pool.query(prepared(`WITH ${parts.join(',\n')}\nSELECT m.*, (SELECT count(*) FROM outbox_notified) AS outbox_notified FROM moved m`, values));
-      return rows[0] ? application(rows[0]) : undefined;
-    } catch (err) {
-      throw toDatabaseError(err, 'record issuance');
-    }
+    if (!withEvents) return prepared(`WITH ${parts.join(',\n')}\nSELECT m.* FROM moved m`, values);
+    parts.push(eventsWhen(this.#recordingEvents(input), values, when));
+    return prepared(`WITH ${parts.join(',\n')}\nSELECT m.*, (SELECT count(*) FROM outbox_notified) AS outbox_notified FROM moved m`, values);
   }
 
   async principalByCertificate(certificateSha256: string): Promise<PrincipalRecord | undefined> {

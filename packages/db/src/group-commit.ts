@@ -1,5 +1,6 @@
 import type { Pool } from 'pg';
-import { toDatabaseError, withTransaction, type Tx } from '@pki/db';
+import { toDatabaseError } from './errors';
+import { withTransaction, type Tx } from './transaction';
 
 /** What a batch's writer writes with: a transaction, or (with `singleStatement`) the pool itself. */
 export type BatchQueryable = Pick<Tx, 'query'>;
@@ -30,6 +31,7 @@ export class BatchCommit<I, R> {
   readonly #write: (db: BatchQueryable, items: readonly I[]) => Promise<readonly R[]>;
   readonly #maxBatch: number;
   readonly #singleStatement: boolean;
+  readonly #writeAlone: ((item: I) => Promise<R>) | undefined;
   #queue: Array<Pending<I>> = [];
   #draining = false;
 
@@ -37,12 +39,22 @@ export class BatchCommit<I, R> {
    * `singleStatement`: the writer writes a batch with one statement, which PostgreSQL runs as a
    * transaction of its own: it gets the pool, and the batch costs one round trip instead of a
    * BEGIN, its statements and a COMMIT.
+   *
+   * `alone`: writes an item that goes alone (a batch of one, or an item of a failed batch) in a
+   * transaction of its own, in place of `write` in a transaction: for items that one statement
+   * writes whole, so that a request arriving alone costs one round trip, not a BEGIN, the
+   * statement and a COMMIT. Its errors are its caller's as they are thrown.
    */
-  constructor(pool: Pool, write: (db: BatchQueryable, items: readonly I[]) => Promise<readonly R[]>, options: { maxBatch?: number; singleStatement?: boolean } = {}) {
+  constructor(
+    pool: Pool,
+    write: (db: BatchQueryable, items: readonly I[]) => Promise<readonly R[]>,
+    options: { maxBatch?: number; singleStatement?: boolean; alone?: (item: I) => Promise<R> } = {},
+  ) {
     this.#pool = pool;
     this.#write = write;
     this.#maxBatch = options.maxBatch ?? 32;
     this.#singleStatement = options.singleStatement ?? false;
+    this.#writeAlone = options.alone;
   }
 
   /** Writes `item` in a transaction shared with the items queued alongside it; resolves once committed. */
@@ -86,7 +98,7 @@ export class BatchCommit<I, R> {
 
   async #alone(pending: Pending<I>): Promise<void> {
     try {
-      pending.resolve((await this.#committed([pending.item]))[0]);
+      pending.resolve(this.#writeAlone ? await this.#writeAlone(pending.item) : (await this.#committed([pending.item]))[0]);
     } catch (err) {
       pending.reject(err);
     }
