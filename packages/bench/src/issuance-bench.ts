@@ -24,12 +24,15 @@ import { CpuMeter, opensslSpeed, pkcs11Alone, postgresChildrenCpuUs, postgresCpu
  * run: the PKCS#11 adapter alone signing with the same CA key, sessions and threads (the ceiling the
  * token allows on this machine), and `openssl speed rsa2048`.
  *
- * Settings (environment): BENCH_CARDS (applications approved in the measurement, default 1500),
- * BENCH_CONCURRENCY (approvals in flight, default 32), BENCH_SESSIONS (HSM sessions, default twice
- * the cores), BENCH_PROFILE=1 (writes --cpu-prof profiles of ra and ca-signer into the run folder).
+ * Settings (environment): BENCH_CARDS (applications approved in the measurement, default 3000:
+ * about 12 s, long enough to average the machine's minute-to-minute drift), BENCH_CONCURRENCY
+ * (approvals in flight, default 64: a bulk re-issuance job's driver, which keeps the cores busy
+ * while batches wait for their commits; decision 0041), BENCH_SESSIONS (HSM sessions, default
+ * twice the cores), BENCH_PROFILE=1 (writes --cpu-prof profiles of ra and ca-signer into the run
+ * folder).
  */
-const CARDS = Number(process.env.BENCH_CARDS ?? 1500);
-const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
+const CARDS = Number(process.env.BENCH_CARDS ?? 3000);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64);
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 2 * os.availableParallelism());
 const PROFILE = process.env.BENCH_PROFILE === '1';
 /** BENCH_ISSUANCE_STATEMENTS=1: every statement's calls and time per certificate (pg_stat_statements) go into the results. */
@@ -259,10 +262,18 @@ async function main(): Promise<void> {
     const databaseWork = await databaseCounters(statsDb);
     const tableWork = await tableCounters(statsDb);
     const postgresBefore = postmasterPid === undefined ? undefined : postgresChildrenCpuUs(postmasterPid);
+    // Each card's approval request, sent to answered: what a counter (or a re-issuance job) waits.
+    const latenciesMs: number[] = [];
     meter.start();
-    await inParallel(CARDS, CONCURRENCY, (i) => approve(applications[warmup + i]!));
+    await inParallel(CARDS, CONCURRENCY, async (i) => {
+      const sent = performance.now();
+      await approve(applications[warmup + i]!);
+      latenciesMs.push(performance.now() - sent);
+    });
     const certificates = 2 * CARDS;
     const cpu = meter.stop(certificates);
+    latenciesMs.sort((a, b) => a - b);
+    const latencyAt = (p: number) => Number((latenciesMs[Math.min(latenciesMs.length - 1, Math.ceil((p / 100) * latenciesMs.length) - 1)] ?? NaN).toFixed(1));
     // PostgreSQL's share by whom it served: ra's backends, ca-signer's, the event bus's, WAL writer...
     const postgresByRole =
       postgresBefore === undefined
@@ -329,6 +340,7 @@ async function main(): Promise<void> {
       postgresCpuPerCertificateUsByRole: postgresByRole,
       pkcs11AloneCpuPerSignatureUs: alone.cpuPerSignatureUs,
       machineUtilisation: cpu.machineUtilisation,
+      cardLatencyMs: { inFlight: CONCURRENCY, p50: latencyAt(50), p99: latencyAt(99) },
       databasePerCertificate,
       tablesPerCertificate,
       ...(statements ? { statementsPerCertificate: { total: statementCalls!, top: statements } } : {}),
@@ -338,6 +350,7 @@ async function main(): Promise<void> {
     };
     console.log(
       `  end to end: ${result.certificatesPerSecond} certificates/s (${result.cardsPerSecond} cards/s) over ${result.elapsedSeconds} s; machine ${Math.round(cpu.machineUtilisation * 100)}% busy\n` +
+        `  a card's approval, request to answer, ${CONCURRENCY} in flight: p50 ${result.cardLatencyMs.p50} ms, p99 ${result.cardLatencyMs.p99} ms\n` +
         `  PKCS#11 alone, same key: ${result.pkcs11AlonePerSecond} signatures/s (${alone.cpuPerSignatureUs} µs CPU each): end to end reaches ${result.serviceToPkcs11Alone} of it\n` +
         `  openssl speed rsa2048: ${result.opensslSpeedRsa2048}/s\n` +
         `  CPU µs per certificate: ${Object.entries(cpu.perOperationUs).map(([k, v]) => `${k} ${v}`).join(', ')}\n` +
