@@ -118,30 +118,3 @@ export class BatchCommit<I, R> {
     return results;
   }
 }
-
-/**
- * Arbitrary transaction work of concurrent requests committed together: each work's statements in
- * turn, one BEGIN and one COMMIT for all of them. For work that cannot be written set-based.
- */
-export class GroupCommit {
-  readonly #batches: BatchCommit<(tx: Tx) => Promise<unknown>, unknown>;
-
-  constructor(pool: Pool, options: { maxBatch?: number } = {}) {
-    this.#batches = new BatchCommit(
-      pool,
-      async (db, works) => {
-        // Not single-statement: `db` is the batch's transaction.
-        const tx = db as Tx;
-        const out: unknown[] = [];
-        for (const work of works) out.push(await work(tx));
-        return out;
-      },
-      options,
-    );
-  }
-
-  /** Runs `work` in a transaction shared with the work queued alongside it; resolves once committed. */
-  transaction<T>(work: (tx: Tx) => Promise<T>): Promise<T> {
-    return this.#batches.submit(work) as Promise<T>;
-  }
-}

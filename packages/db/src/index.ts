@@ -4,4 +4,4 @@ export { migrate, loadMigrations, migrationChecksum, type Migration, type Migrat
 export { checkDatabase } from './readiness';
 export { isConnectionFailure, toDatabaseError } from './errors';
 export type { Pool, PoolClient } from 'pg';
-export { BatchCommit, GroupCommit, type BatchQueryable } from './group-commit';
+export { BatchCommit, type BatchQueryable } from './group-commit';

@@ -1,6 +1,6 @@
 import { createTestDatabase } from '@pki/testing';
 import type { Pool } from 'pg';
-import { BatchCommit, createPool, GroupCommit, type Tx } from '../src';
+import { BatchCommit, createPool, type Tx } from '../src';
 
 /** Group commit against real PostgreSQL: which transaction each write landed in, and each caller's outcome. */
 let pool: Pool;
@@ -10,24 +10,7 @@ beforeAll(async () => {
 });
 afterAll(async () => pool.end());
 
-describe('GroupCommit', () => {
-  it('commits concurrent work in shared transactions, and gives each caller its own outcome when one fails', async () => {
-    const commits = new GroupCommit(pool);
-    await pool.query('CREATE TABLE IF NOT EXISTS group_commit_probe (id int PRIMARY KEY, tx bigint NOT NULL)');
-    const write = (id: number) => (tx: Tx) => tx.query('INSERT INTO group_commit_probe (id, tx) VALUES ($1, txid_current())', [id]).then(() => id);
-    await Promise.all([1, 2, 3, 4, 5, 6].map((id) => commits.transaction(write(id))));
-    const first = (await pool.query('SELECT tx FROM group_commit_probe')).rows.map((r) => r.tx);
-    // Fewer transactions than writes: submitted in one turn of the event loop, they went together.
-    expect(new Set(first).size).toBeLessThan(first.length);
-
-    const outcomes = await Promise.allSettled([7, 8, 3, 9, 10].map((id) => commits.transaction(write(id))));
-    // The duplicate id fails its own caller only; the others, in its batch, committed all the same.
-    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
-    expect(outcomes[2]).toMatchObject({ reason: { constraint: 'group_commit_probe_pkey' } });
-    const { rows } = await pool.query('SELECT id FROM group_commit_probe ORDER BY id');
-    expect(rows.map((r) => r.id)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-  });
-
+describe('BatchCommit', () => {
   it('BatchCommit writes concurrent items with one statement per batch, and retries a failed batch item by item', async () => {
     await pool.query('CREATE TABLE IF NOT EXISTS batch_commit_probe (id int PRIMARY KEY, tx bigint NOT NULL)');
     let statements = 0;

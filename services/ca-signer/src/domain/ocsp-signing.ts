@@ -12,9 +12,10 @@ import {
   type SignatureAlgorithm,
 } from '@pki/x509';
 import type { KeyManager } from '../ports/key-manager';
-import { appendAuditEvent, assertHsmAvailable, AuditOutcome, serviceActor, type AuditChannel } from './audit';
+import { assertHsmAvailable, AuditOutcome, auditOutboxEvent, serviceActor, type AuditChannel, type NewAuditEvent } from './audit';
 import { signatureAlgorithmForIssuerSpki, wholeSecond } from './certificate-signing';
-import { GroupCommit } from '@pki/db';
+import { BatchCommit, type Tx } from '@pki/db';
+import { appendEvents, type NewEvent } from '@pki/outbox';
 import { sha256Hex } from './digest';
 import type { DelegatedSigner, IssuerRecord, IssuerRegistry } from './issuer-registry';
 import { crlReason, parseSerialHex, requireWholeSecond } from './revocation-signing';
@@ -75,16 +76,30 @@ export class OcspSigner {
   readonly #deps: OcspSigningDeps;
   readonly #audit: AuditChannel;
   /**
-   * The audit events (intent, result) of the batches in flight at once commit together (decision
-   * 0019) rather than in a transaction each: under load several batches overlap. Each batch still
-   * waits for its intent to commit before the HSM signs, and for its result before it answers.
+   * The audit events (intent, result) of the batches in flight at once are appended together, in
+   * one statement that is its own transaction (decisions 0019, 0041), rather than in a transaction
+   * each: under load several batches overlap, and a lone event costs one round trip, not a BEGIN,
+   * the append and a COMMIT. Each batch still waits for its intent to commit before the HSM signs,
+   * and for its result before it answers.
    */
-  readonly #commits: GroupCommit;
+  readonly #auditEvents: BatchCommit<NewEvent, void>;
 
   constructor(deps: OcspSigningDeps) {
     this.#deps = deps;
     this.#audit = { producer: deps.producer, clock: deps.clock };
-    this.#commits = new GroupCommit(deps.pool);
+    this.#auditEvents = new BatchCommit(
+      deps.pool,
+      async (db, events) => {
+        await appendEvents(db as Tx, events);
+        return events.map(() => undefined);
+      },
+      { singleStatement: true },
+    );
+  }
+
+  /** Appends `event` to the audit outbox (with those of the batches alongside); resolves once committed. */
+  #audited(event: NewAuditEvent): Promise<void> {
+    return this.#auditEvents.submit(auditOutboxEvent(this.#audit, event).event);
   }
 
   /** Pre-produced responses, one SingleResponse each. */
@@ -164,7 +179,7 @@ export class OcspSigner {
       ...extra,
     };
     const actor = serviceActor(caller);
-    await this.#commits.transaction((tx) => appendAuditEvent(tx, this.#audit, { action: `${action}.intent`, outcome: AuditOutcome.INTENT, actor, attributes }));
+    await this.#audited({ action: `${action}.intent`, outcome: AuditOutcome.INTENT, actor, attributes });
     // The key manager's session pool bounds how many of these run in the HSM at once.
     const settled = await Promise.allSettled(
       prepared.map(async (p) =>
@@ -174,20 +189,16 @@ export class OcspSigner {
     const failed = settled.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed.length > 0) {
       const failure = PkiError.from(failed[0]!.reason, operation);
-      await this.#commits.transaction((tx) =>
-        appendAuditEvent(tx, this.#audit, { action: `${action}.result`, outcome: AuditOutcome.FAILURE, actor, attributes: { ...attributes, failed: String(failed.length), errorCode: failure.code, error: failure.message } }),
-      ).catch((auditErr: unknown) => this.#deps.logger.error({ err: auditErr }, 'could not record a signing failure in the audit outbox'));
+      await this.#audited({ action: `${action}.result`, outcome: AuditOutcome.FAILURE, actor, attributes: { ...attributes, failed: String(failed.length), errorCode: failure.code, error: failure.message } }).catch((auditErr: unknown) => this.#deps.logger.error({ err: auditErr }, 'could not record a signing failure in the audit outbox'));
       throw failure;
     }
     const responses = settled.map((r) => (r as PromiseFulfilledResult<Buffer>).value);
-    await this.#commits.transaction((tx) =>
-      appendAuditEvent(tx, this.#audit, {
-        action: `${action}.result`,
-        outcome: AuditOutcome.SUCCESS,
-        actor,
-        attributes: { ...attributes, responsesSha256: sha256Hex(Buffer.concat(responses.map((r) => createHash('sha256').update(r).digest()))) },
-      }),
-    );
+    await this.#audited({
+      action: `${action}.result`,
+      outcome: AuditOutcome.SUCCESS,
+      actor,
+      attributes: { ...attributes, responsesSha256: sha256Hex(Buffer.concat(responses.map((r) => createHash('sha256').update(r).digest()))) },
+    });
     return responses;
   }
 
