@@ -146,3 +146,8 @@ export function pkcs11Alone(settings: Record<string, unknown>): { perSecond: num
   });
   return JSON.parse(out.trim().split('\n').pop()!) as { perSecond: number; cpuPerSignatureUs: number };
 }
+
+/** The p-th percentile (nearest rank) of ascending `sorted`; NaN when it is empty. */
+export function percentile(sorted: readonly number[], p: number): number {
+  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}

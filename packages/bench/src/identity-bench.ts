@@ -10,7 +10,7 @@ import { createDatabase, createServiceIdentities, createSoftHsmToken, findRepoRo
 import { ensureSoftwareCa, issueClientCertificate } from '@pki/internal-ca';
 import { caSignerConfigSchema, createDelegatedSigner, createIssuing, createRoot, DEV_ROOT_CA_SUBJECT, DEVELOPMENT_ATTENDANCE, openCeremony } from '@pki/ca-signer';
 import { addPrincipal, AesGcmPersonalDataVault, decodeKey, IDENTITY_LOOKUP_SQL, withCheckDigit } from '@pki/ra';
-import { CpuMeter, postmasterPidOf } from './common';
+import { CpuMeter, percentile, postmasterPidOf } from './common';
 
 /* eslint-disable no-console -- a benchmark reports to its operator */
 
@@ -47,7 +47,6 @@ async function waitReady(url: string, child: ChildProcess, name: string): Promis
   throw new Error(`${name} did not become ready`);
 }
 
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 
 async function main(): Promise<void> {
   const root = findRepoRoot(__dirname);

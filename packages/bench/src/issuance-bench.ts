@@ -12,7 +12,7 @@ import { createDatabase, createServiceIdentities, createSoftHsmToken, findRepoRo
 import { ensureSoftwareCa, issueClientCertificate } from '@pki/internal-ca';
 import { caSignerConfigSchema, createIssuing, createRoot, DEV_ROOT_CA_SUBJECT, DEVELOPMENT_ATTENDANCE, openCeremony } from '@pki/ca-signer';
 import { addPrincipal, withCheckDigit } from '@pki/ra';
-import { CpuMeter, opensslSpeed, pkcs11Alone, postgresChildrenCpuUs, postgresCpuByRole, postmasterPidOf } from './common';
+import { CpuMeter, opensslSpeed, percentile, pkcs11Alone, postgresChildrenCpuUs, postgresCpuByRole, postmasterPidOf } from './common';
 
 /* eslint-disable no-console -- a benchmark reports to its operator */
 
@@ -273,7 +273,7 @@ async function main(): Promise<void> {
     const certificates = 2 * CARDS;
     const cpu = meter.stop(certificates);
     latenciesMs.sort((a, b) => a - b);
-    const latencyAt = (p: number) => Number((latenciesMs[Math.min(latenciesMs.length - 1, Math.ceil((p / 100) * latenciesMs.length) - 1)] ?? NaN).toFixed(1));
+    const latencyAt = (p: number) => Number(percentile(latenciesMs, p).toFixed(1));
     // PostgreSQL's share by whom it served: ra's backends, ca-signer's, the event bus's, WAL writer...
     const postgresByRole =
       postgresBefore === undefined

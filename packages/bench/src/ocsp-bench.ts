@@ -18,7 +18,7 @@ import { createGrpcClient } from '@pki/grpc';
 import { createDatabase, createServiceIdentities, createSoftHsmToken, findRepoRoot, freePort, startKafka, startPostgres, useSoftHsmConfig } from '@pki/testing';
 import { caSignerConfigSchema, createDelegatedSigner, createIssuing, createRoot, DEV_ROOT_CA_SUBJECT, DEVELOPMENT_ATTENDANCE, openCeremony } from '@pki/ca-signer';
 import { MIGRATIONS_DIRECTORY } from '@pki/ocsp';
-import { CpuMeter, postmasterPidOf, processCpuUs } from './common';
+import { CpuMeter, percentile, postmasterPidOf, processCpuUs } from './common';
 
 const cpuText = (us: Record<string, number>): string => Object.entries(us).map(([name, v]) => `${name} ${v}`).join(', ');
 
@@ -218,10 +218,6 @@ async function metric(opsUrl: string, name: string, label = ''): Promise<number>
 
 function uptime(): string {
   return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
 async function main(): Promise<void> {

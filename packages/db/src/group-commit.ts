@@ -14,7 +14,7 @@ interface Pending<I> {
 /**
  * Commits the items of concurrent requests together: the items queued while one batch commits go
  * into the next batch, one transaction for all of them, written by `write` with set-based
- * statements (decision 0019, decision 0038). A caller's promise settles only after its batch
+ * statements (decisions 0019, 0038, 0041). A caller's promise settles only after its batch
  * committed, so what it wrote is as durable as with a transaction of its own; a lone request runs
  * alone, in the next turn of the event loop.
  *
@@ -23,8 +23,8 @@ interface Pending<I> {
  * transaction (it may run twice for an item; only the run that commits counts), and answer one
  * result per item, in order.
  *
- * ca-signer's audit writes already queue behind one row lock per producer (the outbox head, held
- * until commit), so committing them in one transaction costs no parallelism.
+ * Writes that append outbox events already queue behind one row lock per producer (the outbox head,
+ * held until commit), so committing them in one transaction costs no parallelism.
  */
 export class BatchCommit<I, R> {
   readonly #pool: Pool;

@@ -54,12 +54,13 @@ export async function appendEvent(tx: Tx, event: NewEvent): Promise<number> {
  * order; the same guarantees as {@link appendEvent}. For an action that records several events at
  * once (a batch of revocations, an import, a transaction's status and audit events appended
  * together at its end), where per-event round trips would dominate. Returns the sequence numbers
- * in array order.
+ * in array order. Being one statement, it may also run outside a transaction (on the pool), as its
+ * own (a batch of events committed together: BatchCommit's single-statement mode).
  *
  * Events of several producers may share a call: their head rows are locked in producer-name
  * order, so two transactions appending to the same producers cannot deadlock on each other here.
  */
-export async function appendEvents(tx: Tx, events: readonly NewEvent[]): Promise<number[]> {
+export async function appendEvents(tx: Pick<Tx, 'query'>, events: readonly NewEvent[]): Promise<number[]> {
   if (events.length === 0) return [];
   // Named: prepared once per connection (the statement is the same on every call).
   const { rows } = await tx.query<{ producer: string; last_seq: string }>({ name: 'pki_outbox_append_events', text: APPEND_EVENTS_SQL, values: eventColumns(events) });

@@ -14,7 +14,7 @@ import {
 import type { KeyManager } from '../ports/key-manager';
 import { assertHsmAvailable, AuditOutcome, auditOutboxEvent, serviceActor, type AuditChannel, type NewAuditEvent } from './audit';
 import { signatureAlgorithmForIssuerSpki, wholeSecond } from './certificate-signing';
-import { BatchCommit, type Tx } from '@pki/db';
+import { BatchCommit } from '@pki/db';
 import { appendEvents, type NewEvent } from '@pki/outbox';
 import { sha256Hex } from './digest';
 import type { DelegatedSigner, IssuerRecord, IssuerRegistry } from './issuer-registry';
@@ -90,7 +90,7 @@ export class OcspSigner {
     this.#auditEvents = new BatchCommit(
       deps.pool,
       async (db, events) => {
-        await appendEvents(db as Tx, events);
+        await appendEvents(db, events);
         return events.map(() => undefined);
       },
       { singleStatement: true },

@@ -245,7 +245,7 @@ export class PostgresRegistry implements Registry {
   async #approveTogether(tx: BatchQueryable, items: readonly ApprovalAtOnce[]): Promise<boolean[]> {
     const moved: boolean[] = [];
     for (const input of items) moved.push(Number((await tx.query(this.#approval(input, false))).rows[0].moved) === 1);
-    await appendEvents(tx as Tx, items.flatMap((input, i) => (moved[i] ? input.audits.map((a) => auditEvent(this.#options, a)) : [])));
+    await appendEvents(tx, items.flatMap((input, i) => (moved[i] ? input.audits.map((a) => auditEvent(this.#options, a)) : [])));
     return moved;
   }
 
@@ -289,7 +289,7 @@ export class PostgresRegistry implements Registry {
       recorded.push(row ? application(row) : undefined);
       if (row) events.push(...this.#recordingEvents(input));
     }
-    await appendEvents(tx as Tx, events);
+    await appendEvents(tx, events);
     return recorded;
   }
 
