@@ -300,6 +300,7 @@ async function main(): Promise<void> {
         }
       }
     }
+    await waitForAuditGate(`http://127.0.0.1:${ports.ops['ca-signer']}/metrics`, path.join(layout.logs, 'audit.log'), terminal);
     writeJson(layout.endpoints, prepared.endpoints);
     terminal.say(`\nThe PKI is running. Endpoints (also in ${terminal.show(layout.endpoints)}):`);
     terminal.say(JSON.stringify(prepared.endpoints, null, 2));
@@ -309,6 +310,35 @@ async function main(): Promise<void> {
     if (stopping) return;
     await shutdown(1, err);
   }
+}
+
+/**
+ * ca-signer refuses issuance while the audit log has not confirmed its audit events within the
+ * bound (decision 0017). After a make up that was stopped for longer than the bound, the last
+ * events of the previous run wait for the audit service's first checkpoint (every 10 s here): say
+ * so and wait, rather than announce a PKI whose first issuance would be refused. Its /metrics says
+ * whether the gate is open; a signer without the gate has no such series, and nothing is waited for.
+ */
+async function waitForAuditGate(metricsUrl: string, auditLog: string, terminal: Terminal, timeoutMs = 120_000): Promise<void> {
+  const gateOpen = async (): Promise<boolean | undefined> => {
+    try {
+      const text = await (await fetch(metricsUrl, { signal: AbortSignal.timeout(5_000) })).text();
+      const value = /^audit_gate_open(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1];
+      return value === undefined ? undefined : value === '1';
+    } catch {
+      return undefined;
+    }
+  };
+  if ((await gateOpen()) !== false) return;
+  terminal.say('  ca-signer  waiting for the audit log to confirm the audit events of the last run (issuance is refused until it does)...');
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; ) {
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    if ((await gateOpen()) === true) {
+      terminal.say('  audit      confirmed them: issuance is open');
+      return;
+    }
+  }
+  terminal.say(`  ca-signer  still refuses issuance: the audit log has not confirmed its events after ${timeoutMs / 1000} s; see ${terminal.show(auditLog)}`);
 }
 
 /**

@@ -154,11 +154,30 @@ describe('the embedded deployment (make up)', () => {
     process.kill(supervisorPid, 'SIGKILL');
     await second.exited;
     expect(orphans.filter(alive)).toEqual(orphans);
+    // The audit service dies too, and ca-signer's audit events it had not confirmed yet (at least
+    // those of its last checkpoint) are made older than ca-signer's bound (300 s): a make up
+    // started long after the last one stopped. ca-signer's audit gate is closed until the audit
+    // service checkpoints again.
+    const auditPid = pidOf('audit');
+    process.kill(auditPid, 'SIGKILL');
+    for (let i = 0; i < 100 && alive(auditPid); i++) await new Promise((r) => setTimeout(r, 100));
+    const db = new pg.Client({ connectionString: databaseUrl() });
+    await db.connect();
+    const aged = await db.query(
+      `UPDATE ca_signer.outbox SET created_at = created_at - interval '10 minutes'
+        WHERE producer = 'ca-signer' AND seq > COALESCE((SELECT sequence FROM ca_signer.audit_confirmations WHERE producer = 'ca-signer'), 0)`,
+    );
+    await db.end();
+    expect(aged.rowCount).toBeGreaterThan(0);
 
-    // The next make up stops them (the services first, PostgreSQL last) and starts afresh.
+    // The next make up stops them (the services first, PostgreSQL last) and starts afresh; it
+    // says the PKI is running only once the audit log has confirmed those events.
     up = runUp(state, portBase);
     await up.waitFor(/The PKI is running/);
-    for (const service of SERVICES) expect(up.output()).toMatch(new RegExp(`stopping ${service} \\(pid \\d+\\), left running by an earlier make up that did not stop cleanly`));
+    expect(up.output()).toMatch(/ca-signer {2}waiting for the audit log to confirm the audit events of the last run \(issuance is refused until it does\)\.\.\.\n {2}audit {6}confirmed them: issuance is open\n/);
+    const gate = await (await fetch(`${endpoints.ops['ca-signer']}/metrics`)).text();
+    expect(gate).toMatch(/^audit_gate_open\{service="ca-signer"\} 1$/m);
+    for (const service of SERVICES.filter((s) => s !== 'audit')) expect(up.output()).toMatch(new RegExp(`stopping ${service} \\(pid \\d+\\), left running by an earlier make up that did not stop cleanly`));
     expect(up.output()).toMatch(/stopping postgres \(pid \d+\), left running by an earlier make up that did not stop cleanly/);
     expect(orphans.filter(alive)).toEqual([]);
     expect(await activeIssuer()).toMatch(/^[0-9a-f]+$/);

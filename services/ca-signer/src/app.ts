@@ -55,6 +55,30 @@ export async function openKeyManager(config: CaSignerConfig, logger: Logger, met
   });
 }
 
+/**
+ * The audit gate as operators see it: whether issuance is refused for want of the audit log's
+ * confirmation, and how long the oldest unconfirmed event has waited (an alert can fire before
+ * the bound is reached). Read from the database at each scrape; when it cannot be read the
+ * series are absent rather than stale.
+ */
+function auditGateMetrics(registry: Registry, gate: AuditConfirmationGate, logger: Logger): void {
+  const read = () =>
+    gate.state().catch((err: unknown) => {
+      logger.warn({ err }, 'could not read the audit gate for /metrics');
+      return undefined;
+    });
+  new Gauge({ name: 'audit_gate_open', help: 'Issuance audit gate: 1 open, 0 closed (the audit log has not confirmed this signer\'s events within the bound)', registers: [registry], async collect() {
+    const state = await read();
+    this.reset();
+    if (state) this.set(state.open ? 1 : 0);
+  } });
+  new Gauge({ name: 'audit_unconfirmed_age_seconds', help: 'Age of the oldest audit event of this signer that the audit log has not confirmed (0 when none)', registers: [registry], async collect() {
+    const state = await read();
+    this.reset();
+    if (state) this.set(state.oldestUnconfirmedAgeMs / 1000);
+  } });
+}
+
 function hsmMetrics(registry: Registry): HsmMetrics {
   return {
     circuitState: new Gauge({ name: 'hsm_circuit_state', help: 'HSM circuit breaker: 0 closed, 1 half-open (re-initialising), 2 open', registers: [registry] }),
@@ -92,6 +116,7 @@ export async function startCaSigner(config: CaSignerConfig, deps: CaSignerDepend
     ? new AuditConfirmationGate({ pool, producer, maxUnconfirmedMs: config.auditConfirmation.maxUnconfirmedSeconds * 1000 })
     : undefined;
   if (!auditGate) logger.warn('auditConfirmation.required is false: issuance does not stop when the audit log falls behind');
+  else auditGateMetrics(runtime.registry, auditGate, logger);
   const registry = new IssuerRegistry(pool);
   await registry.load();
   // A key ceremony on the running system (a renewed OCSP responder, a new generation) takes

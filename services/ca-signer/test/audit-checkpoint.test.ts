@@ -153,6 +153,13 @@ describe('issuance fails closed when the audit log falls behind', () => {
     await asAudit.signAuditCheckpoint({ origin, treeSize: BigInt(size), rootHash: tree.root(size), previousTreeSize: BigInt(previous), consistencyProof: tree.consistency(previous, size), producerHeads: [{ producer: 'ca-signer', sequence }] });
   };
 
+  const gateMetrics = async () => {
+    const text = await (await fetch(`${fixture.signer.opsUrl}/metrics`)).text();
+    // Each series carries the service's default label: audit_gate_open{service="ca-signer"} 1
+    const value = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1]);
+    return { open: value('audit_gate_open'), ageSeconds: value('audit_unconfirmed_age_seconds') };
+  };
+
   it('refuses new issuance with a clear error while its audit events stay unconfirmed past the bound, then resumes', async () => {
     await confirmUpTo(await lastSeq());
     await asRa.issueCertificate({ idempotencyKey: 'gate-1/SIGN', profile: 'citizen-signature', publicKeySpki: spki(), subject });
@@ -164,8 +171,15 @@ describe('issuance fails closed when the audit log falls behind', () => {
       message: expect.stringMatching(/issue certificate: refused because the audit log has not confirmed this signer's audit events for 1[23]\d s \(bound 60 s\)/),
     });
     expect(await issuances()).toBe(before); // nothing reserved, nothing signed
+    // Operators see it on /metrics: the gate closed, and for how long the oldest event has waited.
+    const closed = await gateMetrics();
+    expect(closed.open).toBe(0);
+    expect(closed.ageSeconds).toBeGreaterThanOrEqual(120);
     // The audit log catches up: its next checkpoint confirms every event so far.
     await confirmUpTo(await lastSeq());
+    const reopened = await gateMetrics();
+    expect(reopened.open).toBe(1);
+    expect(reopened.ageSeconds).toBeLessThan(60); // at most the checkpoint's own audit events, just written
     const resumed = await asRa.issueCertificate({ idempotencyKey: 'gate-2/SIGN', profile: 'citizen-signature', publicKeySpki: spki(), subject });
     expect(resumed.serialHex).toMatch(/^[0-9a-f]+$/);
   });

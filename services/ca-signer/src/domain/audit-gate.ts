@@ -43,9 +43,19 @@ export class AuditConfirmationGate {
     return row && { sequence: Number(row.seq), ageMs: Math.max(0, Number(row.age_ms)) };
   }
 
+  /** Whether issuance may go on now, and the age of the oldest unconfirmed event (0 when none). */
+  async state(): Promise<{ open: boolean; oldestUnconfirmedAgeMs: number }> {
+    const oldest = await this.oldestUnconfirmed();
+    return { open: !this.#closedBy(oldest), oldestUnconfirmedAgeMs: oldest?.ageMs ?? 0 };
+  }
+
+  #closedBy(oldest: { ageMs: number } | undefined): boolean {
+    return oldest !== undefined && oldest.ageMs > this.#options.maxUnconfirmedMs;
+  }
+
   async assertConfirmed(operation: string): Promise<void> {
     const oldest = await this.oldestUnconfirmed();
-    if (oldest && oldest.ageMs > this.#options.maxUnconfirmedMs) {
+    if (oldest && this.#closedBy(oldest)) {
       throw new PkiError(
         'UNAVAILABLE',
         `${operation}: refused because the audit log has not confirmed this signer's audit events for ${Math.round(oldest.ageMs / 1000)} s ` +
