@@ -119,6 +119,14 @@ export function identityConfirmationCode(found: IdentityLookupResult, now: Date,
   return C.MATCH;
 }
 
+/**
+ * The refusals of an authenticated system's batch that an auditor looks for: a signature that does
+ * not hold (or a signing certificate that is unknown, revoked or expired), and a batch that comes
+ * again or outside its time, as a replay would. Malformed batches are a client's bug: answered and
+ * logged, not audited.
+ */
+const AUDITED_REFUSALS: ReadonlySet<string> = new Set(['BAD_SIGNATURE', 'UNKNOWN_CLIENT', 'CLIENT_CERTIFICATE_NOT_VALID', 'STALE_REQUEST', 'REPLAYED_NONCE']);
+
 export interface IdentityConfirmationDeps {
   store: AgencyStore;
   vault: PersonalDataVault;
@@ -174,5 +182,25 @@ export class IdentityConfirmation {
       });
       return { nonce: request.nonce, responseTime: now.toISOString(), results };
     });
+  }
+
+  /**
+   * Audits a refused batch of `principal` (an authenticated system) when the refusal is one an
+   * auditor looks for (see AUDITED_REFUSALS), in a transaction of its own: the batch's rolled back.
+   * The event names the system, the client certificate and the error code, never the records.
+   */
+  async recordRefusal(principal: AgencyPrincipal, error: unknown): Promise<void> {
+    const code = error instanceof PkiError ? error.details.code : undefined;
+    if (code === undefined || !AUDITED_REFUSALS.has(code)) return;
+    await this.#deps.store.transaction((tx) =>
+      tx.audit({
+        action: 'identity.confirm',
+        outcome: 'FAILURE',
+        actor: actorOf(principal),
+        objects: [{ type: 'application-system', id: principal.id }],
+        reason: (error as PkiError).message,
+        attributes: { errorCode: code, clientCertificate: principal.credential.serialHex },
+      }),
+    );
   }
 }

@@ -285,9 +285,15 @@ export function declareAgencyRoutes(app: FastifyInstance, route: RouteFn, deps: 
         if (!encoding || !Buffer.isBuffer(request.body)) throw new PkiError('INVALID_ARGUMENT', `${operation}: send the request as application/json or application/xml`, { details: { code: 'MALFORMED_FIELD' } });
         const principal = request.principal as AgencyPrincipal;
         const headers = request.headers as Record<string, string | undefined>;
-        await deps.agencies.verifyRequestSignature(principal, headers['pki-signer'], headers['pki-signature'], request.body, operation);
-        const parsed = parseIdentityConfirmationRequest(decodeIdentityRequest(request.body, encoding, operation), deps.identityPolicy, operation);
-        const result = await deps.identityConfirmation.confirm(principal, parsed);
+        let result;
+        try {
+          await deps.agencies.verifyRequestSignature(principal, headers['pki-signer'], headers['pki-signature'], request.body, operation);
+          const parsed = parseIdentityConfirmationRequest(decodeIdentityRequest(request.body, encoding, operation), deps.identityPolicy, operation);
+          result = await deps.identityConfirmation.confirm(principal, parsed);
+        } catch (err) {
+          await deps.identityConfirmation.recordRefusal(principal, err);
+          throw err;
+        }
         if (encoding === 'xml') return reply.type('application/xml; charset=utf-8').send(encodeIdentityResult(result));
         return result;
       },
