@@ -90,6 +90,9 @@ export function buildDevConfigs(inputs: DevConfigInputs): Record<ServiceName, Re
     ocsp: {
       ...base('ocsp'),
       http: { host: '127.0.0.1', port: ports.ocspHttp, threads: 2 },
+      // Agencies' systems present their client certificates here to have their use counted for
+      // them (decision 0029); the server certificate is the responder's service certificate.
+      https: { host: '127.0.0.1', port: ports.ocspHttps, certFile: inputs.tls.ocsp.certFile, keyFile: inputs.tls.ocsp.keyFile },
       tls: inputs.tls.ocsp,
       caSigner: { address: `127.0.0.1:${ports.caSignerGrpc}`, serverIdentity: serviceIdentity('ca-signer'), deadlineMs: 10_000 },
       events: { transport: { type: 'postgres' } },

@@ -46,6 +46,8 @@ export function devPorts(base = Number(process.env.PKI_DEV_PORT_BASE ?? 18_000))
     auditHttps: base + 83,
     ocspHttp: base + 84,
     cardMgmtHttp: base + 85,
+    /** The responder's HTTPS listener: agencies identify their systems for metering by client certificate. */
+    ocspHttps: base + 86,
     caSignerGrpc: base + 90,
     raGrpc: base + 91,
     /** The supervisor's own /metrics (restarts per service), /livez and /readyz. */
@@ -72,8 +74,8 @@ function portName(keys: string[]): string {
   if (first === 'supervisor') return "make up's own ops endpoint";
   if (first === 'ops' && second) return `${second} ops endpoint`;
   const key = keys.join('.');
-  // raHttp -> ra HTTP, caSignerGrpc -> ca-signer gRPC
-  const match = /^(.+?)(Http|Grpc)$/.exec(key);
+  // raHttp -> ra HTTP, ocspHttps -> ocsp HTTPS, caSignerGrpc -> ca-signer gRPC
+  const match = /^(.+?)(Https|Http|Grpc)$/.exec(key);
   if (!match) return key;
-  return `${match[1]!.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} ${match[2] === 'Http' ? 'HTTP' : 'gRPC'}`;
+  return `${match[1]!.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} ${match[2] === 'Grpc' ? 'gRPC' : match[2]!.toUpperCase()}`;
 }

@@ -81,7 +81,7 @@ async function prepare(layout: DevLayout, ports: DevPorts, databaseUrl: string):
     configFiles,
     ra,
     endpoints: {
-      http: { ra: raHttp, cardMgmt: `https://127.0.0.1:${ports.cardMgmtHttp}`, crl: `http://127.0.0.1:${ports.crlHttp}/crl`, caCertificates: `http://127.0.0.1:${ports.crlHttp}/ca`, ocsp: ocspUrl(ports) },
+      http: { ra: raHttp, cardMgmt: `https://127.0.0.1:${ports.cardMgmtHttp}`, crl: `http://127.0.0.1:${ports.crlHttp}/crl`, caCertificates: `http://127.0.0.1:${ports.crlHttp}/ca`, ocsp: ocspUrl(ports), ocspHttps: `https://127.0.0.1:${ports.ocspHttps}/` },
       admin: { crl: `https://127.0.0.1:${ports.crlAdmin}` },
       // curl --cacert <serviceCa> --cert <officer>.crt --key <officer>.key (README walks through it)
       officers: Object.fromEntries(ra.principals.map((p) => [p.id, { certFile: p.certFile, keyFile: p.keyFile, ...('role' in p ? { role: p.role, office: p.office } : {}) }])),

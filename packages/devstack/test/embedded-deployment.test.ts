@@ -1,4 +1,5 @@
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import https from 'node:https';
 import path from 'node:path';
 import pg from 'pg';
 import { createGrpcClient } from '@pki/grpc';
@@ -16,6 +17,7 @@ import { REPO, runUp, startUp, type RunningUp } from './run-up';
 interface Endpoints {
   ops: Record<ServiceName, string>;
   grpc: { 'ca-signer': string };
+  http: { ocspHttps: string };
   supervisor: string;
   configs: Record<ServiceName, string>;
 }
@@ -60,6 +62,21 @@ describe('the embedded deployment (make up)', () => {
     for (const service of SERVICES) expect(up.output()).toContain(`  ${service.padEnd(10)} ready`);
     endpoints = JSON.parse(readFileSync(path.join(state, 'endpoints.json'), 'utf8')) as Endpoints;
     expect(endpoints.supervisor).toBe(`http://127.0.0.1:${portBase + 99}`);
+    // The responder's HTTPS listener (agencies' mTLS for metering) serves with the responder's
+    // service certificate: a client trusting the service CA gets OCSP answers there (a body that is
+    // no OCSP request: malformedRequest, status 200, RFC 6960).
+    expect(endpoints.http.ocspHttps).toBe(`https://127.0.0.1:${portBase + 86}/`);
+    const answer = await new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
+      const req = https.request(endpoints.http.ocspHttps, { method: 'POST', ca: readFileSync(path.join(state, 'service-ca', 'ca.crt')), headers: { 'content-type': 'application/ocsp-request' } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks) }));
+      });
+      req.on('error', reject);
+      req.end(Buffer.from('not an OCSP request'));
+    });
+    expect(answer.status).toBe(200);
+    expect(answer.body.toString('hex')).toBe('30030a0101');
   });
 
   it('restarts a service killed with SIGKILL, with a line in the terminal and a count, while the others keep answering', async () => {

@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -31,7 +31,11 @@ describe('service configuration files', () => {
       writeFileSync(file, value);
       return file;
     };
-    const tls = { caFile: '/x/ca.crt', certFile: '/x/s.crt', keyFile: '/x/s.key' };
+    // The responder reads its HTTPS listener's certificate and key when it loads its config.
+    const certFile = path.join(dir, 's.crt');
+    const keyFile = path.join(dir, 's.key');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=ocsp', '-days', '1', '-keyout', keyFile, '-out', certFile], { stdio: 'ignore' });
+    const tls = { caFile: '/x/ca.crt', certFile, keyFile };
     configs = buildDevConfigs({
       ports: devPorts(20_000),
       databaseUrlFile: secret('db-url', 'postgres://postgres:pw@127.0.0.1:1/pki'),
