@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -30,6 +31,17 @@ const component = (o: K8sObject) => o.metadata.labels?.['app.kubernetes.io/compo
 
 let runner: ReturnType<typeof helmRunner>;
 const rendered = new Map<string, K8sObject[]>();
+
+/** A certificate in PEM for the files a pod would hold as certificates. */
+const STAND_IN_CERTIFICATE = (() => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'chart-cert-'));
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=stand-in', '-days', '1', '-keyout', path.join(dir, 'k.pem'), '-out', path.join(dir, 'c.pem')], { stdio: 'ignore' });
+    return readFileSync(path.join(dir, 'c.pem'), 'utf8');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+})();
 
 beforeAll(async () => {
   runner = helmRunner();
@@ -85,7 +97,8 @@ describe.each(VALUES_FILES)('rendered with %s', (file) => {
           paths.push(value);
           const local = path.join(root, value);
           mkdirSync(path.dirname(local), { recursive: true });
-          writeFileSync(local, value.endsWith('/database/url') ? 'postgres://pki:secret@db.example:5432/pki' : 'a'.repeat(64));
+          // Certificates are read as PEM by the schemas that load them (the responder's HTTPS listener).
+          writeFileSync(local, value.endsWith('/database/url') ? 'postgres://pki:secret@db.example:5432/pki' : value.endsWith('.crt') ? STAND_IN_CERTIFICATE : 'a'.repeat(64));
           return local;
         }) as unknown;
         expect(() => parseConfig(SCHEMAS[service]!, relocated, `${service} (${file})`)).not.toThrow();

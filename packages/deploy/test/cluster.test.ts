@@ -65,7 +65,7 @@ async function prerequisites(namespace: string): Promise<void> {
     'citizen-pki-card-mgmt-keys': ['admin-secret', 'transport', 'fingerprint'],
   };
   for (const s of ['ca-signer', 'ra', 'card-mgmt', 'ocsp', 'crl', 'audit']) secrets[`citizen-pki-${s}-tls`] = ['ca.crt', 'tls.crt', 'tls.key'];
-  for (const s of ['ra', 'card-mgmt', 'audit']) secrets[`citizen-pki-${s}-https`] = ['tls.crt', 'tls.key'];
+  for (const s of ['ra', 'card-mgmt', 'audit', 'ocsp']) secrets[`citizen-pki-${s}-https`] = ['tls.crt', 'tls.key'];
   const objects = [
     ...Object.entries(secrets).map(([name, keys]) => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace }, stringData: Object.fromEntries(keys.map((k) => [k, 'stand-in'])) })),
     { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'citizen-pki-officer-ca', namespace }, data: { 'ca.crt': 'stand-in' } },

@@ -3,7 +3,7 @@ Each service's config file (services/<name>/src/config.ts), rendered from the va
 renders the chart with `helm template` for every values file and parses each of these with the
 service's own zod schema. Paths are where the Deployment mounts things:
   /etc/pki/tls/                 the service's mTLS identity (ca.crt, tls.crt, tls.key)
-  /etc/pki/https/               the public HTTPS certificate (ra, card-mgmt, audit)
+  /etc/pki/https/               the public HTTPS certificate (ra, card-mgmt, audit; ocsp's for agencies' mTLS)
   /etc/pki/officer-ca/          the officers' client CA
   /etc/pki/secrets/database/url the service's postgres:// URL
   /etc/pki/secrets/...          the service's other secrets
@@ -57,6 +57,7 @@ service's own zod schema. Paths are where the Deployment mounts things:
 {{- else if eq $svc "ocsp" -}}
 {{- $config = merge (dict
   "http" (dict "host" "0.0.0.0" "port" 8080 "threads" $v.ocsp.threads)
+  "https" (dict "host" "0.0.0.0" "port" 8443 "certFile" "/etc/pki/https/tls.crt" "keyFile" "/etc/pki/https/tls.key")
   "tls" $tls
   "caSigner" $caSigner
   "events" (dict "transport" $events)

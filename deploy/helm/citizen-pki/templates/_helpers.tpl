@@ -61,7 +61,7 @@ the same numbers.
   ports: { https: 8443, ops: 9090 }
 - name: ocsp
   key: ocsp
-  ports: { http: 8080, ops: 9090 }
+  ports: { http: 8080, https: 8443, ops: 9090 }
   autoscaled: true
 - name: crl
   key: crl
