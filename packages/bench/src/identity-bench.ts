@@ -47,7 +47,6 @@ async function waitReady(url: string, child: ChildProcess, name: string): Promis
   throw new Error(`${name} did not become ready`);
 }
 
-
 async function main(): Promise<void> {
   const root = findRepoRoot(__dirname);
   const runDir = path.join(root, 'var', 'bench', `identity-${process.pid}`);

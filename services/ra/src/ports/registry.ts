@@ -31,16 +31,17 @@ export interface Registry {
   reads: RegistryReads;
   /**
    * An approval's common case, written at once and committed before it resolves (possibly in one
-   * transaction with concurrent ones, never half): application `applicationId` moves from SUBMITTED to ISSUING (decided by `decidedBy`), the idempotency key is claimed and
-   * the audit events are recorded, all or nothing. False, with nothing written, when the
+   * transaction with concurrent ones, never half): application `applicationId` moves from
+   * SUBMITTED to ISSUING (decided by `decidedBy`), the idempotency key is claimed and the audit
+   * events are recorded, all or nothing. False, with nothing written, when the
    * application is missing or not SUBMITTED, or the key is already held: the transactional way
    * then finds out why.
    */
   approveAtOnce(input: ApprovalAtOnce): Promise<boolean>;
   /**
    * A new card's issuance (no card superseded), written at once and committed before it resolves
-   * (possibly in one transaction with concurrent ones, never half): the application moves from ISSUING to ISSUED, then the card, its certificates with their first
-   * history rows, the idempotency key's result, the status changes' events and the audit events
+   * (possibly in one transaction with concurrent ones, never half): the application moves from
+   * ISSUING to ISSUED, then the card, its certificates with their first history rows, the idempotency key's result, the status changes' events and the audit events
    * are written, all or nothing. Undefined, with nothing written, when the application is not
    * ISSUING (a concurrent run recorded it, or it moved on).
    */

@@ -236,17 +236,31 @@ export class PostgresRegistry implements Registry {
   }
 
   /**
-   * Approvals together in one transaction: each one's statement, then all their events in one
-   * append. The events come last so that the audit producer's head row, which every ra write
-   * locks until its commit, is taken after the applications' rows, as in every ra transaction
-   * (registryTransaction): a batch cannot deadlock with a transaction on one of its applications.
-   * A key already held fails the batch; BatchCommit then writes each approval alone.
+   * Items together in one transaction: each one's statement in turn, then the events of those
+   * written, all in one append. The events come last so that the audit producer's head row, which
+   * every ra write locks until its commit, is taken after the applications' rows, as in every ra
+   * transaction (registryTransaction): a batch cannot deadlock with a transaction on one of its
+   * applications. A statement that fails (a key already held) fails the batch; BatchCommit then
+   * writes each item alone.
    */
-  async #approveTogether(tx: BatchQueryable, items: readonly ApprovalAtOnce[]): Promise<boolean[]> {
-    const moved: boolean[] = [];
-    for (const input of items) moved.push(Number((await tx.query(this.#approval(input, false))).rows[0].moved) === 1);
-    await appendEvents(tx, items.flatMap((input, i) => (moved[i] ? input.audits.map((a) => auditEvent(this.#options, a)) : [])));
-    return moved;
+  async #together<I, R>(tx: BatchQueryable, items: readonly I[], write: (input: I) => Promise<{ result: R; events: NewEvent[] }>): Promise<R[]> {
+    const results: R[] = [];
+    const events: NewEvent[] = [];
+    for (const input of items) {
+      const written = await write(input);
+      results.push(written.result);
+      events.push(...written.events);
+    }
+    await appendEvents(tx, events);
+    return results;
+  }
+
+  /** Approvals together (#together); an approval that moved nothing appends no events. */
+  #approveTogether(tx: BatchQueryable, items: readonly ApprovalAtOnce[]): Promise<boolean[]> {
+    return this.#together(tx, items, async (input) => {
+      const moved = Number((await tx.query(this.#approval(input, false))).rows[0].moved) === 1;
+      return { result: moved, events: moved ? input.audits.map((a) => auditEvent(this.#options, a)) : [] };
+    });
   }
 
   #approval(input: ApprovalAtOnce, withEvents: boolean): pg.QueryConfig {
@@ -280,17 +294,12 @@ export class PostgresRegistry implements Registry {
     }
   }
 
-  /** Recordings together in one transaction, their events appended last, as #approveTogether. */
-  async #recordTogether(tx: BatchQueryable, items: readonly IssuanceAtOnce[]): Promise<Array<ApplicationRecord | undefined>> {
-    const recorded: Array<ApplicationRecord | undefined> = [];
-    const events: NewEvent[] = [];
-    for (const input of items) {
+  /** Recordings together (#together); a recording that moved nothing appends no events. */
+  #recordTogether(tx: BatchQueryable, items: readonly IssuanceAtOnce[]): Promise<Array<ApplicationRecord | undefined>> {
+    return this.#together(tx, items, async (input) => {
       const row = (await tx.query(this.#recording(input, false))).rows[0];
-      recorded.push(row ? application(row) : undefined);
-      if (row) events.push(...this.#recordingEvents(input));
-    }
-    await appendEvents(tx, events);
-    return recorded;
+      return row ? { result: application(row), events: this.#recordingEvents(input) } : { result: undefined, events: [] };
+    });
   }
 
   #recordingEvents(input: IssuanceAtOnce): NewEvent[] {
